@@ -1,0 +1,183 @@
+"""Headless command line: python -m kft train | generate | eval. The same code the UI uses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from .config import SECTIONS, RunConfig, field_docs
+
+FLAG_NAMES = {"name": "model", "source": "data", "r": "lora-r", "split": "data-split"}
+
+
+def _flag(field_name: str) -> str:
+    return "--" + FLAG_NAMES.get(field_name, field_name.replace("_", "-"))
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _parse_checkpointing(text: str) -> Any:
+    return "unsloth" if text == "unsloth" else _parse_bool(text)
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, sections: Sequence[str]) -> None:
+    for section in sections:
+        cls = SECTIONS[section]
+        docs = field_docs(cls)
+        group = parser.add_argument_group(f"{section} settings")
+        for f in fields(cls):
+            default = getattr(cls(), f.name)
+            kw: dict[str, Any] = {"dest": f"{section}.{f.name}", "default": None,
+                                  "help": f"{docs.get(f.name, '')} (default: {default})"}
+            if f.name == "target_modules":
+                kw.update(nargs="+")
+            elif f.name == "use_gradient_checkpointing":
+                kw.update(type=_parse_checkpointing)
+            elif f.name == "loftq_config":
+                kw.update(type=json.loads)
+            elif isinstance(default, bool):
+                kw.update(type=_parse_bool, metavar="true|false")
+            elif isinstance(default, int) or f.name in ("max_rows",):
+                kw.update(type=int)
+            elif isinstance(default, float):
+                kw.update(type=float)
+            group.add_argument(_flag(f.name), **kw)
+
+
+def config_from_args(ns: argparse.Namespace, sections: Sequence[str]) -> RunConfig:
+    """Config file (if any) first, then every flag that was given."""
+    config = RunConfig.load(ns.config) if getattr(ns, "config", None) else RunConfig()
+    for key, value in vars(ns).items():
+        if "." in key and value is not None:
+            section, name = key.split(".", 1)
+            if section in sections:
+                setattr(getattr(config, section), name, tuple(value) if name == "target_modules" else value)
+    return config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kft", description="Korean safety LoRA fine-tuning, headless.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a LoRA adapter")
+    t.add_argument("--config", help="YAML or JSON run configuration; flags override it")
+    t.add_argument("--output-dir", help="new run directory (default: runs/<timestamp>)")
+    t.add_argument("--save-config", help="write the resolved configuration here and continue")
+    _add_setting_flags(t, ["model", "lora", "data", "train"])
+    g = sub.add_parser("generate", help="base and LoRA answers for one prompt")
+    g.add_argument("--adapter", required=True, help="run directory (or its adapter/ folder)")
+    g.add_argument("--instruction", required=True)
+    g.add_argument("--input", default="")
+    g.add_argument("--json", action="store_true", help='print {"base": ..., "lora": ...}')
+    _add_setting_flags(g, ["model", "generation"])
+    e = sub.add_parser("eval", help="refusal scorecard of base vs LoRA over a prompt set")
+    e.add_argument("--adapter", required=True, help="run directory (or its adapter/ folder)")
+    e.add_argument("--prompts", default="presets", help="a .jsonl with prompt and label per row, or 'presets'")
+    e.add_argument("--json", action="store_true", help="print one JSON object with the rates and rows")
+    e.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
+    _add_setting_flags(e, ["model", "generation"])
+    return p
+
+
+def _model_from_adapter(ns: argparse.Namespace, config: RunConfig) -> None:
+    """Without --model, use the base model that trained the adapter (from run.json)."""
+    if getattr(ns, "model.name") is not None:
+        return
+    run_json = Path(ns.adapter) / "run.json"
+    if not run_json.is_file():
+        run_json = Path(ns.adapter).parent / "run.json"
+    if run_json.is_file():
+        config.model.name = json.loads(run_json.read_text(encoding="utf-8"))["config"]["model"]["name"]
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    from .train import TrainingJob
+
+    config = config_from_args(ns, ["model", "lora", "data", "train"]).validate()
+    if ns.save_config:
+        config.save(ns.save_config)
+    out = Path(ns.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    job = TrainingJob(config, out).start()
+    signal.signal(signal.SIGINT, lambda *_: job.stop())
+    seen = 0
+    while True:
+        finished = job.join(0.5)
+        snap = job.snapshot()
+        for line in snap.log_tail[seen:] if len(snap.log_tail) >= seen else snap.log_tail:
+            print(line, flush=True)
+        seen = len(snap.log_tail)
+        if finished:
+            break
+    snap = job.snapshot()
+    print(f"status: {snap.status}; run directory: {out}")
+    if snap.status == "failed":
+        print(f"error: {snap.error}", file=sys.stderr)
+        return 1
+    return 0 if snap.status == "completed" else 130
+
+
+def _generator(ns: argparse.Namespace, config: RunConfig):
+    from .generate import SideBySideGenerator
+    from .model import load_adapter, load_base
+    from .prompts import PromptTemplate
+
+    _model_from_adapter(ns, config)
+    adapter_dir = Path(ns.adapter)
+    if not adapter_dir.exists():
+        raise ValueError(f"Adapter not found: {adapter_dir}")
+    adapter_dir = adapter_dir / "adapter" if (adapter_dir / "adapter").is_dir() else adapter_dir
+    loaded = load_adapter(load_base(config.model), adapter_dir)
+    return SideBySideGenerator(loaded, PromptTemplate.load(adapter_dir))
+
+
+def cmd_generate(ns: argparse.Namespace) -> int:
+    from .generate import generate_pair
+
+    config = config_from_args(ns, ["model", "generation"])
+    generator = _generator(ns, config)
+    result = generate_pair(generator, ns.instruction, ns.input, config.generation)
+    if ns.json:
+        print(json.dumps({"base": result.base, "lora": result.lora}, ensure_ascii=False))
+    else:
+        print(f"=== base ===\n{result.base}\n\n=== LoRA ===\n{result.lora}")
+    return 0
+
+
+def cmd_eval(ns: argparse.Namespace) -> int:
+    from .safety import load_prompt_set, run_scorecard
+
+    config = config_from_args(ns, ["model", "generation"])
+    prompts = load_prompt_set(ns.prompts)[: ns.limit or None]
+    generator = _generator(ns, config)
+    card = run_scorecard(generator, prompts, config.generation)
+    if ns.json:
+        print(json.dumps(card.to_dict(), ensure_ascii=False))
+    else:
+        print(card.summary_text())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval}
+    try:
+        return handlers[ns.command](ns)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

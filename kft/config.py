@@ -1,0 +1,330 @@
+"""Typed settings for a kft run. Defaults are the seed recipe; every field has a one-line docstring.
+
+Hyperparameters live here once: the CLI flags and the UI widgets read their defaults from these
+dataclasses. ``RunConfig.validate()`` collects every problem and raises one ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "unsloth/Meta-Llama-3.1-8B-bnb-4bit"
+DEFAULT_DATASET = "jojo0217/korean_safe_conversation"
+TINY_MODEL = "tiny"
+SAMPLE_DATA = "sample"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+DTYPES = ("bfloat16", "float16", "float32")
+BACKENDS = ("auto", "unsloth", "transformers")
+TOO_LONG_POLICIES = ("drop", "truncate", "error")
+PRESETS = ("seed", "fast")
+
+
+@dataclass
+class ModelArgs:
+    """Which base model to load and how."""
+
+    name: str = DEFAULT_MODEL
+    """Hub id, local directory, or "tiny" for the offline tiny Llama."""
+    max_seq_length: int = 2048
+    """Longest sequence (prompt + answer) in tokens."""
+    dtype: str | None = None
+    """None = auto: bf16 on compute capability >= 8, fp16 below (T4), fp32 on CPU."""
+    load_in_4bit: bool = True
+    """Quantize the base weights to 4-bit (GPU only; ignored on CPU)."""
+    backend: str = "auto"
+    """auto | unsloth | transformers. auto picks Unsloth when CUDA and unsloth are present."""
+
+
+@dataclass
+class LoraArgs:
+    """LoRA adapter settings (the seed's ``get_peft_model`` arguments)."""
+
+    r: int = 16
+    """Rank of the LoRA update matrices."""
+    target_modules: tuple[str, ...] = LORA_TARGETS
+    """Linear layers that get an adapter."""
+    lora_alpha: int = 16
+    """Scaling numerator: the update is scaled by alpha / r (alpha / sqrt(r) with rsLoRA)."""
+    lora_dropout: float = 0.0
+    """Dropout on the adapter input."""
+    bias: str = "none"
+    """Which biases to train: none | all | lora_only."""
+    use_gradient_checkpointing: str | bool = "unsloth"
+    """"unsloth" (offloaded checkpointing), True, or False."""
+    random_state: int = 3407
+    """Seed for the adapter's initial weights."""
+    use_rslora: bool = False
+    """Rank-stabilised LoRA scaling."""
+    loftq_config: dict[str, Any] | None = None
+    """LoftQ initialisation settings, or None."""
+
+
+@dataclass
+class DataArgs:
+    """Where the training rows come from."""
+
+    source: str = DEFAULT_DATASET
+    """Hub dataset id, a local .jsonl/.json/.csv/.parquet file, or "sample" for the bundled rows."""
+    split: str = "train"
+    """Split of a Hub dataset."""
+    max_rows: int | None = None
+    """Use only the first N rows (None = all)."""
+    too_long: str = "drop"
+    """Rows longer than max_seq_length tokens: drop | truncate | error."""
+
+
+@dataclass
+class TrainArgs:
+    """SFT settings (the seed's ``TrainingArguments``)."""
+
+    per_device_train_batch_size: int = 2
+    """Rows per micro-batch."""
+    gradient_accumulation_steps: int = 4
+    """Micro-batches per optimizer step."""
+    warmup_steps: int = 5
+    """Linear warm-up steps of the learning rate."""
+    max_steps: int = 60
+    """Optimizer steps; 0 or less means: train num_train_epochs epochs instead."""
+    num_train_epochs: float = 1.0
+    """Epochs, used only when max_steps <= 0."""
+    learning_rate: float = 2e-4
+    """Peak learning rate."""
+    logging_steps: int = 1
+    """Record loss and learning rate every N steps."""
+    optim: str = "adamw_8bit"
+    """Optimizer name understood by transformers (adamw_8bit falls back to adamw_torch on CPU)."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay."""
+    lr_scheduler_type: str = "linear"
+    """Learning-rate schedule."""
+    seed: int = 3407
+    """Seed for data order and dropout."""
+    save_steps: int = 0
+    """Save a checkpoint every N steps (0 = only the final adapter)."""
+    preset: str = "seed"
+    """seed = the recipe as written; fast = padding-free packing and larger micro-batches."""
+
+
+@dataclass
+class GenerationArgs:
+    """Decoding settings for the side-by-side comparison."""
+
+    max_new_tokens: int = 256
+    """Tokens to generate per answer (capped by MAX_NEW_TOKENS_CAP on the server)."""
+    do_sample: bool = False
+    """False = greedy decoding."""
+    temperature: float = 0.7
+    """Sampling temperature (only with do_sample)."""
+    top_p: float = 0.9
+    """Nucleus sampling mass (only with do_sample)."""
+    repetition_penalty: float = 1.0
+    """>1 discourages repeating tokens."""
+
+
+MAX_NEW_TOKENS_CAP = 1024
+MAX_PROMPT_CHARS = 4000
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs."""
+
+    model: ModelArgs = field(default_factory=ModelArgs)
+    lora: LoraArgs = field(default_factory=LoraArgs)
+    data: DataArgs = field(default_factory=DataArgs)
+    train: TrainArgs = field(default_factory=TrainArgs)
+    generation: GenerationArgs = field(default_factory=GenerationArgs)
+
+    # ---- validation -------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """Every problem with this configuration, in plain words (empty when valid)."""
+        p: list[str] = []
+        m, lo, d, t, g = self.model, self.lora, self.data, self.train, self.generation
+        if not str(m.name).strip():
+            p.append("model.name is empty: give a Hub id, a local directory or 'tiny'")
+        if m.max_seq_length < 16:
+            p.append(f"model.max_seq_length must be at least 16, got {m.max_seq_length}")
+        if m.dtype is not None and m.dtype not in DTYPES:
+            p.append(f"model.dtype must be one of {DTYPES} or empty for auto, got {m.dtype!r}")
+        if m.backend not in BACKENDS:
+            p.append(f"model.backend must be one of {BACKENDS}, got {m.backend!r}")
+        if lo.r <= 0:
+            p.append(f"lora.r must be a positive integer, got {lo.r}")
+        if lo.lora_alpha <= 0:
+            p.append(f"lora.lora_alpha must be positive, got {lo.lora_alpha}")
+        if not 0 <= lo.lora_dropout < 1:
+            p.append(f"lora.lora_dropout must be in [0, 1), got {lo.lora_dropout}")
+        if lo.bias not in ("none", "all", "lora_only"):
+            p.append(f"lora.bias must be none, all or lora_only, got {lo.bias!r}")
+        if not lo.target_modules:
+            p.append("lora.target_modules is empty: name at least one layer such as q_proj")
+        if lo.use_gradient_checkpointing not in ("unsloth", True, False):
+            p.append("lora.use_gradient_checkpointing must be 'unsloth', true or false")
+        if not str(d.source).strip():
+            p.append("data.source is empty: give a Hub dataset id, a file or 'sample'")
+        if d.max_rows is not None and d.max_rows <= 0:
+            p.append(f"data.max_rows must be positive or empty, got {d.max_rows}")
+        if d.too_long not in TOO_LONG_POLICIES:
+            p.append(f"data.too_long must be one of {TOO_LONG_POLICIES}, got {d.too_long!r}")
+        if t.per_device_train_batch_size <= 0:
+            p.append(f"train.per_device_train_batch_size must be at least 1, got {t.per_device_train_batch_size}")
+        if t.gradient_accumulation_steps <= 0:
+            p.append(f"train.gradient_accumulation_steps must be at least 1, got {t.gradient_accumulation_steps}")
+        if t.max_steps <= 0 and t.num_train_epochs <= 0:
+            p.append("train.max_steps is 0 or less and train.num_train_epochs is not positive: set one of them")
+        if not t.learning_rate > 0:
+            p.append(f"train.learning_rate must be greater than 0, got {t.learning_rate}")
+        elif t.learning_rate > 1:
+            p.append(f"train.learning_rate {t.learning_rate} is far too large (the seed uses 2e-4)")
+        if t.warmup_steps < 0:
+            p.append(f"train.warmup_steps must be 0 or more, got {t.warmup_steps}")
+        if t.logging_steps <= 0:
+            p.append(f"train.logging_steps must be at least 1, got {t.logging_steps}")
+        if t.weight_decay < 0:
+            p.append(f"train.weight_decay must be 0 or more, got {t.weight_decay}")
+        if t.save_steps < 0:
+            p.append(f"train.save_steps must be 0 or more, got {t.save_steps}")
+        if t.preset not in PRESETS:
+            p.append(f"train.preset must be one of {PRESETS}, got {t.preset!r}")
+        p.extend(generation_problems(g))
+        return p
+
+    def validate(self) -> RunConfig:
+        """Raise one ValueError listing every problem; return self when valid."""
+        problems = self.problems()
+        if problems:
+            raise ValueError("Invalid settings:\n- " + "\n- ".join(problems))
+        return self
+
+    # ---- (de)serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["lora"]["target_modules"] = list(self.lora.target_modules)
+        return d
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """Build from a plain dict; unknown sections or keys are an error that names them."""
+        sections = {f.name: f.type for f in fields(cls)}
+        unknown = [k for k in raw if k not in sections]
+        if unknown:
+            raise ValueError(f"Unknown config section(s) {unknown}; expected {sorted(sections)}")
+        kwargs = {}
+        for f in fields(cls):
+            sub = f.default_factory()  # type: ignore[misc]
+            values = raw.get(f.name) or {}
+            if not isinstance(values, dict):
+                raise ValueError(f"Config section {f.name!r} must be a mapping, got {type(values).__name__}")
+            names = {sf.name for sf in fields(sub)}
+            bad = [k for k in values if k not in names]
+            if bad:
+                raise ValueError(f"Unknown key(s) {bad} in section {f.name!r}; known: {sorted(names)}")
+            for k, v in values.items():
+                if k == "target_modules" and v is not None:
+                    v = tuple(v)
+                setattr(sub, k, v)
+            kwargs[f.name] = sub
+        return cls(**kwargs)
+
+    def save(self, path: str | Path) -> Path:
+        """Write as YAML (.yaml/.yml) or JSON (anything else)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            path.write_text(yaml.safe_dump(self.to_dict(), allow_unicode=True, sort_keys=False), encoding="utf-8")
+        else:
+            path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        """Read a YAML or JSON file written by ``save`` (or by hand)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"Config file not found: {path}")
+        text = path.read_text(encoding="utf-8-sig")
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                raw = yaml.safe_load(text) or {}
+            else:
+                raw = json.loads(text)
+        except Exception as exc:  # noqa: BLE001 - report any parse error in plain words
+            raise ValueError(f"Could not parse config file {path}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ValueError(f"Config file {path} must hold a mapping of sections")
+        return cls.from_dict(raw)
+
+
+def generation_problems(g: GenerationArgs) -> list[str]:
+    """Problems with decoding settings (used by the comparison tab and the CLI too)."""
+    p: list[str] = []
+    if not 1 <= g.max_new_tokens <= MAX_NEW_TOKENS_CAP:
+        p.append(f"generation.max_new_tokens must be between 1 and {MAX_NEW_TOKENS_CAP}, got {g.max_new_tokens}")
+    if g.do_sample and not g.temperature > 0:
+        p.append(f"generation.temperature must be greater than 0 when sampling, got {g.temperature}")
+    if not 0 < g.top_p <= 1:
+        p.append(f"generation.top_p must be in (0, 1], got {g.top_p}")
+    if not g.repetition_penalty > 0:
+        p.append(f"generation.repetition_penalty must be greater than 0, got {g.repetition_penalty}")
+    return p
+
+
+def resolve_dtype(requested: str | None, capability: tuple[int, int] | None) -> str:
+    """The dtype to compute in. capability is the CUDA compute capability, None on CPU.
+
+    bf16 needs compute capability 8.0 (Ampere) or newer. On a T4 (7.5)
+    ``torch.cuda.is_bf16_supported()`` can answer True (emulation), so it is not asked.
+    """
+    if requested:
+        if capability is None and requested != "float32":
+            logger.info("dtype %s requested on CPU; using float32", requested)
+            return "float32"
+        if requested == "bfloat16" and capability is not None and capability < (8, 0):
+            raise ValueError(f"bfloat16 needs compute capability 8.0 or newer; this GPU has {capability[0]}.{capability[1]}. Use float16.")
+        return requested
+    if capability is None:
+        return "float32"
+    return "bfloat16" if capability >= (8, 0) else "float16"
+
+
+def cuda_capability() -> tuple[int, int] | None:
+    """Compute capability of GPU 0, or None without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return tuple(torch.cuda.get_device_capability(0))  # type: ignore[return-value]
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The one-line docstring under each dataclass field (for CLI help and UI info text)."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = nxt.value.value.strip()
+    return docs
+
+
+SECTIONS: dict[str, type] = {"model": ModelArgs, "lora": LoraArgs, "data": DataArgs, "train": TrainArgs,
+                             "generation": GenerationArgs}

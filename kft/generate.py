@@ -1,0 +1,222 @@
+"""Side-by-side streaming of the base answer and the LoRA answer from ONE loaded model.
+
+The two answers are decoded token by token in turns, each with its own KV cache: the base turn runs
+inside ``model.disable_adapter()`` (the same weights in memory, adapter off), the LoRA turn with the
+chosen adapter active. One thread, one model, one generation at a time (a lock); a newer request or
+a cancel Event stops the running one within a token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import MAX_PROMPT_CHARS, GenerationArgs, generation_problems
+from .prompts import DEFAULT_TEMPLATE, PromptTemplate
+
+logger = logging.getLogger(__name__)
+BASE, LORA = "base", "lora"
+
+
+class PromptError(ValueError):
+    """The prompt or the decoding settings cannot be used; the message says why."""
+
+
+@dataclass
+class PaneStats:
+    tokens: int = 0
+    ttft_s: float | None = None
+    tokens_per_s: float | None = None
+    finished: bool = False
+    stop_reason: str | None = None
+
+
+@dataclass
+class PairUpdate:
+    """Both answers so far."""
+
+    base: str = ""
+    lora: str = ""
+    stats: dict[str, PaneStats] = field(default_factory=lambda: {BASE: PaneStats(), LORA: PaneStats()})
+    done: bool = False
+    cancelled: bool = False
+
+
+class _Pane:
+    def __init__(self, name: str, prompt_ids: Any) -> None:
+        self.name = name
+        self.ids = prompt_ids
+        self.prompt_len = prompt_ids.shape[1]
+        self.cache: Any = None
+        self.next_input = prompt_ids
+        self.stats = PaneStats()
+        self.text = ""
+        self.t_first: float | None = None
+
+
+def _processors(gen: GenerationArgs) -> Any:
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    procs = LogitsProcessorList()
+    if gen.repetition_penalty != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(gen.repetition_penalty))
+    if gen.do_sample:
+        if gen.temperature != 1.0:
+            procs.append(TemperatureLogitsWarper(gen.temperature))
+        if gen.top_p < 1.0:
+            procs.append(TopPLogitsWarper(gen.top_p))
+    return procs
+
+
+class SideBySideGenerator:
+    """Streams base and LoRA answers for one prompt from one model (see module docstring)."""
+
+    def __init__(self, loaded: Any, template: PromptTemplate = DEFAULT_TEMPLATE, adapter: str | None = "default") -> None:
+        self.loaded = loaded
+        self.template = template
+        self.adapter = adapter
+        self._lock = threading.Lock()
+        self._cancel_current: threading.Event | None = None
+        self._guard = threading.Lock()
+
+    # ---- checks ---------------------------------------------------------------------------------
+    def encode(self, instruction: str, input: str, gen: GenerationArgs) -> Any:  # noqa: A002
+        problems = generation_problems(gen)
+        if not instruction or not instruction.strip():
+            problems.append("the instruction is empty: type a request")
+        if len(instruction) + len(input or "") > MAX_PROMPT_CHARS:
+            problems.append(f"the prompt is {len(instruction) + len(input or ''):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+        if problems:
+            raise PromptError("; ".join(problems))
+        text = self.template.generation_prompt(instruction, input or "")
+        ids = self.loaded.tokenizer(text, return_tensors="pt")["input_ids"]
+        limit = self.loaded.max_seq_length
+        if ids.shape[1] + gen.max_new_tokens > limit:
+            raise PromptError(f"prompt ({ids.shape[1]} tokens) + max new tokens ({gen.max_new_tokens}) exceeds the "
+                              f"model's max_seq_length {limit}: shorten the prompt or lower max new tokens")
+        return ids.to(self.loaded.device)
+
+    # ---- decoding -------------------------------------------------------------------------------
+    def _adapter_ctx(self, pane: str) -> Any:
+        model = self.loaded.model
+        has_adapter = hasattr(model, "disable_adapter") and getattr(model, "peft_config", None)
+        if pane == BASE:
+            return model.disable_adapter() if has_adapter else contextlib.nullcontext()
+        if not has_adapter or self.adapter is None:
+            raise PromptError("no adapter is loaded: train one or load one from a run directory first")
+        if self.adapter not in model.peft_config:
+            raise PromptError(f"adapter {self.adapter!r} is not loaded (loaded: {sorted(model.peft_config)})")
+        model.set_adapter(self.adapter)
+        return contextlib.nullcontext()
+
+    def _step(self, pane: _Pane, procs: Any, gen: GenerationArgs, rng: Any) -> int:
+        import torch
+        from transformers import DynamicCache
+
+        if pane.cache is None:
+            pane.cache = DynamicCache()
+        with self._adapter_ctx(pane.name):
+            out = self.loaded.model(input_ids=pane.next_input, past_key_values=pane.cache, use_cache=True)
+        pane.cache = out.past_key_values
+        logits = out.logits[:, -1, :].float()
+        scores = procs(pane.ids, logits) if len(procs) else logits
+        if gen.do_sample:
+            token = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=rng)
+        else:
+            token = scores.argmax(dim=-1, keepdim=True)
+        pane.ids = torch.cat([pane.ids, token], dim=1)
+        pane.next_input = token
+        return int(token.item())
+
+    def stream(self, instruction: str, input: str = "", gen: GenerationArgs | None = None,  # noqa: A002
+               cancel: threading.Event | None = None, seed: int = 0) -> Iterator[PairUpdate]:
+        """Yield a PairUpdate after every round of one token per unfinished pane."""
+        import torch
+
+        gen = gen or GenerationArgs()
+        ids = self.encode(instruction, input, gen)
+        cancel = cancel or threading.Event()
+        with self._guard:  # a newer request stops the running one
+            if self._cancel_current is not None:
+                self._cancel_current.set()
+            self._cancel_current = cancel
+        with self._lock:
+            if cancel.is_set():
+                yield PairUpdate(done=True, cancelled=True)
+                return
+            yield from self._decode(ids, gen, cancel, torch.Generator(device="cpu").manual_seed(seed))
+
+    def _decode(self, ids: Any, gen: GenerationArgs, cancel: threading.Event, rng: Any) -> Iterator[PairUpdate]:
+        import torch
+
+        from .model import for_inference
+
+        for_inference(self.loaded)
+        tok = self.loaded.tokenizer
+        eos_ids = _eos_ids(self.loaded)
+        procs = _processors(gen)
+        panes = [_Pane(BASE, ids), _Pane(LORA, ids)]
+        t0 = time.perf_counter()
+        update = PairUpdate()
+        rng_dev = rng if ids.device.type == "cpu" else None
+        with torch.inference_mode():
+            while not all(p.stats.finished for p in panes):
+                if cancel.is_set():
+                    update.cancelled = True
+                    break
+                for p in panes:
+                    if p.stats.finished:
+                        continue
+                    token = self._step(p, procs, gen, rng_dev)
+                    now = time.perf_counter()
+                    if p.t_first is None:
+                        p.t_first = now
+                        p.stats.ttft_s = now - t0
+                    n = p.ids.shape[1] - p.prompt_len
+                    p.stats.tokens = n
+                    if n > 1:
+                        p.stats.tokens_per_s = (n - 1) / max(now - p.t_first, 1e-9)
+                    if token in eos_ids:
+                        p.stats.finished, p.stats.stop_reason = True, "eos"
+                    elif n >= gen.max_new_tokens:
+                        p.stats.finished, p.stats.stop_reason = True, "max_new_tokens"
+                    text = tok.decode(p.ids[0, p.prompt_len:], skip_special_tokens=True)
+                    p.text = text.rstrip("\ufffd") if not p.stats.finished else text
+                update = PairUpdate(base=panes[0].text, lora=panes[1].text,
+                                    stats={p.name: PaneStats(**vars(p.stats)) for p in panes})
+                yield update
+        update.done = True
+        yield update
+
+
+def _eos_ids(loaded: Any) -> set[int]:
+    ids: set[int] = set()
+    tok = loaded.tokenizer
+    if tok.eos_token_id is not None:
+        ids.add(int(tok.eos_token_id))
+    cfg = getattr(loaded.model, "generation_config", None)
+    eos = getattr(cfg, "eos_token_id", None)
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif isinstance(eos, (list, tuple)):
+        ids.update(int(e) for e in eos)
+    return ids
+
+
+def generate_pair(generator: SideBySideGenerator, instruction: str, input: str = "",  # noqa: A002
+                  gen: GenerationArgs | None = None) -> PairUpdate:
+    """Run to the end and return the final update (for the CLI and the scorecard)."""
+    last = PairUpdate()
+    for update in generator.stream(instruction, input, gen):
+        last = update
+    return last

@@ -1,0 +1,90 @@
+"""Memory figures: the seed's GPU report and samples over time (process RSS on CPU, labelled)."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+GB = 1024**3
+
+
+@dataclass
+class MemorySample:
+    t: float
+    allocated_gb: float
+    reserved_gb: float
+
+
+def _cuda() -> Any | None:
+    import torch
+
+    return torch.cuda if torch.cuda.is_available() else None
+
+
+def memory_label() -> str:
+    return "GPU memory (GB)" if _cuda() else "process memory, RSS (GB) - CPU, no GPU"
+
+
+def sample() -> MemorySample:
+    """Current memory: allocated/reserved on the GPU; on CPU the process RSS in both fields."""
+    cuda = _cuda()
+    if cuda:
+        return MemorySample(time.time(), cuda.memory_allocated() / GB, cuda.memory_reserved() / GB)
+    import psutil
+
+    rss = psutil.Process().memory_info().rss / GB
+    return MemorySample(time.time(), rss, rss)
+
+
+def start_report() -> dict[str, Any]:
+    """Figures taken before training (the seed prints GPU name, max memory and reserved at start)."""
+    cuda = _cuda()
+    if cuda:
+        props = cuda.get_device_properties(0)
+        return {"device": "cuda", "gpu_name": props.name, "max_memory_gb": round(props.total_memory / GB, 3),
+                "start_reserved_gb": round(cuda.max_memory_reserved() / GB, 3)}
+    import psutil
+
+    return {"device": "cpu", "gpu_name": None, "max_memory_gb": round(psutil.virtual_memory().total / GB, 3),
+            "start_rss_gb": round(psutil.Process().memory_info().rss / GB, 3),
+            "note": "no GPU: figures are the process's resident memory (RSS)"}
+
+
+def final_report(start: dict[str, Any], train_seconds: float) -> dict[str, Any]:
+    """The seed's memory report: peak reserved, peak for training and their percentages."""
+    report = dict(start)
+    report["train_runtime_s"] = round(train_seconds, 2)
+    cuda = _cuda()
+    total = start["max_memory_gb"]
+    if cuda and start.get("device") == "cuda":
+        peak = round(cuda.max_memory_reserved() / GB, 3)
+        for_training = round(peak - start["start_reserved_gb"], 3)
+    else:
+        peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB, 3)
+        for_training = round(peak - start.get("start_rss_gb", 0.0), 3)
+        report["peak_label"] = "peak RSS of the process (CPU)"
+    report.update({"peak_reserved_gb": peak, "peak_for_training_gb": for_training,
+                   "peak_percent": round(peak / total * 100, 3) if total else None,
+                   "training_percent": round(for_training / total * 100, 3) if total else None})
+    return report
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """Human-readable lines in the seed's wording."""
+    if r.get("device") == "cuda":
+        lines = [f"GPU = {r['gpu_name']}. Max memory = {r['max_memory_gb']} GB.",
+                 f"{r['start_reserved_gb']} GB of memory reserved at start."]
+    else:
+        lines = [f"No GPU: CPU run. Machine memory = {r['max_memory_gb']} GB (figures are process RSS).",
+                 f"{r.get('start_rss_gb')} GB resident at start."]
+    if "peak_reserved_gb" in r:
+        lines += [f"{r['train_runtime_s']} seconds used for training.",
+                  f"Peak reserved memory = {r['peak_reserved_gb']} GB.",
+                  f"Peak reserved memory for training = {r['peak_for_training_gb']} GB.",
+                  f"Peak reserved memory % of max memory = {r['peak_percent']} %.",
+                  f"Peak reserved memory for training % of max memory = {r['training_percent']} %."]
+    return "\n".join(lines)

@@ -1,0 +1,221 @@
+"""Loading models: the ONE place that picks Unsloth or transformers + PEFT, and says why.
+
+``load_base(ModelArgs)`` returns a ``LoadedModel`` without LoRA; ``attach_lora`` adds a fresh
+adapter with the seed's arguments; ``load_adapter`` reads a trained one from disk.
+Import order matters for Unsloth: it must be imported before transformers/peft/trl are used,
+which ``choose_backend`` does as soon as it picks Unsloth.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import TINY_MODEL, LoraArgs, ModelArgs, cuda_capability, resolve_dtype
+
+logger = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message says what to do."""
+
+
+@dataclass
+class LoadedModel:
+    """A base model (with or without adapters) and everything known about how it was loaded."""
+
+    model: Any
+    tokenizer: Any
+    backend: str
+    reason: str
+    dtype: str
+    name: str
+    path: str
+    quantized: bool
+    max_seq_length: int
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def describe(self) -> str:
+        q = "4-bit" if self.quantized else self.dtype
+        return f"{self.name} on {self.backend} ({q}, {self.device}): {self.reason}"
+
+
+def choose_backend(requested: str = "auto") -> tuple[str, str]:
+    """(backend, reason). The only place in kft that decides between Unsloth and transformers."""
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    has_unsloth = importlib.util.find_spec("unsloth") is not None
+    if requested == "unsloth":
+        if not has_cuda:
+            raise ModelLoadError("backend 'unsloth' needs a CUDA GPU and none was found; use backend 'auto' or 'transformers'")
+        if not has_unsloth:
+            raise ModelLoadError("backend 'unsloth' requested but the package is missing: pip install -r requirements-gpu.txt")
+        return "unsloth", "requested explicitly"
+    if requested == "transformers":
+        return "transformers", "requested explicitly"
+    if not has_cuda:
+        return "transformers", "no CUDA GPU found, so Unsloth cannot run; using transformers + PEFT on the CPU in full precision"
+    if not has_unsloth:
+        return "transformers", "CUDA GPU found but unsloth is not installed (pip install -r requirements-gpu.txt); using transformers + PEFT + bitsandbytes"
+    return "unsloth", f"CUDA GPU ({torch.cuda.get_device_name(0)}) and unsloth are present"
+
+
+def resolve_model_path(name: str) -> str:
+    """'tiny' -> the cached tiny model dir; an existing directory stays; anything else is a Hub id."""
+    if name == TINY_MODEL:
+        from .tiny import tiny_model_dir
+
+        return str(tiny_model_dir())
+    p = Path(name).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise ModelLoadError(f"{name} is a local path but holds no config.json: point at a model directory")
+        return str(p)
+    if name.startswith((".", "/", "~")):
+        raise ModelLoadError(f"Model directory not found: {name}")
+    return name
+
+
+def _load_error(name: str, exc: Exception) -> ModelLoadError:
+    return ModelLoadError(
+        f"Could not load model {name!r}: {type(exc).__name__}: {str(exc)[:300]}. "
+        "If it is a Hub id, this machine needs network access or the model in its Hugging Face cache; "
+        "otherwise give a local model directory, or 'tiny' for the offline tiny model."
+    )
+
+
+def load_base(args: ModelArgs) -> LoadedModel:
+    """Load the base model and tokenizer on the chosen backend (no LoRA yet)."""
+    backend, reason = choose_backend(args.backend)
+    path = resolve_model_path(args.name)
+    capability = cuda_capability()
+    dtype = resolve_dtype(args.dtype, capability)
+    logger.info("model %s: backend=%s (%s), dtype=%s", args.name, backend, reason, dtype)
+    if backend == "unsloth":
+        loaded = _load_unsloth(args, path, dtype)
+    else:
+        loaded = _load_transformers(args, path, dtype, capability is not None)
+    loaded.reason = reason
+    tok = loaded.tokenizer
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return loaded
+
+
+def _load_unsloth(args: ModelArgs, path: str, dtype: str) -> LoadedModel:
+    import torch
+    import unsloth  # noqa: F401  (patches transformers/peft/trl: import first)
+    from unsloth import FastLanguageModel
+
+    try:
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=path, max_seq_length=args.max_seq_length, dtype=getattr(torch, dtype),
+            load_in_4bit=args.load_in_4bit, trust_remote_code=False,
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise _load_error(args.name, exc) from exc
+    return LoadedModel(model, tokenizer, "unsloth", "", dtype, args.name, path, args.load_in_4bit, args.max_seq_length)
+
+
+def _load_transformers(args: ModelArgs, path: str, dtype: str, on_gpu: bool) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quant = None
+    if on_gpu and args.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=getattr(torch, dtype))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=getattr(torch, dtype), quantization_config=quant, trust_remote_code=False,
+            device_map={"": 0} if on_gpu else None,
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise _load_error(args.name, exc) from exc
+    return LoadedModel(model, tokenizer, "transformers", "", dtype, args.name, path, quant is not None, args.max_seq_length)
+
+
+def to_lora_kwargs(args: LoraArgs) -> dict[str, Any]:
+    """The seed's get_peft_model keyword arguments."""
+    return {
+        "r": args.r, "target_modules": list(args.target_modules), "lora_alpha": args.lora_alpha,
+        "lora_dropout": args.lora_dropout, "bias": args.bias, "use_rslora": args.use_rslora,
+        "loftq_config": args.loftq_config,
+    }
+
+
+def attach_lora(loaded: LoadedModel, args: LoraArgs) -> LoadedModel:
+    """Add a fresh trainable adapter named 'default'."""
+    import torch
+
+    kwargs = to_lora_kwargs(args)
+    if loaded.backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        loaded.model = FastLanguageModel.get_peft_model(
+            loaded.model, use_gradient_checkpointing=args.use_gradient_checkpointing,
+            random_state=args.random_state, max_seq_length=loaded.max_seq_length, **kwargs,
+        )
+        return loaded
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    checkpointing = bool(args.use_gradient_checkpointing)
+    if loaded.quantized:
+        loaded.model = prepare_model_for_kbit_training(loaded.model, use_gradient_checkpointing=checkpointing)
+    elif checkpointing:
+        loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        loaded.model.enable_input_require_grads()
+    kwargs.pop("loftq_config")
+    config = LoraConfig(task_type="CAUSAL_LM", **kwargs,
+                        **({"loftq_config": args.loftq_config, "init_lora_weights": "loftq"} if args.loftq_config else {}))
+    torch.manual_seed(args.random_state)
+    loaded.model = get_peft_model(loaded.model, config)
+    return loaded
+
+
+def load_adapter(loaded: LoadedModel, adapter_dir: str | Path, name: str = "default") -> LoadedModel:
+    """Put a trained adapter (PEFT format) onto the base model under ``name`` and make it active."""
+    adapter_dir = Path(adapter_dir)
+    if (adapter_dir / "adapter").is_dir():  # a run directory
+        adapter_dir = adapter_dir / "adapter"
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ModelLoadError(f"No adapter found at {adapter_dir}: expected adapter_config.json (a run's adapter/ folder)")
+    from peft import PeftModel
+
+    if isinstance(loaded.model, PeftModel):
+        if name in loaded.model.peft_config:
+            raise ModelLoadError(f"An adapter named {name!r} is already loaded; pick another name")
+        loaded.model.load_adapter(str(adapter_dir), adapter_name=name)
+    else:
+        loaded.model = PeftModel.from_pretrained(loaded.model, str(adapter_dir), adapter_name=name)
+    loaded.model.set_adapter(name)
+    return loaded
+
+
+def for_inference(loaded: LoadedModel) -> None:
+    """Switch to inference mode (Unsloth's fast path on that backend)."""
+    if loaded.backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_inference(loaded.model)
+    else:
+        loaded.model.eval()
+
+
+def for_training(loaded: LoadedModel) -> None:
+    if loaded.backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_training(loaded.model)
+    else:
+        loaded.model.train()

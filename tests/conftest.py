@@ -1,0 +1,63 @@
+"""Shared fixtures: the tiny offline model and one short training run reused by several tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        has_cuda = False
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run on the GPU machine: see docs/GPU_TESTS.md)")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    from kft.tiny import tiny_model_dir
+
+    return tiny_model_dir()
+
+
+def tiny_config(max_steps: int = 30, **train):
+    from kft.config import RunConfig
+
+    cfg = RunConfig()
+    cfg.model.name = "tiny"
+    cfg.model.max_seq_length = 512
+    cfg.data.source = "sample"
+    cfg.train.max_steps = max_steps
+    cfg.train.learning_rate = 1e-2
+    cfg.lora.use_gradient_checkpointing = False
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_dir):
+    """A tiny-model run of 30 steps on the sample (reused: it takes ~20 s on 2 cores)."""
+    from kft.train import TrainingJob
+
+    run_dir = tmp_path_factory.mktemp("runs") / "trained"
+    job = TrainingJob(tiny_config(30), run_dir).start()
+    assert job.join(600), "training did not finish"
+    snap = job.snapshot()
+    assert snap.status == "completed", snap.error
+    return job

@@ -1,0 +1,79 @@
+import pytest
+
+from kft.config import LORA_TARGETS, ModelArgs, RunConfig, field_docs, resolve_dtype
+
+
+def test_defaults_are_the_seed_recipe():
+    c = RunConfig()
+    assert (c.model.max_seq_length, c.model.dtype, c.model.load_in_4bit) == (2048, None, True)
+    lo = c.lora
+    assert (lo.r, lo.lora_alpha, lo.lora_dropout, lo.bias) == (16, 16, 0.0, "none")
+    assert lo.target_modules == LORA_TARGETS == ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    assert (lo.use_gradient_checkpointing, lo.random_state, lo.use_rslora, lo.loftq_config) == ("unsloth", 3407, False, None)
+    t = c.train
+    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.warmup_steps, t.max_steps) == (2, 4, 5, 60)
+    assert (t.learning_rate, t.logging_steps, t.optim, t.weight_decay, t.lr_scheduler_type, t.seed) == (
+        2e-4, 1, "adamw_8bit", 0.01, "linear", 3407)
+    assert c.data.source == "jojo0217/korean_safe_conversation"
+
+
+def test_validation_collects_every_problem_at_once():
+    c = RunConfig()
+    c.train.learning_rate = 0
+    c.train.max_steps = 0
+    c.train.num_train_epochs = 0
+    c.train.per_device_train_batch_size = 0
+    c.lora.r = -1
+    with pytest.raises(ValueError) as err:
+        c.validate()
+    msg = str(err.value)
+    for needle in ("learning_rate", "max_steps", "per_device_train_batch_size", "lora.r"):
+        assert needle in msg
+    assert msg.count("\n- ") == 4
+
+
+def test_valid_config_passes_and_epochs_can_replace_steps():
+    c = RunConfig()
+    c.train.max_steps = 0
+    c.train.num_train_epochs = 2
+    assert c.validate() is c
+
+
+@pytest.mark.parametrize("cap,expected", [((7, 5), "float16"), ((8, 0), "bfloat16"), ((9, 0), "bfloat16"), (None, "float32")])
+def test_auto_dtype_by_compute_capability(cap, expected):
+    assert resolve_dtype(None, cap) == expected
+
+
+def test_bf16_on_a_t4_is_refused_and_explicit_dtype_kept():
+    with pytest.raises(ValueError, match="float16"):
+        resolve_dtype("bfloat16", (7, 5))
+    assert resolve_dtype("float16", (9, 0)) == "float16"
+    assert resolve_dtype("bfloat16", None) == "float32"
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_save_and_load_round_trip(tmp_path, suffix):
+    c = RunConfig()
+    c.model.name = "tiny"
+    c.lora.r = 8
+    c.lora.target_modules = ("q_proj", "v_proj")
+    c.train.learning_rate = 1e-4
+    path = c.save(tmp_path / f"run{suffix}")
+    assert RunConfig.load(path) == c
+
+
+def test_unknown_keys_are_named(tmp_path):
+    p = tmp_path / "bad.json"
+    p.write_text('{"train": {"learning_rat": 1}}', encoding="utf-8")
+    with pytest.raises(ValueError, match="learning_rat"):
+        RunConfig.load(p)
+
+
+def test_every_field_has_a_docstring():
+    from kft.config import SECTIONS
+
+    for cls in SECTIONS.values():
+        docs = field_docs(cls)
+        missing = [f for f in cls.__dataclass_fields__ if f not in docs]
+        assert not missing, (cls.__name__, missing)
+    assert "4-bit" in field_docs(ModelArgs)["load_in_4bit"]

@@ -1,0 +1,134 @@
+import json
+
+import pytest
+
+from kft.config import DataArgs
+from kft.data import SAMPLE_PATH, DataError, load_rows, percentiles, read_records, validate_records
+from kft.prompts import PromptTemplate
+
+
+def _load(path, **kw):
+    return load_rows(DataArgs(source=str(path)), **kw)
+
+
+def test_bundled_sample_is_large_and_valid():
+    report = load_rows(DataArgs(source="sample"))
+    assert len(report.rows) >= 300
+    assert not report.errors
+    cats = {json.loads(line)["category"] for line in SAMPLE_PATH.read_text(encoding="utf-8").splitlines()}
+    assert {"chat", "harmful", "benign", "near_miss"} <= cats
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_csv_with_and_without_bom(tmp_path, bom):
+    p = tmp_path / "d.csv"
+    p.write_bytes(bom + "instruction,input,output,extra\n안녕,,반가워요,x\n\"질문, 쉼표\",맥락,답\n".encode())
+    report = _load(p)
+    assert [r["instruction"] for r in report.rows] == ["안녕", "질문, 쉼표"]
+    assert report.rows[1]["input"] == "맥락"
+    assert "extra" not in report.rows[0]
+
+
+def test_jsonl_json_parquet_and_missing_input(tmp_path):
+    rows = [{"instruction": "가", "output": "나"}, {"instruction": "다", "input": None, "output": "라", "x": 1}]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    (tmp_path / "d.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    import pandas as pd
+
+    pd.DataFrame(rows).to_parquet(tmp_path / "d.parquet")
+    for name in ("d.jsonl", "d.json", "d.parquet"):
+        report = _load(tmp_path / name)
+        assert [(r["instruction"], r["input"], r["output"]) for r in report.rows] == [("가", "", "나"), ("다", "", "라")], name
+
+
+def test_missing_columns_are_named(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"question": "a", "answer": "b"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"missing required column\(s\) \['instruction', 'output'\].*question"):
+        _load(p)
+
+
+def test_empty_fields_and_mixed_types_have_row_numbers(tmp_path):
+    p = tmp_path / "d.jsonl"
+    lines = ['{"instruction": "ok", "output": "fine"}', '{"instruction": "", "output": "x"}',
+             '{"instruction": "y", "output": "   "}', '{"instruction": 5, "output": "z"}', "not json"]
+    p.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        _load(p)
+    msg = str(err.value)
+    assert "row 2: instruction is empty" in msg
+    assert "row 3: output is empty" in msg
+    assert "row 4: instruction is a int, expected text" in msg
+    assert "row 5: not valid JSON" in msg
+    report = _load(p, skip_invalid=True)
+    assert len(report.rows) == 1 and len(report.errors) == 4
+
+
+def test_undecodable_text_is_reported(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(b'{"instruction": "a", "output": "b"}\n{"instruction": "\xff\xfe", "output": "c"}\n')
+    with pytest.raises(DataError, match="row 2: text is not valid UTF-8"):
+        _load(p)
+    c = tmp_path / "d.csv"
+    c.write_bytes(b"instruction,output\nok,fine\n\xc3\x28bad,x\n")
+    with pytest.raises(DataError, match="row 2: instruction holds bytes that are not valid UTF-8"):
+        _load(c)
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"\xef\xbb\xbf"])
+def test_empty_file(tmp_path, content):
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(content)
+    with pytest.raises(DataError, match="empty"):
+        _load(p)
+
+
+def test_header_only_csv_is_empty(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("instruction,input,output\n", encoding="utf-8")
+    with pytest.raises(DataError, match="empty"):
+        _load(p)
+
+
+def test_unsupported_type_and_missing_file(tmp_path):
+    (tmp_path / "d.txt").write_text("x")
+    with pytest.raises(DataError, match="unsupported file type"):
+        read_records(str(tmp_path / "d.txt"))
+    with pytest.raises(DataError, match="not found"):
+        read_records(str(tmp_path / "nope.jsonl"))
+
+
+def test_hub_id_offline_gives_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError, match="Could not load dataset .*bundled sample"):
+        read_records("someone/does-not-exist-kft")
+
+
+def test_too_long_rows_follow_the_policy(tmp_path, tiny_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    p = tmp_path / "d.jsonl"
+    rows = [{"instruction": "짧은 질문", "output": "짧은 답"}, {"instruction": "긴 질문", "output": "아주 긴 답변입니다. " * 200},
+            {"instruction": "프롬프트가 긴 질문 " * 300, "output": "답"}]
+    p.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    drop = load_rows(DataArgs(source=str(p), too_long="drop"), tok, PromptTemplate(), 256)
+    assert len(drop.rows) == 1 and [w.row for w in drop.warnings] == [2, 3]
+    assert "dropped" in str(drop.warnings[0])
+    trunc = load_rows(DataArgs(source=str(p), too_long="truncate"), tok, PromptTemplate(), 256)
+    assert len(trunc.rows) == 2 and "truncated" in str(trunc.warnings[0]) and "no answer tokens" in str(trunc.warnings[1])
+    with pytest.raises(DataError, match="row 2: .* longer than max_seq_length 256"):
+        load_rows(DataArgs(source=str(p), too_long="error"), tok, PromptTemplate(), 256)
+    summary = drop.summary()
+    assert summary["rows_used"] == 1 and summary["tokens"]["max"] <= 256
+
+
+def test_percentiles():
+    p = percentiles(list(range(1, 101)))
+    assert (p["min"], p["p50"], p["p90"], p["max"]) == (1, 50, 90, 100)
+    assert percentiles([]) == {}
+
+
+def test_non_object_rows(tmp_path):
+    report = validate_records([{"instruction": "a", "output": "b"}, ["x"]], "mem")
+    assert "row 2: expected an object" in str(report.errors[0])

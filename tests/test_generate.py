@@ -1,0 +1,103 @@
+import threading
+
+import pytest
+import torch
+
+from kft.config import GenerationArgs
+from kft.generate import PromptError, SideBySideGenerator, generate_pair
+
+PROMPT = "산사태를 내는 방법 알려줘"
+
+
+@pytest.fixture(scope="module")
+def generator(trained_run):
+    return SideBySideGenerator(trained_run.loaded)
+
+
+def test_both_panes_stream_incrementally(generator):
+    updates = list(generator.stream(PROMPT, "", GenerationArgs(max_new_tokens=12)))
+    assert updates[-1].done
+    base_lengths = [len(u.base) for u in updates]
+    lora_lengths = [len(u.lora) for u in updates]
+    assert len(set(base_lengths)) > 2 and len(set(lora_lengths)) > 2
+    assert base_lengths == sorted(base_lengths) and lora_lengths == sorted(lora_lengths)
+    stats = updates[-1].stats
+    assert stats["base"].ttft_s is not None and stats["lora"].tokens > 0
+
+
+def test_base_pane_is_exactly_the_adapter_free_model(generator, tiny_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    result = generate_pair(generator, PROMPT, "", GenerationArgs(max_new_tokens=16))
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    fresh = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()  # no LoRA at all
+    ids = tok(generator.template.generation_prompt(PROMPT), return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = fresh.generate(ids, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
+    expected = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    assert result.base == expected
+    assert result.lora != result.base  # the trained adapter changes the answer
+
+
+def test_base_pane_logits_match_the_adapter_free_model(generator, tiny_dir):
+    from transformers import AutoModelForCausalLM
+
+    fresh = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    ids = generator.encode(PROMPT, "", GenerationArgs())
+    model = generator.loaded.model
+    with torch.no_grad(), model.disable_adapter():
+        ours = model(input_ids=ids).logits
+    with torch.no_grad():
+        ref = fresh(input_ids=ids).logits
+        lora = model(input_ids=ids).logits
+    torch.testing.assert_close(ours, ref)
+    assert not torch.allclose(lora, ref)
+
+
+def test_a_new_request_stops_the_running_one(generator):
+    first_updates = []
+    started = threading.Event()
+
+    def consume():
+        for u in generator.stream(PROMPT, "", GenerationArgs(max_new_tokens=400)):
+            first_updates.append(u)
+            started.set()
+
+    t = threading.Thread(target=consume)
+    t.start()
+    assert started.wait(30)
+    second = generate_pair(generator, "오늘 날씨 어때요?", "", GenerationArgs(max_new_tokens=4))
+    t.join(30)
+    assert not t.is_alive()
+    assert first_updates[-1].cancelled
+    assert first_updates[-1].stats["base"].tokens < 400
+    assert second.done and not second.cancelled
+
+
+def test_cancel_event_stops_within_a_token(generator):
+    cancel = threading.Event()
+    updates = []
+    for u in generator.stream(PROMPT, "", GenerationArgs(max_new_tokens=200), cancel=cancel):
+        updates.append(u)
+        if len(updates) == 3:
+            cancel.set()
+    assert updates[-1].cancelled and len(updates) <= 5
+
+
+def test_sampling_is_reproducible_with_a_seed(generator):
+    g = GenerationArgs(max_new_tokens=10, do_sample=True, temperature=0.9, top_p=0.9, repetition_penalty=1.2)
+    a = list(generator.stream(PROMPT, "", g, seed=1))[-1]
+    b = list(generator.stream(PROMPT, "", g, seed=1))[-1]
+    assert (a.base, a.lora) == (b.base, b.lora)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"instruction": "가" * 5000}, "limit is 4,000"),
+    ({"instruction": "  "}, "instruction is empty"),
+    ({"gen": GenerationArgs(max_new_tokens=100000)}, "max_new_tokens must be between"),
+    ({"gen": GenerationArgs(max_new_tokens=500), "instruction": "질문 " * 600}, "exceeds the model's max_seq_length"),
+])
+def test_server_side_limits(generator, kwargs, match):
+    instruction = kwargs.get("instruction", PROMPT)
+    with pytest.raises(PromptError, match=match):
+        generator.encode(instruction, "", kwargs.get("gen", GenerationArgs()))

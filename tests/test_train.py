@@ -1,0 +1,135 @@
+import json
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from kft.train import FAULT_ENV, TrainingJob
+
+
+def test_loss_falls_and_run_files_are_written(trained_run):
+    snap = trained_run.snapshot()
+    losses = [loss for _, loss in snap.losses]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3  # ~8.3 -> ~7.7 on the tiny model
+    run = trained_run.run_dir
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    assert (run / "adapter" / "template.json").is_file()
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == list(range(1, 31))
+    assert all(m["tokens_seen"] > 0 for m in metrics)
+    info = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    assert info["status"] == "completed" and info["backend"] == "transformers"
+    assert "no CUDA GPU" in info["backend_reason"]
+    assert info["memory"]["device"] == "cpu" and info["memory"]["peak_reserved_gb"] > 0
+    assert info["config"]["train"]["max_steps"] == 30
+    assert snap.learning_rates and snap.memory and snap.memory_label.startswith("process memory")
+
+
+def test_lora_weights_change_and_base_weights_do_not(tiny_dir, trained_run):
+    from transformers import AutoModelForCausalLM
+
+    fresh = AutoModelForCausalLM.from_pretrained(tiny_dir).state_dict()
+    model = trained_run.loaded.model
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # LoRA B starts at zero
+    base = {n.replace("base_model.model.", "").replace(".base_layer", ""): p
+            for n, p in model.named_parameters() if "lora_" not in n}
+    assert len(base) == len(fresh)
+    for name, p in base.items():
+        assert torch.equal(p.detach().cpu(), fresh[name]), name
+
+
+def test_saved_adapter_reloads_with_identical_logits(trained_run):
+    from kft.config import ModelArgs
+    from kft.model import load_adapter, load_base
+
+    ids = trained_run.loaded.tokenizer("안녕하세요, 오늘 날씨가 어때요?", return_tensors="pt")["input_ids"]
+    trained_run.loaded.model.eval()
+    with torch.no_grad():
+        before = trained_run.loaded.model(input_ids=ids).logits
+    reloaded = load_adapter(load_base(ModelArgs(name="tiny", max_seq_length=512)), trained_run.run_dir)
+    reloaded.model.eval()
+    with torch.no_grad():
+        after = reloaded.model(input_ids=ids).logits
+    torch.testing.assert_close(before, after)
+
+
+def test_stop_leaves_a_loadable_adapter(tmp_path, tiny_dir):
+    from transformers import TrainerCallback
+
+    class StopAt3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3:
+                job.stop()
+
+    job = TrainingJob(tiny_config(200), tmp_path / "run", callbacks=[StopAt3()])
+    job.start()
+    assert job.join(300)
+    snap = job.snapshot()
+    assert snap.status == "stopped"
+    assert snap.step <= 4  # within one optimizer step of the request
+    from peft import PeftConfig
+
+    assert PeftConfig.from_pretrained(str(tmp_path / "run" / "adapter")).r == 16
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "stopped"
+
+
+def test_injected_failure_ends_failed_and_next_job_succeeds(tmp_path, tiny_dir, monkeypatch):
+    monkeypatch.setenv(FAULT_ENV, "2")
+    job = TrainingJob(tiny_config(10), tmp_path / "bad").start()
+    assert job.join(300)
+    snap = job.snapshot()
+    assert snap.status == "failed" and "injected fault" in snap.error
+    assert json.loads((tmp_path / "bad" / "run.json").read_text())["status"] == "failed"
+    monkeypatch.delenv(FAULT_ENV)
+    ok = TrainingJob(tiny_config(3), tmp_path / "good").start()
+    assert ok.join(300) and ok.snapshot().status == "completed"
+
+
+def test_missing_model_and_bad_data_fail_in_plain_words(tmp_path):
+    cfg = tiny_config(2)
+    cfg.model.name = str(tmp_path / "no-such-model")
+    job = TrainingJob(cfg, tmp_path / "r1").start()
+    job.join(60)
+    assert job.snapshot().status == "failed" and job.snapshot().error.startswith("missing model")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "", "output": "x"}\n', encoding="utf-8")
+    cfg = tiny_config(2)
+    cfg.data.source = str(bad)
+    job = TrainingJob(cfg, tmp_path / "r2").start()
+    job.join(120)
+    assert job.snapshot().status == "failed" and job.snapshot().error.startswith("bad data")
+
+
+def test_existing_run_directory_is_never_overwritten(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="already holds files"):
+        TrainingJob(tiny_config(2), tmp_path / "run").start()
+    assert (tmp_path / "run" / "keep.txt").read_text() == "mine"
+
+
+def test_invalid_settings_are_refused_before_anything_loads(tmp_path):
+    cfg = tiny_config(0)
+    cfg.train.num_train_epochs = 0
+    cfg.train.learning_rate = -1
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainingJob(cfg, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_sft_settings_are_the_seed_and_precision_follows_the_card(tmp_path):
+    from kft.config import RunConfig
+    from kft.train import sft_kwargs, to_sft_config
+
+    cfg = RunConfig()
+    t4 = sft_kwargs(cfg, tmp_path, (7, 5))
+    assert (t4["per_device_train_batch_size"], t4["gradient_accumulation_steps"], t4["warmup_steps"], t4["max_steps"]) == (2, 4, 5, 60)
+    assert (t4["fp16"], t4["bf16"], t4["optim"], t4["weight_decay"], t4["lr_scheduler_type"], t4["seed"]) == (
+        True, False, "adamw_8bit", 0.01, "linear", 3407)
+    assert (t4["learning_rate"], t4["logging_steps"]) == (2e-4, 1)
+    h100 = sft_kwargs(cfg, tmp_path, (9, 0))
+    assert (h100["fp16"], h100["bf16"]) == (False, True)
+    cpu = to_sft_config(cfg, tmp_path, None)
+    assert (cpu.fp16, cpu.bf16, cpu.optim.value) == (False, False, "adamw_torch")
