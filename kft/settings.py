@@ -1,0 +1,93 @@
+"""App settings: every ``python app.py`` flag, each also readable from an environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+
+@dataclass
+class AppSettings:
+    host: str = "127.0.0.1"
+    """Address to listen on (KFT_HOST; 0.0.0.0 in Docker and on a Space)."""
+    port: int = 7860
+    """Port to listen on (KFT_PORT)."""
+    share: bool = False
+    """Create a public gradio share link (KFT_SHARE); needs --auth."""
+    auth: str | None = None
+    """user:password[,user2:password2] (KFT_AUTH)."""
+    allow_share_without_auth: bool = False
+    """Explicit override: allow --share without --auth (KFT_ALLOW_SHARE_WITHOUT_AUTH)."""
+    data_dir: str = "data"
+    """Runs, adapters and checkpoints go here (KFT_DATA_DIR; /data on a Space with storage)."""
+    default_model: str | None = None
+    """Model preselected in the training tab (KFT_DEFAULT_MODEL); None = Llama 3.1 8B on a GPU, tiny on CPU."""
+    max_steps: int = 10_000
+    """Upper limit on training steps accepted by the server (KFT_MAX_STEPS)."""
+    max_new_tokens: int = 1024
+    """Upper limit on generated tokens per answer (KFT_MAX_NEW_TOKENS)."""
+    read_only: bool = False
+    """Comparison only, no training (KFT_READ_ONLY); for public links."""
+    lang: str = "ko"
+    """Initial UI language, ko or en (KFT_LANG)."""
+
+    def auth_pairs(self) -> list[tuple[str, str]] | None:
+        if not self.auth:
+            return None
+        pairs = []
+        for item in self.auth.split(","):
+            user, sep, pw = item.strip().partition(":")
+            if not sep or not user or not pw:
+                raise ValueError("--auth must look like user:password (several separated by commas)")
+            pairs.append((user, pw))
+        return pairs
+
+
+def _env_bool(name: str) -> bool | None:
+    v = os.environ.get(name)
+    return None if v is None else v.strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> AppSettings:
+    d = AppSettings()
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="python app.py", description="kft: Korean safety LoRA fine-tuning app")
+    p.add_argument("--host", default=env("KFT_HOST", d.host))
+    p.add_argument("--port", type=int, default=int(env("KFT_PORT", env("GRADIO_SERVER_PORT", d.port))))
+    p.add_argument("--share", action="store_true", default=bool(_env_bool("KFT_SHARE")))
+    p.add_argument("--auth", default=env("KFT_AUTH"), help="user:password; required with --share")
+    p.add_argument("--allow-share-without-auth", action="store_true",
+                   default=bool(_env_bool("KFT_ALLOW_SHARE_WITHOUT_AUTH")))
+    p.add_argument("--data-dir", default=env("KFT_DATA_DIR", d.data_dir))
+    p.add_argument("--default-model", default=env("KFT_DEFAULT_MODEL"))
+    p.add_argument("--max-steps", type=int, default=int(env("KFT_MAX_STEPS", d.max_steps)))
+    p.add_argument("--max-new-tokens", type=int, default=int(env("KFT_MAX_NEW_TOKENS", d.max_new_tokens)))
+    p.add_argument("--read-only", action="store_true", default=bool(_env_bool("KFT_READ_ONLY")))
+    p.add_argument("--lang", choices=("ko", "en"), default=env("KFT_LANG", d.lang))
+    ns = p.parse_args(argv)
+    s = AppSettings(**vars(ns))
+    s.data_dir = str(Path(s.data_dir).expanduser())
+    return s
+
+
+def check_settings(s: AppSettings) -> None:
+    """Refuse unsafe or impossible settings with a message that says why."""
+    problems = []
+    if s.share and not s.auth and not s.allow_share_without_auth:
+        problems.append("--share without --auth is refused: a share link makes every event (training, generation, "
+                        "file routes) callable by anyone who gets the link. Add --auth user:password, "
+                        "or pass --allow-share-without-auth if you really mean it.")
+    if s.max_steps < 1:
+        problems.append("--max-steps must be at least 1")
+    if not 1 <= s.max_new_tokens <= 4096:
+        problems.append("--max-new-tokens must be between 1 and 4096")
+    if s.auth:
+        try:
+            s.auth_pairs()
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SystemExit("kft: " + "\n".join(problems))
