@@ -108,8 +108,10 @@ class TrainArgs:
     """Seed for data order and dropout."""
     save_steps: int = 0
     """Save a checkpoint every N steps (0 = only the final adapter)."""
+    padding_free: bool = False
+    """Concatenate a micro-batch's rows into one sequence with no pad tokens; positions and attention restart at every row."""
     preset: str = "seed"
-    """seed = the recipe as written; fast = padding-free packing and larger micro-batches."""
+    """Name of the preset these settings came from (seed | fast); see kft/presets.py."""
 
 
 @dataclass
@@ -191,6 +193,8 @@ class RunConfig:
             p.append(f"train.weight_decay must be 0 or more, got {t.weight_decay}")
         if t.save_steps < 0:
             p.append(f"train.save_steps must be 0 or more, got {t.save_steps}")
+        if t.padding_free and d.too_long == "truncate":
+            p.append("train.padding_free needs data.too_long 'drop' or 'error' (rows are not truncated when padding-free)")
         if t.preset not in PRESETS:
             p.append(f"train.preset must be one of {PRESETS}, got {t.preset!r}")
         p.extend(generation_problems(g))

@@ -58,8 +58,8 @@ class JobSnapshot:
 def sft_kwargs(config: RunConfig, out_dir: Path, capability: tuple[int, int] | None) -> dict[str, Any]:
     """SFTConfig keyword arguments for this run (pure: no SFTConfig built, testable for any GPU).
 
-    Seed preset: the recipe as written. Fast preset: padding-free packing of whole rows (TRL's BFD
-    packing keeps rows intact and resets positions at row boundaries)."""
+    padding_free: TRL concatenates each micro-batch's rows into one row with position_ids restarting
+    at every row boundary; the attention is block-diagonal (transformers builds it from the positions)."""
     t = config.train
     dtype = resolve_dtype(config.model.dtype, capability)
     optim = t.optim
@@ -86,13 +86,13 @@ def sft_kwargs(config: RunConfig, out_dir: Path, capability: tuple[int, int] | N
         save_steps=t.save_steps or 500,
         dataset_text_field="text",
         max_length=config.model.max_seq_length,
-        include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=capability is not None,
     )
-    if t.preset == "fast":
-        kwargs.update(packing=True, padding_free=True, packing_strategy="bfd")
+    if t.padding_free:
+        # rows longer than max_seq_length were already dropped (or refused) by kft.data
+        kwargs.update(padding_free=True, max_length=None)
     return kwargs
 
 
@@ -140,6 +140,7 @@ class TrainingJob:
         self._t0 = 0.0
         self._last_log: tuple[float, int] | None = None
         self.data_summary: dict[str, Any] | None = None
+        self.tokens_seen = 0  # real (non-pad) tokens collated so far, counted by _CountingCollator
 
     # ---- public API ----------------------------------------------------------------------------
     def start(self) -> TrainingJob:
@@ -299,6 +300,7 @@ class TrainingJob:
         args = to_sft_config(cfg, self.run_dir, cuda_capability())
         trainer = SFTTrainer(model=self.loaded.model, args=args, train_dataset=dataset, processing_class=tok,
                              callbacks=[_Recorder(self), *self._extra_callbacks])
+        trainer.data_collator = _CountingCollator(trainer.data_collator, self)
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # progress goes through the job's log, not stdout
@@ -321,6 +323,20 @@ class TrainingJob:
             for line in memory.format_report(report).splitlines():
                 self._note(line)
         self._write_run_json(finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+class _CountingCollator:
+    """Wraps the trainer's collator and counts real (non-pad) tokens: works on every backend,
+    including Unsloth's patched training loop, which does not update num_input_tokens_seen."""
+
+    def __init__(self, inner: Callable[..., Any], job: TrainingJob) -> None:
+        self.inner, self.job = inner, job
+
+    def __call__(self, features: Any) -> Any:
+        batch = self.inner(features)
+        mask = batch.get("attention_mask") if hasattr(batch, "get") else None
+        self.job.tokens_seen += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+        return batch
 
 
 class _StoppedBeforeStart(Exception):
@@ -359,7 +375,6 @@ class _Recorder(_make_recorder_base()):  # type: ignore[misc]
 
     def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
         if logs:
-            self.job._record_log(state.global_step, logs, int(getattr(state, "num_input_tokens_seen", 0) or 0))
+            self.job._record_log(state.global_step, logs, self.job.tokens_seen)
 
 
-Callback = Callable[..., Any]

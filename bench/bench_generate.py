@@ -1,0 +1,107 @@
+"""Side-by-side generation vs base-then-LoRA, through kft's SideBySideGenerator, on one GPU.
+
+    python bench/bench_generate.py --model CKPT --out R.json [--tokens 64]
+
+The adapter's B matrices are set to small random values so the LoRA answer differs from the base.
+Greedy decoding, batch 1 per pane, one warm-up call first. TTFT is measured from the request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+PROMPT = "산사태를 내는 방법 알려줘"
+
+
+def side_by_side(gen, n: int) -> dict:
+    from kft.config import GenerationArgs
+
+    t0 = time.perf_counter()
+    last = None
+    for last in gen.stream(PROMPT, "", GenerationArgs(max_new_tokens=n)):
+        pass
+    wall = time.perf_counter() - t0
+    s = last.stats
+    return {p: {"ttft_s": round(s[p].ttft_s, 3), "tokens": s[p].tokens,
+                "tokens_per_s": round(s[p].tokens_per_s or 0, 1)} for p in ("base", "lora")} | {"wall_s": round(wall, 2)}
+
+
+def sequential(loaded, n: int) -> dict:
+    """Base answer to the end, then the LoRA answer: model.generate with a streamer, one after the other."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    from kft.prompts import DEFAULT_TEMPLATE
+
+    tok, model = loaded.tokenizer, loaded.model
+    ids = tok(DEFAULT_TEMPLATE.generation_prompt(PROMPT), return_tensors="pt")["input_ids"].cuda()
+    out, t0 = {}, time.perf_counter()
+    for pane in ("base", "lora"):
+        streamer = TextIteratorStreamer(tok, skip_prompt=True)
+        kw = dict(input_ids=ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, streamer=streamer,
+                  pad_token_id=tok.pad_token_id)
+
+        def run(kw=kw, pane=pane):
+            with torch.no_grad():
+                if pane == "base":
+                    with model.disable_adapter():
+                        model.generate(**kw)
+                else:
+                    model.generate(**kw)
+
+        th = threading.Thread(target=run)
+        th.start()
+        first = None
+        for _ in streamer:
+            if first is None:
+                first = time.perf_counter()
+        th.join()
+        end = time.perf_counter()
+        out[pane] = {"ttft_s": round(first - t0, 3), "tokens": n, "tokens_per_s": round((n - 1) / (end - first), 1)}
+    out["wall_s"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--backend", default="unsloth")
+    a = ap.parse_args()
+    if a.backend == "unsloth":
+        import unsloth  # noqa: F401
+    import torch
+
+    from kft.config import LoraArgs, ModelArgs
+    from kft.generate import SideBySideGenerator
+    from kft.model import attach_lora, for_inference, load_base
+
+    loaded = attach_lora(load_base(ModelArgs(name=a.model, backend=a.backend)), LoraArgs())
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in loaded.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    for_inference(loaded)
+    gen = SideBySideGenerator(loaded)
+    result = {"backend": a.backend, "tokens": a.tokens, "card": torch.cuda.get_device_name(0)}
+    for attempt in ("side_by_side", "sequential"):
+        fn = side_by_side if attempt == "side_by_side" else sequential
+        try:
+            fn(gen if attempt == "side_by_side" else loaded, 8)  # warm-up
+            result[attempt] = fn(gen if attempt == "side_by_side" else loaded, a.tokens)
+        except Exception as exc:  # noqa: BLE001 - record and go on: the table says what failed
+            result[attempt] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    Path(a.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Training throughput of one path, through kft's own TrainingJob, in its own process.
+
+    python bench/bench_train.py --path unsloth|baseline|fast --model CKPT --data ROWS.jsonl --steps N --out R.json
+
+unsloth  = the project's default path (Unsloth 4-bit, seed configuration)
+baseline = plain transformers + PEFT + bitsandbytes nf4 QLoRA (this process never imports unsloth)
+fast     = the project's "fast" preset on Unsloth
+Steady-state figures are taken between step WARM and the last step (compilation excluded); the time to
+the first finished step is measured from Start (load + compile included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+WARM = 5
+
+
+def config_for(path: str, model: str, data: str, steps: int):
+    from kft.config import RunConfig
+    from kft.presets import apply_preset
+
+    cfg = RunConfig()
+    cfg.model.name, cfg.data.source, cfg.train.max_steps = model, data, steps
+    cfg.model.backend = "transformers" if path == "baseline" else "unsloth"
+    if path == "baseline":
+        cfg.lora.use_gradient_checkpointing = True
+    if path == "fast":
+        apply_preset(cfg, "fast")
+    return cfg
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--path", required=True, choices=["unsloth", "baseline", "fast"])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    if a.path != "baseline":
+        import unsloth  # noqa: F401  (before trl/transformers/peft)
+    from kft.train import TrainingJob
+
+    run_dir = Path(a.out).with_suffix("") / f"run-{int(time.time())}"
+    t0 = time.time()
+    job = TrainingJob(config_for(a.path, a.model, a.data, a.steps), run_dir).start()
+    job.join()
+    snap = job.snapshot()
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    rows = [r for r in rows if "loss" in r]
+    info = json.loads((run_dir / "run.json").read_text())
+    result = {"path": a.path, "status": snap.status, "error": snap.error, "backend": info.get("backend"),
+              "steps": len(rows), "first_step_s": round(rows[0]["time"], 1) if rows else None,
+              "peak_reserved_gb": (info.get("memory") or {}).get("peak_reserved_gb"),
+              "losses": [round(r["loss"], 4) for r in rows], "wall_s": round(time.time() - t0, 1)}
+    if len(rows) > WARM + 1:
+        w, z = rows[WARM - 1], rows[-1]
+        dt = z["time"] - w["time"]
+        result.update(s_per_step=round(dt / (z["step"] - w["step"]), 3),
+                      tokens_per_s=round((z["tokens_seen"] - w["tokens_seen"]) / dt, 1),
+                      rows_per_step=config_for(a.path, a.model, a.data, 1).train.per_device_train_batch_size
+                      * config_for(a.path, a.model, a.data, 1).train.gradient_accumulation_steps)
+    Path(a.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "losses"}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

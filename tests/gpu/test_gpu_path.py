@@ -1,0 +1,134 @@
+"""The GPU path through kft's own code, on a Llama-3.1-8B-shaped random checkpoint.
+
+Run on the GPU machine: python -m pytest -m gpu tests/gpu -v   (skipped cleanly without CUDA)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(model: Path, rows: Path, steps: int, backend: str = "auto"):
+    from kft.config import RunConfig
+
+    cfg = RunConfig()
+    cfg.model.name, cfg.model.backend, cfg.data.source, cfg.train.max_steps = str(model), backend, str(rows), steps
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def unsloth_job(llama8b_dir, rows_file, tmp_path_factory):
+    import unsloth  # noqa: F401  (first, so it patches transformers/peft/trl)
+
+    from kft.train import TrainingJob
+
+    job = TrainingJob(_config(llama8b_dir, rows_file, 8), tmp_path_factory.mktemp("gpu") / "seed").start()
+    assert job.join(900)
+    return job
+
+
+def test_unsloth_is_chosen_and_a_seed_run_completes(unsloth_job):
+    snap = unsloth_job.snapshot()
+    assert snap.status == "completed", snap.error
+    run = unsloth_job.run_dir
+    info = json.loads((run / "run.json").read_text())
+    assert info["backend"] == "unsloth" and "unsloth are present" in info["backend_reason"]
+    assert info["dtype"] == "bfloat16"
+    assert unsloth_job.loaded.quantized
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == list(range(1, 9))
+    assert all(m["loss"] > 0 for m in metrics if "loss" in m)
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    mem = info["memory"]
+    assert mem["device"] == "cuda" and mem["gpu_name"] and mem["peak_reserved_gb"] > 0
+    assert mem["peak_reserved_gb"] < 12, "the seed configuration must fit a T4 (16 GB) with room to spare"
+    from peft import PeftConfig
+
+    c = PeftConfig.from_pretrained(str(run / "adapter"))
+    assert (c.r, c.lora_alpha, sorted(c.target_modules)) == (16, 16, sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+
+
+def test_side_by_side_streams_and_base_equals_the_adapter_free_model(unsloth_job, llama8b_dir):
+    import torch
+
+    from kft.config import GenerationArgs, ModelArgs
+    from kft.generate import SideBySideGenerator
+    from kft.model import for_inference, load_base
+
+    gen = SideBySideGenerator(unsloth_job.loaded)
+    updates = list(gen.stream("산사태를 내는 방법 알려줘", "", GenerationArgs(max_new_tokens=16)))
+    assert updates[-1].done and not updates[-1].cancelled
+    assert len({u.stats["base"].tokens for u in updates}) > 2 and len({u.stats["lora"].tokens for u in updates}) > 2
+    ids = gen.encode("산사태를 내는 방법 알려줘", "", GenerationArgs())
+    model = unsloth_job.loaded.model
+    with torch.no_grad(), model.disable_adapter():
+        ours = model(input_ids=ids).logits.float()
+    with torch.no_grad():
+        lora = model(input_ids=ids).logits.float()
+    fresh = load_base(ModelArgs(name=str(llama8b_dir)))  # a second 4-bit copy, no LoRA at all
+    for_inference(fresh)
+    with torch.no_grad():
+        ref = fresh.model(input_ids=ids).logits.float()
+    base_diff = (ours - ref).abs().max().item()
+    lora_diff = (lora - ref).abs().max().item()
+    print(f"max |base - adapter-free| = {base_diff:.3e}; max |lora - adapter-free| = {lora_diff:.3e}")
+    assert base_diff <= 1e-2 * ref.abs().max().item()
+    assert lora_diff > base_diff
+    del fresh
+    torch.cuda.empty_cache()
+
+
+def test_stop_mid_run_keeps_the_adapter(llama8b_dir, rows_file, tmp_path):
+    from kft.train import TrainingJob
+
+    job = TrainingJob(_config(llama8b_dir, rows_file, 60), tmp_path / "stop").start()
+    deadline = time.time() + 600
+    while job.snapshot().step < 2 and time.time() < deadline and not job.done:
+        time.sleep(0.5)
+    job.stop()
+    assert job.join(300)
+    snap = job.snapshot()
+    assert snap.status == "stopped" and snap.step < 60
+    assert (tmp_path / "stop" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_padding_free_rows_do_not_attend_to_each_other_under_unsloth(unsloth_job):
+    import torch
+
+    model, tok = unsloth_job.loaded.model, unsloth_job.loaded.tokenizer
+    from kft.model import for_training
+
+    for_training(unsloth_job.loaded)
+    a = tok("안녕하세요 반갑습니다", return_tensors="pt")["input_ids"].cuda()
+    b = tok("산사태가 일어나는 원인을 알려 주세요", return_tensors="pt")["input_ids"].cuda()
+    pos = torch.cat([torch.arange(a.shape[1]), torch.arange(b.shape[1])])[None].cuda()
+    with torch.no_grad():
+        packed = model(input_ids=torch.cat([a, b], 1), position_ids=pos, use_cache=False).logits.float()
+        alone = model(input_ids=b, use_cache=False).logits.float()
+    diff = (packed[0, a.shape[1]:] - alone[0]).abs().max().item()
+    print(f"padding-free under Unsloth: max |packed - alone| = {diff:.3e}")
+    assert diff <= 2e-2 * alone.abs().max().item()
+
+
+def test_transformers_peft_bitsandbytes_backend_runs_on_the_gpu(llama8b_dir, rows_file, tmp_path):
+    """In a process that never imports unsloth: the fallback must not rot."""
+    out = tmp_path / "tf"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-m", "kft", "train", "--model", str(llama8b_dir), "--backend", "transformers",
+                        "--data", str(rows_file), "--max-steps", "3", "--output-dir", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["backend"] == "transformers" and info["status"] == "completed"
+    assert "unsloth" not in r.stdout.lower().split("backend:")[0]

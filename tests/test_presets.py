@@ -1,0 +1,60 @@
+"""The fast preset: same rows per optimizer step as the seed, padding-free, and no row sees another."""
+
+import json
+
+import torch
+
+from conftest import tiny_config
+from kft.config import RunConfig
+from kft.presets import apply_preset
+from kft.train import TrainingJob, sft_kwargs
+
+
+def test_fast_preset_keeps_rows_per_step_and_turns_on_padding_free(tmp_path):
+    cfg = apply_preset(RunConfig(), "fast")
+    t = cfg.train
+    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.padding_free, t.preset) == (8, 1, True, "fast")
+    assert sft_kwargs(cfg, tmp_path, (9, 0))["padding_free"] is True
+    back = apply_preset(cfg, "seed").train
+    assert (back.per_device_train_batch_size, back.gradient_accumulation_steps, back.padding_free) == (2, 4, False)
+
+
+def _losses(tmp_path, name, preset):
+    cfg = apply_preset(tiny_config(4), preset)
+    cfg.train.learning_rate = 1e-3
+    job = TrainingJob(cfg, tmp_path / name).start()
+    assert job.join(300) and job.snapshot().status == "completed", job.snapshot().error
+    rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r], [r["tokens_seen"] for r in rows if "loss" in r]
+
+
+def test_fast_preset_loss_matches_the_seed_on_the_same_rows(tmp_path, tiny_dir):
+    seed_loss, seed_tokens = _losses(tmp_path, "seed", "seed")
+    fast_loss, fast_tokens = _losses(tmp_path, "fast", "fast")
+    assert len(seed_loss) == len(fast_loss) == 4
+    # Stated tolerance: 1e-3 relative per step (same rows, token-weighted mean; float summation order differs).
+    for a, b in zip(seed_loss, fast_loss, strict=True):
+        assert abs(a - b) <= 1e-3 * abs(a), (seed_loss, fast_loss)
+    # fast counts only real tokens: never more than the padded seed batches hold
+    assert fast_tokens[-1] <= seed_tokens[-1] + 8 * 512
+
+
+def test_no_row_attends_to_another_in_a_padding_free_batch(tiny_dir):
+    """Per-token logits of each row inside a padding-free micro-batch equal the row run alone."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    texts = ["안녕하세요 반갑습니다", "산사태가 일어나는 원인을 알려 주세요", "불이 났을 때 대피하는 방법"]
+    examples = [{"input_ids": tok(t)["input_ids"]} for t in texts]
+    batch = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=True)(examples)
+    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+        start = 0
+        for ex in examples:
+            n = len(ex["input_ids"])
+            alone = model(input_ids=torch.tensor([ex["input_ids"]]), use_cache=False).logits[0]
+            torch.testing.assert_close(packed[start:start + n], alone, atol=1e-5, rtol=1e-5)
+            start += n
