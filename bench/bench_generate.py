@@ -24,8 +24,8 @@ def side_by_side(gen, n: int) -> dict:
 
     t0 = time.perf_counter()
     last = None
-    for last in gen.stream(PROMPT, "", GenerationArgs(max_new_tokens=n)):
-        pass
+    for update in gen.stream(PROMPT, "", GenerationArgs(max_new_tokens=n)):
+        last = update
     wall = time.perf_counter() - t0
     s = last.stats
     return {p: {"ttft_s": round(s[p].ttft_s, 3), "tokens": s[p].tokens,

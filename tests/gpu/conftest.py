@@ -28,7 +28,8 @@ def llama8b_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def rows_file(llama8b_dir, tmp_path_factory) -> Path:
-    from rows import make_rows
     from transformers import AutoTokenizer
+
+    from rows import make_rows
 
     return make_rows(AutoTokenizer.from_pretrained(llama8b_dir), tmp_path_factory.mktemp("rows") / "rows.jsonl", n=400)
