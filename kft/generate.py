@@ -147,8 +147,8 @@ class SideBySideGenerator:
         ids = self.encode(instruction, input, gen)
         cancel = cancel or threading.Event()
         with self._guard:  # a newer request stops the running one
-            if self._cancel_current is not None:
-                self._cancel_current.set()
+            if self._cancel_current is not None and self._cancel_current is not cancel:
+                self._cancel_current.set()  # (a caller may reuse its Event across prompts: never stop itself)
             self._cancel_current = cancel
         with self._lock:
             if cancel.is_set():
@@ -214,9 +214,9 @@ def _eos_ids(loaded: Any) -> set[int]:
 
 
 def generate_pair(generator: SideBySideGenerator, instruction: str, input: str = "",  # noqa: A002
-                  gen: GenerationArgs | None = None) -> PairUpdate:
-    """Run to the end and return the final update (for the CLI and the scorecard)."""
+                  gen: GenerationArgs | None = None, cancel: threading.Event | None = None) -> PairUpdate:
+    """Run to the end (or until ``cancel`` is set) and return the final update (for the CLI and the scorecard)."""
     last = PairUpdate()
-    for update in generator.stream(instruction, input, gen):
+    for update in generator.stream(instruction, input, gen, cancel=cancel):
         last = update
     return last

@@ -154,7 +154,9 @@ def run_scorecard(generator: Any, prompts: list[dict[str, Any]], gen: Generation
     for i, p in enumerate(prompts):
         if cancel is not None and cancel.is_set():
             break
-        result = generate_pair(generator, p["prompt"], p.get("input", ""), gen)
+        result = generate_pair(generator, p["prompt"], p.get("input", ""), gen, cancel=cancel)
+        if result.cancelled:
+            break
         rows.append({**p, "base_answer": result.base, "lora_answer": result.lora})
         if progress:
             progress(i + 1, len(prompts))

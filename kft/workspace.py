@@ -117,6 +117,27 @@ class Workspace:
         return self.job.snapshot() if self.job else None
 
     # ---- comparison model -----------------------------------------------------------------------
+    def acquire_gpu(self, cancel: threading.Event | None = None, timeout_s: float = 600.0) -> bool:
+        """Take ``gpu_lock`` for a generation (used by kft/compare.py); release it with ``gpu_lock.release()``.
+
+        Raises BusyError while a training run is going (checked under the same lock that
+        ``start_training`` holds, so the two cannot both start) or when the lock stays taken past
+        ``timeout_s``. Returns False, without the lock, when ``cancel`` is set while waiting.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._start_lock:
+                if self.training:
+                    raise BusyError(f"the GPU is busy training ({self.job.run_dir.name}); "
+                                    "generation is refused until the run ends")
+                if self.gpu_lock.acquire(blocking=False):
+                    return True
+            if cancel is not None and cancel.is_set():
+                return False
+            if time.monotonic() > deadline:
+                raise BusyError("another generation is still running on the model; try again in a moment")
+            time.sleep(0.02)
+
     def release_model(self) -> None:
         import gc
 
