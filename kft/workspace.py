@@ -7,13 +7,16 @@ and generation from competing. The UI polls it; nothing here imports gradio.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import export, preflight
 from .config import RunConfig
 from .train import JobSnapshot, TrainingJob
 
@@ -72,17 +75,19 @@ class Workspace:
             raise ValueError("Invalid settings:\n- " + "\n- ".join(problems))
 
     def start_training(self, config: RunConfig) -> TrainingJob:
-        """Validate, then start the one background run. Raises ValueError or BusyError, never blocks."""
+        """Validate, then start the one background run. Raises ValueError or BusyError, never blocks.
+
+        Before anything is loaded: the settings are valid, the model can be found from here (local
+        directory, HF cache, or the Hub when online), and local data reads without bad rows."""
         config.validate()
         self.check_limits(config)
+        self._refuse_if_busy()
+        preflight.check_model_available(config.model.name)
+        preflight.check_data(config.data)
         if not self._start_lock.acquire(blocking=False):
             raise BusyError("a training run is being started right now; only one run at a time")
         try:
-            if self.training:
-                raise BusyError(f"a training run is already in progress ({self.job.run_dir.name}); "
-                                "stop it or wait for it to finish")
-            if self.gpu_lock.locked():
-                raise BusyError("a generation is running on the model; try again when it has finished")
+            self._refuse_if_busy()
             reuse = self._reusable_base(config)
             job = TrainingJob(config, self.new_run_dir(), loaded=reuse)
             self.job = job
@@ -93,6 +98,13 @@ class Workspace:
             return job
         finally:
             self._start_lock.release()
+
+    def _refuse_if_busy(self) -> None:
+        if self.training:
+            raise BusyError(f"a training run is already in progress ({self.job.run_dir.name}); "
+                            "stop it or wait for it to finish")
+        if self.gpu_lock.locked():
+            raise BusyError("a generation is running on the model; try again when it has finished")
 
     def _reusable_base(self, config: RunConfig) -> None:
         """Fresh LoRA needs a fresh base: the trained model is not reused for a new run."""
@@ -115,6 +127,36 @@ class Workspace:
 
     def snapshot(self) -> JobSnapshot | None:
         return self.job.snapshot() if self.job else None
+
+    # ---- data uploads and the finished run's adapter ----------------------------------------------
+    def store_upload(self, path: str | Path) -> Path:
+        """Copy an uploaded data file into DATA_DIR/uploads (name prefixed by its content hash), so a
+        run's config points at a file that outlives the browser session."""
+        src = Path(path)
+        if not src.is_file():
+            raise ValueError(f"The uploaded file could not be read: {src.name}")
+        digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+        target = self.data_dir / "uploads" / f"{digest}-{src.name}"
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+        return target
+
+    def finished_run_dir(self) -> Path:
+        """Run directory of the last run, once it has ended (ValueError otherwise)."""
+        if self.job is None:
+            raise ValueError("no run yet: train an adapter first")
+        if not self.job.done:
+            raise ValueError("the run is still going: wait until it has finished")
+        return self.job.run_dir
+
+    def adapter_zip(self) -> Path:
+        """Zip of the last finished run's adapter, written inside its run directory."""
+        return export.zip_adapter(self.finished_run_dir())
+
+    def push_adapter(self, repo_id: str, private: bool = True) -> str:
+        """Push the last finished run's adapter to the Hub (token from HF_TOKEN only); returns the URL."""
+        return export.push_adapter(self.finished_run_dir(), repo_id, private)
 
     # ---- comparison model -----------------------------------------------------------------------
     def acquire_gpu(self, cancel: threading.Event | None = None, timeout_s: float = 600.0) -> bool:

@@ -1,0 +1,75 @@
+"""Getting a trained adapter out of a run directory: a zip beside it, or a push to the Hugging Face Hub.
+
+The Hub token comes only from the environment (HF_TOKEN); it is never logged, returned or put into
+an error message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import zipfile
+from pathlib import Path
+
+from .preflight import looks_like_hub_id
+
+logger = logging.getLogger(__name__)
+
+TOKEN_ENV = "HF_TOKEN"
+STORED_SUFFIXES = (".safetensors", ".bin")  # weights barely compress: store them, zip the rest
+_zip_lock = threading.Lock()
+
+
+class ExportError(ValueError):
+    """The adapter could not be exported; the message says why (never holds the token)."""
+
+
+def adapter_dir(run_dir: str | Path) -> Path:
+    path = Path(run_dir) / "adapter"
+    if not (path / "adapter_config.json").is_file():
+        raise ExportError(f"No adapter in {run_dir}: the run did not save one (it failed before the end or is still running)")
+    return path
+
+
+def zip_adapter(run_dir: str | Path) -> Path:
+    """RUN_DIR/<run name>-adapter.zip holding adapter/ (written once, then reused)."""
+    src = adapter_dir(run_dir)
+    target = Path(run_dir) / f"{Path(run_dir).name}-adapter.zip"
+    with _zip_lock:
+        if target.is_file():
+            return target
+        tmp = target.with_suffix(".zip.tmp")
+        with zipfile.ZipFile(tmp, "w") as zf:
+            for f in sorted(p for p in src.rglob("*") if p.is_file()):
+                kind = zipfile.ZIP_STORED if f.suffix in STORED_SUFFIXES else zipfile.ZIP_DEFLATED
+                zf.write(f, arcname=str(Path("adapter") / f.relative_to(src)), compress_type=kind)
+        tmp.replace(target)
+    logger.info("adapter zipped to %s", target)
+    return target
+
+
+def _scrub(text: str, token: str) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def push_adapter(run_dir: str | Path, repo_id: str, private: bool = True) -> str:
+    """Upload RUN_DIR/adapter to a Hub model repository (created if missing); returns its URL."""
+    repo_id = repo_id.strip()
+    if not looks_like_hub_id(repo_id):
+        raise ExportError(f"{repo_id!r} is not a Hub repository id: use the form your-name/model-name")
+    src = adapter_dir(run_dir)
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise ExportError(f"No Hugging Face token: set the {TOKEN_ENV} environment variable where the app runs "
+                          "(the app never asks for the token and never shows it)")
+    from huggingface_hub import HfApi
+
+    try:
+        api = HfApi(token=token)
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(src), commit_message=f"kft adapter from {Path(run_dir).name}")
+    except Exception as exc:  # noqa: BLE001 - network, auth, permissions: one plain message
+        raise ExportError(_scrub(f"Push to {repo_id} failed: {type(exc).__name__}: {str(exc)[:300]}", token)) from None
+    logger.info("adapter of %s pushed to %s", Path(run_dir).name, repo_id)
+    return str(url)

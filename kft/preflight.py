@@ -1,0 +1,161 @@
+"""Checks made before a run starts, and the data preview. Nothing here loads model weights.
+
+``check_model_available`` says whether a model name can be loaded from here (the tiny model, a local
+directory, a Hub id in the local cache or, when online, on the Hub). ``check_data`` reads and validates
+local data (bundled sample or a file) and checks that a Hub dataset exists. ``preview_data`` renders a
+few rows in the exact training text, with the row count, token-length summary and every row problem;
+it loads only the tokenizer.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import SAMPLE_DATA, TINY_MODEL, DataArgs
+from .data import FILE_SUFFIXES, DataError, load_rows, measure, read_records, validate_records
+from .prompts import DEFAULT_TEMPLATE, PromptTemplate
+
+logger = logging.getLogger(__name__)
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+HUB_TIMEOUT_S = 10.0
+PREVIEW_ROWS = 3
+PREVIEW_PROBLEMS = 500
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return constants.HF_HUB_OFFLINE or env.strip().lower() in ("1", "true", "yes", "on")
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """'org/name' or 'name' made of letters, digits, '-', '_' and '.' (no path separators beyond one '/')."""
+    return bool(HUB_ID.match(name)) and ".." not in name
+
+
+def _hub_exists(repo_id: str, repo_type: str) -> None:
+    """Ask the Hub whether the repository exists; raise ValueError in plain words if not."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    what = "Model" if repo_type == "model" else "Dataset"
+    try:
+        HfApi().repo_info(repo_id, repo_type=repo_type, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        return  # it exists; downloading it needs a token with access (HF_TOKEN)
+    except RepositoryNotFoundError as exc:
+        raise ValueError(f"{what} {repo_id!r} was not found on the Hugging Face Hub: check the id") from exc
+    except Exception as exc:  # noqa: BLE001 - no network, proxy, timeout: all mean "cannot be found from here"
+        raise ValueError(f"{what} {repo_id!r} cannot be found offline: it is not in this machine's Hugging Face "
+                         f"cache and the Hub could not be reached ({type(exc).__name__})") from exc
+
+
+def check_model_available(name: str) -> None:
+    """Raise ValueError unless the model can be loaded from here (checked without loading anything)."""
+    from .model import ModelLoadError, resolve_model_path
+
+    name = name.strip()
+    if name == TINY_MODEL:
+        return
+    try:
+        path = resolve_model_path(name)
+    except ModelLoadError as exc:
+        raise ValueError(str(exc)) from exc
+    if Path(path).is_dir():
+        return
+    if not looks_like_hub_id(name):
+        raise ValueError(f"Model {name!r} is neither a local model directory nor a Hugging Face Hub id (org/name)")
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    if _offline():
+        raise ValueError(f"Model {name!r} cannot be found offline: it is not in this machine's Hugging Face cache "
+                         "and offline mode is on (HF_HUB_OFFLINE). Download it first, give a local model "
+                         f"directory, or use '{TINY_MODEL}'.")
+    _hub_exists(name, "model")
+
+
+def _dataset_cached(dataset_id: str) -> bool:
+    from datasets import config as ds_config
+    from huggingface_hub import constants
+
+    hub_dir = Path(constants.HF_HUB_CACHE) / ("datasets--" + dataset_id.replace("/", "--"))
+    ds_dir = Path(ds_config.HF_DATASETS_CACHE) / dataset_id.replace("/", "___")
+    return hub_dir.is_dir() or ds_dir.is_dir()
+
+
+def check_data(args: DataArgs) -> None:
+    """Local data (sample or file) is read and validated; a Hub dataset must exist. Raises ValueError."""
+    source = args.source.strip()
+    path = Path(source).expanduser()
+    if source == SAMPLE_DATA or path.exists() or path.suffix.lower() in FILE_SUFFIXES:
+        load_rows(args)  # DataError (a ValueError) lists every bad row
+        return
+    if not looks_like_hub_id(source):
+        raise DataError(f"Data source {source!r} is not a Hugging Face dataset id (org/name), "
+                        f"an uploaded file or '{SAMPLE_DATA}'")
+    if _dataset_cached(source):
+        return
+    if _offline():
+        raise DataError(f"Dataset {source!r} cannot be found offline: it is not in this machine's Hugging Face cache "
+                        f"and offline mode is on. Upload a file or use the bundled sample ('{SAMPLE_DATA}').")
+    _hub_exists(source, "dataset")
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(model_name: str) -> Any:
+    """The tokenizer of a model (no weights), cached per name."""
+    from transformers import AutoTokenizer
+
+    from .model import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(model_name), trust_remote_code=False)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+@dataclass
+class DataPreview:
+    """What the preview shows before training."""
+
+    source: str
+    summary: dict[str, Any]
+    examples: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    problem_count: int = 0
+    tokenizer_note: str | None = None
+
+
+def preview_data(args: DataArgs, model_name: str, max_seq_length: int, n_rows: int = PREVIEW_ROWS,
+                 template: PromptTemplate = DEFAULT_TEMPLATE) -> DataPreview:
+    """Read, validate and measure like a run would, but keep going past bad rows and list them all.
+
+    Raises DataError only when the source cannot be read at all."""
+    records = read_records(args.source, args.split)
+    if args.max_rows:
+        records = records[: args.max_rows]
+    report = validate_records(records, args.source)
+    tokenizer, note = None, None
+    try:
+        tokenizer = load_tokenizer(model_name.strip())
+    except Exception as exc:  # noqa: BLE001 - the preview still shows rows and problems without lengths
+        note = f"token lengths not measured: the tokenizer of {model_name!r} could not be loaded ({type(exc).__name__}: {str(exc)[:200]})"
+        logger.info(note)
+    if tokenizer is not None:
+        measure(report, tokenizer, template, max_seq_length, args.too_long)
+    eos = tokenizer.eos_token if tokenizer is not None and tokenizer.eos_token else "<eos>"
+    examples = [template.training_text(r["instruction"], r["input"], r["output"], eos) for r in report.rows[:n_rows]]
+    problems = sorted(report.errors, key=lambda p: p.row)
+    lines = [f"error: {p}" for p in problems] + [f"warning: {p}" for p in sorted(report.warnings, key=lambda p: p.row)]
+    return DataPreview(source=args.source, summary=report.summary(), examples=examples,
+                       problems=lines[:PREVIEW_PROBLEMS], problem_count=len(lines), tokenizer_note=note)
