@@ -1,0 +1,196 @@
+"""Korean / English text of the training tab: widget labels, messages and per-setting labels.
+
+Setting labels show the config field name too (``학습률 (learning_rate)``), so the UI, the CLI flags
+and exported YAML files name each setting the same way. English info text comes from the field
+docstrings in kft.config; the Korean info text is below.
+"""
+
+from __future__ import annotations
+
+from ..config import SECTIONS, field_docs
+from .i18n import tr
+
+STRINGS: dict[str, tuple[str, str]] = {
+    "model_box": ("모델", "Model"),
+    "model": ("기본 모델 (Hub id, 로컬 폴더 또는 tiny)", "Base model (Hub id, local directory or tiny)"),
+    "model_info": ("Llama 3.1 8B 4-bit가 GPU 기본값입니다. 'tiny'는 오프라인 테스트용 작은 모델입니다.",
+                   "Llama 3.1 8B 4-bit is the GPU default. 'tiny' is the small offline test model."),
+    "choice_llama": ("Llama 3.1 8B 4-bit (Unsloth)", "Llama 3.1 8B 4-bit (Unsloth)"),
+    "choice_tiny": ("tiny (오프라인 테스트 모델)", "tiny (offline test model)"),
+    "no_gpu": ("⚠️ GPU를 찾지 못했습니다: CPU에서 실행 중이므로 작은 오프라인 모델(tiny)이 기본값입니다. "
+               "8B 모델 학습에는 CUDA GPU가 필요합니다.",
+               "⚠️ No GPU found: running on the CPU, so the small offline model (tiny) is the default. "
+               "Training the 8B model needs a CUDA GPU."),
+    "data_box": ("데이터", "Data"),
+    "data_kind": ("데이터 출처", "Data source"),
+    "kind_hub": ("Hugging Face 데이터셋", "Hugging Face dataset"),
+    "kind_upload": ("파일 업로드", "Uploaded file"),
+    "kind_sample": ("내장 샘플 (333행)", "Bundled sample (333 rows)"),
+    "hub_dataset": ("Hub 데이터셋 id", "Hub dataset id"),
+    "upload": ("데이터 파일 (.jsonl, .json, .csv, .parquet)", "Data file (.jsonl, .json, .csv, .parquet)"),
+    "preview_btn": ("데이터 미리보기", "Preview data"),
+    "lora_box": ("LoRA 설정", "LoRA settings"),
+    "train_box": ("학습 설정", "Training settings"),
+    "length_mode": ("학습 길이", "Training length"),
+    "mode_steps": ("최대 스텝 수 (max_steps)", "Max steps (max_steps)"),
+    "mode_epochs": ("에폭 수 (num_train_epochs)", "Epochs (num_train_epochs)"),
+    "file_box": ("설정 파일 (YAML/JSON)", "Settings file (YAML/JSON)"),
+    "export_btn": ("설정 내보내기", "Export settings"),
+    "export_file": ("내보낸 설정", "Exported settings"),
+    "import_file": ("설정 가져오기 (.yaml, .yml, .json)", "Import settings (.yaml, .yml, .json)"),
+    "start": ("학습 시작", "Start training"),
+    "stop": ("중지", "Stop"),
+    "progress_box": ("진행 상황", "Progress"),
+    "loss_plot": ("손실 (loss)", "Loss"),
+    "lr_plot": ("학습률 (learning rate)", "Learning rate"),
+    "mem_plot_gpu": ("GPU 메모리 (GB)", "GPU memory (GB)"),
+    "mem_plot_cpu": ("프로세스 메모리 RSS (GB) - CPU, GPU 없음", "Process memory, RSS (GB) - CPU, no GPU"),
+    "log": ("로그 (최근)", "Log (latest)"),
+    "result_box": ("결과", "Result"),
+    "memory_report": ("메모리 보고서", "Memory report"),
+    "run_dir": ("실행 폴더", "Run directory"),
+    "zip": ("어댑터 다운로드 (zip)", "Adapter download (zip)"),
+    "push_repo": ("Hub 저장소 id (예: your-name/kft-lora)", "Hub repository id (e.g. your-name/kft-lora)"),
+    "push_private": ("비공개 저장소", "Private repository"),
+    "push_btn": ("Hub에 올리기 (토큰은 서버의 HF_TOKEN)", "Push to Hub (token from the server's HF_TOKEN)"),
+    # messages
+    "started": ("학습을 시작했습니다: {run}", "Training started: {run}"),
+    "refused": ("시작할 수 없습니다: {msg}", "Cannot start: {msg}"),
+    "busy": ("이미 학습이 진행 중입니다. 한 번에 하나의 실행만 가능합니다: {msg}",
+             "A run is already in progress; only one run at a time: {msg}"),
+    "stop_sent": ("중지를 요청했습니다: 현재 스텝이 끝나면 멈추고 어댑터를 저장합니다.",
+                  "Stop requested: the run ends after the current step and keeps its adapter."),
+    "nothing_to_stop": ("진행 중인 학습이 없습니다.", "No run in progress."),
+    "no_run": ("아직 실행한 학습이 없습니다.", "No run yet."),
+    "status": ("상태", "Status"),
+    "step": ("스텝", "Step"),
+    "elapsed": ("경과", "Elapsed"),
+    "eta": ("남은 시간", "ETA"),
+    "tps": ("토큰/초", "Tokens/s"),
+    "reason": ("이유", "Reason"),
+    "exported": ("설정을 파일로 내보냈습니다.", "Settings exported to a file."),
+    "imported": ("설정을 불러왔습니다: {name}", "Settings imported: {name}"),
+    "import_problems": ("불러온 설정에 문제가 있습니다 (시작 전에 고치세요):", "The imported settings have problems (fix before starting):"),
+    "reupload": ("설정의 데이터 파일 {src}은(는) 다시 업로드해야 합니다.", "The settings' data file {src} must be uploaded again."),
+    "pushed": ("Hub에 올렸습니다: {url}", "Pushed to the Hub: {url}"),
+    "push_failed": ("Hub에 올리지 못했습니다: {msg}", "Push failed: {msg}"),
+    "zip_failed": ("zip을 만들지 못했습니다: {msg}", "Could not build the zip: {msg}"),
+    "preview_failed": ("미리보기를 할 수 없습니다: {msg}", "Cannot preview: {msg}"),
+    "pv_rows": ("원본 {total}행 중 학습에 쓰일 행 {used}개 (오류 {errors}, 경고 {warnings})",
+                "{used} of {total} rows in the source will be trained on ({errors} errors, {warnings} warnings)"),
+    "pv_tokens": ("토큰 길이", "Token lengths"),
+    "pv_examples": ("학습 템플릿으로 만든 예시 (EOS 포함, 학습 때와 똑같은 텍스트)",
+                    "Rows rendered in the training template (with EOS, the exact training text)"),
+    "pv_problems": ("행별 문제 ({n}개)", "Problems by row ({n})"),
+    "pv_no_problems": ("문제 있는 행이 없습니다.", "No problem rows."),
+    "pv_more": ("... 외 {n}개", "... and {n} more"),
+    "missing_upload": ("업로드한 파일이 없습니다: 데이터 파일을 올리세요.", "No file uploaded: upload a data file."),
+    "not_hub_id": ("{src!r}는 Hugging Face 데이터셋 id(조직/이름)가 아닙니다.", "{src!r} is not a Hugging Face dataset id (org/name)."),
+}
+
+STATUS: dict[str, tuple[str, str]] = {
+    "idle": ("대기 중", "idle"),
+    "pending": ("준비 중", "pending"),
+    "loading": ("모델과 데이터 불러오는 중", "loading model and data"),
+    "running": ("학습 중", "running"),
+    "stopping": ("중지하는 중", "stopping"),
+    "completed": ("완료", "completed"),
+    "stopped": ("중지됨", "stopped"),
+    "failed": ("실패", "failed"),
+    "interrupted": ("중단됨", "interrupted"),
+}
+
+FIELD_LABELS: dict[str, tuple[str, str]] = {
+    "max_seq_length": ("최대 시퀀스 길이", "Max sequence length"),
+    "dtype": ("연산 정밀도", "Compute dtype"),
+    "load_in_4bit": ("4비트 로딩", "Load in 4-bit"),
+    "backend": ("백엔드", "Backend"),
+    "r": ("LoRA 랭크", "LoRA rank"),
+    "target_modules": ("대상 레이어", "Target modules"),
+    "lora_alpha": ("LoRA 알파", "LoRA alpha"),
+    "lora_dropout": ("LoRA 드롭아웃", "LoRA dropout"),
+    "bias": ("바이어스 학습", "Bias"),
+    "use_gradient_checkpointing": ("그래디언트 체크포인팅", "Gradient checkpointing"),
+    "random_state": ("어댑터 초기화 시드", "Adapter init seed"),
+    "use_rslora": ("rsLoRA 사용", "Use rsLoRA"),
+    "loftq_config": ("LoftQ 설정 (JSON, 비우면 없음)", "LoftQ config (JSON, empty = none)"),
+    "split": ("데이터셋 분할", "Dataset split"),
+    "max_rows": ("최대 행 수 (0 = 전체)", "Max rows (0 = all)"),
+    "too_long": ("너무 긴 행 처리", "Too-long rows"),
+    "per_device_train_batch_size": ("배치 크기", "Batch size"),
+    "gradient_accumulation_steps": ("그래디언트 누적 스텝", "Gradient accumulation steps"),
+    "warmup_steps": ("워밍업 스텝", "Warm-up steps"),
+    "max_steps": ("최대 스텝", "Max steps"),
+    "num_train_epochs": ("에폭 수", "Epochs"),
+    "learning_rate": ("학습률", "Learning rate"),
+    "logging_steps": ("로그 간격 (스텝)", "Logging every N steps"),
+    "optim": ("옵티마이저", "Optimizer"),
+    "weight_decay": ("가중치 감쇠", "Weight decay"),
+    "lr_scheduler_type": ("학습률 스케줄", "LR schedule"),
+    "seed": ("시드", "Seed"),
+    "save_steps": ("체크포인트 간격 (0 = 마지막만)", "Checkpoint every N steps (0 = final only)"),
+    "padding_free": ("패딩 없는 배치", "Padding-free batches"),
+    "preset": ("프리셋", "Preset"),
+}
+
+FIELD_INFO_KO: dict[str, str] = {
+    "max_seq_length": "프롬프트와 답변을 합친 최대 토큰 수.",
+    "dtype": "auto = compute capability 8 이상은 bf16, 그 아래(T4)는 fp16, CPU는 fp32.",
+    "load_in_4bit": "기본 가중치를 4비트로 양자화 (GPU 전용, CPU에서는 무시).",
+    "backend": "auto는 CUDA와 unsloth가 있으면 Unsloth를 고릅니다.",
+    "r": "LoRA 업데이트 행렬의 랭크.",
+    "target_modules": "어댑터를 붙일 선형 레이어.",
+    "lora_alpha": "스케일 분자: 업데이트는 alpha / r 배 (rsLoRA는 alpha / sqrt(r)).",
+    "lora_dropout": "어댑터 입력의 드롭아웃.",
+    "bias": "학습할 바이어스: none | all | lora_only.",
+    "use_gradient_checkpointing": "\"unsloth\" (오프로딩 체크포인팅), true 또는 false.",
+    "random_state": "어댑터 초기 가중치의 시드.",
+    "use_rslora": "랭크 안정화 LoRA 스케일.",
+    "loftq_config": "LoftQ 초기화 설정 (JSON 객체), 비우면 사용 안 함.",
+    "split": "Hub 데이터셋의 분할.",
+    "max_rows": "앞에서부터 N행만 사용 (0 = 전체).",
+    "too_long": "max_seq_length보다 긴 행: drop(제외) | truncate(자르기) | error(오류).",
+    "per_device_train_batch_size": "마이크로배치당 행 수.",
+    "gradient_accumulation_steps": "옵티마이저 스텝당 마이크로배치 수.",
+    "warmup_steps": "학습률 선형 워밍업 스텝.",
+    "max_steps": "옵티마이저 스텝 수 ('학습 길이'가 스텝일 때 사용).",
+    "num_train_epochs": "에폭 수 ('학습 길이'가 에폭일 때 사용).",
+    "learning_rate": "최대 학습률.",
+    "logging_steps": "N 스텝마다 손실과 학습률을 기록.",
+    "optim": "transformers 옵티마이저 이름 (adamw_8bit는 CPU에서 adamw_torch로 대체).",
+    "weight_decay": "분리된 가중치 감쇠.",
+    "lr_scheduler_type": "학습률 스케줄.",
+    "seed": "데이터 순서와 드롭아웃의 시드.",
+    "save_steps": "N 스텝마다 체크포인트 저장 (0 = 마지막 어댑터만).",
+    "padding_free": "마이크로배치의 행들을 패드 토큰 없이 한 시퀀스로 이어 붙임; 위치와 어텐션은 행마다 다시 시작.",
+    "preset": "seed = 원래 레시피 (2행 x 누적 4); fast = 같은 8행을 한 마이크로배치에 패딩 없이. 고르면 배치 설정이 바뀝니다.",
+}
+
+
+def _all_docs() -> dict[str, str]:
+    docs: dict[str, str] = {}
+    for cls in SECTIONS.values():
+        docs.update(field_docs(cls))
+    return docs
+
+
+FIELD_INFO_EN = {**_all_docs(), "max_rows": "Use only the first N rows (0 = all).",
+                 "preset": "seed = the recipe as written (2 rows x 4 accumulation); fast = the same 8 rows in one "
+                           "padding-free micro-batch. Choosing one sets the batch settings."}
+
+
+def t(key: str, lang: str, **fmt: object) -> str:
+    """Text of this tab in lang."""
+    return tr(STRINGS, key, lang, **fmt)
+
+
+def field_label(name: str, lang: str) -> str:
+    return f"{tr(FIELD_LABELS, name, lang)} ({name})"
+
+
+def field_info(name: str, lang: str) -> str:
+    return FIELD_INFO_KO.get(name, "") if lang == "ko" else FIELD_INFO_EN.get(name, "")
+
+
+def status_text(status: str, lang: str) -> str:
+    return tr(STATUS, status, lang)

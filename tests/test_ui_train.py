@@ -1,0 +1,264 @@
+"""The training tab, driven through gradio_client against the real app on localhost with the tiny model.
+
+The server runs in this process (kft.ui.server.launch(settings, block=False)), so a test can read the
+Workspace and set the fault-injection variable the training thread reads.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from gradio_client import Client, handle_file
+
+from kft.config import RunConfig
+from kft.settings import AppSettings
+from kft.train import FAULT_ENV, JobSnapshot
+from kft.ui import plots, server
+from kft.ui import train_form as form
+from kft.ui.train_strings import FIELD_INFO_KO, FIELD_LABELS
+from kft.workspace import Workspace
+
+FAST = dict(model="tiny", data_kind="sample", max_seq_length=512, learning_rate=1e-2,
+            use_gradient_checkpointing="false")
+TIMEOUT_S = 240
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """(url, workspace) of the whole app, launched the way app.py launches it."""
+    settings = AppSettings(port=_free_port(), data_dir=str(tmp_path_factory.mktemp("kft-data")), lang="en")
+    created: list[Workspace] = []
+    with pytest.MonkeyPatch.context() as mp:
+        make = server.make_workspace
+        mp.setattr(server, "make_workspace", lambda s: created.append(make(s)) or created[-1])
+        demo_app, url, _ = server.launch(settings, block=False)
+    yield url, created[0]
+    created[0].stop_training()
+    if created[0].job:
+        created[0].job.join(60)
+    from gradio.routes import App
+
+    if isinstance(demo_app, App):
+        demo_app.get_blocks().close()
+
+
+@pytest.fixture()
+def client(app) -> Client:
+    return Client(app[0], verbose=False)
+
+
+def _status(client: Client) -> tuple:
+    return client.predict(api_name="/training_status")
+
+
+def _wait(client: Client, until, timeout: float = TIMEOUT_S) -> tuple:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = _status(client)
+        if until(out[0]):
+            return out
+        time.sleep(0.5)
+    raise AssertionError(f"timed out; last status {out[0]}")
+
+
+def _finished(summary: dict) -> bool:
+    return summary["finished"]
+
+
+def _wait_idle(ws: Workspace) -> None:
+    if ws.job is not None:
+        assert ws.job.join(TIMEOUT_S)
+
+
+# ---- through the running app ---------------------------------------------------------------------
+def test_start_returns_at_once_and_run_completes_with_live_data(app, client):
+    url, ws = app
+    _wait_idle(ws)
+    t0 = time.time()
+    notice = client.predict(max_steps=4, api_name="/start_training", **FAST)
+    assert "Training started" in notice and time.time() - t0 < 20
+    assert not ws.job.done  # Start returned while the run goes on in the background
+    out = _wait(client, _finished)
+    summary, status_md, progress, loss, lr, mem, log, report, run_dir, zip_path = out
+    assert summary["status"] == "completed" and "`completed`" in status_md
+    assert summary["loss_points"] == 4 and [row[0] for row in loss["data"]] == [1, 2, 3, 4]
+    assert len(lr["data"]) == 4 and mem["data"] and mem["data"][0][2] == "RSS (process)"
+    assert "4 / 4" in progress and "adapter saved" in log
+    assert "Peak reserved memory" in report and Path(run_dir).parent == ws.runs_dir
+    with zipfile.ZipFile(zip_path) as zf:
+        assert "adapter/adapter_config.json" in zf.namelist() and "adapter/template.json" in zf.namelist()
+    assert (Path(run_dir) / f"{Path(run_dir).name}-adapter.zip").is_file()  # the zip is written in the run dir
+    deadline = time.time() + 30
+    while ws.loaded_adapters.get("default") != run_dir and time.time() < deadline:
+        time.sleep(0.2)
+    assert ws.loaded is not None and ws.loaded_adapters["default"] == run_dir  # comparison tab: no second load
+
+
+def test_second_start_refused_fresh_client_sees_progress_and_stop_works(app, client):
+    url, ws = app
+    _wait_idle(ws)
+    client.predict(max_steps=500, api_name="/start_training", **FAST)
+    running = _wait(client, lambda s: s["status"] == "running" and s["step"] >= 1)
+    refused = Client(url, verbose=False).predict(max_steps=2, api_name="/start_training", **FAST)
+    assert "already in progress" in refused and running[0]["run"] in refused
+    fresh = Client(url, verbose=False)  # a new browser tab / another reviewer
+    seen = _status(fresh)[0]
+    assert seen["run"] == running[0]["run"] and seen["step"] >= running[0]["step"] and seen["loss_points"] >= 1
+    before = _status(fresh)[0]["step"]
+    assert "Stop requested" in fresh.predict(api_name="/stop_training")
+    final = _wait(client, _finished)[0]
+    assert final["status"] == "stopped" and final["step"] <= before + 2 < 500
+    assert (Path(final["run_dir"]) / "adapter" / "adapter_config.json").is_file()
+    assert "No run in progress" in client.predict(api_name="/stop_training")
+
+
+def test_injected_failure_reports_failed_and_next_run_succeeds(app, client, monkeypatch):
+    url, ws = app
+    _wait_idle(ws)
+    monkeypatch.setenv(FAULT_ENV, "2")
+    client.predict(max_steps=6, api_name="/start_training", **FAST)
+    failed = _wait(client, _finished)
+    assert failed[0]["status"] == "failed" and "injected fault" in failed[0]["error"]
+    assert "`failed`" in failed[1] and "injected fault" in failed[1] and failed[9] is None  # no zip of a failed run
+    monkeypatch.delenv(FAULT_ENV)
+    assert "Training started" in client.predict(max_steps=2, api_name="/start_training", **FAST)
+    ok = _wait(client, _finished)[0]
+    assert ok["status"] == "completed" and ok["run"] != failed[0]["run"]  # each run its own directory
+    assert (Path(failed[0]["run_dir"]) / "run.json").is_file()
+
+
+@pytest.mark.parametrize("changes, expected", [
+    (dict(learning_rate=0, max_steps=0, per_device_train_batch_size=0, r=0),
+     ["learning_rate must be greater than 0", "max_steps must be at least 1", "per_device_train_batch_size",
+      "lora.r must be a positive integer"]),
+    (dict(learning_rate=-1e-4), ["learning_rate must be greater than 0"]),
+    (dict(model="no-such-org/no-such-model-kft"), ["cannot be found offline"]),
+    (dict(model="/nonexistent/model/dir"), ["Model directory not found"]),
+    (dict(data_kind="upload"), ["No file uploaded"]),
+    (dict(data_kind="hub", hub_dataset="no-such-org/no-such-data-kft"), ["cannot be found offline"]),
+])
+def test_invalid_values_are_refused_before_any_model_load(app, client, changes, expected):
+    url, ws = app
+    _wait_idle(ws)
+    job, runs = ws.job, sorted(ws.runs_dir.iterdir())
+    notice = client.predict(api_name="/start_training", **{**FAST, "max_steps": 2, **changes})
+    assert notice.startswith("⚠️ Cannot start")
+    for text in expected:
+        assert text in notice
+    assert ws.job is job and sorted(ws.runs_dir.iterdir()) == runs  # nothing started, no run dir
+
+
+def test_unreadable_upload_is_refused_with_its_reason(app, client, tmp_path):
+    url, ws = app
+    _wait_idle(ws)
+    bad = tmp_path / "rows.parquet"
+    bad.write_bytes(b"this is not parquet")
+    notice = client.predict(api_name="/start_training", upload=handle_file(str(bad)), **{**FAST, "data_kind": "upload"})
+    assert "could not be read as Parquet" in notice
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "", "output": "x"}\nnot json\n', encoding="utf-8")
+    notice = client.predict(api_name="/start_training", upload=handle_file(str(rows)), **{**FAST, "data_kind": "upload"})
+    assert "row 2: instruction is empty" in notice and "row 3: not valid JSON" in notice
+
+
+def test_preview_renders_the_training_text_counts_and_every_problem(client, tmp_path):
+    rows = [{"instruction": "폭탄 만드는 법 알려줘", "input": "", "output": "도와드릴 수 없습니다."},
+            {"instruction": "", "input": "", "output": "x"},
+            {"instruction": "안녕", "input": "인사", "output": "안녕하세요!"}]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n{broken\n", encoding="utf-8")
+    md = client.predict(model="tiny", data_kind="upload", upload=handle_file(str(path)), api_name="/preview_data")
+    assert "2 of 4 rows in the source will be trained on (2 errors, 0 warnings)" in md
+    assert "### instruction:\n폭탄 만드는 법 알려줘\n\n### input:\n\n\n### output:\n도와드릴 수 없습니다.<|end_of_text|>" in md
+    assert "- error: row 2: instruction is empty" in md and "- error: row 4: not valid JSON" in md
+    assert "| min | p50 | p90 | p99 | max | mean |" in md
+    sample = client.predict(model="tiny", data_kind="sample", max_seq_length=64, api_name="/preview_data")
+    assert "of 333 rows" in sample and "longer than max_seq_length 64; dropped" in sample
+
+
+def test_settings_export_and_import_round_trip(client):
+    path, notice = client.predict(r=8, learning_rate=5e-3, length_mode="epochs", num_train_epochs=2,
+                                  target_modules=["q_proj", "v_proj"], api_name="/export_settings", **{
+                                      k: v for k, v in FAST.items() if k != "learning_rate"})
+    cfg = RunConfig.load(path)
+    assert (cfg.lora.r, cfg.train.learning_rate, cfg.train.max_steps, cfg.train.num_train_epochs) == (8, 5e-3, 0, 2)
+    assert cfg.lora.target_modules == ("q_proj", "v_proj") and cfg.model.name == "tiny" and cfg.data.source == "sample"
+    assert cfg.train.warmup_steps == RunConfig().train.warmup_steps  # untouched settings keep the dataclass default
+    out = client.predict(handle_file(path), api_name="/import_settings")
+    names = ["model", "data_kind", "hub_dataset", "length_mode", *form.FORM_FIELDS, "notice"]
+    got = dict(zip(names, out, strict=True))
+    assert (got["model"], got["data_kind"], got["length_mode"], got["r"], got["learning_rate"]) == (
+        "tiny", "sample", "epochs", 8, 5e-3)
+    assert got["target_modules"] == ["q_proj", "v_proj"] and "imported" in got["notice"]
+
+
+def test_push_to_hub_errors_cleanly_without_token_or_network(app, client, monkeypatch):
+    url, ws = app
+    _wait_idle(ws)
+    if ws.job is None:
+        pytest.skip("needs a finished run")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    notice = client.predict("me/kft-lora", True, api_name="/push_to_hub")
+    assert "Push failed" in notice and "HF_TOKEN" in notice
+    secret = "hf_kftSECRETtoken123456"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    notice = client.predict("me/kft-lora", True, api_name="/push_to_hub")
+    assert "Push failed" in notice and secret not in notice
+    assert "not a Hub repository id" in client.predict("../etc", True, api_name="/push_to_hub")
+
+
+# ---- the pieces, without a server ------------------------------------------------------------------
+def test_plots_from_a_snapshot():
+    snap = JobSnapshot(status="running", run_dir="/x/runs/r1", step=2, total_steps=4,
+                       losses=[(1, 8.3), (2, 8.1)], learning_rates=[(1, 0.0), (2, 1e-4)],
+                       memory=[(0.5, 1.0, 2.0), (1.5, 1.5, 2.5)], memory_label="GPU memory (GB)",
+                       tokens_per_s=1234.0, elapsed_s=10.0, eta_s=10.0)
+    assert plots.loss_frame(snap).values.tolist() == [[1, 8.3], [2, 8.1]]
+    mem = plots.memory_frame(snap)
+    assert mem["series"].tolist() == ["allocated", "reserved", "allocated", "reserved"]
+    assert "2 / 4 (50%)" in plots.progress_html(snap) and plots.fmt_duration(3725) == "1:02:05"
+    md = plots.status_markdown(snap, "ko")
+    assert "학습 중" in md and "1,234" in md and "0:10" in md
+    assert plots.summary(None)["status"] == "idle" and plots.loss_frame(None).empty
+
+
+def test_form_defaults_come_from_the_dataclasses_and_round_trip():
+    values = form.config_to_values(RunConfig())
+    cfg = form.values_to_config(values, "tiny")
+    expected = RunConfig()
+    expected.model.name = "tiny"
+    assert cfg.to_dict() == expected.to_dict()
+    with pytest.raises(ValueError) as err:
+        form.values_to_config({**values, "r": 1.5, "warmup_steps": None, "loftq_config": "[1]"}, "tiny")
+    for text in ("lora.r must be a whole number", "train.warmup_steps is empty", "lora.loftq_config must be a JSON"):
+        assert text in str(err.value)
+    assert form.values_to_config({**values, "max_steps": 0}, "tiny", "epochs").train.max_steps == 0
+    assert form.preset_values("fast", 2, 4) == (8, 1, True)  # same 8 rows per step, one padding-free batch
+    assert form.preset_values("seed", 8, 1) == (2, 4, False)
+
+
+def test_every_setting_has_korean_and_english_text_and_relabel_covers_the_tab(tmp_path):
+    assert set(form.FORM_FIELDS) <= set(FIELD_LABELS) and set(form.FORM_FIELDS) <= set(FIELD_INFO_KO)
+    from kft.ui import train_tab
+
+    with gr.Blocks():
+        handle = train_tab.build(Workspace(tmp_path), "ko", None)
+    en = handle.relabel("en")
+    assert len(en) == len(handle.components)
+    labels = [u.get("label") or u.get("value") for u in en if isinstance(u, dict)]
+    assert "Start training" in labels and "Learning rate (learning_rate)" in labels
+    assert "학습 시작" in [u.get("value") for u in handle.relabel("ko") if isinstance(u, dict)]
+    assert train_tab.default_model(None, cuda=False) == "tiny"
+    assert train_tab.default_model(AppSettings(default_model="my/model"), cuda=True) == "my/model"
