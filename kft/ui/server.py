@@ -17,10 +17,11 @@ def make_workspace(settings: AppSettings) -> Workspace:
                                                read_only=settings.read_only))
 
 
-def launch(settings: AppSettings, block: bool = True) -> Any:
+def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = None) -> Any:
+    """Build and start the app; ``ws`` lets a caller (the tests) keep a handle on the process-wide state."""
     from .app import build_app
 
-    ws = make_workspace(settings)
+    ws = ws or make_workspace(settings)
     demo = build_app(ws, settings)
     demo.queue(default_concurrency_limit=8)
     return demo.launch(
