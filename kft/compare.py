@@ -178,6 +178,9 @@ def ensure_adapter(ws: Workspace, source: AdapterSource) -> str:
     loaded = ws.loaded
     if loaded is not None and not same_base(loaded, source.model):
         logger.info("adapter %s needs base %s; releasing %s", source.key, source.model.name, loaded.name)
+        job = ws.job
+        if job is not None and job.done and job.loaded is loaded:
+            job.loaded = None  # the finished run's reference too, or the old weights stay in memory
         ws.release_model()
         loaded = None
     if loaded is None:
@@ -216,8 +219,6 @@ class CompareService:
         self.ws = ws
         self._guard = threading.Lock()
         self._current: threading.Event | None = None
-        self._generators: dict[str, SideBySideGenerator] = {}
-        self._generators_for: Any = None
         self.last: PairUpdate | None = None
         """The last update of the most recent comparison (what it ended with)."""
 
@@ -261,14 +262,11 @@ class CompareService:
                 self.ws.gpu_lock.release()
 
     def _generator(self, choice: AdapterChoice) -> SideBySideGenerator:
+        """A generator for this request only: nothing here keeps a model alive once the workspace drops it."""
         source = resolve_choice(self.ws, choice)
         name = ensure_adapter(self.ws, source)
-        if self._generators_for is not self.ws.loaded:
-            self._generators, self._generators_for = {}, self.ws.loaded
-        if name not in self._generators:
-            template_dir = source.adapter_dir or Path(source.key) / "adapter"
-            self._generators[name] = SideBySideGenerator(self.ws.loaded, PromptTemplate.load(template_dir), adapter=name)
-        return self._generators[name]
+        template_dir = source.adapter_dir or Path(source.key) / "adapter"
+        return SideBySideGenerator(self.ws.loaded, PromptTemplate.load(template_dir), adapter=name)
 
     def stream(self, choice: AdapterChoice, instruction: str, input: str = "",  # noqa: A002
                gen: GenerationArgs | None = None, cancel: threading.Event | None = None) -> Iterator[PairUpdate]:

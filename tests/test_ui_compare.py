@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import collections
+import gc
 import json
 import shutil
 import socket
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -91,9 +93,11 @@ def test_adapter_for_another_base_loads_that_base_and_releases_the_old(ws, train
     (run / "run.json").write_text(json.dumps(info), encoding="utf-8")
     svc = service_for(ws)
     _last(svc.stream(RUN, PROMPT, "", GenerationArgs(max_new_tokens=2)))
-    first = ws.loaded
+    first = weakref.ref(ws.loaded.model)
     _last(svc.stream(AdapterChoice("run", "other"), PROMPT, "", GenerationArgs(max_new_tokens=2)))
-    assert ws.loaded is not first and ws.loaded.path == str(other_base)
+    assert ws.loaded.path == str(other_base)
+    gc.collect()
+    assert first() is None, "the old base model is released, not kept beside the new one"
     assert list(ws.loaded_adapters.values()) == [str(run.resolve())]
 
 
