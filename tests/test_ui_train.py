@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+import torch
 from gradio_client import Client, handle_file
 
 from kft.config import RunConfig
@@ -92,9 +93,10 @@ def test_start_returns_at_once_and_run_completes_with_live_data(app, client):
     assert not ws.job.done  # Start returned while the run goes on in the background
     out = _wait(client, _finished)
     summary, status_md, progress, loss, lr, mem, log, report, run_dir, zip_path = out
-    assert summary["status"] == "completed" and "`completed`" in status_md
+    assert summary["status"] == "completed" and "**Status:** completed" in status_md
     assert summary["loss_points"] == 4 and [row[0] for row in loss["data"]] == [1, 2, 3, 4]
-    assert len(lr["data"]) == 4 and mem["data"] and mem["data"][0][2] == "RSS (process)"
+    series = {"allocated", "reserved"} if torch.cuda.is_available() else {"RSS (process)"}
+    assert len(lr["data"]) == 4 and mem["data"] and {row[2] for row in mem["data"]} == series
     assert "4 / 4" in progress and "adapter saved" in log
     assert "Peak reserved memory" in report and Path(run_dir).parent == ws.runs_dir
     with zipfile.ZipFile(zip_path) as zf:
@@ -131,7 +133,7 @@ def test_injected_failure_reports_failed_and_next_run_succeeds(app, client, monk
     client.predict(max_steps=6, api_name="/start_training", **FAST)
     failed = _wait(client, _finished)
     assert failed[0]["status"] == "failed" and "injected fault" in failed[0]["error"]
-    assert "`failed`" in failed[1] and "injected fault" in failed[1] and failed[9] is None  # no zip of a failed run
+    assert "**Status:** failed" in failed[1] and "injected fault" in failed[1] and failed[9] is None  # no zip of a failed run
     monkeypatch.delenv(FAULT_ENV)
     assert "Training started" in client.predict(max_steps=2, api_name="/start_training", **FAST)
     ok = _wait(client, _finished)[0]
@@ -230,7 +232,7 @@ def test_plots_from_a_snapshot():
     assert mem["series"].tolist() == ["allocated", "reserved", "allocated", "reserved"]
     assert "2 / 4 (50%)" in plots.progress_html(snap) and plots.fmt_duration(3725) == "1:02:05"
     md = plots.status_markdown(snap, "ko")
-    assert "학습 중" in md and "1,234" in md and "0:10" in md
+    assert "학습 중 (`running`)" in md and "1,234" in md and "0:10" in md
     assert plots.summary(None)["status"] == "idle" and plots.loss_frame(None).empty
 
 

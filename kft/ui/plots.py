@@ -14,7 +14,7 @@ from ..memory import format_report
 from ..train import JobSnapshot
 from .train_strings import status_text, t
 
-LOG_LINES = 40
+LOG_LINES = 12  # what the log box shows without scrolling
 
 
 def loss_frame(snap: JobSnapshot | None) -> pd.DataFrame:
@@ -51,13 +51,19 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _status_word(status: str, lang: str) -> str:
+    """The translated status, with the English word that logs and run.json use when it differs."""
+    text = status_text(status, lang)
+    return text if text == status else f"{text} (`{status}`)"
+
+
 def status_markdown(snap: JobSnapshot | None, lang: str) -> str:
     """Status word (also in English, for logs and tests), step/total, elapsed, ETA, tokens/s, reason."""
     if snap is None:
-        return f"**{t('status', lang)}:** {status_text('idle', lang)} (`idle`) · {t('no_run', lang)}"
+        return f"**{t('status', lang)}:** {_status_word('idle', lang)} · {t('no_run', lang)}"
     total = snap.total_steps or "?"
     tps = f"{snap.tokens_per_s:,.0f}" if snap.tokens_per_s else "-"
-    parts = [f"**{t('status', lang)}:** {status_text(snap.status, lang)} (`{snap.status}`)",
+    parts = [f"**{t('status', lang)}:** {_status_word(snap.status, lang)}",
              f"**{t('step', lang)}:** {snap.step} / {total}",
              f"**{t('elapsed', lang)}:** {fmt_duration(snap.elapsed_s)}",
              f"**{t('eta', lang)}:** {fmt_duration(snap.eta_s)}",

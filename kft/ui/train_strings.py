@@ -52,7 +52,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "zip": ("어댑터 다운로드 (zip)", "Adapter download (zip)"),
     "push_repo": ("Hub 저장소 id (예: your-name/kft-lora)", "Hub repository id (e.g. your-name/kft-lora)"),
     "push_private": ("비공개 저장소", "Private repository"),
-    "push_btn": ("Hub에 올리기 (토큰은 서버의 HF_TOKEN)", "Push to Hub (token from the server's HF_TOKEN)"),
+    "push_btn": ("Hub에 올리기", "Push to Hub"),
+    "push_info": ("마지막 실행의 어댑터를 올립니다. 토큰은 서버 환경 변수 HF_TOKEN에서만 읽고, 화면에 보이거나 기록되지 않습니다.",
+                  "Pushes the last run's adapter. The token is read only from the server's HF_TOKEN environment "
+                  "variable; it is never shown or logged."),
     # messages
     "started": ("학습을 시작했습니다: {run}", "Training started: {run}"),
     "refused": ("시작할 수 없습니다: {msg}", "Cannot start: {msg}"),

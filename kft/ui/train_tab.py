@@ -169,7 +169,7 @@ class TrainTab:
                 mem_key = "mem_plot_gpu" if self.cuda else "mem_plot_cpu"
                 self.mem_plot = self._label(gr.LinePlot(x="seconds", y="GB", color="series", label=t(mem_key, lang)),
                                             mem_key)
-            self.log = self._label(gr.Textbox(label=t("log", lang), lines=10, max_lines=10, autoscroll=True,
+            self.log = self._label(gr.Textbox(label=t("log", lang), lines=plots.LOG_LINES, max_lines=plots.LOG_LINES,
                                               interactive=False), "log")
 
     def _result_box(self) -> None:
@@ -182,7 +182,9 @@ class TrainTab:
                     self.run_dir = self._label(gr.Textbox(label=t("run_dir", lang), interactive=False), "run_dir")
                     self.zip = self._label(gr.File(label=t("zip", lang), interactive=False), "zip")
             with gr.Row():
-                self.push_repo = self._label(gr.Textbox(label=t("push_repo", lang), max_lines=1), "push_repo")
+                self.push_repo = gr.Textbox(label=t("push_repo", lang), info=t("push_info", lang), max_lines=1)
+                self.relabels.append((self.push_repo, lambda new: gr.update(label=t("push_repo", new),
+                                                                           info=t("push_info", new))))
                 self.push_private = self._label(gr.Checkbox(True, label=t("push_private", lang)), "push_private")
                 self.push_btn = self._label(gr.Button(t("push_btn", lang)), "push_btn", "value")
 
