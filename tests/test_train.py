@@ -2,8 +2,8 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_config
 
+from conftest import tiny_config
 from kft.train import FAULT_ENV, TrainingJob
 
 
