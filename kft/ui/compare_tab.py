@@ -201,9 +201,9 @@ def _build_scorecard(lang: str, reg: list[tuple[Any, Relabel]]) -> dict[str, Any
         c["sc_summary"] = gr.Markdown()
         with gr.Row():
             for label in ("harmful", "benign"):
-                c[f"plot_{label}"] = _labelled(reg, gr.BarPlot(None, x="model", y="rate", color="model", y_lim=[0, 1],
-                                                               label=t(f"plot_{label}", lang), height=240),
-                                               f"plot_{label}")
+                plot = gr.BarPlot(None, x="model", y="rate", color="model", y_lim=[0, 1], sort=["base", "LoRA"],
+                                  label=t(f"plot_{label}", lang), height=240)
+                c[f"plot_{label}"] = _labelled(reg, plot, f"plot_{label}")
         c["table"] = _labelled(reg, gr.Dataframe(headers=view.TABLE_COLUMNS, wrap=True, interactive=False,
                                                  label=t("table", lang)), "table")
         c["files"] = _labelled(reg, gr.File(file_count="multiple", interactive=False, label=t("exports", lang)),
