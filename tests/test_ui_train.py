@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import gradio as gr
+import httpx
 import pytest
 import torch
 from gradio_client import Client, handle_file
@@ -102,6 +103,8 @@ def test_start_returns_at_once_and_run_completes_with_live_data(app, client):
     with zipfile.ZipFile(zip_path) as zf:
         assert "adapter/adapter_config.json" in zf.namelist() and "adapter/template.json" in zf.namelist()
     assert (Path(run_dir) / f"{Path(run_dir).name}-adapter.zip").is_file()  # the zip is written in the run dir
+    for private in (Path(run_dir) / "adapter" / "adapter_config.json", Path(run_dir) / "run.json"):
+        assert httpx.get(f"{url}gradio_api/file={private}").status_code in (403, 404)  # runs are never served
     deadline = time.time() + 30
     while ws.loaded_adapters.get("default") != run_dir and time.time() < deadline:
         time.sleep(0.2)

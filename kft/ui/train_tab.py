@@ -8,6 +8,7 @@ API names (stable, for gradio_client and browser tests): /start_training, /stop_
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -51,8 +52,10 @@ def servable_copy(zip_path: Path) -> Path:
     global _DOWNLOADS
     if _DOWNLOADS is None:
         _DOWNLOADS = Path(tempfile.mkdtemp(prefix="kft-downloads-"))
-    target = _DOWNLOADS / zip_path.name
-    if not target.is_file() or target.stat().st_size != zip_path.stat().st_size:
+    key = hashlib.sha256(str(zip_path.resolve()).encode()).hexdigest()[:12]  # same run name, other data dir
+    target = _DOWNLOADS / key / zip_path.name
+    if not target.is_file() or target.stat().st_mtime < zip_path.stat().st_mtime:
+        target.parent.mkdir(exist_ok=True)
         shutil.copyfile(zip_path, target)
     return target
 
