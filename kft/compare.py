@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import re
+import secrets
 import threading
 import weakref
 from collections.abc import Iterator
@@ -269,16 +270,21 @@ class CompareService:
         return SideBySideGenerator(self.ws.loaded, PromptTemplate.load(template_dir), adapter=name)
 
     def stream(self, choice: AdapterChoice, instruction: str, input: str = "",  # noqa: A002
-               gen: GenerationArgs | None = None, cancel: threading.Event | None = None) -> Iterator[PairUpdate]:
-        """Both answers as they grow. Close the iterator or set ``cancel`` to stop within a token."""
+               gen: GenerationArgs | None = None, cancel: threading.Event | None = None,
+               seed: int | None = None) -> Iterator[PairUpdate]:
+        """Both answers as they grow. Close the iterator or set ``cancel`` to stop within a token.
+
+        With sampling, both panes share ``seed``; None draws a new one per request (a new click, a new sample).
+        """
         gen = gen or GenerationArgs()
+        seed = secrets.randbelow(2**31) if seed is None else seed
         cancel = cancel or threading.Event()
         self.check_request(instruction, input, gen)
         with self._slot(cancel) as got:
             if not got:
                 yield PairUpdate(done=True, cancelled=True)
                 return
-            inner = self._generator(choice).stream(instruction, input, gen, cancel=cancel)
+            inner = self._generator(choice).stream(instruction, input, gen, cancel=cancel, seed=seed)
             try:
                 for update in inner:
                     self.last = update
