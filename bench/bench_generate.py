@@ -90,15 +90,15 @@ def main() -> None:
             if "lora_B" in name:
                 p.normal_(0, 0.02)
     for_inference(loaded)
-    gen = SideBySideGenerator(loaded)
     result = {"backend": a.backend, "tokens": a.tokens, "card": torch.cuda.get_device_name(0)}
-    for attempt in ("side_by_side", "sequential"):
-        fn = side_by_side if attempt == "side_by_side" else sequential
+    runs = {f"side_by_side_turn{t}": (side_by_side, SideBySideGenerator(loaded, turn_tokens=t)) for t in (1, 8, 32)}
+    runs["sequential"] = (sequential, loaded)
+    for name, (fn, target) in runs.items():
         try:
-            fn(gen if attempt == "side_by_side" else loaded, 8)  # warm-up
-            result[attempt] = fn(gen if attempt == "side_by_side" else loaded, a.tokens)
+            fn(target, 8)  # warm-up
+            result[name] = fn(target, a.tokens)
         except Exception as exc:  # noqa: BLE001 - record and go on: the table says what failed
-            result[attempt] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            result[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
     Path(a.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result), flush=True)
 

@@ -21,6 +21,7 @@ from .prompts import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
 BASE, LORA = "base", "lora"
+GPU_TURN_TOKENS = 8
 
 
 class PromptError(ValueError):
@@ -81,8 +82,12 @@ def _processors(gen: GenerationArgs) -> Any:
 class SideBySideGenerator:
     """Streams base and LoRA answers for one prompt from one model (see module docstring)."""
 
-    def __init__(self, loaded: Any, template: PromptTemplate = DEFAULT_TEMPLATE, adapter: str | None = "default") -> None:
+    def __init__(self, loaded: Any, template: PromptTemplate = DEFAULT_TEMPLATE, adapter: str | None = "default",
+                 turn_tokens: int | None = None) -> None:
         self.loaded = loaded
+        # Tokens per pane before the other pane's turn: 1 on CPU; on a GPU every adapter switch costs
+        # (Unsloth re-reads the LoRA weights), so a few tokens per turn; both panes still grow together.
+        self.turn_tokens = turn_tokens or (1 if loaded.device.type == "cpu" else GPU_TURN_TOKENS)
         self.template = template
         self.adapter = adapter
         self._lock = threading.Lock()
@@ -119,16 +124,30 @@ class SideBySideGenerator:
         model.set_adapter(self.adapter)
         return contextlib.nullcontext()
 
+    def _autocast(self) -> Any:
+        """Mixed precision on a GPU, as Unsloth's and transformers' generate() use; nothing on CPU."""
+        import torch
+
+        if self.loaded.device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=getattr(torch, self.loaded.dtype))
+
     def _step(self, pane: _Pane, procs: Any, gen: GenerationArgs, rng: Any) -> int:
         import torch
         from transformers import DynamicCache
 
         if pane.cache is None:
             pane.cache = DynamicCache()
-        with self._adapter_ctx(pane.name):
-            out = self.loaded.model(input_ids=pane.next_input, past_key_values=pane.cache, use_cache=True)
-        pane.cache = out.past_key_values
-        logits = out.logits[:, -1, :].float()
+        past = pane.ids.shape[1] - pane.next_input.shape[1]
+        # explicit positions: Unsloth's fast decode step needs them (generate() would pass them too)
+        positions = torch.arange(past, pane.ids.shape[1], device=pane.ids.device).unsqueeze(0)
+        out = self.loaded.model(input_ids=pane.next_input, past_key_values=pane.cache, position_ids=positions,
+                                use_cache=True, return_dict=True)
+        if isinstance(out, tuple):  # Unsloth's fast decode step can answer with a plain tuple
+            logits_all, pane.cache = out[0], out[1]
+        else:
+            logits_all, pane.cache = out.logits, out.past_key_values
+        logits = logits_all[:, -1, :].float()
         scores = procs(pane.ids, logits) if len(procs) else logits
         if gen.do_sample:
             token = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=rng)
@@ -156,13 +175,30 @@ class SideBySideGenerator:
                 return
             yield from self._decode(ids, gen, cancel, torch.Generator(device="cpu").manual_seed(seed))
 
+    def _advance(self, p: _Pane, procs: Any, gen: GenerationArgs, rng: Any, eos_ids: set[int], t0: float) -> None:
+        """One token for one pane, with its timing and text."""
+        token = self._step(p, procs, gen, rng)
+        now = time.perf_counter()
+        if p.t_first is None:
+            p.t_first = now
+            p.stats.ttft_s = now - t0
+        n = p.ids.shape[1] - p.prompt_len
+        p.stats.tokens = n
+        if n > 1:
+            p.stats.tokens_per_s = (n - 1) / max(now - p.t_first, 1e-9)
+        if token in eos_ids:
+            p.stats.finished, p.stats.stop_reason = True, "eos"
+        elif n >= gen.max_new_tokens:
+            p.stats.finished, p.stats.stop_reason = True, "max_new_tokens"
+        text = self.loaded.tokenizer.decode(p.ids[0, p.prompt_len:], skip_special_tokens=True)
+        p.text = text.rstrip("\ufffd") if not p.stats.finished else text
+
     def _decode(self, ids: Any, gen: GenerationArgs, cancel: threading.Event, rng: Any) -> Iterator[PairUpdate]:
         import torch
 
         from .model import for_inference
 
         for_inference(self.loaded)
-        tok = self.loaded.tokenizer
         eos_ids = _eos_ids(self.loaded)
         procs = _processors(gen)
         panes = [_Pane(BASE, ids), _Pane(LORA, ids)]
@@ -170,31 +206,22 @@ class SideBySideGenerator:
         update = PairUpdate()
         rng_dev = rng if ids.device.type == "cpu" else None
         with torch.inference_mode():
-            while not all(p.stats.finished for p in panes):
-                if cancel.is_set():
-                    update.cancelled = True
-                    break
+            while not all(p.stats.finished for p in panes) and not update.cancelled:
                 for p in panes:
-                    if p.stats.finished:
+                    if p.stats.finished or update.cancelled:
                         continue
-                    token = self._step(p, procs, gen, rng_dev)
-                    now = time.perf_counter()
-                    if p.t_first is None:
-                        p.t_first = now
-                        p.stats.ttft_s = now - t0
-                    n = p.ids.shape[1] - p.prompt_len
-                    p.stats.tokens = n
-                    if n > 1:
-                        p.stats.tokens_per_s = (n - 1) / max(now - p.t_first, 1e-9)
-                    if token in eos_ids:
-                        p.stats.finished, p.stats.stop_reason = True, "eos"
-                    elif n >= gen.max_new_tokens:
-                        p.stats.finished, p.stats.stop_reason = True, "max_new_tokens"
-                    text = tok.decode(p.ids[0, p.prompt_len:], skip_special_tokens=True)
-                    p.text = text.rstrip("\ufffd") if not p.stats.finished else text
-                update = PairUpdate(base=panes[0].text, lora=panes[1].text,
-                                    stats={p.name: PaneStats(**vars(p.stats)) for p in panes})
-                yield update
+                    # one adapter switch per turn of up to turn_tokens tokens (switching is not free on GPU)
+                    with self._adapter_ctx(p.name), self._autocast():
+                        for _ in range(self.turn_tokens):
+                            if cancel.is_set():
+                                update.cancelled = True
+                                break
+                            self._advance(p, procs, gen, rng_dev, eos_ids, t0)
+                            update = PairUpdate(base=panes[0].text, lora=panes[1].text,
+                                                stats={q.name: PaneStats(**vars(q.stats)) for q in panes})
+                            yield update
+                            if p.stats.finished:
+                                break
         update.done = True
         yield update
 

@@ -104,21 +104,31 @@ def test_stop_mid_run_keeps_the_adapter(llama8b_dir, rows_file, tmp_path):
 
 
 def test_padding_free_rows_do_not_attend_to_each_other_under_unsloth(unsloth_job):
+    """Row b after two different rows a1, a2 of the same length: b's logits must not change at all.
+    (Comparing with b alone mixes in kernel differences: that figure is printed, not asserted.)"""
     import torch
 
-    model, tok = unsloth_job.loaded.model, unsloth_job.loaded.tokenizer
     from kft.model import for_training
 
+    model = unsloth_job.loaded.model
     for_training(unsloth_job.loaded)
-    a = tok("안녕하세요 반갑습니다", return_tensors="pt")["input_ids"].cuda()
-    b = tok("산사태가 일어나는 원인을 알려 주세요", return_tensors="pt")["input_ids"].cuda()
-    pos = torch.cat([torch.arange(a.shape[1]), torch.arange(b.shape[1])])[None].cuda()
+    g = torch.Generator().manual_seed(0)
+    a1, a2 = (torch.randint(10, 4000, (1, 37), generator=g) for _ in range(2))
+    b = torch.randint(10, 4000, (1, 29), generator=g)
+    pos = torch.cat([torch.arange(37), torch.arange(29)])[None].cuda()
+
+    def logits_of_b(a):
+        with torch.no_grad():
+            out = model(input_ids=torch.cat([a, b], 1).cuda(), position_ids=pos, use_cache=False).logits.float()
+        return out[0, 37:]
+
+    first, second = logits_of_b(a1), logits_of_b(a2)
     with torch.no_grad():
-        packed = model(input_ids=torch.cat([a, b], 1), position_ids=pos, use_cache=False).logits.float()
-        alone = model(input_ids=b, use_cache=False).logits.float()
-    diff = (packed[0, a.shape[1]:] - alone[0]).abs().max().item()
-    print(f"padding-free under Unsloth: max |packed - alone| = {diff:.3e}")
-    assert diff <= 2e-2 * alone.abs().max().item()
+        alone = model(input_ids=b.cuda(), use_cache=False).logits.float()[0]
+    cross = (first - second).abs().max().item()
+    print(f"padding-free under Unsloth: max |b after a1 - b after a2| = {cross:.3e}; "
+          f"max |packed - alone| = {(first - alone).abs().max().item():.3e}")
+    assert cross <= 1e-3 * first.abs().max().item()
 
 
 def test_transformers_peft_bitsandbytes_backend_runs_on_the_gpu(llama8b_dir, rows_file, tmp_path):

@@ -1,0 +1,18 @@
+#!/bin/bash
+# Device run 2 (machine still warm, checkpoint in .ckpt/): benchmarks, one path per process.
+export PYTHONPATH=$PWD/.devsite:$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 KFT_CACHE=$PWD/.cache-kft
+OUT=${OUT:-bench/out}; mkdir -p "$OUT"
+CK=.ckpt/llama31-8b-random
+python bench/checkpoint.py $CK > /dev/null 2>&1
+python - <<'PY'
+import sys; sys.path[:0] = ["bench", "."]
+from rows import make_rows
+from transformers import AutoTokenizer
+make_rows(AutoTokenizer.from_pretrained(".ckpt/llama31-8b-random"), __import__("pathlib").Path(".ckpt/rows.jsonl"), n=2000)
+PY
+for spec in ${BENCH_PATHS:-"unsloth 20" "fast 20" "baseline 14"}; do
+  set -- $spec
+  timeout 300 python bench/bench_train.py --path $1 --model $CK --data .ckpt/rows.jsonl --steps $2 --out "$OUT/train_$1.json" > "$OUT/train_$1.log" 2>&1
+  tail -1 "$OUT/train_$1.log"
+done
+[ -n "$SKIP_GEN" ] || { timeout 240 python bench/bench_generate.py --model $CK --out "$OUT/generate.json" > "$OUT/generate.log" 2>&1; tail -1 "$OUT/generate.log"; }
