@@ -142,7 +142,7 @@ def _build_inputs(ws: Workspace, lang: str, reg: list[tuple[Any, Relabel]]) -> d
         with gr.Column(scale=2):
             _labelled(reg, gr.Markdown(t("adapter_heading", lang)), "adapter_heading", "value")
             c["source"] = gr.Radio(view.source_choices(lang), value="trained" if trained_available(ws) else "run",
-                                   label=t("source", lang))
+                                   label=t("source", lang), elem_id="kft-source")
             reg.append((c["source"], lambda lg: gr.update(label=t("source", lg), choices=view.source_choices(lg))))
             with gr.Row():
                 c["run"] = _labelled(reg, gr.Dropdown(runs, value=runs[0] if runs else None, label=t("run", lang),
@@ -151,15 +151,19 @@ def _build_inputs(ws: Workspace, lang: str, reg: list[tuple[Any, Relabel]]) -> d
                 c["refresh"] = _labelled(reg, gr.Button(t("refresh", lang), scale=1, min_width=80), "refresh", "value")
             c["hub"] = _labelled(reg, gr.Textbox(label=t("hub", lang), placeholder="owner/name", max_lines=1), "hub")
         with gr.Column(scale=3):
-            c["preset"] = gr.Dropdown(view.preset_choices(lang), value=None, label=t("preset", lang))
+            c["preset"] = gr.Dropdown(view.preset_choices(lang), value=None, label=t("preset", lang),
+                                      elem_id="kft-preset")
             reg.append((c["preset"], lambda lg: gr.update(label=t("preset", lg), choices=view.preset_choices(lg))))
             c["instruction"] = _labelled(reg, gr.Textbox(lines=3, label=t("instruction", lang),
-                                                         max_length=MAX_PROMPT_CHARS), "instruction")
+                                                         max_length=MAX_PROMPT_CHARS, elem_id="kft-instruction"),
+                                       "instruction")
             c["input"] = _labelled(reg, gr.Textbox(lines=2, label=t("input", lang)), "input")
     cap, g = min(ws.limits.max_new_tokens, MAX_NEW_TOKENS_CAP), GenerationArgs()
-    with _labelled(reg, gr.Accordion(t("gen_settings", lang), open=False), "gen_settings"), gr.Row():
+    with _labelled(reg, gr.Accordion(t("gen_settings", lang), open=False, elem_id="kft-gen-settings"),
+                  "gen_settings"), gr.Row():
         c["max_new_tokens"] = _labelled(reg, gr.Slider(1, cap, value=min(g.max_new_tokens, cap), step=1,
-                                                       label=t("max_new_tokens", lang)), "max_new_tokens")
+                                                       label=t("max_new_tokens", lang), elem_id="kft-max-new-tokens"),
+                                        "max_new_tokens")
         c["do_sample"] = _labelled(reg, gr.Checkbox(value=g.do_sample, label=t("do_sample", lang)), "do_sample")
         c["temperature"] = _labelled(reg, gr.Slider(0.05, 2.0, value=g.temperature, step=0.05,
                                                     label=t("temperature", lang)), "temperature")
@@ -172,15 +176,17 @@ def _build_inputs(ws: Workspace, lang: str, reg: list[tuple[Any, Relabel]]) -> d
 def _build_panes(lang: str, reg: list[tuple[Any, Relabel]]) -> dict[str, Any]:
     c: dict[str, Any] = {}
     with gr.Row():
-        c["generate"] = _labelled(reg, gr.Button(t("generate", lang), variant="primary"), "generate", "value")
-        c["stop"] = _labelled(reg, gr.Button(t("stop", lang), variant="stop"), "stop", "value")
+        c["generate"] = _labelled(reg, gr.Button(t("generate", lang), variant="primary", elem_id="kft-generate"),
+                                  "generate", "value")
+        c["stop"] = _labelled(reg, gr.Button(t("stop", lang), variant="stop", elem_id="kft-gen-stop"), "stop", "value")
     with gr.Row(equal_height=True):
         for pane in ("base", "lora"):
             with gr.Column():
                 c[pane] = _labelled(reg, gr.Textbox(lines=12, max_lines=30, interactive=False, buttons=["copy"],
-                                                    label=t(f"{pane}_pane", lang)), f"{pane}_pane")
-                c[f"{pane}_info"] = gr.Markdown()
-    c["outcome"] = gr.Markdown()
+                                                    label=t(f"{pane}_pane", lang), elem_id=f"kft-{pane}"),
+                                    f"{pane}_pane")
+                c[f"{pane}_info"] = gr.Markdown(elem_id=f"kft-{pane}-info")
+    c["outcome"] = gr.Markdown(elem_id="kft-outcome")
     return c
 
 
@@ -189,25 +195,27 @@ def _build_scorecard(lang: str, reg: list[tuple[Any, Relabel]]) -> dict[str, Any
     with _labelled(reg, gr.Accordion(t("sc_heading", lang), open=True), "sc_heading"):
         _labelled(reg, gr.Markdown(t("sc_intro", lang)), "sc_intro", "value")
         with gr.Row():
-            c["prompt_set"] = gr.Radio(view.prompt_set_choices(lang), value="presets", label=t("prompt_set", lang))
+            c["prompt_set"] = gr.Radio(view.prompt_set_choices(lang), value="presets", label=t("prompt_set", lang),
+                                       elem_id="kft-prompt-set")
             reg.append((c["prompt_set"], lambda lg: gr.update(label=t("prompt_set", lg),
                                                               choices=view.prompt_set_choices(lg))))
-            c["upload"] = _labelled(reg, gr.File(file_types=[".jsonl"], type="filepath", label=t("upload", lang)),
-                                    "upload")
+            c["upload"] = _labelled(reg, gr.File(file_types=[".jsonl"], type="filepath", label=t("upload", lang),
+                                                 elem_id="kft-sc-upload"), "upload")
         with gr.Row():
-            c["run_scorecard"] = _labelled(reg, gr.Button(t("run_scorecard", lang), variant="primary"),
-                                           "run_scorecard", "value")
-            c["stop_scorecard"] = _labelled(reg, gr.Button(t("stop", lang), variant="stop"), "stop", "value")
-        c["sc_summary"] = gr.Markdown()
+            c["run_scorecard"] = _labelled(reg, gr.Button(t("run_scorecard", lang), variant="primary",
+                                                          elem_id="kft-run-scorecard"), "run_scorecard", "value")
+            c["stop_scorecard"] = _labelled(reg, gr.Button(t("stop", lang), variant="stop", elem_id="kft-sc-stop"),
+                                            "stop", "value")
+        c["sc_summary"] = gr.Markdown(elem_id="kft-sc-summary")
         with gr.Row():
             for label in ("harmful", "benign"):
                 plot = gr.BarPlot(None, x="model", y="rate", color="model", y_lim=[0, 1], sort=["base", "LoRA"],
-                                  label=t(f"plot_{label}", lang), height=240)
+                                  label=t(f"plot_{label}", lang), height=240, elem_id=f"kft-plot-{label}")
                 c[f"plot_{label}"] = _labelled(reg, plot, f"plot_{label}")
         c["table"] = _labelled(reg, gr.Dataframe(headers=view.TABLE_COLUMNS, wrap=True, interactive=False,
-                                                 label=t("table", lang)), "table")
-        c["files"] = _labelled(reg, gr.File(file_count="multiple", interactive=False, label=t("exports", lang)),
-                               "exports")
+                                                 label=t("table", lang), elem_id="kft-sc-table"), "table")
+        c["files"] = _labelled(reg, gr.File(file_count="multiple", interactive=False, label=t("exports", lang),
+                                            elem_id="kft-sc-files"), "exports")
     return c
 
 
@@ -240,7 +248,7 @@ def build(ws: Workspace, lang: str, settings: Any = None) -> TabHandle:
     reg: list[tuple[Any, Relabel]] = []
     lang_box = gr.Textbox(value=lang, visible=False)
     reg.append((lang_box, lambda lg: gr.update(value=lg)))
-    status = gr.Markdown(handlers.status(lang))
+    status = gr.Markdown(handlers.status(lang), elem_id="kft-compare-status")
     reg.append((status, lambda lg: gr.update(value=handlers.status(lg))))
     comps = {**_build_inputs(ws, lang, reg), **_build_panes(lang, reg), **_build_scorecard(lang, reg)}
     _wire(handlers, comps, lang_box, status)

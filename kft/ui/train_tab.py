@@ -94,9 +94,10 @@ class TrainTab:
                 self.import_file = self._label(gr.File(label=t("import_file", lang), file_types=[".yaml", ".yml", ".json"],
                                                        type="filepath"), "import_file")
         with gr.Row():
-            self.start_btn = self._label(gr.Button(t("start", lang), variant="primary"), "start", "value")
-            self.stop_btn = self._label(gr.Button(t("stop", lang), variant="stop"), "stop", "value")
-        self.notice = gr.Markdown()
+            self.start_btn = self._label(gr.Button(t("start", lang), variant="primary", elem_id="kft-start"), "start",
+                                         "value")
+            self.stop_btn = self._label(gr.Button(t("stop", lang), variant="stop", elem_id="kft-stop"), "stop", "value")
+        self.notice = gr.Markdown(elem_id="kft-notice")
         self._progress_box()
         self._result_box()
         self._wire()
@@ -117,7 +118,7 @@ class TrainTab:
         with self._label(gr.Accordion(t("model_box", lang), open=True), "model_box"):
             self.model = gr.Dropdown(choices=self._choices(lang), value=self.model_default,
                                      allow_custom_value=not self.ws.limits.allowed_models,
-                                     label=t("model", lang), info=t("model_info", lang))
+                                     label=t("model", lang), info=t("model_info", lang), elem_id="kft-model")
             self.relabels.append((self.model, lambda new: gr.update(label=t("model", new), info=t("model_info", new),
                                                                    choices=self._choices(new))))
             note = gr.Markdown(t("no_gpu", lang), visible=not self.cuda, elem_id="kft-no-gpu")
@@ -131,15 +132,18 @@ class TrainTab:
         lang = self.lang
         kind = "sample" if self.model_default == TINY_MODEL else "hub"
         with self._label(gr.Accordion(t("data_box", lang), open=True), "data_box"):
-            self.data_kind = gr.Radio(choices=self._kinds(lang), value=kind, label=t("data_kind", lang))
+            self.data_kind = gr.Radio(choices=self._kinds(lang), value=kind, label=t("data_kind", lang),
+                                      elem_id="kft-data-kind")
             self.relabels.append((self.data_kind, lambda new: gr.update(label=t("data_kind", new),
                                                                        choices=self._kinds(new))))
             self.hub = self._label(gr.Textbox(DataArgs().source, label=t("hub_dataset", lang), max_lines=1,
                                               visible=kind == "hub"), "hub_dataset")
             self.upload = self._label(gr.File(label=t("upload", lang), file_types=[".jsonl", ".json", ".csv", ".parquet"],
-                                              type="filepath", visible=kind == "upload"), "upload")
+                                              type="filepath", visible=kind == "upload",
+                                              elem_id="kft-upload"), "upload")
             self._fields(form.DATA_FIELDS)
-            self.preview_btn = self._label(gr.Button(t("preview_btn", lang)), "preview_btn", "value")
+            self.preview_btn = self._label(gr.Button(t("preview_btn", lang), elem_id="kft-preview-btn"), "preview_btn",
+                                           "value")
             self.preview = gr.Markdown(elem_id="kft-preview")
 
     def _train_box(self) -> None:
@@ -165,25 +169,29 @@ class TrainTab:
         with self._label(gr.Accordion(t("progress_box", lang), open=True), "progress_box"):
             self.summary = gr.JSON(visible=False, elem_id="kft-summary")
             self.status = gr.Markdown(plots.status_markdown(None, lang), elem_id="kft-status")
-            self.progress = gr.HTML(plots.progress_html(None))
+            self.progress = gr.HTML(plots.progress_html(None), elem_id="kft-progress-box")
             with gr.Row():
-                self.loss_plot = self._label(gr.LinePlot(x="step", y="loss", label=t("loss_plot", lang)), "loss_plot")
-                self.lr_plot = self._label(gr.LinePlot(x="step", y="learning_rate", label=t("lr_plot", lang)), "lr_plot")
+                self.loss_plot = self._label(gr.LinePlot(x="step", y="loss", label=t("loss_plot", lang),
+                                                         elem_id="kft-loss-plot"), "loss_plot")
+                self.lr_plot = self._label(gr.LinePlot(x="step", y="learning_rate", label=t("lr_plot", lang),
+                                                       elem_id="kft-lr-plot"), "lr_plot")
                 mem_key = "mem_plot_gpu" if self.cuda else "mem_plot_cpu"
-                self.mem_plot = self._label(gr.LinePlot(x="seconds", y="GB", color="series", label=t(mem_key, lang)),
-                                            mem_key)
+                self.mem_plot = self._label(gr.LinePlot(x="seconds", y="GB", color="series", label=t(mem_key, lang),
+                                                        elem_id="kft-mem-plot"), mem_key)
             self.log = self._label(gr.Textbox(label=t("log", lang), lines=plots.LOG_LINES, max_lines=plots.LOG_LINES,
-                                              interactive=False), "log")
+                                              interactive=False, elem_id="kft-log"), "log")
 
     def _result_box(self) -> None:
         lang = self.lang
         with self._label(gr.Accordion(t("result_box", lang), open=True), "result_box"):
             with gr.Row():
-                self.report = self._label(gr.Textbox(label=t("memory_report", lang), lines=7, interactive=False),
+                self.report = self._label(gr.Textbox(label=t("memory_report", lang), lines=7, interactive=False,
+                                                     elem_id="kft-memory-report"),
                                           "memory_report")
                 with gr.Column():
-                    self.run_dir = self._label(gr.Textbox(label=t("run_dir", lang), interactive=False), "run_dir")
-                    self.zip = self._label(gr.File(label=t("zip", lang), interactive=False), "zip")
+                    self.run_dir = self._label(gr.Textbox(label=t("run_dir", lang), interactive=False,
+                                                          elem_id="kft-run-dir"), "run_dir")
+                    self.zip = self._label(gr.File(label=t("zip", lang), interactive=False, elem_id="kft-zip"), "zip")
             with gr.Row():
                 self.push_repo = gr.Textbox(label=t("push_repo", lang), info=t("push_info", lang), max_lines=1)
                 self.relabels.append((self.push_repo, lambda new: gr.update(label=t("push_repo", new),
