@@ -152,7 +152,7 @@ def _build_inputs(ws: Workspace, lang: str, reg: list[tuple[Any, Relabel]]) -> d
             c["hub"] = _labelled(reg, gr.Textbox(label=t("hub", lang), placeholder="owner/name", max_lines=1), "hub")
         with gr.Column(scale=3):
             c["preset"] = gr.Dropdown(view.preset_choices(lang), value=None, label=t("preset", lang),
-                                      elem_id="kft-preset")
+                                      elem_id="kft-preset-prompt")
             reg.append((c["preset"], lambda lg: gr.update(label=t("preset", lg), choices=view.preset_choices(lg))))
             c["instruction"] = _labelled(reg, gr.Textbox(lines=3, label=t("instruction", lang),
                                                          max_length=MAX_PROMPT_CHARS, elem_id="kft-instruction"),
