@@ -4,7 +4,8 @@
 
 unsloth  = the project's default path (Unsloth 4-bit, seed configuration)
 baseline = plain transformers + PEFT + bitsandbytes nf4 QLoRA (this process never imports unsloth)
-fast     = the project's "fast" preset on Unsloth
+fast     = the project's "fast" preset on Unsloth (8 rows in one padding-free micro-batch)
+fast_padded = the same 8 rows in one padded micro-batch
 Steady-state figures are taken between step WARM and the last step (compilation excluded); the time to
 the first finished step is measured from Start (load + compile included).
 """
@@ -30,14 +31,16 @@ def config_for(path: str, model: str, data: str, steps: int):
     cfg.model.backend = "transformers" if path == "baseline" else "unsloth"
     if path == "baseline":
         cfg.lora.use_gradient_checkpointing = True
-    if path == "fast":
+    if path in ("fast", "fast_padded"):
         apply_preset(cfg, "fast")
+    if path == "fast_padded":
+        cfg.train.padding_free = False
     return cfg
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--path", required=True, choices=["unsloth", "baseline", "fast"])
+    ap.add_argument("--path", required=True, choices=["unsloth", "baseline", "fast", "fast_padded"])
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--steps", type=int, default=20)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SECTIONS, RunConfig, field_docs
+from .distributed import is_main
 
 FLAG_NAMES = {"name": "model", "source": "data", "r": "lora-r", "split": "data-split"}
 
@@ -110,20 +111,27 @@ def cmd_train(ns: argparse.Namespace) -> int:
     config = config_from_args(ns, ["model", "lora", "data", "train"]).validate()
     if ns.save_config:
         config.save(ns.save_config)
+    from .distributed import is_distributed
+
+    if is_distributed() and not ns.output_dir:
+        raise ValueError("under torchrun / accelerate launch give --output-dir (every rank must agree on it)")
     out = Path(ns.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     job = TrainingJob(config, out).start()
     signal.signal(signal.SIGINT, lambda *_: job.stop())
     seen = 0
+    say = is_main()  # under torchrun only rank 0 prints
     while True:
         finished = job.join(0.5)
         snap = job.snapshot()
         for line in snap.log_tail[seen:] if len(snap.log_tail) >= seen else snap.log_tail:
-            print(line, flush=True)
+            if say:
+                print(line, flush=True)
         seen = len(snap.log_tail)
         if finished:
             break
     snap = job.snapshot()
-    print(f"status: {snap.status}; run directory: {out}")
+    if say:
+        print(f"status: {snap.status}; run directory: {out}")
     if snap.status == "failed":
         print(f"error: {snap.error}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TINY_MODEL, LoraArgs, ModelArgs, cuda_capability, resolve_dtype
+from .distributed import is_distributed, local_rank, world_size
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,11 @@ def choose_backend(requested: str = "auto") -> tuple[str, str]:
     if requested == "transformers":
         return "transformers", "requested explicitly"
     if not has_cuda:
-        return "transformers", "no CUDA GPU found, so Unsloth cannot run; using transformers + PEFT on the CPU in full precision"
+        ddp = f" (distributed over {world_size()} processes)" if is_distributed() else ""
+        return "transformers", f"no CUDA GPU found, so Unsloth cannot run; using transformers + PEFT on the CPU in full precision{ddp}"
+    if is_distributed():
+        return "transformers", (f"distributed data parallel over {world_size()} processes: kft runs DDP on "
+                                "transformers + PEFT (Unsloth's multi-GPU mode is not used)")
     if not has_unsloth:
         return "transformers", "CUDA GPU found but unsloth is not installed (pip install -r requirements-gpu.txt); using transformers + PEFT + bitsandbytes"
     return "unsloth", f"CUDA GPU ({torch.cuda.get_device_name(0)}) and unsloth are present"
@@ -138,7 +143,7 @@ def _load_transformers(args: ModelArgs, path: str, dtype: str, on_gpu: bool) -> 
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=getattr(torch, dtype), quantization_config=quant, trust_remote_code=False,
-            device_map={"": 0} if on_gpu else None,
+            device_map={"": local_rank()} if on_gpu else None,
         )
     except Exception as exc:  # noqa: BLE001
         raise _load_error(args.name, exc) from exc
@@ -171,7 +176,8 @@ def attach_lora(loaded: LoadedModel, args: LoraArgs) -> LoadedModel:
 
     checkpointing = bool(args.use_gradient_checkpointing)
     if loaded.quantized:
-        loaded.model = prepare_model_for_kbit_training(loaded.model, use_gradient_checkpointing=checkpointing)
+        loaded.model = prepare_model_for_kbit_training(loaded.model, use_gradient_checkpointing=checkpointing,
+                                                       gradient_checkpointing_kwargs={"use_reentrant": False})
     elif checkpointing:
         loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         loaded.model.enable_input_require_grads()

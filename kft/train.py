@@ -22,6 +22,7 @@ from typing import Any
 
 from . import memory
 from .config import RunConfig, cuda_capability, resolve_dtype
+from .distributed import is_distributed, is_main, sum_across_ranks
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,9 @@ def sft_kwargs(config: RunConfig, out_dir: Path, capability: tuple[int, int] | N
         dataloader_num_workers=0,
         dataloader_pin_memory=capability is not None,
     )
+    if is_distributed():
+        # DDP through torchrun / accelerate launch: LoRA leaves no unused parameters
+        kwargs.update(ddp_find_unused_parameters=False)
     if t.padding_free:
         # rows longer than max_seq_length were already dropped (or refused) by kft.data
         kwargs.update(padding_free=True, max_length=None)
@@ -124,7 +128,7 @@ class TrainingJob:
 
     def __init__(self, config: RunConfig, run_dir: str | Path, loaded: Any | None = None,
                  template: PromptTemplate = DEFAULT_TEMPLATE, callbacks: list[Any] | None = None,
-                 sample_every_s: float = 1.0) -> None:
+                 sample_every_s: float = 1.0, resume_from: str | Path | None = None) -> None:
         self.config = config.validate()
         self.run_dir = Path(run_dir)
         self.template = template
@@ -141,12 +145,14 @@ class TrainingJob:
         self._last_log: tuple[float, int] | None = None
         self.data_summary: dict[str, Any] | None = None
         self.tokens_seen = 0  # real (non-pad) tokens collated so far, counted by _CountingCollator
+        self.resume_from = Path(resume_from) if resume_from else None  # a complete checkpoint of this run_dir
+        self.meta: dict[str, Any] = {}  # extra run.json keys (kft.persistence: resumed_from, resumes)
 
     # ---- public API ----------------------------------------------------------------------------
     def start(self) -> TrainingJob:
         if self._thread is not None:
             raise RuntimeError("this job was already started")
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+        if is_main() and self.resume_from is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise ValueError(f"Run directory {self.run_dir} already holds files; each run needs a new directory")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._t0 = time.time()
@@ -207,8 +213,9 @@ class TrainingJob:
                 self._snap.learning_rates.append((step, float(logs["learning_rate"])))
             if tps:
                 self._snap.tokens_per_s = tps
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        if is_main():
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
         if "loss" in logs:
             self._note(f"step {step}: loss {logs['loss']:.4f}, lr {logs.get('learning_rate', 0):.2e}"
                        + (f", {tps:,.0f} tokens/s" if tps else ""))
@@ -224,6 +231,8 @@ class TrainingJob:
 
     # ---- the run --------------------------------------------------------------------------------
     def _write_run_json(self, **extra: Any) -> None:
+        if not is_main():
+            return
         s = self.snapshot()
         lm = self.loaded
         info = {"status": s.status, "config": self.config.to_dict(), "run_dir": str(self.run_dir),
@@ -232,7 +241,7 @@ class TrainingJob:
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._t0)),
                 "elapsed_s": round(s.elapsed_s, 2), "steps_done": s.step, "total_steps": s.total_steps,
                 "final_loss": s.losses[-1][1] if s.losses else None, "error": s.error, "pid": os.getpid(),
-                "data": self.data_summary, "memory": s.memory_report, **extra}
+                "data": self.data_summary, "memory": s.memory_report, **self.meta, **extra}
         tmp = self.run_dir / "run.json.tmp"
         tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
         tmp.replace(self.run_dir / "run.json")
@@ -250,7 +259,7 @@ class TrainingJob:
             self._set(status="running")
             self._write_run_json()
             t_train = time.time()
-            trainer.train()
+            trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
             self._save_adapter()
             status = "stopped" if self._stop.is_set() else "completed"
             self._finish(status, None, start_mem, time.time() - t_train)
@@ -307,6 +316,8 @@ class TrainingJob:
         return trainer, start_mem
 
     def _save_adapter(self) -> None:
+        if not is_main():
+            return
         out = self.run_dir / "adapter"
         self.loaded.model.save_pretrained(str(out))
         self.loaded.tokenizer.save_pretrained(str(out))
@@ -375,6 +386,6 @@ class _Recorder(_make_recorder_base()):  # type: ignore[misc]
 
     def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
         if logs:
-            self.job._record_log(state.global_step, logs, self.job.tokens_seen)
+            self.job._record_log(state.global_step, logs, sum_across_ranks(self.job.tokens_seen))
 
 
