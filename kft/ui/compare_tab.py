@@ -36,6 +36,12 @@ def _choice(source: str, run: str | None, hub: str | None) -> AdapterChoice:
     return AdapterChoice(source or "trained", ref)
 
 
+def _chart(frame: Any) -> Any:
+    """None (an empty chart) for a frame without rows: gr.BarPlot keeps the column types and colours of the
+    first frame it draws, so an empty one (object dtype, no models) left every later frame without bars."""
+    return frame if len(frame) else None
+
+
 def _gen_args(max_new_tokens: float, do_sample: bool, temperature: float, top_p: float,
               repetition_penalty: float) -> GenerationArgs:
     return GenerationArgs(max_new_tokens=int(max_new_tokens), do_sample=bool(do_sample), temperature=float(temperature),
@@ -116,7 +122,7 @@ class _Handlers:
     @staticmethod
     def _card_outputs(card: Scorecard, lang: str, total: int, stopped: bool, files: Any) -> tuple[Any, ...]:
         return (view.scorecard_summary(card, lang, total, stopped), view.scorecard_table(card),
-                view.rate_frame(card, "harmful"), view.rate_frame(card, "benign"), files)
+                _chart(view.rate_frame(card, "harmful")), _chart(view.rate_frame(card, "benign")), files)
 
     def list_adapters(self, run: str | None) -> Any:
         runs = list_runs(self.ws)
