@@ -6,6 +6,7 @@ unsloth  = the project's default path (Unsloth 4-bit, seed configuration)
 baseline = plain transformers + PEFT + bitsandbytes nf4 QLoRA (this process never imports unsloth)
 fast     = the project's "fast" preset on Unsloth (8 rows in one padding-free micro-batch)
 fast_padded = the same 8 rows in one padded micro-batch
+fast_gc  = fast with gradient checkpointing kept on the GPU (no offload of activations to CPU memory)
 Steady-state figures are taken between step WARM and the last step (compilation excluded); the time to
 the first finished step is measured from Start (load + compile included).
 """
@@ -31,16 +32,18 @@ def config_for(path: str, model: str, data: str, steps: int):
     cfg.model.backend = "transformers" if path == "baseline" else "unsloth"
     if path == "baseline":
         cfg.lora.use_gradient_checkpointing = True
-    if path in ("fast", "fast_padded"):
+    if path in ("fast", "fast_padded", "fast_gc"):
         apply_preset(cfg, "fast")
     if path == "fast_padded":
         cfg.train.padding_free = False
+    if path == "fast_gc":  # checkpointing kept on the GPU instead of Unsloth's offload to CPU memory
+        cfg.lora.use_gradient_checkpointing = True
     return cfg
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--path", required=True, choices=["unsloth", "baseline", "fast", "fast_padded"])
+    ap.add_argument("--path", required=True, choices=["unsloth", "baseline", "fast", "fast_padded", "fast_gc"])
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--steps", type=int, default=20)

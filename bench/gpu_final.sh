@@ -10,5 +10,9 @@ python -c "
 import sys, pathlib; sys.path[:0] = ['bench', '.']
 from rows import make_rows
 from transformers import AutoTokenizer
-make_rows(AutoTokenizer.from_pretrained('$CK'), pathlib.Path('.ckpt/rows.jsonl'), n=64)"
+make_rows(AutoTokenizer.from_pretrained('$CK'), pathlib.Path('.ckpt/rows.jsonl'), n=800)"
 timeout 170 python bench/profile_gpu.py --model $CK --rows .ckpt/rows.jsonl --out "$OUT" 2>&1 | grep -E "wall|Error" | tail -5
+for p in fast fast_gc; do
+  timeout 120 python bench/bench_train.py --path $p --model $CK --data .ckpt/rows.jsonl --steps 16 --out "$OUT/train_$p.json" > "$OUT/train_$p.log" 2>&1; tail -1 "$OUT/train_$p.log"
+done
+rm -rf "$OUT"/train_*/
