@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import shutil
 import threading
 import time
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import export, preflight
-from .config import RunConfig
+from . import export, persistence, preflight
+from .config import SAMPLE_DATA, RunConfig
+from .data import FILE_SUFFIXES
 from .train import JobSnapshot, TrainingJob
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,34 @@ class Limits:
     max_new_tokens: int = 1024
     read_only: bool = False
     allowed_models: tuple[str, ...] | None = None  # None = any
+    max_upload_bytes: int = 200 * 1024**2
+
+
+READ_ONLY = "this app is read-only (comparison only): training, resuming, uploads and Hub pushes are switched off"
+# Bounds every request must keep, whatever the deployment: each event is callable directly through the API.
+UPPER_BOUNDS: dict[tuple[str, str], float] = {
+    ("model", "max_seq_length"): 32_768, ("lora", "r"): 1024, ("lora", "lora_alpha"): 65_536,
+    ("train", "per_device_train_batch_size"): 1024, ("train", "gradient_accumulation_steps"): 1024,
+    ("train", "num_train_epochs"): 1000, ("train", "warmup_steps"): 1_000_000, ("train", "logging_steps"): 1_000_000,
+    ("train", "save_steps"): 1_000_000, ("data", "max_rows"): 100_000_000,
+}
+TEXT_LIMITS: dict[tuple[str, str], int] = {
+    ("model", "name"): 256, ("data", "source"): 1024, ("data", "split"): 64, ("train", "optim"): 64,
+    ("train", "lr_scheduler_type"): 64,
+}
+
+
+def _step_cap(limit: int) -> Any:
+    """A callback that fails a run whose Trainer plans more than ``limit`` steps (epoch runs on Hub data,
+    whose length is known only once the data is loaded)."""
+    from transformers import TrainerCallback
+
+    class StepCap(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001
+            if state.max_steps > limit:
+                raise ValueError(f"this run would take {state.max_steps} steps; this server's limit is {limit}")
+
+    return StepCap()
 
 
 class Workspace:
@@ -48,6 +78,7 @@ class Workspace:
         self.job: TrainingJob | None = None
         self.loaded: Any | None = None  # LoadedModel used by the comparison tab
         self.loaded_adapters: dict[str, str] = {}  # adapter name -> source (run dir / hub id)
+        persistence.mark_interrupted(self.runs_dir)  # runs a previous process left unfinished
 
     # ---- training -------------------------------------------------------------------------------
     @property
@@ -63,33 +94,93 @@ class Workspace:
             path = self.runs_dir / f"{base}-{n}"
         return path
 
+    def check_model_allowed(self, name: str) -> None:
+        allowed = self.limits.allowed_models
+        if allowed is not None and (name or "").strip() not in allowed:
+            raise ValueError(f"model {str(name)[:100]!r} is not allowed here; allowed: {list(allowed)}")
+
+    def refuse_if_read_only(self) -> None:
+        if self.limits.read_only:
+            raise ValueError(READ_ONLY)
+
     def check_limits(self, config: RunConfig) -> None:
+        """This server's limits (steps, sizes, text lengths, allowed models): one ValueError listing all."""
         problems = []
         if self.limits.read_only:
-            problems.append("this app is read-only (comparison only): training is switched off")
-        if config.train.max_steps > self.limits.max_steps:
-            problems.append(f"max_steps {config.train.max_steps} is above this server's limit of {self.limits.max_steps}")
-        if self.limits.allowed_models is not None and config.model.name not in self.limits.allowed_models:
-            problems.append(f"model {config.model.name!r} is not allowed here; allowed: {list(self.limits.allowed_models)}")
+            problems.append(READ_ONLY)
+        for (section, name), limit in TEXT_LIMITS.items():
+            value = str(getattr(getattr(config, section), name) or "")
+            if len(value) > limit:
+                problems.append(f"{section}.{name} is {len(value):,} characters long; the limit is {limit}")
+        for (section, name), limit in UPPER_BOUNDS.items():
+            value = getattr(getattr(config, section), name)
+            if value is not None and value > limit:
+                problems.append(f"{section}.{name} {value} is above this server's limit of {limit:g}")
+        steps = self._planned_steps(config)
+        if steps is not None and steps > self.limits.max_steps:
+            what = "max_steps" if config.train.max_steps > 0 else "the epochs asked for make about"
+            problems.append(f"{what} {steps} is above this server's limit of {self.limits.max_steps} steps")
+        try:
+            self.check_model_allowed(config.model.name)
+        except ValueError as exc:
+            problems.append(str(exc))
         if problems:
             raise ValueError("Invalid settings:\n- " + "\n- ".join(problems))
+
+    @staticmethod
+    def _planned_steps(config: RunConfig) -> int | None:
+        """Optimizer steps of the run: max_steps, or for epochs over local data an upper estimate
+        (None for epochs over a Hub dataset: the step cap callback checks those once the data is loaded)."""
+        t, d = config.train, config.data
+        if t.max_steps > 0:
+            return t.max_steps
+        if d.source != SAMPLE_DATA and Path(d.source).suffix.lower() not in FILE_SUFFIXES:
+            return None
+        from .data import read_records
+
+        rows = len(read_records(d.source))
+        rows = min(rows, d.max_rows) if d.max_rows else rows
+        per_epoch = math.ceil(math.ceil(rows / max(t.per_device_train_batch_size, 1))
+                              / max(t.gradient_accumulation_steps, 1))
+        return math.ceil(per_epoch * t.num_train_epochs)
 
     def start_training(self, config: RunConfig) -> TrainingJob:
         """Validate, then start the one background run. Raises ValueError or BusyError, never blocks.
 
-        Before anything is loaded: the settings are valid, the model can be found from here (local
-        directory, HF cache, or the Hub when online), and local data reads without bad rows."""
+        Before anything is loaded: the settings are valid and within this server's limits, the model can
+        be found from here (local directory, HF cache, or the Hub when online), and local data reads
+        without bad rows."""
+        self.refuse_if_read_only()
+        self._check_run(config)
+        return self._launch(config)
+
+    def resume_training(self, name: str) -> TrainingJob:
+        """Resume the interrupted run called ``name`` from its last complete checkpoint, in its own directory."""
+        self.refuse_if_read_only()
+        run_dir = persistence.run_dir_of(self.runs_dir, name)
+        plan = persistence.resume_plan(run_dir, self.live_run())
+        config = RunConfig.from_dict(plan.config)
+        self._check_run(config)
+        return self._launch(config, plan)
+
+    def _check_run(self, config: RunConfig) -> None:
         config.validate()
         self.check_limits(config)
         self._refuse_if_busy()
         preflight.check_model_available(config.model.name)
         preflight.check_data(config.data)
+
+    def _launch(self, config: RunConfig, plan: persistence.ResumePlan | None = None) -> TrainingJob:
         if not self._start_lock.acquire(blocking=False):
             raise BusyError("a training run is being started right now; only one run at a time")
         try:
             self._refuse_if_busy()
             reuse = self._reusable_base(config)
-            job = TrainingJob(config, self.new_run_dir(), loaded=reuse)
+            job = TrainingJob(config, plan.run_dir if plan else self.new_run_dir(), loaded=reuse,
+                              callbacks=[_step_cap(self.limits.max_steps)],
+                              resume_from=plan.checkpoint if plan else None)
+            if plan is not None:
+                persistence.restore(job, plan)
             self.job = job
             if reuse is None:
                 self.release_model()  # free the comparison model before loading another copy
@@ -98,6 +189,14 @@ class Workspace:
             return job
         finally:
             self._start_lock.release()
+
+    def live_run(self) -> Path | None:
+        """Run directory of the run this process is training now, if any."""
+        return self.job.run_dir if self.training else None
+
+    def runs(self) -> list[persistence.RunInfo]:
+        """Every run under runs/, newest first, with its status (``interrupted`` when nobody runs it)."""
+        return persistence.list_runs(self.runs_dir, self.live_run())
 
     def _refuse_if_busy(self) -> None:
         if self.training:
@@ -132,9 +231,15 @@ class Workspace:
     def store_upload(self, path: str | Path) -> Path:
         """Copy an uploaded data file into DATA_DIR/uploads (name prefixed by its content hash), so a
         run's config points at a file that outlives the browser session."""
+        self.refuse_if_read_only()
         src = Path(path)
         if not src.is_file():
             raise ValueError(f"The uploaded file could not be read: {src.name}")
+        if src.suffix.lower() not in FILE_SUFFIXES:
+            raise ValueError(f"{src.name}: only {', '.join(FILE_SUFFIXES)} files are accepted")
+        if src.stat().st_size > self.limits.max_upload_bytes:
+            raise ValueError(f"{src.name} is {src.stat().st_size / 1024**2:,.1f} MB; the limit is "
+                             f"{self.limits.max_upload_bytes / 1024**2:,.0f} MB")
         digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
         target = self.data_dir / "uploads" / f"{digest}-{src.name}"
         if not target.is_file():
@@ -156,6 +261,7 @@ class Workspace:
 
     def push_adapter(self, repo_id: str, private: bool = True) -> str:
         """Push the last finished run's adapter to the Hub (token from HF_TOKEN only); returns the URL."""
+        self.refuse_if_read_only()
         return export.push_adapter(self.finished_run_dir(), repo_id, private)
 
     # ---- comparison model -----------------------------------------------------------------------

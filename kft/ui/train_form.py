@@ -42,6 +42,7 @@ SECTION_OF: dict[str, str] = {**{n: "model" for n in MODEL_FIELDS}, **{n: "data"
 FORM_FIELDS: tuple[str, ...] = tuple(SECTION_OF)
 DEFAULTS = RunConfig()
 KINDS = ("hub", "upload", "sample")
+MAX_FIELD_CHARS = 2000  # longest text any one setting may hold (a model id, a split, a LoftQ JSON object)
 MODES = ("steps", "epochs")
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -120,8 +121,12 @@ def values_to_config(values: dict[str, Any], model: str, length_mode: str = "ste
                      validate: bool = True) -> RunConfig:
     """Build a RunConfig from the form. Raises one ValueError listing every problem."""
     cfg = RunConfig()
+    problems: list[str] = [f"{name} is {len(v):,} characters long; the limit is {MAX_FIELD_CHARS:,}"
+                           for name, v in {"model": model, **values}.items()
+                           if isinstance(v, str) and len(v) > MAX_FIELD_CHARS]
+    if problems:  # checked before anything is parsed: every field is callable directly through the API
+        raise ValueError("Invalid settings:\n- " + "\n- ".join(problems))
     cfg.model.name = (model or "").strip()
-    problems: list[str] = []
     for name in FORM_FIELDS:
         if name not in values:
             continue
