@@ -31,8 +31,16 @@ class AppSettings:
     """Upper limit on generated tokens per answer (KFT_MAX_NEW_TOKENS)."""
     read_only: bool = False
     """Comparison only, no training (KFT_READ_ONLY); for public links."""
+    allowed_models: str | None = None
+    """Comma-separated models that may be trained or compared (KFT_ALLOWED_MODELS); None = any. For public use."""
+    max_upload_mb: int = 200
+    """Largest accepted upload in MB (KFT_MAX_UPLOAD_MB); gradio refuses bigger files before they are stored."""
     lang: str = "ko"
     """Initial UI language, ko or en (KFT_LANG)."""
+
+    def allowed_model_names(self) -> tuple[str, ...] | None:
+        names = tuple(n.strip() for n in (self.allowed_models or "").split(",") if n.strip())
+        return names or None
 
     def auth_pairs(self) -> list[tuple[str, str]] | None:
         if not self.auth:
@@ -51,21 +59,42 @@ def _env_bool(name: str) -> bool | None:
     return None if v is None else v.strip().lower() in ("1", "true", "yes", "on")
 
 
+def on_space() -> bool:
+    """Whether this process runs in a Hugging Face Space (the Space sets SPACE_ID)."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def _default_data_dir() -> str:
+    """data/ locally; /data/kft on a Space with persistent storage (mounted at /data), so runs outlive restarts."""
+    space_data = Path("/data")
+    if on_space() and space_data.is_dir() and os.access(space_data, os.W_OK):
+        return str(space_data / "kft")
+    return AppSettings.data_dir
+
+
+def _default_host() -> str:
+    """127.0.0.1 locally; 0.0.0.0 when gradio's own variable asks for it (a Space sets GRADIO_SERVER_NAME)."""
+    return os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space() else AppSettings.host)
+
+
 def parse_settings(argv: Sequence[str] | None = None) -> AppSettings:
     d = AppSettings()
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python app.py", description="kft: Korean safety LoRA fine-tuning app")
-    p.add_argument("--host", default=env("KFT_HOST", d.host))
+    p.add_argument("--host", default=env("KFT_HOST", _default_host()))
     p.add_argument("--port", type=int, default=int(env("KFT_PORT", env("GRADIO_SERVER_PORT", d.port))))
     p.add_argument("--share", action="store_true", default=bool(_env_bool("KFT_SHARE")))
     p.add_argument("--auth", default=env("KFT_AUTH"), help="user:password; required with --share")
     p.add_argument("--allow-share-without-auth", action="store_true",
                    default=bool(_env_bool("KFT_ALLOW_SHARE_WITHOUT_AUTH")))
-    p.add_argument("--data-dir", default=env("KFT_DATA_DIR", d.data_dir))
+    p.add_argument("--data-dir", default=env("KFT_DATA_DIR", _default_data_dir()))
     p.add_argument("--default-model", default=env("KFT_DEFAULT_MODEL"))
     p.add_argument("--max-steps", type=int, default=int(env("KFT_MAX_STEPS", d.max_steps)))
     p.add_argument("--max-new-tokens", type=int, default=int(env("KFT_MAX_NEW_TOKENS", d.max_new_tokens)))
     p.add_argument("--read-only", action="store_true", default=bool(_env_bool("KFT_READ_ONLY")))
+    p.add_argument("--allowed-models", default=env("KFT_ALLOWED_MODELS"),
+                   help="comma-separated models that may be trained or compared (default: any)")
+    p.add_argument("--max-upload-mb", type=int, default=int(env("KFT_MAX_UPLOAD_MB", d.max_upload_mb)))
     p.add_argument("--lang", choices=("ko", "en"), default=env("KFT_LANG", d.lang))
     ns = p.parse_args(argv)
     s = AppSettings(**vars(ns))
@@ -84,6 +113,11 @@ def check_settings(s: AppSettings) -> None:
         problems.append("--max-steps must be at least 1")
     if not 1 <= s.max_new_tokens <= 4096:
         problems.append("--max-new-tokens must be between 1 and 4096")
+    if not 1 <= s.max_upload_mb <= 10_240:
+        problems.append("--max-upload-mb must be between 1 and 10240")
+    allowed = s.allowed_model_names()
+    if allowed and s.default_model and s.default_model not in allowed:
+        problems.append(f"--default-model {s.default_model!r} is not in --allowed-models {list(allowed)}")
     if s.auth:
         try:
             s.auth_pairs()
@@ -91,3 +125,16 @@ def check_settings(s: AppSettings) -> None:
             problems.append(str(exc))
     if problems:
         raise SystemExit("kft: " + "\n".join(problems))
+
+
+def settings_warnings(s: AppSettings) -> list[str]:
+    """Risky but allowed settings, logged at launch."""
+    warnings = []
+    public = s.share or on_space() or s.host not in ("127.0.0.1", "localhost", "::1")
+    if public and not s.auth and not s.read_only:
+        warnings.append("the app is reachable by others and has no --auth: anyone who reaches it can start "
+                        "training runs through the API. Set KFT_AUTH (a Space secret) or KFT_READ_ONLY=1.")
+    if public and not s.allowed_model_names() and not s.read_only:
+        warnings.append("no --allowed-models: any Hub id or local model directory can be trained from the API. "
+                        "Set KFT_ALLOWED_MODELS for a public deployment.")
+    return warnings

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..settings import AppSettings
+from ..settings import AppSettings, settings_warnings
 from ..workspace import Limits, Workspace
 
 logger = logging.getLogger(__name__)
@@ -14,18 +14,40 @@ logger = logging.getLogger(__name__)
 
 def make_workspace(settings: AppSettings) -> Workspace:
     return Workspace(settings.data_dir, Limits(max_steps=settings.max_steps, max_new_tokens=settings.max_new_tokens,
-                                               read_only=settings.read_only))
+                                               read_only=settings.read_only,
+                                               allowed_models=settings.allowed_model_names(),
+                                               max_upload_bytes=settings.max_upload_mb * 1024**2))
+
+
+def blocked_paths(settings: AppSettings) -> list[str]:
+    """Folders gradio's file routes must never serve: the data directory (runs, adapters, checkpoints,
+    uploads) and the model caches (Hugging Face hub and datasets, kft's tiny model)."""
+    from datasets import config as ds_config
+    from huggingface_hub import constants
+
+    from ..tiny import cache_root
+
+    paths = [Path(settings.data_dir), Path(constants.HF_HOME), Path(constants.HF_HUB_CACHE),
+             Path(ds_config.HF_DATASETS_CACHE), cache_root()]
+    unique: list[str] = []
+    for p in paths:
+        text = str(p.expanduser().resolve())
+        if text not in unique:
+            unique.append(text)
+    return unique
 
 
 def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = None) -> Any:
     """Build and start the app; ``ws`` lets a caller (the tests) keep a handle on the process-wide state."""
     from .app import build_app
 
+    for warning in settings_warnings(settings):
+        logger.warning(warning)
     ws = ws or make_workspace(settings)
     demo = build_app(ws, settings)
     demo.queue(default_concurrency_limit=8)
     return demo.launch(
         server_name=settings.host, server_port=settings.port, share=settings.share,
         auth=settings.auth_pairs(), prevent_thread_lock=not block, show_error=True,
-        max_file_size="200mb", blocked_paths=[str(Path(settings.data_dir).resolve())],
+        max_file_size=settings.max_upload_mb * 1024**2, blocked_paths=blocked_paths(settings), allowed_paths=[],
     )
