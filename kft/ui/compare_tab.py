@@ -258,4 +258,5 @@ def build(ws: Workspace, lang: str, settings: Any = None) -> TabHandle:
     reg.append((status, lambda lg: gr.update(value=handlers.status(lg))))
     comps = {**_build_inputs(ws, lang, reg), **_build_panes(lang, reg), **_build_scorecard(lang, reg)}
     _wire(handlers, comps, lang_box, status)
-    return TabHandle(components=[comp for comp, _ in reg], relabel=lambda lg: [fn(lg) for _, fn in reg])
+    return TabHandle(components=[comp for comp, _ in reg], relabel=lambda lg: [fn(lg) for _, fn in reg],
+                     named={"source": comps["source"], "run": comps["run"]})

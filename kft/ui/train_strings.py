@@ -56,6 +56,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "push_info": ("마지막 실행의 어댑터를 올립니다. 토큰은 서버 환경 변수 HF_TOKEN에서만 읽고, 화면에 보이거나 기록되지 않습니다.",
                   "Pushes the last run's adapter. The token is read only from the server's HF_TOKEN environment "
                   "variable; it is never shown or logged."),
+    "read_only": ("🔒 읽기 전용 모드입니다 (비교 전용): 이 서버에서는 학습을 시작할 수 없습니다. 비교 탭을 사용하세요.",
+                  "🔒 Read-only mode (comparison only): training is switched off on this server. Use the comparison tab."),
     # messages
     "started": ("학습을 시작했습니다: {run}", "Training started: {run}"),
     "refused": ("시작할 수 없습니다: {msg}", "Cannot start: {msg}"),

@@ -81,6 +81,8 @@ class TrainTab:
         lang = self.lang
         self.lang_state, self.shown = gr.State(lang), gr.State("")
         self.relabels.append((self.lang_state, lambda new: new))
+        if self.ws.limits.read_only:  # comparison only: say so where training would start
+            self._label(gr.Markdown(t("read_only", lang), elem_id="kft-read-only"), "read_only", "value")
         self._model_box()
         self._data_box()
         with self._label(gr.Accordion(t("lora_box", lang), open=False), "lora_box"):
@@ -100,6 +102,7 @@ class TrainTab:
         self.notice = gr.Markdown(elem_id="kft-notice")
         self._progress_box()
         self._result_box()
+        self.start_btn.interactive = not self.ws.limits.read_only  # the server refuses it too
         self._wire()
         return TabHandle(components=[c for c, _ in self.relabels],
                          relabel=lambda new: [fn(new) for _, fn in self.relabels])
@@ -242,6 +245,7 @@ class TrainTab:
     def on_start(self, lang: str, *, model: str, data_kind: str, hub_dataset: str, length_mode: str,
                  upload: str | None = None, **values: Any) -> str:
         try:
+            self.ws.refuse_if_read_only()
             cfg = form.values_to_config(values, model, length_mode)
             cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.store_upload, lang)
             job = self.ws.start_training(cfg)
@@ -258,6 +262,7 @@ class TrainTab:
     def on_preview(self, lang: str, *, model: str, data_kind: str, hub_dataset: str, max_seq_length: float,
                    too_long: str, split: str, upload: str | None = None, max_rows: float | None = None) -> str:
         try:
+            self.ws.check_model_allowed(model)
             cfg = form.values_to_config({"max_seq_length": max_seq_length, "too_long": too_long,
                                          "max_rows": max_rows, "split": split}, model, validate=False)
             cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.store_upload, lang)

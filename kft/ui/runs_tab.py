@@ -1,0 +1,164 @@
+"""The runs tab: every run under DATA_DIR/runs with its status, settings and final loss; resume an
+interrupted run from its last complete checkpoint; open a run's adapter in the comparison tab.
+
+Event wiring only: the listing and resume logic is kft/persistence.py and Workspace.resume_training.
+Endpoints (stable api_names): /list_runs, /resume_run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from ..compare import list_runs as runs_with_adapter
+from ..persistence import RunInfo
+from ..workspace import BusyError, Workspace
+from .app import TabHandle
+from .i18n import tr
+from .train_strings import status_text
+
+logger = logging.getLogger(__name__)
+POLL_S = 5.0
+
+STRINGS: dict[str, tuple[str, str]] = {
+    "intro": ("데이터 폴더의 모든 실행입니다. 앱이 실행 중에 꺼지면(재시작, 강제 종료) 그 실행은 **중단됨**으로 "
+              "표시되고, 마지막 **완전한** 체크포인트에서 이어서 학습할 수 있습니다 (체크포인트 간격: 학습 설정의 "
+              "`save_steps`). 어댑터가 있는 실행은 비교 탭에서 열 수 있습니다.",
+              "Every run in the data directory. A run that was going when the app stopped (restart, kill) shows as "
+              "**interrupted** and can be resumed from its last **complete** checkpoint (checkpoint interval: "
+              "`save_steps` in the training settings). A run with an adapter can be opened in the comparison tab."),
+    "table": ("실행 목록", "Runs"),
+    "run": ("실행", "Run"),
+    "refresh": ("새로고침", "Refresh"),
+    "resume": ("마지막 체크포인트에서 이어서 학습", "Resume from the last checkpoint"),
+    "compare": ("비교 탭에서 열기", "Open in the comparison tab"),
+    "read_only": ("🔒 읽기 전용 모드: 이어서 학습할 수 없습니다.", "🔒 Read-only mode: runs cannot be resumed."),
+    "resumed": ("{run}을(를) {ckpt}에서 이어서 학습합니다. 진행 상황은 학습 탭에 보입니다.",
+                "Resuming {run} from {ckpt}; the training tab shows its progress."),
+    "cannot_resume": ("이어서 학습할 수 없습니다: {msg}", "Cannot resume: {msg}"),
+    "no_adapter": ("{run}에는 저장된 어댑터가 없습니다.", "{run} holds no saved adapter."),
+    "pick_run": ("실행을 고르세요.", "Pick a run."),
+}
+COLUMNS: dict[str, tuple[str, str]] = {
+    "run": ("실행", "run"), "status": ("상태", "status"), "model": ("모델", "model"), "data": ("데이터", "data"),
+    "steps": ("스텝", "steps"), "settings": ("설정", "settings"), "final_loss": ("마지막 손실", "final loss"),
+    "checkpoint": ("완전한 체크포인트", "complete checkpoint"), "adapter": ("어댑터", "adapter"),
+    "started": ("시작", "started"),
+}
+
+
+def t(key: str, lang: str, **fmt: object) -> str:
+    return tr(STRINGS, key, lang, **fmt)
+
+
+def _status(info: RunInfo, lang: str) -> str:
+    text = status_text(info.status, lang)
+    return text if text == info.status else f"{text} ({info.status})"
+
+
+def runs_frame(runs: list[RunInfo], lang: str) -> pd.DataFrame:
+    """The runs as a table (plain data; one row per run, newest first)."""
+    rows = [[r.name, _status(r, lang), r.model or "", r.data or "", f"{r.steps_done} / {r.total_steps}",
+             r.settings, "" if r.final_loss is None else f"{r.final_loss:.4f}", r.checkpoint or "",
+             "✓" if r.has_adapter else "", r.started_at or ""] for r in runs]
+    return pd.DataFrame(rows, columns=[tr(COLUMNS, key, lang) for key in COLUMNS])
+
+
+class RunsTab:
+    def __init__(self, ws: Workspace, lang: str) -> None:
+        self.ws, self.lang = ws, lang
+        self.relabels: list[tuple[Any, Callable[[str], Any]]] = []
+
+    def _label(self, comp: Any, key: str, attr: str = "label") -> Any:
+        self.relabels.append((comp, lambda lang: gr.update(**{attr: t(key, lang)})))
+        return comp
+
+    def build(self) -> TabHandle:
+        lang, runs = self.lang, self.ws.runs()
+        self.lang_box = gr.Textbox(value=lang, visible=False)
+        self.relabels.append((self.lang_box, lambda new: gr.update(value=new)))
+        self._label(gr.Markdown(t("intro", lang)), "intro", "value")
+        if self.ws.limits.read_only:
+            self._label(gr.Markdown(t("read_only", lang), elem_id="kft-runs-read-only"), "read_only", "value")
+        self.table = gr.Dataframe(runs_frame(runs, lang), interactive=False, wrap=True, label=t("table", lang),
+                                  elem_id="kft-runs-table")
+        self.relabels.append((self.table, lambda new: gr.update(label=t("table", new),
+                                                               value=runs_frame(self.ws.runs(), new))))
+        with gr.Row():
+            self.run = self._label(gr.Dropdown([r.name for r in runs], value=self._default(runs), label=t("run", lang),
+                                               allow_custom_value=True, scale=3, elem_id="kft-runs-run"), "run")
+            self.refresh = self._label(gr.Button(t("refresh", lang), scale=1), "refresh", "value")
+            self.resume = self._label(gr.Button(t("resume", lang), variant="primary", scale=2,
+                                                interactive=not self.ws.limits.read_only, elem_id="kft-resume"),
+                                      "resume", "value")
+            self.compare = self._label(gr.Button(t("compare", lang), scale=2, elem_id="kft-runs-compare"),
+                                       "compare", "value")
+        self.notice = gr.Markdown(elem_id="kft-runs-notice")
+        self.shown = gr.State("")
+        self._wire()
+        return TabHandle(components=[c for c, _ in self.relabels],
+                         relabel=lambda new: [fn(new) for _, fn in self.relabels],
+                         named={"run": self.run, "compare": self.compare, "notice": self.notice,
+                                "lang": self.lang_box})
+
+    @staticmethod
+    def _default(runs: list[RunInfo]) -> str | None:
+        resumable = [r.name for r in runs if r.resumable]
+        return resumable[0] if resumable else (runs[0].name if runs else None)
+
+    def _wire(self) -> None:
+        outputs = [self.table, self.run, self.shown]
+        self.refresh.click(self.on_list, inputs=[self.lang_box, self.run], outputs=outputs, api_name="list_runs")
+        self.resume.click(self.on_resume, inputs=[self.run, self.lang_box], outputs=self.notice,
+                          api_name="resume_run")
+        gr.Timer(POLL_S).tick(self.on_tick, inputs=[self.lang_box, self.run, self.shown], outputs=outputs,
+                              api_visibility="private", show_progress="hidden", queue=False)
+
+    def on_list(self, lang: str, run: str | None) -> tuple[Any, Any, str]:
+        runs = self.ws.runs()
+        names = [r.name for r in runs]
+        frame = runs_frame(runs, lang)
+        value = run if run in names else self._default(runs)
+        return frame, gr.update(choices=names, value=value), frame.to_json()
+
+    def on_tick(self, lang: str, run: str | None, shown: str) -> tuple[Any, Any, str]:
+        """Like on_list, but sends nothing when the table has not changed since this page last got it."""
+        frame, dropdown, signature = self.on_list(lang, run)
+        if signature == shown:
+            return gr.skip(), gr.skip(), gr.skip()
+        return frame, dropdown, signature
+
+    def on_resume(self, run: str | None, lang: str) -> str:
+        if not run:
+            return t("pick_run", lang)
+        try:
+            job = self.ws.resume_training(str(run))
+        except (ValueError, BusyError) as exc:
+            gr.Warning(t("cannot_resume", lang, msg=exc))
+            return f"⚠️ {t('cannot_resume', lang, msg=exc)}"
+        logger.info("run %s resumed from the UI", job.run_dir.name)
+        return t("resumed", lang, run=job.run_dir.name, ckpt=job.resume_from.name if job.resume_from else "-")
+
+
+def connect_compare(ws: Workspace, runs: TabHandle, compare: TabHandle, tabs: gr.Tabs) -> None:
+    """The runs tab's "open in the comparison tab" button: select the run there and switch tabs."""
+
+    def open_in_compare(run: str | None, lang: str) -> tuple[Any, Any, Any, str]:
+        names = runs_with_adapter(ws)
+        if run not in names:
+            message = t("no_adapter", lang, run=run) if run else t("pick_run", lang)
+            return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {message}"
+        return gr.Tabs(selected="compare"), gr.update(value="run"), gr.update(choices=names, value=run), ""
+
+    runs.named["compare"].click(open_in_compare, inputs=[runs.named["run"], runs.named["lang"]],
+                                outputs=[tabs, compare.named["source"], compare.named["run"], runs.named["notice"]],
+                                api_visibility="private", queue=False)
+
+
+def build(ws: Workspace, lang: str, settings: Any = None) -> TabHandle:
+    """The runs tab inside the current gr.Blocks; see the module docstring for its API names."""
+    return RunsTab(ws, lang).build()
