@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,25 @@ def trained_run(tmp_path_factory, tiny_dir):
     snap = job.snapshot()
     assert snap.status == "completed", snap.error
     return job
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(settings, ws=None) -> Iterator[tuple[str, object]]:
+    """(url, workspace) of the whole app launched in this process the way app.py launches it."""
+    from kft.ui.server import launch, make_workspace
+
+    ws = ws or make_workspace(settings)
+    server, url, _ = launch(settings, block=False, ws=ws)
+    try:
+        yield url, ws
+    finally:
+        ws.stop_training()
+        if ws.job is not None:
+            ws.job.join(60)
+        server.get_blocks().close()

@@ -6,7 +6,6 @@ import collections
 import gc
 import json
 import shutil
-import socket
 import threading
 import time
 import weakref
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import free_port
 from kft.compare import AdapterChoice, download_hub_adapter, list_runs, service_for
 from kft.config import GenerationArgs
 from kft.generate import PromptError
@@ -211,9 +211,7 @@ def app(tmp_path_factory, trained_run):
     from kft.ui.server import launch, make_workspace
 
     data = tmp_path_factory.mktemp("app") / "data"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     settings = AppSettings(port=port, data_dir=str(data), max_new_tokens=480, lang="en")
     ws = make_workspace(settings)
     _copy_run(trained_run, ws.runs_dir, "r1")

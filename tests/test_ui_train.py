@@ -7,7 +7,6 @@ Workspace and set the fault-injection variable the training thread reads.
 from __future__ import annotations
 
 import json
-import socket
 import time
 import zipfile
 from pathlib import Path
@@ -18,10 +17,11 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 
+from conftest import free_port, running_app
 from kft.config import RunConfig
 from kft.settings import AppSettings
 from kft.train import FAULT_ENV, JobSnapshot
-from kft.ui import plots, server
+from kft.ui import plots
 from kft.ui import train_form as form
 from kft.ui.train_strings import FIELD_INFO_KO, FIELD_LABELS
 from kft.workspace import Workspace
@@ -31,29 +31,12 @@ FAST = dict(model="tiny", data_kind="sample", max_seq_length=512, learning_rate=
 TIMEOUT_S = 240
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """(url, workspace) of the whole app, launched the way app.py launches it."""
-    settings = AppSettings(port=_free_port(), data_dir=str(tmp_path_factory.mktemp("kft-data")), lang="en")
-    created: list[Workspace] = []
-    with pytest.MonkeyPatch.context() as mp:
-        make = server.make_workspace
-        mp.setattr(server, "make_workspace", lambda s: created.append(make(s)) or created[-1])
-        demo_app, url, _ = server.launch(settings, block=False)
-    yield url, created[0]
-    created[0].stop_training()
-    if created[0].job:
-        created[0].job.join(60)
-    from gradio.routes import App
-
-    if isinstance(demo_app, App):
-        demo_app.get_blocks().close()
+    settings = AppSettings(port=free_port(), data_dir=str(tmp_path_factory.mktemp("kft-data")), lang="en")
+    with running_app(settings) as (url, ws):
+        yield url, ws
 
 
 @pytest.fixture()
