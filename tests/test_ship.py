@@ -346,3 +346,23 @@ def test_readme_starts_with_the_space_front_matter():
             if line.strip() and not line.startswith("#")]
     assert not [p for p in pins if "unsloth" in p]  # CPU CI installs this file; Unsloth needs CUDA
     assert "## Deploy" in text and "untested here" in text
+
+
+def test_epoch_runs_on_hub_data_are_capped_when_training_begins_and_uploads_are_checked_again(tmp_path):
+    from types import SimpleNamespace
+
+    from kft.workspace import Limits, Workspace, _step_cap
+
+    with pytest.raises(ValueError, match="would take 600 steps; this server's limit is 50"):
+        _step_cap(50).on_train_begin(None, SimpleNamespace(max_steps=600), None)
+    _step_cap(50).on_train_begin(None, SimpleNamespace(max_steps=50), None)
+    ws = Workspace(tmp_path / "d", Limits(max_upload_bytes=100))
+    for name, body, expected in [("rows.pkl", b"x", "only .jsonl"), ("rows.jsonl", b"x" * 101, "the limit is")]:
+        (tmp_path / name).write_bytes(body)
+        with pytest.raises(ValueError, match=expected):
+            ws.store_upload(tmp_path / name)
+    (tmp_path / "ok.jsonl").write_bytes(b"x")
+    assert ws.store_upload(tmp_path / "ok.jsonl").parent == ws.data_dir / "uploads"
+    ws.limits.read_only = True
+    with pytest.raises(ValueError, match="read-only"):
+        ws.store_upload(tmp_path / "ok.jsonl")
