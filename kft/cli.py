@@ -62,6 +62,11 @@ def _add_setting_flags(parser: argparse.ArgumentParser, sections: Sequence[str])
 def config_from_args(ns: argparse.Namespace, sections: Sequence[str]) -> RunConfig:
     """Config file (if any) first, then every flag that was given."""
     config = RunConfig.load(ns.config) if getattr(ns, "config", None) else RunConfig()
+    preset = getattr(ns, "train.preset", None)
+    if preset is not None and "train" in sections:  # the preset first, then every explicit flag over it
+        from .presets import apply_preset
+
+        apply_preset(config, preset)
     for key, value in vars(ns).items():
         if "." in key and value is not None:
             section, name = key.split(".", 1)

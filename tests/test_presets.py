@@ -58,3 +58,13 @@ def test_no_row_attends_to_another_in_a_padding_free_batch(tiny_dir):
             alone = model(input_ids=torch.tensor([ex["input_ids"]]), use_cache=False).logits[0]
             torch.testing.assert_close(packed[start:start + n], alone, atol=1e-5, rtol=1e-5)
             start += n
+
+
+def test_cli_preset_flag_applies_the_preset_and_explicit_flags_win():
+    from kft.cli import build_parser, config_from_args
+
+    ns = build_parser().parse_args(["train", "--preset", "fast"])
+    t = config_from_args(ns, ["model", "lora", "data", "train"]).train
+    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.padding_free) == (8, 1, True)
+    ns = build_parser().parse_args(["train", "--preset", "fast", "--per-device-train-batch-size", "4"])
+    assert config_from_args(ns, ["train"]).train.per_device_train_batch_size == 4
