@@ -1,0 +1,296 @@
+"""The whole demo in headless Chromium: train with live plots (and a reload mid-run), compare, scorecard, bad upload.
+
+Selectors are the ``elem_id``s set in kft/ui (``#kft-...``) and labels taken from the tabs' own string
+tables, so copy edits do not break the tests. Each stage leaves a screenshot in test-artifacts/screenshots/.
+The tests run in file order and share one app process: the comparison uses the run the first test trained
+(or trains a short one through the API when run alone).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from kft.safety import detect_refusal
+from kft.ui import compare_view
+from kft.ui.i18n import COMMON, tr
+from kft.ui.train_strings import t as train_t
+
+expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed", exc_type=ImportError).expect
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
+
+EN = "en"
+MAX_STEPS = 1000  # far more than needed (~10 steps/s on 2 cores): the test watches, reloads, then stops it
+SCORECARD_TOKENS = 24
+
+# Points drawn by a vega-lite line chart: one M/L command per point in each line path.
+JS_LINE_POINTS = """(sel) => {
+  let n = 0;
+  for (const p of document.querySelectorAll(sel + ' g.mark-line path[aria-roledescription="line mark"]'))
+    n += ((p.getAttribute('d') || '').match(/[ML]/g) || []).length;
+  return n;
+}"""
+JS_PROGRESS = """() => { const p = document.querySelector('#kft-progress');
+  return p ? [Number(p.getAttribute('value')), Number(p.getAttribute('max'))] : [-1, -1]; }"""
+
+
+def _plain(markdown: str) -> str:
+    return markdown.replace("**", "").replace("`", "")
+
+
+def _text(page, sel: str) -> str:
+    return page.locator(sel).inner_text()
+
+
+def _box(page, sel: str) -> str:
+    """The value of a Textbox (textarea or input) by its elem_id."""
+    return page.locator(f"{sel} textarea, {sel} input").first.input_value()
+
+
+def _points(page, sel: str) -> int:
+    return page.evaluate(JS_LINE_POINTS, sel)
+
+
+def _progress(page) -> tuple[int, int]:
+    value, total = page.evaluate(JS_PROGRESS)
+    return int(value), int(total)
+
+
+def _wait_text(page, sel: str, text: str, timeout: float = 60_000) -> None:
+    page.wait_for_function("([sel, text]) => { const e = document.querySelector(sel); "
+                           "return !!e && e.innerText.includes(text); }", arg=[sel, text], timeout=timeout)
+
+
+def _wait_points(page, sel: str, more_than: int, timeout: float = 60_000) -> int:
+    page.wait_for_function(f"([sel, n]) => ({JS_LINE_POINTS})(sel) > n", arg=[sel, more_than], timeout=timeout)
+    return _points(page, sel)
+
+
+def _wait_progress(page, more_than: int, timeout: float = 60_000) -> tuple[int, int]:
+    page.wait_for_function(f"(n) => ({JS_PROGRESS})()[0] > n", arg=more_than, timeout=timeout)
+    return _progress(page)
+
+
+def _pick(page, dropdown: str, option: str) -> None:
+    page.locator(f"{dropdown} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def _fill_number(page, sel: str, value: int | float) -> None:
+    box = page.locator(f"{sel} input[type=number]").first
+    box.fill(str(value))
+    box.press("Enter")
+    box.blur()
+
+
+def _set_slider(page, sel: str, value: int) -> None:
+    """Type into a slider's number box until the slider itself holds the value (a box filled before the
+    component finished mounting can show the number without the component taking it)."""
+    box, slider = page.locator(f"{sel} input[type=number]"), page.locator(f"{sel} input[type=range]")
+    for _ in range(5):
+        box.fill(str(value))
+        box.blur()
+        try:
+            expect(slider).to_have_value(str(value), timeout=2_000)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"{sel} did not take the value {value}")
+
+
+def _open_app(page, url: str, tab: str = "tab_train") -> None:
+    page.goto(url)
+    page.get_by_role("tab", name=tr(COMMON, tab, EN)).click()
+    page.wait_for_selector("#kft-status" if tab == "tab_train" else "#kft-compare-status")
+
+
+# ---- training --------------------------------------------------------------------------------------
+def test_training_live_plots_survive_a_reload_then_stop_report_and_download(page, app_url, shoot, tmp_path):
+    _open_app(page, app_url)
+    _wait_text(page, "#kft-status", "idle")
+
+    # model and data: the tiny model, the bundled sample; the preview shows rows exactly as trained on
+    _pick(page, "#kft-model", train_t("choice_tiny", EN))
+    assert page.locator("#kft-model input").input_value() == train_t("choice_tiny", EN)
+    page.locator("#kft-data-kind").get_by_label(train_t("kind_sample", EN)).check()
+    _fill_number(page, "#kft-max_seq_length", 512)
+    page.locator("#kft-preview-btn").click()
+    _wait_text(page, "#kft-preview", "of 333 rows in the source will be trained on")
+    preview = _text(page, "#kft-preview")
+    assert train_t("pv_tokens", EN) in preview and "p50" in preview and "p99" in preview
+    assert "### instruction:" in preview and "### output:" in preview and "<|end_of_text|>" in preview
+    shoot("01-training-data-preview")
+
+    # start: the run goes on in the background; the loss plot gains points and the progress bar moves
+    _fill_number(page, "#kft-max_steps", MAX_STEPS)
+    page.locator("#kft-start").click()
+    _wait_text(page, "#kft-notice", train_t("started", EN, run=""))
+    run = re.search(r"Training started: (\S+)", _text(page, "#kft-notice")).group(1)
+    _wait_text(page, "#kft-status", "running")
+    points = _wait_points(page, "#kft-loss-plot", 1)
+    step, total = _wait_progress(page, 0)
+    assert total == MAX_STEPS
+    more_points = _wait_points(page, "#kft-loss-plot", max(points, 20))  # a loss curve worth a screenshot
+    later_step, _ = _wait_progress(page, step)
+    assert more_points > points and later_step > step
+    assert _points(page, "#kft-lr-plot") >= 1 and _points(page, "#kft-mem-plot") >= 1
+    assert _box(page, "#kft-run-dir").endswith(run)
+    shoot("02-training-mid-run", region=(page.locator("#kft-start"), page.locator("#kft-log")))
+
+    # a real reload: the page re-attaches to the same run, with its history, and it keeps going
+    page.reload()
+    page.wait_for_function("(run) => { const e = document.querySelector('#kft-run-dir textarea, #kft-run-dir input');"
+                           " return !!e && e.value.endsWith(run); }", arg=run)
+    _wait_text(page, "#kft-status", "running")
+    after_reload = _wait_points(page, "#kft-loss-plot", more_points - 1)
+    assert _progress(page)[0] >= later_step
+    _wait_points(page, "#kft-loss-plot", after_reload)
+    _wait_progress(page, _progress(page)[0])
+    shoot("03-training-after-reload")
+
+    # stop: the run ends after the current step, keeps its adapter; memory report and the adapter zip appear
+    page.locator("#kft-stop").click()
+    _wait_text(page, "#kft-notice", train_t("stop_sent", EN))
+    _wait_text(page, "#kft-status", "stopped", timeout=120_000)
+    final_step, total = _progress(page)
+    assert later_step <= final_step < total
+    page.wait_for_function("() => { const e = document.querySelector('#kft-memory-report textarea');"
+                           " return !!e && e.value.includes('Peak reserved memory'); }")
+    assert "seconds used for training" in _box(page, "#kft-memory-report")
+    page.locator(f'#kft-zip td.filename[aria-label="{run}-adapter.zip"]').wait_for()
+    link = page.locator("#kft-zip a[data-testid=download-link]").first
+    with page.expect_download() as download:
+        link.click()
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    assert path.name == f"{run}-adapter.zip"
+    with zipfile.ZipFile(path) as zf:
+        assert {"adapter/adapter_config.json", "adapter/template.json"} <= set(zf.namelist())
+    shoot("04-training-finished")
+
+
+# ---- comparison ------------------------------------------------------------------------------------
+def _ensure_trained_adapter(url: str) -> None:
+    """When this test runs alone (or after a failed one): a short run through the API, so that
+    'the adapter just trained' exists and no run holds the model."""
+    client = Client(url, verbose=False)
+
+    def finished() -> dict:
+        deadline = time.monotonic() + 300
+        while not (summary := client.predict(api_name="/training_status")[0]).get("finished", True):
+            assert time.monotonic() < deadline, f"the run did not finish: {summary}"
+            time.sleep(1)
+        return summary
+
+    summary = client.predict(api_name="/training_status")[0]
+    if not summary.get("finished", True):
+        client.predict(api_name="/stop_training")
+        summary = finished()
+    if summary["status"] not in ("completed", "stopped"):
+        client.predict(model="tiny", data_kind="sample", max_seq_length=512, max_steps=20, api_name="/start_training")
+        assert finished()["status"] == "completed"
+
+
+JS_SAMPLER = """() => {
+  const read = (id) => { const e = document.querySelector(id + ' textarea'); return e ? e.value.length : -1; };
+  window.kftSamples = [];
+  window.kftSampler = setInterval(() => window.kftSamples.push([read('#kft-base'), read('#kft-lora')]), 20);
+}"""
+
+
+def _bars(page, chart: str) -> dict[str, int]:
+    """{model: rate in %} read from a bar chart's drawn bars (each filled, on a linear 0..1 axis)."""
+    page.locator(f'{chart} path[aria-roledescription="bar"]').first.wait_for(state="attached")  # 0% is 0 px high
+    assert "linear scale with values from 0.0 to 1.0" in (
+        page.locator(f"{chart} [aria-label^='Y-axis']").get_attribute("aria-label") or "")
+    bars = {}
+    for bar in page.locator(f'{chart} path[aria-roledescription="bar"]').all():
+        assert (bar.get_attribute("fill") or "none") != "none", "a bar is drawn without colour"
+        model, rate = re.fullmatch(r"model: (\S+); rate: ([0-9.]+)", bar.get_attribute("aria-label")).groups()
+        bars[model] = round(100 * float(rate))
+    return bars
+
+
+def _grew_over_time(lengths: list[int]) -> list[int]:
+    """The distinct lengths a pane went through; asserts it never shrank."""
+    assert all(b >= a for a, b in zip(lengths, lengths[1:], strict=False)), "a pane's text got shorter"
+    return sorted(set(lengths) - {0})
+
+
+def test_comparison_streams_both_panes_with_badges_then_scorecard_chart(page, app_url, shoot, tmp_path):
+    _ensure_trained_adapter(app_url)
+    _open_app(page, app_url, "tab_compare")
+    page.wait_for_function("() => document.querySelector('#kft-source input[type=radio]:checked')?.value === 'trained'")
+
+    # a preset harmful prompt fills the instruction
+    label, prompt = next((lab, p) for lab, p in compare_view.preset_choices(EN) if lab.startswith("[harmful]"))
+    _pick(page, "#kft-preset-prompt", label)
+    page.wait_for_function("(p) => document.querySelector('#kft-instruction textarea').value === p", arg=prompt)
+
+    # both panes grow token by token: their lengths are sampled every 20 ms while the answer streams
+    page.evaluate(JS_SAMPLER)
+    page.locator("#kft-generate").click()
+    page.wait_for_function("() => window.kftSamples.some(([b, l]) => b > 0 && l > 0)")
+    _wait_text(page, "#kft-outcome", compare_view.t("done", EN), timeout=120_000)
+    samples = page.evaluate("() => { clearInterval(window.kftSampler); return window.kftSamples; }")
+    base_lengths = _grew_over_time([b for b, _ in samples])
+    lora_lengths = _grew_over_time([lo for _, lo in samples])
+    assert len(base_lengths) >= 3 and len(lora_lengths) >= 3, (base_lengths, lora_lengths)
+    base, lora = _box(page, "#kft-base"), _box(page, "#kft-lora")
+    assert len(base) == base_lengths[-1] and len(lora) == lora_lengths[-1]
+
+    # each pane carries the refusal badge the detector gives its text
+    for sel, text in (("#kft-base-info", base), ("#kft-lora-info", lora)):
+        key = "refusal" if detect_refusal(text).refusal else "not_refusal"
+        assert _text(page, sel).startswith(_plain(compare_view.t(key, EN))), _text(page, sel)
+        assert "tokens/s" in _text(page, sel)
+    _wait_text(page, "#kft-compare-status", compare_view.t("idle", EN), timeout=30_000)
+    shoot("05-comparison", region=(page.get_by_role("tablist"), page.locator("#kft-lora-info")))
+
+    # the scorecard over the 39 presets (few tokens each, to stay quick): summary, both bar charts, table, exports
+    page.locator("#kft-gen-settings button.label-wrap").click()
+    _set_slider(page, "#kft-max-new-tokens", SCORECARD_TOKENS)
+    page.locator("#kft-run-scorecard").click()
+    _wait_text(page, "#kft-sc-summary", "Done: 39 prompts", timeout=300_000)
+    summary = _text(page, "#kft-sc-summary")
+    for chart, kind in (("#kft-plot-harmful", "Harmful refused"), ("#kft-plot-benign", "benign over-refused")):
+        base_pct, lora_pct = map(int, re.search(kind + r": base (\d+)% → LoRA (\d+)%", summary).groups())
+        assert _bars(page, chart) == {"base": base_pct, "LoRA": lora_pct}, summary
+    assert prompt in _text(page, "#kft-sc-table")
+    page.locator("#kft-sc-files td.filename").first.wait_for()
+    files = [c.get_attribute("aria-label") for c in page.locator("#kft-sc-files td.filename").all()]
+    assert sorted(files) == ["scorecard.csv", "scorecard.json"]
+    with page.expect_download() as download:
+        page.locator('#kft-sc-files tr:has(td.filename[aria-label="scorecard.json"]) a').click()
+    card = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert len(card["rows"]) == 39 and card["meta"]["generation"]["max_new_tokens"] == SCORECARD_TOKENS
+    _wait_text(page, "#kft-compare-status", compare_view.t("idle", EN), timeout=30_000)
+    shoot("06-scorecard")
+
+
+# ---- a bad upload -----------------------------------------------------------------------------------
+def test_bad_upload_shows_its_rows_errors_in_the_page(page, app_url, shoot, tmp_path):
+    _open_app(page, app_url)
+    bad = tmp_path / "bad-rows.jsonl"
+    bad.write_text('{"instruction": "안녕", "output": "안녕하세요"}\n{"instruction": "", "output": "x"}\nnot json\n',
+                   encoding="utf-8")
+    page.locator("#kft-data-kind").get_by_label(train_t("kind_upload", EN)).check()
+    page.locator("#kft-upload input[type=file]").set_input_files(str(bad))
+    page.locator("#kft-upload").get_by_text(bad.name).wait_for()
+
+    page.locator("#kft-preview-btn").click()
+    _wait_text(page, "#kft-preview", "row 2: instruction is empty")
+    assert "row 3: not valid JSON" in _text(page, "#kft-preview")
+
+    page.locator("#kft-start").click()
+    _wait_text(page, "#kft-notice", train_t("refused", EN, msg=""))
+    notice = _text(page, "#kft-notice")
+    assert "row 2: instruction is empty" in notice and "row 3: not valid JSON" in notice
+    assert "running" not in _text(page, "#kft-status")
+    shoot("07-bad-upload")
