@@ -136,7 +136,7 @@ def test_training_live_plots_survive_a_reload_then_stop_report_and_download(page
     points = _wait_points(page, "#kft-loss-plot", 1)
     step, total = _wait_progress(page, 0)
     assert total == MAX_STEPS
-    more_points = _wait_points(page, "#kft-loss-plot", max(points, 20))  # a loss curve worth a screenshot
+    more_points = _wait_points(page, "#kft-loss-plot", max(points, 20), timeout=120_000)  # a curve worth a picture
     later_step, _ = _wait_progress(page, step)
     assert more_points > points and later_step > step
     assert _points(page, "#kft-lr-plot") >= 1 and _points(page, "#kft-mem-plot") >= 1
@@ -176,25 +176,25 @@ def test_training_live_plots_survive_a_reload_then_stop_report_and_download(page
 
 
 # ---- comparison ------------------------------------------------------------------------------------
+def _settled(client: Client, stop: bool = True) -> dict:
+    """Wait until no run is in progress (stopping one left going by a failed test); the last run's summary."""
+    summary = client.predict(api_name="/training_status")[0]
+    if stop and not summary.get("finished", True):
+        client.predict(api_name="/stop_training")
+    deadline = time.monotonic() + 300
+    while not (summary := client.predict(api_name="/training_status")[0]).get("finished", True):
+        assert time.monotonic() < deadline, f"the run did not finish: {summary}"
+        time.sleep(1)
+    return summary
+
+
 def _ensure_trained_adapter(url: str) -> None:
     """When this test runs alone (or after a failed one): a short run through the API, so that
     'the adapter just trained' exists and no run holds the model."""
     client = Client(url, verbose=False)
-
-    def finished() -> dict:
-        deadline = time.monotonic() + 300
-        while not (summary := client.predict(api_name="/training_status")[0]).get("finished", True):
-            assert time.monotonic() < deadline, f"the run did not finish: {summary}"
-            time.sleep(1)
-        return summary
-
-    summary = client.predict(api_name="/training_status")[0]
-    if not summary.get("finished", True):
-        client.predict(api_name="/stop_training")
-        summary = finished()
-    if summary["status"] not in ("completed", "stopped"):
+    if _settled(client)["status"] not in ("completed", "stopped"):
         client.predict(model="tiny", data_kind="sample", max_seq_length=512, max_steps=20, api_name="/start_training")
-        assert finished()["status"] == "completed"
+        assert _settled(client, stop=False)["status"] == "completed"
 
 
 JS_SAMPLER = """() => {
@@ -276,6 +276,7 @@ def test_comparison_streams_both_panes_with_badges_then_scorecard_chart(page, ap
 
 # ---- a bad upload -----------------------------------------------------------------------------------
 def test_bad_upload_shows_its_rows_errors_in_the_page(page, app_url, shoot, tmp_path):
+    _settled(Client(app_url, verbose=False))  # Start must answer about the file, not about a run in progress
     _open_app(page, app_url)
     bad = tmp_path / "bad-rows.jsonl"
     bad.write_text('{"instruction": "안녕", "output": "안녕하세요"}\n{"instruction": "", "output": "x"}\nnot json\n',
