@@ -250,3 +250,24 @@ def test_every_setting_has_korean_and_english_text_and_relabel_covers_the_tab(tm
     assert "학습 시작" in [u.get("value") for u in handle.relabel("ko") if isinstance(u, dict)]
     assert train_tab.default_model(None, cuda=False) == "tiny"
     assert train_tab.default_model(AppSettings(default_model="my/model"), cuda=True) == "my/model"
+
+
+def test_a_reloaded_page_shows_the_running_runs_settings(tmp_path):
+    """On page load during a run the form shows that run's settings, not the defaults."""
+    from types import SimpleNamespace
+
+    from kft.ui.train_tab import TrainTab
+
+    ws = Workspace(tmp_path)
+    with gr.Blocks():
+        tab = TrainTab(ws, "en", None)
+        tab.build()
+    assert all(v is gr.skip() or isinstance(v, type(gr.skip())) for v in tab.on_page_load("en"))  # no run: untouched
+    cfg = RunConfig()
+    cfg.model.name, cfg.data.source, cfg.train.max_steps, cfg.train.learning_rate = "tiny", "sample", 1000, 5e-3
+    ws.job = SimpleNamespace(done=False, config=cfg, run_dir=tmp_path / "runs" / "r1")
+    out = tab.on_page_load("en")
+    names = list(tab.widgets)
+    assert out[0] == "tiny" and out[1] == "sample"
+    assert out[4 + names.index("max_steps")] == 1000 and out[4 + names.index("learning_rate")] == 5e-3
+    assert "r1" in out[-1]

@@ -75,6 +75,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "reason": ("이유", "Reason"),
     "exported": ("설정을 파일로 내보냈습니다.", "Settings exported to a file."),
     "imported": ("설정을 불러왔습니다: {name}", "Settings imported: {name}"),
+    "attached": ("진행 중인 실행 {run}의 설정을 보여 줍니다.", "Showing the settings of the run in progress, {run}."),
     "import_problems": ("불러온 설정에 문제가 있습니다 (시작 전에 고치세요):", "The imported settings have problems (fix before starting):"),
     "reupload": ("설정의 데이터 파일 {src}은(는) 다시 업로드해야 합니다.", "The settings' data file {src} must be uploaded again."),
     "pushed": ("Hub에 올렸습니다: {url}", "Pushed to the Hub: {url}"),

@@ -220,6 +220,9 @@ class TrainTab:
         import_out = [self.model, self.data_kind, self.hub, self.mode, *self.widgets.values(), self.notice]
         self.import_file.upload(self.on_import, inputs=[self.lang_state, self.import_file], outputs=import_out,
                                 api_name="import_settings")
+        # a reload (or a second reviewer) sees the running run's settings, not the defaults
+        Context.root_block.load(self.on_page_load, inputs=[self.lang_state], outputs=import_out,
+                                api_visibility="private", show_progress="hidden")
         self.push_btn.click(self.on_push, inputs=[self.lang_state, self.push_repo, self.push_private],
                             outputs=self.notice, api_name="push_to_hub")
         self.data_kind.change(lambda k: (gr.update(visible=k == "hub"), gr.update(visible=k == "upload")),
@@ -289,16 +292,26 @@ class TrainTab:
             cfg = RunConfig.load(path)
         except ValueError as exc:
             return [*keep, self._warn(str(exc))]
-        kind, hub = form.kind_of(cfg.data.source)
-        values = form.config_to_values(cfg)
         notes = [t("imported", lang, name=Path(path).name)]
-        if kind == "upload":
+        if form.kind_of(cfg.data.source)[0] == "upload":
             notes.append(t("reupload", lang, src=Path(cfg.data.source).name))
         problems = cfg.problems()
         if problems:
             notes += [t("import_problems", lang), *[f"- {p}" for p in problems]]
-        return [cfg.model.name, kind, hub, form.length_mode_of(cfg), *[values[n] for n in self.widgets],
-                "\n".join(notes)]
+        return [*self._form_values(cfg), "\n".join(notes)]
+
+    def _form_values(self, cfg: RunConfig) -> list[Any]:
+        """The form's widgets (model, data kind, Hub id, length mode, every setting) showing cfg."""
+        kind, hub = form.kind_of(cfg.data.source)
+        values = form.config_to_values(cfg)
+        return [cfg.model.name, kind, hub, form.length_mode_of(cfg), *[values[n] for n in self.widgets]]
+
+    def on_page_load(self, lang: str) -> list[Any]:
+        """On page load during a run: fill the form with that run's settings; otherwise leave it."""
+        job = self.ws.job
+        if job is None or job.done:
+            return [gr.skip()] * (5 + len(self.widgets))
+        return [*self._form_values(job.config), t("attached", lang, run=job.run_dir.name)]
 
     def on_preset(self, name: str, batch: Any, accumulation: Any) -> tuple[Any, ...]:
         try:
