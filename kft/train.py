@@ -49,6 +49,7 @@ class JobSnapshot:
     log_tail: list[str] = field(default_factory=list)
     error: str | None = None
     backend: str | None = None
+    backend_reason: str | None = None
     memory_report: dict[str, Any] | None = None
 
     @property
@@ -182,9 +183,11 @@ class TrainingJob:
             eta = None
             if s.step and s.total_steps and not s.finished:
                 eta = elapsed / s.step * (s.total_steps - s.step)
-            return JobSnapshot(s.status, s.run_dir, s.step, s.total_steps, list(s.losses), list(s.learning_rates),
-                               list(s.memory), s.memory_label, s.tokens_per_s, elapsed, eta, list(self._log),
-                               s.error, s.backend, s.memory_report)
+            return JobSnapshot(status=s.status, run_dir=s.run_dir, step=s.step, total_steps=s.total_steps,
+                               losses=list(s.losses), learning_rates=list(s.learning_rates), memory=list(s.memory),
+                               memory_label=s.memory_label, tokens_per_s=s.tokens_per_s, elapsed_s=elapsed, eta_s=eta,
+                               log_tail=list(self._log), error=s.error, backend=s.backend,
+                               backend_reason=s.backend_reason, memory_report=s.memory_report)
 
     # ---- recording (called from the trainer's thread) -------------------------------------------
     def _set(self, **kw: Any) -> None:
@@ -292,7 +295,7 @@ class TrainingJob:
             self.loaded = load_base(cfg.model)
             self._note(f"backend: {self.loaded.backend} ({self.loaded.reason}); dtype {self.loaded.dtype}")
             self.loaded = attach_lora(self.loaded, cfg.lora)
-        self._set(backend=self.loaded.backend)
+        self._set(backend=self.loaded.backend, backend_reason=self.loaded.reason)
         for_training(self.loaded)
         tok = self.loaded.tokenizer
         report = load_rows(cfg.data, tok, self.template, cfg.model.max_seq_length)

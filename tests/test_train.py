@@ -24,6 +24,7 @@ def test_loss_falls_and_run_files_are_written(trained_run):
     assert info["memory"]["device"] == "cpu" and info["memory"]["peak_reserved_gb"] > 0
     assert info["config"]["train"]["max_steps"] == 30
     assert snap.learning_rates and snap.memory and snap.memory_label.startswith("process memory")
+    assert snap.backend == "transformers" and "no CUDA GPU" in snap.backend_reason
 
 
 def test_lora_weights_change_and_base_weights_do_not(tiny_dir, trained_run):

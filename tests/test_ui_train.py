@@ -271,3 +271,10 @@ def test_a_reloaded_page_shows_the_running_runs_settings(tmp_path):
     assert out[0] == "tiny" and out[1] == "sample"
     assert out[4 + names.index("max_steps")] == 1000 and out[4 + names.index("learning_rate")] == 5e-3
     assert "r1" in out[-1]
+
+
+def test_status_says_which_backend_and_why():
+    snap = JobSnapshot(status="running", run_dir="r", step=1, total_steps=2, backend="transformers",
+                       backend_reason="no CUDA GPU found, so Unsloth cannot run")
+    text = plots.status_markdown(snap, "en")
+    assert "**Backend:** transformers (no CUDA GPU found, so Unsloth cannot run)" in text

@@ -69,6 +69,8 @@ def status_markdown(snap: JobSnapshot | None, lang: str) -> str:
              f"**{t('eta', lang)}:** {fmt_duration(snap.eta_s)}",
              f"**{t('tps', lang)}:** {tps}"]
     text = " · ".join(parts)
+    if snap.backend:
+        text += f"\n\n**{t('backend', lang)}:** {snap.backend} ({snap.backend_reason or ''})"
     if snap.error:
         text += f"\n\n**{t('reason', lang)}:** {snap.error}"
     return text

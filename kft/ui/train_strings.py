@@ -73,6 +73,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "eta": ("남은 시간", "ETA"),
     "tps": ("토큰/초", "Tokens/s"),
     "reason": ("이유", "Reason"),
+    "backend": ("백엔드", "Backend"),
     "exported": ("설정을 파일로 내보냈습니다.", "Settings exported to a file."),
     "imported": ("설정을 불러왔습니다: {name}", "Settings imported: {name}"),
     "attached": ("진행 중인 실행 {run}의 설정을 보여 줍니다.", "Showing the settings of the run in progress, {run}."),
