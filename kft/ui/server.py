@@ -43,6 +43,10 @@ def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = Non
 
     for warning in settings_warnings(settings):
         logger.warning(warning)
+    from ..model import choose_backend
+
+    backend, reason = choose_backend("auto")
+    logger.info("models will load on the %s backend: %s", backend, reason)
     ws = ws or make_workspace(settings)
     demo = build_app(ws, settings)
     demo.queue(default_concurrency_limit=8)
