@@ -47,6 +47,8 @@ class JobSnapshot:
     elapsed_s: float = 0.0
     eta_s: float | None = None
     log_tail: list[str] = field(default_factory=list)
+    log_count: int = 0
+    """Lines logged since the start (log_tail keeps only the last ones): new lines = log_count - lines seen."""
     error: str | None = None
     backend: str | None = None
     backend_reason: str | None = None
@@ -142,6 +144,7 @@ class TrainingJob:
         self._sample_every = sample_every_s
         self._snap = JobSnapshot(status="pending", run_dir=str(self.run_dir), memory_label=memory.memory_label())
         self._log: deque[str] = deque(maxlen=200)
+        self._log_count = 0
         self._t0 = 0.0
         self._last_log: tuple[float, int] | None = None
         self.data_summary: dict[str, Any] | None = None
@@ -166,8 +169,11 @@ class TrainingJob:
         """Ask the run to end after the current step; the adapter reached so far is saved."""
         if not self._done.is_set():
             self._stop.set()
+            with self._lock:  # the run may have ended already (its thread still frees memory): keep its status
+                if self._snap.finished:
+                    return
+                self._snap.status = "stopping"
             self._note("stop requested: ending after the current step")
-            self._set(status="stopping")
 
     def join(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -186,7 +192,7 @@ class TrainingJob:
             return JobSnapshot(status=s.status, run_dir=s.run_dir, step=s.step, total_steps=s.total_steps,
                                losses=list(s.losses), learning_rates=list(s.learning_rates), memory=list(s.memory),
                                memory_label=s.memory_label, tokens_per_s=s.tokens_per_s, elapsed_s=elapsed, eta_s=eta,
-                               log_tail=list(self._log), error=s.error, backend=s.backend,
+                               log_tail=list(self._log), log_count=self._log_count, error=s.error, backend=s.backend,
                                backend_reason=s.backend_reason, memory_report=s.memory_report)
 
     # ---- recording (called from the trainer's thread) -------------------------------------------
@@ -199,6 +205,7 @@ class TrainingJob:
         logger.info(msg)
         with self._lock:
             self._log.append(f"[{time.strftime('%H:%M:%S')}] {msg}")
+            self._log_count += 1
 
     def _record_log(self, step: int, logs: dict[str, Any], tokens_seen: int) -> None:
         now = time.time()

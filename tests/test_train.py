@@ -134,3 +134,22 @@ def test_sft_settings_are_the_seed_and_precision_follows_the_card(tmp_path):
     assert (h100["fp16"], h100["bf16"]) == (False, True)
     cpu = to_sft_config(cfg, tmp_path, None)
     assert (cpu.fp16, cpu.bf16, cpu.optim.value) == (False, False, "adamw_torch")
+
+
+def test_stop_while_the_finished_run_frees_memory_keeps_its_final_status(tmp_path, tiny_dir, monkeypatch):
+    import gc
+
+    real_collect = gc.collect
+    job = TrainingJob(tiny_config(2), tmp_path / "run")
+
+    def collect(*args):
+        if job.snapshot().status == "completed" and not job.done:
+            job.stop()  # Stop clicked after the run ended, while its thread still frees memory
+        return real_collect(*args)
+
+    monkeypatch.setattr(gc, "collect", collect)
+    job.start()
+    assert job.join(300)
+    snap = job.snapshot()
+    assert snap.status == "completed" and snap.finished
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "completed"
