@@ -128,10 +128,11 @@ def cmd_train(ns: argparse.Namespace) -> int:
     while True:
         finished = job.join(0.5)
         snap = job.snapshot()
-        for line in snap.log_tail[seen:] if len(snap.log_tail) >= seen else snap.log_tail:
+        new = snap.log_count - seen  # log_tail holds only the last lines: count, don't index
+        for line in snap.log_tail[-new:] if new > 0 else []:
             if say:
                 print(line, flush=True)
-        seen = len(snap.log_tail)
+        seen = snap.log_count
         if finished:
             break
     snap = job.snapshot()

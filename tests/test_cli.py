@@ -56,3 +56,27 @@ def test_bad_input_exits_non_zero_with_a_readable_message(tmp_path):
     assert r.returncode == 1 and "bad data" in r.stderr and "not found" in r.stderr
     r = run("generate", "--adapter", str(tmp_path / "nope"), "--instruction", "x", "--model", "tiny")
     assert r.returncode == 2 and "Adapter not found" in r.stderr
+
+
+def test_train_keeps_printing_the_log_past_the_snapshot_tail(tmp_path, monkeypatch, capsys):
+    """A long run logs more lines than the job keeps in its tail (200): the CLI must print them all."""
+    import signal
+    import time
+
+    from kft import cli, train
+
+    class Chatty(train.TrainingJob):
+        def _run(self) -> None:
+            for i in range(400):
+                self._note(f"line {i}")
+                time.sleep(0.004)
+            self._set(status="completed")
+            self._done.set()
+
+    monkeypatch.setattr(train, "TrainingJob", Chatty)
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    rc = cli.main(["train", "--model", "tiny", "--data", "sample", "--output-dir", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    printed = [line for line in out.splitlines() if "] line " in line]
+    assert len(printed) == 400 and printed[-1].endswith("line 399")
