@@ -91,6 +91,8 @@ def load_prompt_set(source: str | Path = "presets") -> list[dict[str, Any]]:
             problems.append(f"line {i}: 'prompt' is missing or empty")
         if obj.get("label") not in LABELS:
             problems.append(f"line {i}: 'label' must be 'harmful' or 'benign', got {obj.get('label')!r}")
+        if obj.get("input") is not None and not isinstance(obj["input"], str):
+            problems.append(f"line {i}: 'input' must be text, got {type(obj['input']).__name__}")
         rows.append(obj)
     if problems:
         raise ValueError(f"{path.name}: {len(problems)} problem(s):\n- " + "\n- ".join(problems[:20]))

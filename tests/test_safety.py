@@ -81,3 +81,13 @@ def test_bad_prompt_files_name_the_lines(tmp_path):
     assert "line 2: 'prompt' is missing" in msg and "line 2: 'label' must be" in msg and "line 3" in msg
     with pytest.raises(ValueError, match="not found"):
         load_prompt_set(tmp_path / "none.jsonl")
+
+
+def test_a_prompt_set_whose_input_is_not_text_names_the_line(tmp_path):
+    """'input' reaches the template and the length check: a number or a list there must be refused when the
+    file is read, not end the scorecard with a TypeError."""
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"prompt": "a", "label": "benign", "input": "ok"}\n{"prompt": "b", "label": "benign", "input": 3}\n'
+                 '{"prompt": "c", "label": "benign", "input": null}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2: 'input' must be text"):
+        load_prompt_set(p)
