@@ -181,10 +181,15 @@ class Workspace:
                               resume_from=plan.checkpoint if plan else None)
             if plan is not None:
                 persistence.restore(job, plan)
-            self.job = job
             if reuse is None:
+                if self.job is not None:
+                    self.job.loaded = None  # the finished run's reference too, or its weights stay in memory
                 self.release_model()  # free the comparison model before loading another copy
-            job.start()
+            try:
+                job.start()
+            except OSError as exc:  # disk full, read-only data dir: no job is left behind to block the next
+                raise ValueError(f"the run could not start: {exc}") from exc
+            self.job = job  # only a started job: a never-started one would count as training forever
             threading.Thread(target=self._adopt_when_done, args=(job,), daemon=True).start()
             return job
         finally:

@@ -278,3 +278,32 @@ def test_status_says_which_backend_and_why():
                        backend_reason="no CUDA GPU found, so Unsloth cannot run")
     text = plots.status_markdown(snap, "en")
     assert "**Backend:** transformers (no CUDA GPU found, so Unsloth cannot run)" in text
+
+
+def test_a_run_that_cannot_start_leaves_the_workspace_free(tmp_path, tiny_dir, monkeypatch):
+    """A start that fails (disk full, read-only data dir) must not leave a never-started job behind:
+    the workspace would refuse every later Start and generation as 'busy training'."""
+    from conftest import tiny_config
+    from kft.train import TrainingJob
+
+    ws = Workspace(tmp_path)
+
+    def no_space(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(TrainingJob, "start", no_space)
+    with pytest.raises(ValueError, match="No space left"):
+        ws.start_training(tiny_config(2))
+    assert not ws.training
+    monkeypatch.undo()
+    job = ws.start_training(tiny_config(2))
+    assert job.join(TIMEOUT_S) and job.snapshot().status == "completed"
+    deadline = time.time() + 10
+    while ws.loaded is None and time.time() < deadline:  # the finished run's model becomes the comparison's
+        time.sleep(0.05)
+    import weakref
+
+    trained = weakref.ref(ws.loaded.model)
+    nxt = ws.start_training(tiny_config(2))
+    assert trained() is None, "the previous run's model must be freed before the next run loads its own"
+    assert nxt.join(TIMEOUT_S)
