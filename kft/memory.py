@@ -44,6 +44,9 @@ def start_report() -> dict[str, Any]:
     """Figures taken before training (the seed prints GPU name, max memory and reserved at start)."""
     cuda = _cuda()
     if cuda:
+        # max_memory_reserved is a high-water mark for the whole process: without a reset, a later run in the
+        # same app would report an earlier run's peak (and its start would be that peak too)
+        cuda.reset_peak_memory_stats()
         props = cuda.get_device_properties(0)
         return {"device": "cuda", "gpu_name": props.name, "max_memory_gb": round(props.total_memory / GB, 3),
                 "start_reserved_gb": round(cuda.max_memory_reserved() / GB, 3)}

@@ -296,12 +296,12 @@ class TrainingJob:
         from .model import attach_lora, for_training, load_base
 
         cfg = self.config
-        start_mem = memory.start_report()
         if self.loaded is None:
             self._note(f"loading {cfg.model.name} ...")
             self.loaded = load_base(cfg.model)
             self._note(f"backend: {self.loaded.backend} ({self.loaded.reason}); dtype {self.loaded.dtype}")
             self.loaded = attach_lora(self.loaded, cfg.lora)
+        start_mem = memory.start_report()  # with the model loaded, as the seed measures it
         self._set(backend=self.loaded.backend, backend_reason=self.loaded.reason)
         for_training(self.loaded)
         tok = self.loaded.tokenizer

@@ -153,3 +153,70 @@ def test_stop_while_the_finished_run_frees_memory_keeps_its_final_status(tmp_pat
     snap = job.snapshot()
     assert snap.status == "completed" and snap.finished
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "completed"
+
+
+class _FakeCuda:
+    """torch.cuda's memory counters: max_memory_reserved is a high-water mark until reset_peak_memory_stats."""
+
+    GB = 1024**3
+
+    def __init__(self) -> None:
+        self.reserved = self.peak = 0
+
+    def use(self, gb: float) -> None:
+        self.reserved = int(gb * self.GB)
+        self.peak = max(self.peak, self.reserved)
+
+    def memory_reserved(self) -> int:
+        return self.reserved
+
+    def memory_allocated(self) -> int:
+        return self.reserved
+
+    def max_memory_reserved(self) -> int:
+        return self.peak
+
+    def reset_peak_memory_stats(self) -> None:
+        self.peak = self.reserved
+
+    def get_device_properties(self, i):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(name="Fake GPU", total_memory=80 * self.GB)
+
+
+def test_each_run_in_one_process_gets_its_own_memory_peak(monkeypatch):
+    """The app trains many runs in one process: a run's report must not carry an earlier run's peak."""
+    from kft import memory
+
+    cuda = _FakeCuda()
+    monkeypatch.setattr(memory, "_cuda", lambda: cuda)
+    cuda.use(6)  # first run: model loaded, then training peaks at 10 GB
+    start = memory.start_report()
+    cuda.use(10)
+    first = memory.final_report(start, 1.0)
+    assert (first["start_reserved_gb"], first["peak_reserved_gb"], first["peak_for_training_gb"]) == (6, 10, 4)
+    cuda.use(0)  # freed; the second run loads a smaller model (2 GB) and peaks at 3 GB
+    cuda.use(2)
+    start = memory.start_report()
+    cuda.use(3)
+    second = memory.final_report(start, 1.0)
+    assert (second["start_reserved_gb"], second["peak_reserved_gb"], second["peak_for_training_gb"]) == (2, 3, 1)
+
+
+def test_start_memory_is_taken_with_the_model_loaded_as_the_seed_does(tmp_path, tiny_dir, monkeypatch):
+    """The seed prints 'GB of memory reserved' after loading the model, so 'for training' is the LoRA run's extra."""
+    from kft import memory
+
+    job = TrainingJob(tiny_config(1), tmp_path / "run")
+    seen = []
+    real = memory.start_report
+
+    def start_report():
+        seen.append(job.loaded is not None)
+        return real()
+
+    monkeypatch.setattr(memory, "start_report", start_report)
+    job.start()
+    assert job.join(300) and job.snapshot().status == "completed"
+    assert seen == [True]
