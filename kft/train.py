@@ -277,8 +277,10 @@ class TrainingJob:
             self._finish("stopped", None, start_mem, 0.0)
         except BaseException as exc:  # noqa: BLE001 - the app must keep serving whatever happened
             logger.error("training failed: %s", traceback.format_exc())
-            self._finish("failed", _classify(exc), start_mem, time.time() - t_train)
-            self.loaded = None
+            try:
+                self._finish("failed", _classify(exc), start_mem, time.time() - t_train)
+            finally:
+                self.loaded = None  # even if the report could not be written: the model must be let go
         finally:
             del trainer
             gc.collect()
@@ -343,7 +345,11 @@ class TrainingJob:
         if report:
             for line in memory.format_report(report).splitlines():
                 self._note(line)
-        self._write_run_json(finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        try:
+            self._write_run_json(finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        except OSError as exc:  # disk full, say: the status above still tells the app and the CLI
+            logger.error("could not write run.json: %s", exc)
+            self._note(f"could not write run.json: {exc}")
 
 
 class _CountingCollator:

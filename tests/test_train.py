@@ -220,3 +220,33 @@ def test_start_memory_is_taken_with_the_model_loaded_as_the_seed_does(tmp_path, 
     job.start()
     assert job.join(300) and job.snapshot().status == "completed"
     assert seen == [True]
+
+
+def test_a_full_disk_at_the_end_fails_the_run_frees_the_model_and_ends_the_thread_cleanly(tmp_path, tiny_dir,
+                                                                                           monkeypatch):
+    """No space left to save the adapter, nor to rewrite run.json: the run ends failed with the reason, the
+    model is let go (GPU memory), and no exception escapes the job thread."""
+    import threading
+
+    escaped = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(args.exc_value))
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    job = TrainingJob(tiny_config(1), tmp_path / "run")
+    real_write = job._write_run_json
+
+    def write_run_json(**extra):
+        if job._snap.status == "failed":
+            disk_full()
+        real_write(**extra)
+
+    monkeypatch.setattr(job, "_save_adapter", disk_full)
+    monkeypatch.setattr(job, "_write_run_json", write_run_json)
+    job.start()
+    assert job.join(300)
+    snap = job.snapshot()
+    assert snap.status == "failed" and "No space left" in snap.error
+    assert job.loaded is None
+    assert escaped == []
