@@ -221,6 +221,7 @@ class RunConfig:
         if unknown:
             raise ValueError(f"Unknown config section(s) {unknown}; expected {sorted(sections)}")
         kwargs = {}
+        wrong: list[str] = []
         for f in fields(cls):
             sub = f.default_factory()  # type: ignore[misc]
             values = raw.get(f.name) or {}
@@ -230,11 +231,19 @@ class RunConfig:
             bad = [k for k in values if k not in names]
             if bad:
                 raise ValueError(f"Unknown key(s) {bad} in section {f.name!r}; known: {sorted(names)}")
+            kinds = {sf.name: str(sf.type) for sf in fields(sub)}
             for k, v in values.items():
                 if k == "target_modules" and v is not None:
                     v = tuple(v)
+                try:
+                    v = _coerce(kinds[k], v)
+                except ValueError:
+                    wrong.append(f"{f.name}.{k} must be {kinds[k]}, got {v!r}")
+                    continue
                 setattr(sub, k, v)
             kwargs[f.name] = sub
+        if wrong:
+            raise ValueError("Invalid settings:\n- " + "\n- ".join(wrong))
         return cls(**kwargs)
 
     def save(self, path: str | Path) -> Path:
@@ -268,6 +277,31 @@ class RunConfig:
         if not isinstance(raw, dict):
             raise ValueError(f"Config file {path} must hold a mapping of sections")
         return cls.from_dict(raw)
+
+
+def _coerce(kind: str, value: Any) -> Any:
+    """A value read from a file as its field's type (``kind`` is the annotation: "int", "float | None", ...).
+
+    YAML 1.1 reads 2e-4 (no dot) as a string, so numbers written as text are parsed; ValueError otherwise."""
+    base = kind.replace(" | None", "")
+    if value is None:
+        if kind.endswith("| None"):
+            return None
+        raise ValueError(kind)
+    if base in ("int", "float"):
+        if isinstance(value, bool):
+            raise ValueError(kind)
+        number = float(value) if isinstance(value, str) else value
+        if not isinstance(number, (int, float)):
+            raise ValueError(kind)
+        if base == "int":
+            if not float(number).is_integer():
+                raise ValueError(kind)
+            return int(number)
+        return float(number)
+    if base == "bool" and not isinstance(value, bool):
+        raise ValueError(kind)
+    return value
 
 
 def generation_problems(g: GenerationArgs) -> list[str]:

@@ -77,3 +77,19 @@ def test_every_field_has_a_docstring():
         missing = [f for f in cls.__dataclass_fields__ if f not in docs]
         assert not missing, (cls.__name__, missing)
     assert "4-bit" in field_docs(ModelArgs)["load_in_4bit"]
+
+
+def test_a_hand_written_yaml_in_the_seeds_notation_loads_and_wrong_types_are_named(tmp_path):
+    """YAML 1.1 reads 2e-4 (the seed's way of writing the learning rate) as a string: it must still load as
+    a number, and a value of the wrong type must be a ValueError naming the key, not a TypeError later."""
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  name: tiny\ntrain:\n  learning_rate: 2e-4\n  max_steps: 60\n  num_train_epochs: 1\n",
+                    encoding="utf-8")
+    cfg = RunConfig.load(path).validate()
+    assert cfg.train.learning_rate == 2e-4 and isinstance(cfg.train.learning_rate, float)
+    assert cfg.train.num_train_epochs == 1.0
+    path.write_text("train:\n  max_steps: lots\n  padding_free: maybe\nlora:\n  r: 2.5\n", encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        RunConfig.load(path)
+    assert "train.max_steps" in str(err.value) and "train.padding_free" in str(err.value)
+    assert "lora.r" in str(err.value)
