@@ -185,11 +185,12 @@ class Workspace:
                 if self.job is not None:
                     self.job.loaded = None  # the finished run's reference too, or its weights stay in memory
                 self.release_model()  # free the comparison model before loading another copy
+            previous, self.job = self.job, job  # visible as the live run before its thread writes run.json
             try:
                 job.start()
-            except OSError as exc:  # disk full, read-only data dir: no job is left behind to block the next
+            except OSError as exc:  # disk full, read-only data dir: a never-started job would count as
+                self.job = previous  # training forever and refuse every later Start and generation
                 raise ValueError(f"the run could not start: {exc}") from exc
-            self.job = job  # only a started job: a never-started one would count as training forever
             threading.Thread(target=self._adopt_when_done, args=(job,), daemon=True).start()
             return job
         finally:
