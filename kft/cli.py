@@ -100,14 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _model_from_adapter(ns: argparse.Namespace, config: RunConfig) -> None:
-    """Without --model, use the base model that trained the adapter (from run.json)."""
-    if getattr(ns, "model.name") is not None:
-        return
+    """Model settings the adapter was trained with (run.json), for every model flag not given."""
     run_json = Path(ns.adapter) / "run.json"
     if not run_json.is_file():
         run_json = Path(ns.adapter).parent / "run.json"
-    if run_json.is_file():
-        config.model.name = json.loads(run_json.read_text(encoding="utf-8"))["config"]["model"]["name"]
+    if not run_json.is_file():
+        return
+    trained = json.loads(run_json.read_text(encoding="utf-8")).get("config", {}).get("model", {})
+    for f in fields(config.model):
+        if getattr(ns, f"model.{f.name}", None) is None and f.name in trained:
+            setattr(config.model, f.name, trained[f.name])
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
@@ -192,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval}
     try:
         return handlers[ns.command](ns)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

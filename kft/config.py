@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,11 @@ class RunConfig:
             p.append("train.padding_free needs data.too_long 'drop' or 'error' (rows are not truncated when padding-free)")
         if t.preset not in PRESETS:
             p.append(f"train.preset must be one of {PRESETS}, got {t.preset!r}")
+        for section, obj in (("lora", lo), ("train", t), ("generation", g)):
+            for f in fields(obj):
+                value = getattr(obj, f.name)
+                if isinstance(value, float) and not math.isfinite(value):
+                    p.append(f"{section}.{f.name} must be a finite number, got {value}")
         p.extend(generation_problems(g))
         return p
 

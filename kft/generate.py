@@ -173,7 +173,7 @@ class SideBySideGenerator:
             if cancel.is_set():
                 yield PairUpdate(done=True, cancelled=True)
                 return
-            yield from self._decode(ids, gen, cancel, torch.Generator(device="cpu").manual_seed(seed))
+            yield from self._decode(ids, gen, cancel, torch.Generator(device=ids.device).manual_seed(seed))
 
     def _advance(self, p: _Pane, procs: Any, gen: GenerationArgs, rng: Any, eos_ids: set[int], t0: float) -> None:
         """One token for one pane, with its timing and text."""
@@ -204,7 +204,6 @@ class SideBySideGenerator:
         panes = [_Pane(BASE, ids), _Pane(LORA, ids)]
         t0 = time.perf_counter()
         update = PairUpdate()
-        rng_dev = rng if ids.device.type == "cpu" else None
         with torch.inference_mode():
             while not all(p.stats.finished for p in panes) and not update.cancelled:
                 for p in panes:
@@ -216,7 +215,7 @@ class SideBySideGenerator:
                             if cancel.is_set():
                                 update.cancelled = True
                                 break
-                            self._advance(p, procs, gen, rng_dev, eos_ids, t0)
+                            self._advance(p, procs, gen, rng, eos_ids, t0)
                             update = PairUpdate(base=panes[0].text, lora=panes[1].text,
                                                 stats={q.name: PaneStats(**vars(q.stats)) for q in panes})
                             yield update

@@ -80,3 +80,17 @@ def test_train_keeps_printing_the_log_past_the_snapshot_tail(tmp_path, monkeypat
     assert rc == 0
     printed = [line for line in out.splitlines() if "] line " in line]
     assert len(printed) == 400 and printed[-1].endswith("line 399")
+
+
+def test_generate_takes_the_trained_model_settings_from_run_json(tmp_path):
+    from kft.cli import _model_from_adapter, build_parser, config_from_args
+
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"config": {"model": {
+        "name": "tiny", "max_seq_length": 512, "load_in_4bit": False, "dtype": None, "backend": "transformers"}}}))
+    ns = build_parser().parse_args(["generate", "--adapter", str(run), "--instruction", "x", "--max-seq-length", "256"])
+    cfg = config_from_args(ns, ["model", "generation"])
+    _model_from_adapter(ns, cfg)
+    assert (cfg.model.name, cfg.model.load_in_4bit, cfg.model.backend) == ("tiny", False, "transformers")
+    assert cfg.model.max_seq_length == 256  # an explicit flag wins

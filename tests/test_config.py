@@ -93,3 +93,14 @@ def test_a_hand_written_yaml_in_the_seeds_notation_loads_and_wrong_types_are_nam
         RunConfig.load(path)
     assert "train.max_steps" in str(err.value) and "train.padding_free" in str(err.value)
     assert "lora.r" in str(err.value)
+
+
+def test_nan_and_infinite_numbers_are_refused():
+    c = RunConfig()
+    c.train.weight_decay = float("nan")
+    c.train.learning_rate = float("inf")
+    c.generation.temperature = float("nan")
+    msg = "\n".join(c.problems())
+    assert "train.weight_decay must be a finite number" in msg
+    assert "train.learning_rate must be a finite number" in msg
+    assert "generation.temperature must be a finite number" in msg
