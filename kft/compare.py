@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import MAX_NEW_TOKENS_CAP, MAX_PROMPT_CHARS, GenerationArgs, ModelArgs, generation_problems
-from .generate import PairUpdate, PromptError, SideBySideGenerator
+from .config import MAX_NEW_TOKENS_CAP, GenerationArgs, ModelArgs, generation_problems
+from .generate import PairUpdate, PromptError, SideBySideGenerator, prompt_problems
 from .model import LoadedModel, ModelLoadError, load_adapter, load_base, resolve_model_path
 from .prompts import PromptTemplate
 from .safety import Scorecard, run_scorecard
@@ -231,12 +231,7 @@ class CompareService:
 
     def check_request(self, instruction: str, input: str, gen: GenerationArgs) -> None:  # noqa: A002
         """Server-side checks that need no model: raise PromptError listing every problem."""
-        problems = check_generation(gen, self.ws.limits.max_new_tokens)
-        if not instruction or not instruction.strip():
-            problems.append("the instruction is empty: type a request")
-        size = len(instruction or "") + len(input or "")
-        if size > MAX_PROMPT_CHARS:
-            problems.append(f"the prompt is {size:,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+        problems = check_generation(gen, self.ws.limits.max_new_tokens) + prompt_problems(instruction, input)
         if problems:
             raise PromptError("; ".join(problems))
 

@@ -28,6 +28,17 @@ class PromptError(ValueError):
     """The prompt or the decoding settings cannot be used; the message says why."""
 
 
+def prompt_problems(instruction: str, input: str) -> list[str]:  # noqa: A002
+    """Problems with the prompt text itself (no tokenizer needed)."""
+    problems = []
+    if not instruction or not instruction.strip():
+        problems.append("the instruction is empty: type a request")
+    size = len(instruction or "") + len(input or "")
+    if size > MAX_PROMPT_CHARS:
+        problems.append(f"the prompt is {size:,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+    return problems
+
+
 @dataclass
 class PaneStats:
     tokens: int = 0
@@ -96,11 +107,7 @@ class SideBySideGenerator:
 
     # ---- checks ---------------------------------------------------------------------------------
     def encode(self, instruction: str, input: str, gen: GenerationArgs) -> Any:  # noqa: A002
-        problems = generation_problems(gen)
-        if not instruction or not instruction.strip():
-            problems.append("the instruction is empty: type a request")
-        if len(instruction) + len(input or "") > MAX_PROMPT_CHARS:
-            problems.append(f"the prompt is {len(instruction) + len(input or ''):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+        problems = generation_problems(gen) + prompt_problems(instruction, input)
         if problems:
             raise PromptError("; ".join(problems))
         text = self.template.generation_prompt(instruction, input or "")
