@@ -99,17 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _adapter_dir(ns: argparse.Namespace) -> Path:
+    """--adapter as an adapter folder: a run directory means its adapter/ folder."""
+    adapter_dir = Path(ns.adapter)
+    if not adapter_dir.exists():
+        raise ValueError(f"Adapter not found: {adapter_dir}")
+    return adapter_dir / "adapter" if (adapter_dir / "adapter").is_dir() else adapter_dir
+
+
 def _model_from_adapter(ns: argparse.Namespace, config: RunConfig) -> None:
-    """Model settings the adapter was trained with (run.json), for every model flag not given."""
-    run_json = Path(ns.adapter) / "run.json"
-    if not run_json.is_file():
-        run_json = Path(ns.adapter).parent / "run.json"
-    if not run_json.is_file():
-        return
-    trained = json.loads(run_json.read_text(encoding="utf-8")).get("config", {}).get("model", {})
+    """Model settings the adapter was trained with (kft.model.trained_base), for every model flag not given."""
+    from .model import ModelLoadError, trained_base
+
+    try:
+        trained = trained_base(_adapter_dir(ns))
+    except ModelLoadError:
+        if getattr(ns, "model.name", None) is None:
+            raise
+        return  # --model says which base; nothing else to take over
     for f in fields(config.model):
-        if getattr(ns, f"model.{f.name}", None) is None and f.name in trained:
-            setattr(config.model, f.name, trained[f.name])
+        if getattr(ns, f"model.{f.name}", None) is None:
+            setattr(config.model, f.name, getattr(trained, f.name))
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
@@ -151,11 +161,8 @@ def _generator(ns: argparse.Namespace, config: RunConfig):
     from .model import load_adapter, load_base
     from .prompts import PromptTemplate
 
+    adapter_dir = _adapter_dir(ns)
     _model_from_adapter(ns, config)
-    adapter_dir = Path(ns.adapter)
-    if not adapter_dir.exists():
-        raise ValueError(f"Adapter not found: {adapter_dir}")
-    adapter_dir = adapter_dir / "adapter" if (adapter_dir / "adapter").is_dir() else adapter_dir
     loaded = load_adapter(load_base(config.model), adapter_dir)
     return SideBySideGenerator(loaded, PromptTemplate.load(adapter_dir))
 

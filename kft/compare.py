@@ -17,7 +17,6 @@ Nothing here imports gradio.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import secrets
@@ -30,7 +29,7 @@ from typing import Any
 
 from .config import MAX_NEW_TOKENS_CAP, GenerationArgs, ModelArgs, generation_problems
 from .generate import PairUpdate, PromptError, SideBySideGenerator, prompt_problems
-from .model import LoadedModel, ModelLoadError, load_adapter, load_base, resolve_model_path
+from .model import LoadedModel, ModelLoadError, load_adapter, load_base, resolve_model_path, trained_base
 from .prompts import PromptTemplate
 from .safety import Scorecard, run_scorecard
 from .workspace import Workspace
@@ -94,25 +93,11 @@ def trained_available(ws: Workspace) -> bool:
     return job is not None and job.done and (Path(job.run_dir) / "adapter" / "adapter_config.json").is_file()
 
 
-def _base_of_adapter(adapter_dir: Path) -> ModelArgs:
-    """The base model an adapter needs: run.json's model settings, else adapter_config.json's base."""
-    run_json = adapter_dir.parent / "run.json"
-    if run_json.is_file():
-        model = json.loads(run_json.read_text(encoding="utf-8")).get("config", {}).get("model")
-        if isinstance(model, dict):
-            return ModelArgs(**{k: v for k, v in model.items() if k in ModelArgs.__dataclass_fields__})
-    config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
-    base = config.get("base_model_name_or_path")
-    if not base:
-        raise ModelLoadError(f"{adapter_dir}: adapter_config.json does not say which base model it belongs to")
-    return ModelArgs(name=base)
-
-
 def _run_source(run_dir: Path) -> AdapterSource:
     adapter_dir = run_dir / "adapter"
     if not (adapter_dir / "adapter_config.json").is_file():
         raise ModelLoadError(f"run {run_dir.name} holds no saved adapter (adapter/adapter_config.json)")
-    return AdapterSource(str(run_dir.resolve()), adapter_dir, _base_of_adapter(adapter_dir))
+    return AdapterSource(str(run_dir.resolve()), adapter_dir, trained_base(adapter_dir))
 
 
 def download_hub_adapter(repo_id: str) -> Path:
@@ -149,7 +134,7 @@ def resolve_choice(ws: Workspace, choice: AdapterChoice) -> AdapterSource:
     if choice.source == "hub":
         repo_id = choice.ref.strip()
         adapter_dir = download_hub_adapter(repo_id)
-        return AdapterSource(f"hub:{repo_id}", adapter_dir, _base_of_adapter(adapter_dir))
+        return AdapterSource(f"hub:{repo_id}", adapter_dir, trained_base(adapter_dir))
     raise ModelLoadError(f"unknown adapter source {choice.source!r}; expected one of {SOURCES}")
 
 

@@ -9,6 +9,7 @@ which ``choose_backend`` does as soon as it picks Unsloth.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,6 +207,24 @@ def load_adapter(loaded: LoadedModel, adapter_dir: str | Path, name: str = "defa
         loaded.model = PeftModel.from_pretrained(loaded.model, str(adapter_dir), adapter_name=name)
     loaded.model.set_adapter(name)
     return loaded
+
+
+def trained_base(adapter_dir: str | Path) -> ModelArgs:
+    """The base model an adapter needs: its run's model settings (run.json beside adapter/), else the
+    base named in adapter_config.json."""
+    adapter_dir = Path(adapter_dir)
+    run_json = adapter_dir.parent / "run.json"
+    if run_json.is_file():
+        model = json.loads(run_json.read_text(encoding="utf-8")).get("config", {}).get("model")
+        if isinstance(model, dict):
+            return ModelArgs(**{k: v for k, v in model.items() if k in ModelArgs.__dataclass_fields__})
+    config_file = adapter_dir / "adapter_config.json"
+    if not config_file.is_file():
+        raise ModelLoadError(f"No adapter found at {adapter_dir}: expected adapter_config.json (a run's adapter/ folder)")
+    base = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise ModelLoadError(f"{adapter_dir}: adapter_config.json does not say which base model it belongs to")
+    return ModelArgs(name=base)
 
 
 def for_inference(loaded: LoadedModel) -> None:
