@@ -11,7 +11,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,8 +166,9 @@ def _mark_lossy(rows: list[Any]) -> list[Any]:
     return out
 
 
-def _read_jsonl(raw: bytes, name: str) -> list[Any]:
-    records: list[Any] = []
+def iter_jsonl(raw: bytes) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, parsed value, problem) for every non-blank line of a JSON Lines file; a leading
+    UTF-8 BOM is ignored. Exactly one of value and problem is meaningful: problem is None when it parsed."""
     lines = raw.split(b"\n")
     if lines and lines[0].startswith(b"\xef\xbb\xbf"):
         lines[0] = lines[0][3:]
@@ -177,12 +178,17 @@ def _read_jsonl(raw: bytes, name: str) -> list[Any]:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
-            records.append(_BadRecord(i, "text is not valid UTF-8 (save the file as UTF-8)"))
+            yield i, None, "text is not valid UTF-8 (save the file as UTF-8)"
             continue
         try:
-            records.append(_Numbered(i, json.loads(text)))
+            yield i, json.loads(text), None
         except json.JSONDecodeError as exc:
-            records.append(_BadRecord(i, f"not valid JSON: {exc.msg}"))
+            yield i, None, f"not valid JSON: {exc.msg}"
+
+
+def _read_jsonl(raw: bytes, name: str) -> list[Any]:
+    records: list[Any] = [_BadRecord(i, problem) if problem else _Numbered(i, value)
+                          for i, value, problem in iter_jsonl(raw)]
     if not records:
         raise DataError(f"{name} is empty: it holds no rows")
     return records

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import GenerationArgs
+from .data import iter_jsonl
 
 logger = logging.getLogger(__name__)
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "prompts" / "presets.jsonl"
@@ -74,15 +74,9 @@ def load_prompt_set(source: str | Path = "presets") -> list[dict[str, Any]]:
         raise ValueError(f"{path.name}: prompt sets are .jsonl files with 'prompt' and 'label' on each line")
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
-    raw = path.read_bytes()
-    for i, line in enumerate(raw.split(b"\n"), start=1):
-        line = line.removeprefix(b"\xef\xbb\xbf") if i == 1 else line
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            problems.append(f"line {i}: not a valid UTF-8 JSON object ({type(exc).__name__})")
+    for i, obj, problem in iter_jsonl(path.read_bytes()):
+        if problem:
+            problems.append(f"line {i}: {problem}")
             continue
         if not isinstance(obj, dict):
             problems.append(f"line {i}: expected an object with prompt and label")
