@@ -175,16 +175,15 @@ class Workspace:
             raise BusyError("a training run is being started right now; only one run at a time")
         try:
             self._refuse_if_busy()
-            reuse = self._reusable_base(config)
-            job = TrainingJob(config, plan.run_dir if plan else self.new_run_dir(), loaded=reuse,
+            # a fresh LoRA needs a fresh base: the job loads its own model, so free the others first
+            job = TrainingJob(config, plan.run_dir if plan else self.new_run_dir(),
                               callbacks=[_step_cap(self.limits.max_steps)],
                               resume_from=plan.checkpoint if plan else None)
             if plan is not None:
                 persistence.restore(job, plan)
-            if reuse is None:
-                if self.job is not None:
-                    self.job.loaded = None  # the finished run's reference too, or its weights stay in memory
-                self.release_model()  # free the comparison model before loading another copy
+            if self.job is not None:
+                self.job.loaded = None  # the finished run's reference too, or its weights stay in memory
+            self.release_model()  # free the comparison model before loading another copy
             previous, self.job = self.job, job  # visible as the live run before its thread writes run.json
             try:
                 job.start()
@@ -210,10 +209,6 @@ class Workspace:
                             "stop it or wait for it to finish")
         if self.gpu_lock.locked():
             raise BusyError("a generation is running on the model; try again when it has finished")
-
-    def _reusable_base(self, config: RunConfig) -> None:
-        """Fresh LoRA needs a fresh base: the trained model is not reused for a new run."""
-        return None
 
     def _adopt_when_done(self, job: TrainingJob) -> None:
         """A finished run's model (with its adapter) becomes the comparison model: no second load."""
