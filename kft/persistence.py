@@ -85,7 +85,7 @@ def read_run_json(run_dir: Path) -> dict[str, Any] | None:
 
 
 def write_run_json(run_dir: Path, data: dict[str, Any]) -> None:
-    """Atomic rewrite of run.json (tmp file, then rename), like TrainingJob does."""
+    """Atomic rewrite of run.json (tmp file, then rename); TrainingJob writes through it too."""
     tmp = run_dir / "run.json.tmp"
     tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     tmp.replace(run_dir / "run.json")

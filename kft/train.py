@@ -23,6 +23,7 @@ from typing import Any
 from . import memory
 from .config import RunConfig, cuda_capability, resolve_dtype
 from .distributed import is_distributed, is_main, sum_across_ranks
+from .persistence import write_run_json
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
@@ -252,9 +253,7 @@ class TrainingJob:
                 "elapsed_s": round(s.elapsed_s, 2), "steps_done": s.step, "total_steps": s.total_steps,
                 "final_loss": s.losses[-1][1] if s.losses else None, "error": s.error, "pid": os.getpid(),
                 "data": self.data_summary, "memory": s.memory_report, **self.meta, **extra}
-        tmp = self.run_dir / "run.json.tmp"
-        tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-        tmp.replace(self.run_dir / "run.json")
+        write_run_json(self.run_dir, info)
 
     def _run(self) -> None:
         trainer = None
