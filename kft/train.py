@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 from . import memory
 from .config import RunConfig, cuda_capability, resolve_dtype
 from .distributed import is_distributed, is_main, sum_across_ranks
@@ -369,13 +371,7 @@ class _StoppedBeforeStart(Exception):
     pass
 
 
-def _make_recorder_base() -> type:
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
-class _Recorder(_make_recorder_base()):  # type: ignore[misc]
+class _Recorder(TrainerCallback):
     """Records logs into the job and honours stop requests; never touches a UI."""
 
     def __init__(self, job: TrainingJob) -> None:
