@@ -336,3 +336,12 @@ def test_app_refuses_while_training_and_checks_limits(app):
     assert "stopped" not in client.predict("en", api_name="/stop_generation").lower()
     listed = client.predict("gone", api_name="/list_adapters")
     assert listed["value"] == "r1" and [c[1] for c in listed["choices"]] == ["r1"]
+
+
+def test_the_compare_api_needs_only_the_instruction(tmp_path):
+    from kft.ui.app import build_app
+    from kft.workspace import Workspace
+
+    params = build_app(Workspace(tmp_path)).get_api_info()["named_endpoints"]["/compare"]["parameters"]
+    required = [p["parameter_name"] for p in params if not p["parameter_has_default"]]
+    assert required == ["instruction"]

@@ -151,11 +151,11 @@ def _build_inputs(ws: Workspace, lang: str, reg: list[tuple[Any, Relabel]]) -> d
                                    label=t("source", lang), elem_id="kft-source")
             reg.append((c["source"], lambda lg: gr.update(label=t("source", lg), choices=view.source_choices(lg))))
             with gr.Row():
-                c["run"] = _labelled(reg, gr.Dropdown(runs, value=runs[0] if runs else None, label=t("run", lang),
+                c["run"] = _labelled(reg, gr.Dropdown(runs, value=runs[0] if runs else "", label=t("run", lang),
                                                       allow_custom_value=True,  # checked by the service
                                                       scale=4), "run")
                 c["refresh"] = _labelled(reg, gr.Button(t("refresh", lang), scale=1, min_width=80), "refresh", "value")
-            c["hub"] = _labelled(reg, gr.Textbox(label=t("hub", lang), placeholder="owner/name", max_lines=1), "hub")
+            c["hub"] = _labelled(reg, gr.Textbox(value="", label=t("hub", lang), placeholder="owner/name", max_lines=1), "hub")
         with gr.Column(scale=3):
             c["preset"] = gr.Dropdown(view.preset_choices(lang), value=None, label=t("preset", lang),
                                       elem_id="kft-preset-prompt")
@@ -163,7 +163,7 @@ def _build_inputs(ws: Workspace, lang: str, reg: list[tuple[Any, Relabel]]) -> d
             c["instruction"] = _labelled(reg, gr.Textbox(lines=3, label=t("instruction", lang),
                                                          max_length=MAX_PROMPT_CHARS, elem_id="kft-instruction"),
                                        "instruction")
-            c["input"] = _labelled(reg, gr.Textbox(lines=2, label=t("input", lang)), "input")
+            c["input"] = _labelled(reg, gr.Textbox(value="", lines=2, label=t("input", lang)), "input")
     cap, g = min(ws.limits.max_new_tokens, MAX_NEW_TOKENS_CAP), GenerationArgs()
     with _labelled(reg, gr.Accordion(t("gen_settings", lang), open=False, elem_id="kft-gen-settings"),
                   "gen_settings"), gr.Row():
