@@ -252,7 +252,10 @@ class Workspace:
         """Run directory of the last run, once it has ended (ValueError otherwise)."""
         if self.job is None:
             raise ValueError("no run yet: train an adapter first")
-        if not self.job.done:
+        # The snapshot's final status is set once the adapter is saved; the thread's memory clean-up may
+        # still be going on (job.done). Waiting for that would race the UI: the tick that first shows
+        # "completed" would find no zip, and later ticks send nothing because nothing else changed.
+        if not self.job.snapshot().finished:
             raise ValueError("the run is still going: wait until it has finished")
         return self.job.run_dir
 

@@ -307,3 +307,31 @@ def test_a_run_that_cannot_start_leaves_the_workspace_free(tmp_path, tiny_dir, m
     nxt = ws.start_training(tiny_config(2))
     assert trained() is None, "the previous run's model must be freed before the next run loads its own"
     assert nxt.join(TIMEOUT_S)
+
+
+def test_the_zip_is_ready_as_soon_as_the_status_says_completed(tmp_path, monkeypatch):
+    """The status turns final before the run's thread has freed its memory. The poll that first shows
+    'completed' must also get the zip: later polls send nothing, since nothing else changes (a CI run
+    caught the download missing in that window)."""
+    import gc
+
+    from conftest import tiny_config
+    from kft.ui.train_tab import TrainTab
+
+    ws = Workspace(tmp_path)
+    tab = TrainTab(ws, "en", AppSettings())
+    seen: list = []
+    real_collect = gc.collect
+
+    def collect(*args):
+        job = ws.job
+        if job is not None and job.snapshot().finished and not job.done and not seen:
+            seen.append(tab._zip_for(job.snapshot()))  # the poll landing in the clean-up window
+        return real_collect(*args)
+
+    monkeypatch.setattr(gc, "collect", collect)
+    job = ws.start_training(tiny_config(2))
+    assert job.join(TIMEOUT_S) and job.snapshot().status == "completed"
+    assert seen and seen[0] is not None, "no zip while the finished run was freeing memory"
+    with zipfile.ZipFile(seen[0]) as zf:
+        assert "adapter_config.json" in {Path(n).name for n in zf.namelist()}
