@@ -7,6 +7,7 @@ baseline = plain transformers + PEFT + bitsandbytes nf4 QLoRA (this process neve
 fast     = the project's "fast" preset on Unsloth (8 rows in one padding-free micro-batch)
 fast_padded = the same 8 rows in one padded micro-batch
 fast_gc  = fast with gradient checkpointing kept on the GPU (no offload of activations to CPU memory)
+fast_nogc = fast without gradient checkpointing (no recomputation; more memory)
 Steady-state figures are taken between step WARM and the last step (compilation excluded); the time to
 the first finished step is measured from Start (load + compile included).
 """
@@ -32,18 +33,20 @@ def config_for(path: str, model: str, data: str, steps: int):
     cfg.model.backend = "transformers" if path == "baseline" else "unsloth"
     if path == "baseline":
         cfg.lora.use_gradient_checkpointing = True
-    if path in ("fast", "fast_padded", "fast_gc"):
+    if path in ("fast", "fast_padded", "fast_gc", "fast_nogc"):
         apply_preset(cfg, "fast")
     if path == "fast_padded":
         cfg.train.padding_free = False
     if path == "fast_gc":  # checkpointing kept on the GPU instead of Unsloth's offload to CPU memory
         cfg.lora.use_gradient_checkpointing = True
+    if path == "fast_nogc":
+        cfg.lora.use_gradient_checkpointing = False
     return cfg
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--path", required=True, choices=["unsloth", "baseline", "fast", "fast_padded", "fast_gc"])
+    ap.add_argument("--path", required=True, choices=["unsloth", "baseline", "fast", "fast_padded", "fast_gc", "fast_nogc"])
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--steps", type=int, default=20)
