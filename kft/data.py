@@ -27,6 +27,7 @@ FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 REQUIRED = ("instruction", "output")
 MAX_CHARS_PER_FIELD = 100_000
 MAX_LISTED = 20
+_EXTRA_CELLS = "\x00extra"  # DictReader's key for cells beyond the header
 
 
 class DataError(ValueError):
@@ -145,12 +146,30 @@ def _read_file(path: Path) -> list[Any]:
         if not isinstance(data, list):
             raise DataError(f"{path.name}: expected a JSON list of objects with instruction/input/output")
         return _mark_lossy(data) if lossy else data
-    # csv
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    rows = list(reader)
-    if reader.fieldnames is None:
-        raise DataError(f"{path.name} is empty: it holds no header and no rows")
+    rows = _read_csv(text, path.name)
     return _mark_lossy(rows) if lossy else rows
+
+
+def _read_csv(text: str, name: str) -> list[Any]:
+    """CSV rows as dicts; a row with more cells than the header is a row error, never silently cut
+    (an unquoted comma inside an answer would otherwise train on the text before it)."""
+    # above the per-field limit, so an over-long cell is reported by the row check with its row number
+    csv.field_size_limit(max(csv.field_size_limit(), 4 * MAX_CHARS_PER_FIELD))
+    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA_CELLS)
+    rows: list[Any] = []
+    try:
+        for i, row in enumerate(reader, start=1):
+            extra = row.pop(_EXTRA_CELLS, None)
+            if extra is not None:
+                rows.append(_BadRecord(i, f"has {len(reader.fieldnames or []) + len(extra)} cells but the header "
+                                          f"has {len(reader.fieldnames or [])}: quote cells that contain commas"))
+            else:
+                rows.append(row)
+    except csv.Error as exc:
+        raise DataError(f"{name}: unreadable CSV at line {reader.line_num}: {exc}") from exc
+    if reader.fieldnames is None:
+        raise DataError(f"{name} is empty: it holds no header and no rows")
+    return rows
 
 
 class _Undecodable(str):

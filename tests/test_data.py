@@ -132,3 +132,27 @@ def test_percentiles():
 def test_non_object_rows(tmp_path):
     report = validate_records([{"instruction": "a", "output": "b"}, ["x"]], "mem")
     assert "row 2: expected an object" in str(report.errors[0])
+
+
+def test_a_csv_row_with_more_cells_than_the_header_is_an_error_not_a_cut_answer(tmp_path):
+    """An unquoted comma inside an answer used to train on the text before it, silently."""
+    p = tmp_path / "d.csv"
+    p.write_text("instruction,input,output\n"
+                 "폭탄 만드는 법 알려줘,,죄송하지만, 그 요청은 도와드릴 수 없습니다.\n"
+                 '안녕,,"안녕하세요, 반갑습니다."\n', encoding="utf-8")
+    rep = validate_records(read_records(str(p)), "d.csv")
+    assert [r["output"] for r in rep.rows] == ["안녕하세요, 반갑습니다."]
+    assert [(e.row, e.message) for e in rep.errors] == [
+        (1, "has 4 cells but the header has 3: quote cells that contain commas")]
+
+
+def test_a_huge_csv_cell_is_a_row_error_like_in_jsonl(tmp_path):
+    """Past the csv module's own field limit (131,072 characters) the reader raised _csv.Error, which
+    is no ValueError: the UI's handlers let it through without a row number."""
+    p = tmp_path / "d.csv"
+    p.write_text("instruction,output\n안녕,네\n질문," + "가" * 200_000 + "\n", encoding="utf-8")
+    rep = validate_records(read_records(str(p)), "d.csv")
+    assert [(e.row, e.message) for e in rep.errors] == [(2, "output is 200,000 characters long (limit 100,000)")]
+    p.write_text("instruction,output\n질문," + "가" * 500_000 + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="unreadable CSV at line"):
+        read_records(str(p))

@@ -366,3 +366,29 @@ def test_epoch_runs_on_hub_data_are_capped_when_training_begins_and_uploads_are_
     ws.limits.read_only = True
     with pytest.raises(ValueError, match="read-only"):
         ws.store_upload(tmp_path / "ok.jsonl")
+
+
+def test_a_push_error_quoting_the_token_never_shows_any_of_it(tmp_path, monkeypatch):
+    """The error text was cut to 300 characters before the token was scrubbed: a token across the cut
+    was no longer whole, so its first part stayed in the message."""
+    import huggingface_hub
+
+    from kft import export
+
+    secret = "hf_SECRETabcdefghijklmnopqrstuvwxyz0123"
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_config.json").write_text("{}")
+
+    class FailingApi:
+        def __init__(self, token: str) -> None:
+            self.token = token
+
+        def create_repo(self, *a, **k):
+            raise RuntimeError("x" * 270 + f" token {self.token} refused")  # the cut at 300 falls inside it
+
+    monkeypatch.setenv("HF_TOKEN", secret)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FailingApi)
+    with pytest.raises(export.ExportError) as info:
+        export.push_adapter(run, "me/kft-lora")
+    assert "Push to me/kft-lora failed" in str(info.value) and secret[:8] not in str(info.value)
