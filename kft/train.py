@@ -276,6 +276,7 @@ class TrainingJob:
             self._finish(status, None, start_mem, time.time() - t_train)
         except _StoppedBeforeStart:
             self._finish("stopped", None, start_mem, 0.0)
+            self.loaded = None  # no step ran and no adapter was saved: nothing in memory to keep
         except BaseException as exc:  # noqa: BLE001 - the app must keep serving whatever happened
             logger.error("training failed: %s", traceback.format_exc())
             try:

@@ -214,7 +214,9 @@ class Workspace:
         """A finished run's model (with its adapter) becomes the comparison model: no second load."""
         job.join()
         snap = job.snapshot()
-        if snap.status in ("completed", "stopped") and job.loaded is not None:
+        saved = (Path(job.run_dir) / "adapter" / "adapter_config.json").is_file()
+        if snap.status in ("completed", "stopped") and saved and job.loaded is not None:  # stopped while
+            # loading: no adapter was saved, and the untrained LoRA in memory must not pose as one
             self.loaded = job.loaded
             self.loaded_adapters = {"default": str(job.run_dir)}
             logger.info("comparison model is now the trained model of %s", job.run_dir)

@@ -335,3 +335,27 @@ def test_the_zip_is_ready_as_soon_as_the_status_says_completed(tmp_path, monkeyp
     assert seen and seen[0] is not None, "no zip while the finished run was freeing memory"
     with zipfile.ZipFile(seen[0]) as zf:
         assert "adapter_config.json" in {Path(n).name for n in zf.namelist()}
+
+
+def test_stop_while_loading_leaves_no_untrained_lora_posing_as_the_trained_adapter(tmp_path, monkeypatch):
+    """Stop during the model load ends the run 'stopped' with no step and no adapter on disk; the
+    comparison tab must not offer the fresh, untrained LoRA as 'the adapter just trained'."""
+    from conftest import tiny_config
+    from kft import model as kmodel
+    from kft.compare import trained_available
+
+    ws = Workspace(tmp_path)
+    real_load = kmodel.load_base
+
+    def load_then_stop(*args, **kwargs):
+        ws.job.stop()  # the user presses Stop while the status says 'loading'
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(kmodel, "load_base", load_then_stop)
+    job = ws.start_training(tiny_config(3))
+    assert job.join(TIMEOUT_S)
+    snap = job.snapshot()
+    assert snap.status == "stopped" and snap.step == 0
+    assert not (job.run_dir / "adapter").exists()
+    time.sleep(0.5)  # the adopting thread runs right after the job's end
+    assert ws.loaded is None and job.loaded is None and not trained_available(ws)
