@@ -7,7 +7,6 @@ import json
 import logging
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -123,17 +122,20 @@ def _model_from_adapter(ns: argparse.Namespace, config: RunConfig) -> None:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
+    from .distributed import is_distributed
+    from .persistence import claim_run_dir
     from .train import TrainingJob
 
     config = config_from_args(ns, ["model", "lora", "data", "train"]).validate()
-    if ns.save_config:
-        config.save(ns.save_config)
-    from .distributed import is_distributed
-
     if is_distributed() and not ns.output_dir:
         raise ValueError("under torchrun / accelerate launch give --output-dir (every rank must agree on it)")
-    out = Path(ns.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    out = Path(ns.output_dir) if ns.output_dir else claim_run_dir(Path("runs"))
     job = TrainingJob(config, out).start()
+    if ns.save_config:  # after start: a config kept inside --output-dir must not make it 'already hold files'
+        try:
+            config.save(ns.save_config)
+        except OSError as exc:
+            print(f"warning: could not save the configuration to {ns.save_config}: {exc}", file=sys.stderr)
     signal.signal(signal.SIGINT, lambda *_: job.stop())
     seen = 0
     say = is_main()  # under torchrun only rank 0 prints
@@ -204,6 +206,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+    except (ValueError, RuntimeError, OSError) as exc:  # OSError: an output directory that cannot be made
         print(f"error: {exc}", file=sys.stderr)
         return 2

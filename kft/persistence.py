@@ -227,6 +227,21 @@ def run_info(run_dir: Path, live_run: Path | None = None) -> RunInfo:
     return info
 
 
+def claim_run_dir(runs_dir: Path) -> Path:
+    """Create and return a new, empty run directory named after the current second (``-2``, ``-3``, ...
+    on a clash). ``mkdir`` without exist_ok makes the claim atomic, so runs started in the same second,
+    even from separate processes (a headless sweep), never share a directory."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    base, n = time.strftime("%Y%m%d-%H%M%S"), 1
+    while True:
+        path = runs_dir / (base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+
+
 def list_runs(runs_dir: Path, live_run: Path | None = None) -> list[RunInfo]:
     """Every run directory under runs_dir, newest first."""
     if not runs_dir.is_dir():

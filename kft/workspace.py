@@ -85,15 +85,6 @@ class Workspace:
     def training(self) -> bool:
         return self.job is not None and not self.job.done
 
-    def new_run_dir(self) -> Path:
-        base = time.strftime("%Y%m%d-%H%M%S")
-        path = self.runs_dir / base
-        n = 1
-        while path.exists():
-            n += 1
-            path = self.runs_dir / f"{base}-{n}"
-        return path
-
     def check_model_allowed(self, name: str) -> None:
         allowed = self.limits.allowed_models
         if allowed is not None and (name or "").strip() not in allowed:
@@ -176,7 +167,11 @@ class Workspace:
         try:
             self._refuse_if_busy()
             # a fresh LoRA needs a fresh base: the job loads its own model, so free the others first
-            job = TrainingJob(config, plan.run_dir if plan else self.new_run_dir(),
+            try:
+                run_dir = plan.run_dir if plan else persistence.claim_run_dir(self.runs_dir)
+            except OSError as exc:  # a read-only or full data directory
+                raise ValueError(f"the run could not start: {exc}") from exc
+            job = TrainingJob(config, run_dir,
                               callbacks=[_step_cap(self.limits.max_steps)],
                               resume_from=plan.checkpoint if plan else None)
             if plan is not None:

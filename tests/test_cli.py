@@ -17,7 +17,7 @@ def run(*args, timeout=600):
 
 def test_train_generate_and_eval_end_to_end(tmp_path, tiny_dir):
     out = tmp_path / "run"
-    cfg = tmp_path / "cfg.yaml"
+    cfg = out / "config.yaml"  # kept beside its run: saving it must not make the new run dir 'hold files'
     r = run("train", "--model", "tiny", "--data", "sample", "--max-steps", "6", "--output-dir", str(out),
             "--max-seq-length", "512", "--learning-rate", "1e-2", "--use-gradient-checkpointing", "false",
             "--save-config", str(cfg))
@@ -56,6 +56,10 @@ def test_bad_input_exits_non_zero_with_a_readable_message(tmp_path):
     assert r.returncode == 1 and "bad data" in r.stderr and "not found" in r.stderr
     r = run("generate", "--adapter", str(tmp_path / "nope"), "--instruction", "x", "--model", "tiny")
     assert r.returncode == 2 and "Adapter not found" in r.stderr
+    (tmp_path / "afile").write_text("x")
+    r = run("train", "--model", "tiny", "--data", "sample", "--max-steps", "1",
+            "--output-dir", str(tmp_path / "afile" / "run"))  # an output directory that cannot be made
+    assert r.returncode == 2 and "error: [Errno 20] Not a directory" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_train_keeps_printing_the_log_past_the_snapshot_tail(tmp_path, monkeypatch, capsys):

@@ -257,3 +257,16 @@ def test_runs_tab_lists_runs_relabels_and_opens_a_run_in_the_comparison_tab(tmp_
     tabs, source, run, notice = fn("r2", "en")
     assert (tabs.selected, source["value"], run["value"], notice) == ("compare", "run", "r2", "")
     assert "holds no saved adapter" in fn("r1", "en")[3]
+
+
+def test_run_directories_claimed_in_the_same_second_never_collide(tmp_path):
+    """Headless runs started together without --output-dir got the same runs/<second> directory:
+    the later ones were refused as 'already holds files' (or two runs shared one directory)."""
+    import concurrent.futures
+
+    from kft.persistence import claim_run_dir
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        dirs = list(pool.map(lambda _: claim_run_dir(tmp_path / "runs"), range(8)))
+    assert len(set(dirs)) == 8 and all(d.is_dir() and not any(d.iterdir()) for d in dirs)
+    assert {d.parent for d in dirs} == {tmp_path / "runs"}
