@@ -240,7 +240,11 @@ class RunConfig:
             kinds = {sf.name: str(sf.type) for sf in fields(sub)}
             for k, v in values.items():
                 if k == "target_modules" and v is not None:
-                    v = tuple(v)
+                    # "q_proj" or "q_proj,v_proj" is a list of names, not a sequence of characters
+                    v = tuple(x.strip() for x in v.split(",") if x.strip()) if isinstance(v, str) else tuple(v)
+                    if not all(isinstance(x, str) for x in v):
+                        wrong.append(f"{f.name}.{k} must be layer names such as q_proj, got {values[k]!r}")
+                        continue
                 try:
                     v = _coerce(kinds[k], v)
                 except ValueError:

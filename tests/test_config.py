@@ -104,3 +104,16 @@ def test_nan_and_infinite_numbers_are_refused():
     assert "train.weight_decay must be a finite number" in msg
     assert "train.learning_rate must be a finite number" in msg
     assert "generation.temperature must be a finite number" in msg
+
+
+def test_target_modules_written_as_one_string_are_names_not_characters(tmp_path):
+    """`target_modules: q_proj` in a hand-written YAML became ('q', '_', 'p', ...), passed validation
+    and failed only after the base model had loaded."""
+    p = tmp_path / "c.yaml"
+    p.write_text("lora:\n  target_modules: q_proj\n", encoding="utf-8")
+    assert RunConfig.load(p).lora.target_modules == ("q_proj",)
+    p.write_text("lora:\n  target_modules: 'q_proj, v_proj'\n", encoding="utf-8")
+    assert RunConfig.load(p).lora.target_modules == ("q_proj", "v_proj")
+    p.write_text("lora:\n  target_modules: [q_proj, 7]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="lora.target_modules must be layer names"):
+        RunConfig.load(p)
