@@ -204,6 +204,18 @@ def settings_summary(config: dict[str, Any]) -> str:
         return ""
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def run_info(run_dir: Path, live_run: Path | None = None) -> RunInfo:
     """What one run directory says about its run."""
     raw = read_run_json(run_dir)
@@ -213,14 +225,17 @@ def run_info(run_dir: Path, live_run: Path | None = None) -> RunInfo:
                    has_adapter=(run_dir / "adapter" / "adapter_config.json").is_file())
     if raw is None:
         return info
-    config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
+    # every field is read defensively: a hand-edited run.json or one from another version must not
+    # stop the app from starting (the runs list is read when the workspace opens)
+    config = _dict(raw.get("config"))
     loss = raw.get("final_loss")
-    info.model = (config.get("model") or {}).get("name")
-    info.data = (config.get("data") or {}).get("source")
-    info.steps_done, info.total_steps = int(raw.get("steps_done") or 0), int(raw.get("total_steps") or 0)
+    info.model = _text(_dict(config.get("model")).get("name"))
+    info.data = _text(_dict(config.get("data")).get("source"))
+    info.steps_done, info.total_steps = _count(raw.get("steps_done")), _count(raw.get("total_steps"))
     info.final_loss = float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else None
-    info.settings, info.started_at = settings_summary(config), raw.get("first_started_at") or raw.get("started_at")
-    info.error, info.resumed_from = raw.get("error"), raw.get("resumed_from")
+    info.settings = settings_summary(config)
+    info.started_at = _text(raw.get("first_started_at") or raw.get("started_at"))
+    info.error, info.resumed_from = _text(raw.get("error")), _text(raw.get("resumed_from"))
     if info.final_loss is None and info.status != "completed":
         losses = [r["loss"] for r in read_metrics(run_dir) if isinstance(r.get("loss"), (int, float))]
         info.final_loss = losses[-1] if losses else None

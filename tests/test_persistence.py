@@ -270,3 +270,22 @@ def test_run_directories_claimed_in_the_same_second_never_collide(tmp_path):
         dirs = list(pool.map(lambda _: claim_run_dir(tmp_path / "runs"), range(8)))
     assert len(set(dirs)) == 8 and all(d.is_dir() and not any(d.iterdir()) for d in dirs)
     assert {d.parent for d in dirs} == {tmp_path / "runs"}
+
+
+@pytest.mark.parametrize("run_json", [
+    {"status": "completed", "config": {"model": "tiny", "data": ["x"]}, "steps_done": "12/60"},
+    {"status": "running", "config": "broken", "total_steps": None, "final_loss": "nan", "pid": "1"},
+    {"status": "failed", "steps_done": True, "error": {"why": 1}, "started_at": 5},
+])
+def test_a_hand_edited_run_json_does_not_stop_the_app_from_starting(tmp_path, run_json):
+    """Workspace() reads every run.json to mark interrupted runs; one malformed file raised
+    AttributeError / ValueError there, and the app did not start at all."""
+    run = tmp_path / "runs" / "20260101-000000"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps(run_json), encoding="utf-8")
+    from kft.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    [info] = ws.runs()
+    assert info.name == run.name and info.status in ("completed", "interrupted", "failed")
+    assert info.steps_done == 0 and info.model is None
