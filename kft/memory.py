@@ -52,9 +52,36 @@ def start_report() -> dict[str, Any]:
                 "start_reserved_gb": round(cuda.max_memory_reserved() / GB, 3)}
     import psutil
 
-    return {"device": "cpu", "gpu_name": None, "max_memory_gb": round(psutil.virtual_memory().total / GB, 3),
-            "start_rss_gb": round(psutil.Process().memory_info().rss / GB, 3),
-            "note": "no GPU: figures are the process's resident memory (RSS)"}
+    report = {"device": "cpu", "gpu_name": None, "max_memory_gb": round(psutil.virtual_memory().total / GB, 3),
+              "start_rss_gb": round(psutil.Process().memory_info().rss / GB, 3),
+              "note": "no GPU: figures are the process's resident memory (RSS)"}
+    report["peak_since_start"] = _reset_cpu_peak()  # else the peak is the process's lifetime peak
+    return report
+
+
+def _reset_cpu_peak() -> bool:
+    """Reset the process's RSS high-water mark (Linux: VmHWM, through /proc/self/clear_refs), as the GPU
+    path resets CUDA's peak: otherwise a later run in the same app reports an earlier run's peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _cpu_peak_bytes(since_reset=True) is not None
+    except OSError:
+        return False
+
+
+def _cpu_peak_bytes(since_reset: bool) -> int | None:
+    """VmHWM (reset by _reset_cpu_peak) when asked and readable; else the lifetime peak, ru_maxrss."""
+    if since_reset:
+        try:
+            with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def final_report(start: dict[str, Any], train_seconds: float) -> dict[str, Any]:
@@ -67,9 +94,12 @@ def final_report(start: dict[str, Any], train_seconds: float) -> dict[str, Any]:
         peak = round(cuda.max_memory_reserved() / GB, 3)
         for_training = round(peak - start["start_reserved_gb"], 3)
     else:
-        peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB, 3)
+        since_start = bool(start.get("peak_since_start"))
+        peak_bytes = _cpu_peak_bytes(since_reset=since_start) or _cpu_peak_bytes(since_reset=False) or 0
+        peak = round(peak_bytes / GB, 3)
         for_training = round(peak - start.get("start_rss_gb", 0.0), 3)
-        report["peak_label"] = "peak RSS of the process (CPU)"
+        report["peak_label"] = ("peak RSS of the process since the run started (CPU)" if since_start
+                                else "peak RSS over the process's lifetime (CPU; this system cannot reset it)")
     report.update({"peak_reserved_gb": peak, "peak_for_training_gb": for_training,
                    "peak_percent": round(peak / total * 100, 3) if total else None,
                    "training_percent": round(for_training / total * 100, 3) if total else None})

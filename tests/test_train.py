@@ -250,3 +250,17 @@ def test_a_full_disk_at_the_end_fails_the_run_frees_the_model_and_ends_the_threa
     assert snap.status == "failed" and "No space left" in snap.error
     assert job.loaded is None
     assert escaped == []
+
+
+def test_on_cpu_each_run_gets_its_own_memory_peak_too():
+    """ru_maxrss never resets: a later run in the app reported an earlier run's (or the comparison
+    model's) peak as its own. Linux's VmHWM can be reset, as CUDA's peak is on the GPU."""
+    from kft import memory
+
+    start = memory.start_report()
+    block = bytearray(400 * 1024**2)  # an earlier run's big peak
+    del block
+    start = memory.start_report()  # the next run starts
+    report = memory.final_report(start, 1.0)
+    assert start["peak_since_start"] and "since the run started" in report["peak_label"]
+    assert report["peak_for_training_gb"] < 0.2, report
