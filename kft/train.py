@@ -150,6 +150,7 @@ class TrainingJob:
         self._log_count = 0
         self._t0 = 0.0
         self._last_log: tuple[float, int] | None = None
+        self._pace: tuple[float, int] | None = None  # (time, step) when the trainer began, for the ETA
         self.data_summary: dict[str, Any] | None = None
         self.tokens_seen = 0  # real (non-pad) tokens collated so far, counted by _CountingCollator
         self.resume_from = Path(resume_from) if resume_from else None  # a complete checkpoint of this run_dir
@@ -190,8 +191,10 @@ class TrainingJob:
             s = self._snap
             elapsed = (s.elapsed_s if s.finished else time.time() - self._t0) if self._t0 else 0.0
             eta = None
-            if s.step and s.total_steps and not s.finished:
-                eta = elapsed / s.step * (s.total_steps - s.step)
+            if self._pace is not None and s.total_steps and not s.finished and s.step > self._pace[1]:
+                # the pace of this session's steps only: not the model load, not a resumed run's earlier steps
+                per_step = (time.time() - self._pace[0]) / (s.step - self._pace[1])
+                eta = per_step * (s.total_steps - s.step)
             return JobSnapshot(status=s.status, run_dir=s.run_dir, step=s.step, total_steps=s.total_steps,
                                losses=list(s.losses), learning_rates=list(s.learning_rates), memory=list(s.memory),
                                memory_label=s.memory_label, tokens_per_s=s.tokens_per_s, elapsed_s=elapsed, eta_s=eta,
@@ -382,6 +385,8 @@ class _Recorder(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001
         self.job._set(total_steps=state.max_steps)
+        with self.job._lock:
+            self.job._pace = (time.time(), state.global_step)  # global_step > 0 when resuming
 
     def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
         self.job._set(step=state.global_step)

@@ -264,3 +264,25 @@ def test_on_cpu_each_run_gets_its_own_memory_peak_too():
     report = memory.final_report(start, 1.0)
     assert start["peak_since_start"] and "since the run started" in report["peak_label"]
     assert report["peak_for_training_gb"] < 0.2, report
+
+
+def test_eta_follows_this_sessions_step_pace_not_the_load_or_a_resumed_runs_steps(tmp_path, monkeypatch):
+    """After a resume at step 50 the ETA divided this session's time by all 51 steps: 1.8 s shown where
+    9 steps at 10 s were left. The pace now counts from the trainer's start in this session."""
+    from types import SimpleNamespace
+
+    from kft import train
+    from kft.train import _Recorder
+
+    clock = [1000.0]
+    monkeypatch.setattr(train.time, "time", lambda: clock[0])
+    job = TrainingJob(tiny_config(60), tmp_path / "run")
+    job._t0 = clock[0]
+    job._set(status="running", step=50)  # persistence.restore put the checkpoint's step back
+    clock[0] += 60.0  # the model load
+    rec = _Recorder(job)
+    rec.on_train_begin(None, SimpleNamespace(max_steps=60, global_step=50), SimpleNamespace())
+    assert job.snapshot().eta_s is None  # no step of this session yet: no guess
+    clock[0] += 10.0
+    rec.on_step_end(None, SimpleNamespace(global_step=51), SimpleNamespace(should_training_stop=False))
+    assert job.snapshot().eta_s == pytest.approx(90.0)
