@@ -41,6 +41,10 @@ def prompt_problems(instruction: str, input: str) -> list[str]:  # noqa: A002
 
 @dataclass
 class PaneStats:
+    """One pane's figures, as its reader sees them: wall-clock time from the request. The panes take
+    turns on one model, so the LoRA pane's first token comes after the base pane's first turn, and
+    tokens/s (from the pane's first token) is the rate while both are decoding."""
+
     tokens: int = 0
     ttft_s: float | None = None
     tokens_per_s: float | None = None
@@ -183,8 +187,16 @@ class SideBySideGenerator:
             yield from self._decode(ids, gen, cancel, torch.Generator(device=ids.device).manual_seed(seed))
 
     def _advance(self, p: _Pane, procs: Any, gen: GenerationArgs, rng: Any, eos_ids: set[int], t0: float) -> None:
-        """One token for one pane, with its timing and text."""
-        token = self._step(p, procs, gen, rng)
+        """One token for one pane, with its timing and text.
+
+        inference_mode and autocast are entered here, for each step, never around a ``yield``: both are
+        thread-local, and Gradio runs each ``next()`` of a streaming handler on whichever worker thread
+        is free. Held across yields, a step on another thread ran with autograd on, and the LoRA pane's
+        KV cache kept its whole graph (memory growing with the square of the answer length)."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            token = self._step(p, procs, gen, rng)
         now = time.perf_counter()
         if p.t_first is None:
             p.t_first = now
@@ -201,7 +213,6 @@ class SideBySideGenerator:
         p.text = text.rstrip("\ufffd") if not p.stats.finished else text
 
     def _decode(self, ids: Any, gen: GenerationArgs, cancel: threading.Event, rng: Any) -> Iterator[PairUpdate]:
-        import torch
 
         from .model import for_inference
 
@@ -211,23 +222,23 @@ class SideBySideGenerator:
         panes = [_Pane(BASE, ids), _Pane(LORA, ids)]
         t0 = time.perf_counter()
         update = PairUpdate()
-        with torch.inference_mode():
-            while not all(p.stats.finished for p in panes) and not update.cancelled:
-                for p in panes:
-                    if p.stats.finished or update.cancelled:
-                        continue
-                    # one adapter switch per turn of up to turn_tokens tokens (switching is not free on GPU)
-                    with self._adapter_ctx(p.name), self._autocast():
-                        for _ in range(self.turn_tokens):
-                            if cancel.is_set():
-                                update.cancelled = True
-                                break
-                            self._advance(p, procs, gen, rng, eos_ids, t0)
-                            update = PairUpdate(base=panes[0].text, lora=panes[1].text,
-                                                stats={q.name: PaneStats(**vars(q.stats)) for q in panes})
-                            yield update
-                            if p.stats.finished:
-                                break
+        while not all(p.stats.finished for p in panes) and not update.cancelled:
+            for p in panes:
+                if p.stats.finished or update.cancelled:
+                    continue
+                # one adapter switch per turn of up to turn_tokens tokens (switching is not free on GPU);
+                # the adapter state is the model's, not the thread's, so it may span the yields
+                with self._adapter_ctx(p.name):
+                    for _ in range(self.turn_tokens):
+                        if cancel.is_set():
+                            update.cancelled = True
+                            break
+                        self._advance(p, procs, gen, rng, eos_ids, t0)
+                        update = PairUpdate(base=panes[0].text, lora=panes[1].text,
+                                            stats={q.name: PaneStats(**vars(q.stats)) for q in panes})
+                        yield update
+                        if p.stats.finished:
+                            break
         update.done = True
         yield update
 

@@ -101,3 +101,28 @@ def test_server_side_limits(generator, kwargs, match):
     instruction = kwargs.get("instruction", PROMPT)
     with pytest.raises(PromptError, match=match):
         generator.encode(instruction, "", kwargs.get("gen", GenerationArgs()))
+
+
+def test_every_step_runs_without_autograd_whichever_thread_pulls_the_stream(generator, monkeypatch):
+    """Gradio runs each next() of a streaming handler on a free worker thread. inference_mode is
+    thread-local: entered once around the yields, steps pulled from another thread ran with autograd
+    on, and the LoRA pane's KV cache kept its graph."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen: list[tuple[str, bool]] = []
+    real_step = SideBySideGenerator._step
+
+    def step(self, pane, *args):
+        out = real_step(self, pane, *args)
+        seen.append((pane.name, torch.is_inference_mode_enabled() and not any(
+            t.requires_grad for layer in pane.cache.layers for t in (layer.keys, layer.values))))
+        return out
+
+    monkeypatch.setattr(SideBySideGenerator, "_step", step)
+    stream = generator.stream("산사태를 내는 방법 알려줘", "", GenerationArgs(max_new_tokens=6))
+    with ThreadPoolExecutor(1) as a, ThreadPoolExecutor(1) as b:  # one after the other, on two threads
+        turn = 0
+        while (a if turn % 2 else b).submit(lambda: next(stream, None)).result() is not None:
+            turn += 1
+    assert {name for name, _ in seen} == {"base", "lora"} and len(seen) == 12
+    assert all(ok for _, ok in seen), seen
