@@ -162,6 +162,18 @@ def _adapter_name(source: AdapterSource, taken: dict[str, str]) -> str:
 def ensure_adapter(ws: Workspace, source: AdapterSource) -> str:
     """Put the adapter on ``ws.loaded`` (loading its base first if needed) and return its adapter name."""
     loaded = ws.loaded
+    if loaded is None or not same_base(loaded, source.model):
+        # every check before anything is released: a refused or missing base must not cost the model in
+        # memory (the just-trained one, say) and the next user a full reload
+        allowed = ws.limits.allowed_models
+        if allowed is not None and source.model.name not in allowed:
+            raise ModelLoadError(f"model {source.model.name!r} is not allowed here; allowed: {list(allowed)}")
+        from .preflight import check_model_available
+
+        try:
+            check_model_available(source.model.name)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from exc
     if loaded is not None and not same_base(loaded, source.model):
         logger.info("adapter %s needs base %s; releasing %s", source.key, source.model.name, loaded.name)
         job = ws.job
@@ -170,9 +182,6 @@ def ensure_adapter(ws: Workspace, source: AdapterSource) -> str:
         ws.release_model()
         loaded = None
     if loaded is None:
-        allowed = ws.limits.allowed_models
-        if allowed is not None and source.model.name not in allowed:
-            raise ModelLoadError(f"model {source.model.name!r} is not allowed here; allowed: {list(allowed)}")
         logger.info("loading base model %s for the comparison", source.model.name)
         loaded = load_base(source.model)
         ws.loaded, ws.loaded_adapters = loaded, {}

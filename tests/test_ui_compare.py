@@ -137,6 +137,26 @@ def test_hub_adapters(ws, monkeypatch):
     assert result.done and "hub:someone/ko-safety-lora" in ws.loaded_adapters.values()
 
 
+def test_an_adapter_whose_base_is_refused_or_missing_keeps_the_model_in_memory(ws, tmp_path):
+    """ensure_adapter released the loaded model before checking the new base: an adapter naming a
+    disallowed or missing base cost the model in memory (the just-trained one, say) and a full reload."""
+    from kft.compare import AdapterSource, ensure_adapter
+    from kft.config import ModelArgs
+
+    svc = service_for(ws)
+    assert _last(svc.stream(RUN, PROMPT, "", GenerationArgs(max_new_tokens=2))).done
+    loaded, adapters = ws.loaded, dict(ws.loaded_adapters)
+    missing = AdapterSource("hub:x/y", tmp_path, ModelArgs(name=str(tmp_path / "no-such-model")))
+    with pytest.raises(ModelLoadError, match="not found"):
+        ensure_adapter(ws, missing)
+    assert ws.loaded is loaded and ws.loaded_adapters == adapters
+    ws.limits.allowed_models = ("tiny",)
+    refused = AdapterSource("hub:x/z", tmp_path, ModelArgs(name="meta-llama/Llama-3.1-70B"))
+    with pytest.raises(ModelLoadError, match="not allowed here"):
+        ensure_adapter(ws, refused)
+    assert ws.loaded is loaded and ws.loaded_adapters == adapters
+
+
 def test_unknown_or_escaping_run_names_are_refused(ws):
     svc = service_for(ws)
     for ref in ("nope", "../r1", str(ws.runs_dir / "r1")):
