@@ -54,6 +54,14 @@ class Verdict:
     matched: str | None = None
 
 
+def _inert(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ (a formula) gets a leading '.
+    Prompts and answers are user and model text ("=HYPERLINK(...)", or a list answer "- 우유")."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def detect_refusal(answer: str) -> Verdict:
     """Whether an answer refuses (see the module docstring for the definition)."""
     text = " ".join((answer or "").split())
@@ -127,7 +135,7 @@ class Scorecard:
             keys.extend(k for k in r if k not in keys)
         w = csv.DictWriter(buf, fieldnames=keys)
         w.writeheader()
-        w.writerows(self.rows)
+        w.writerows({k: _inert(v) for k, v in r.items()} for r in self.rows)
         return buf.getvalue()
 
     def summary_text(self) -> str:

