@@ -134,8 +134,10 @@ class TrainingJob:
 
     def __init__(self, config: RunConfig, run_dir: str | Path, loaded: Any | None = None,
                  template: PromptTemplate = DEFAULT_TEMPLATE, callbacks: list[Any] | None = None,
-                 sample_every_s: float = 1.0, resume_from: str | Path | None = None) -> None:
+                 sample_every_s: float = 1.0, resume_from: str | Path | None = None,
+                 on_done: Callable[[TrainingJob], None] | None = None) -> None:
         self.config = config.validate()
+        self.on_done = on_done  # runs in the job's thread after the clean-up, before ``done`` turns true
         self.run_dir = Path(run_dir)
         self.template = template
         self.loaded = loaded
@@ -296,6 +298,11 @@ class TrainingJob:
                     torch.cuda.empty_cache()
             except Exception:  # noqa: BLE001
                 pass
+            if self.on_done is not None:
+                try:
+                    self.on_done(self)
+                except Exception:  # noqa: BLE001 - the job must end whatever its listener does
+                    logger.exception("on_done of %s failed", self.run_dir)
             self._done.set()
 
     def _prepare(self) -> tuple[Any, dict[str, Any]]:

@@ -173,7 +173,7 @@ class Workspace:
                 raise ValueError(f"the run could not start: {exc}") from exc
             job = TrainingJob(config, run_dir,
                               callbacks=[_step_cap(self.limits.max_steps)],
-                              resume_from=plan.checkpoint if plan else None)
+                              resume_from=plan.checkpoint if plan else None, on_done=self._adopt)
             if plan is not None:
                 persistence.restore(job, plan)
             if self.job is not None:
@@ -185,7 +185,6 @@ class Workspace:
             except OSError as exc:  # disk full, read-only data dir: a never-started job would count as
                 self.job = previous  # training forever and refuse every later Start and generation
                 raise ValueError(f"the run could not start: {exc}") from exc
-            threading.Thread(target=self._adopt_when_done, args=(job,), daemon=True).start()
             return job
         finally:
             self._start_lock.release()
@@ -205,9 +204,10 @@ class Workspace:
         if self.gpu_lock.locked():
             raise BusyError("a generation is running on the model; try again when it has finished")
 
-    def _adopt_when_done(self, job: TrainingJob) -> None:
-        """A finished run's model (with its adapter) becomes the comparison model: no second load."""
-        job.join()
+    def _adopt(self, job: TrainingJob) -> None:
+        """A finished run's model (with its adapter) becomes the comparison model: no second load.
+        Called by the job's own thread before it counts as done, so no comparison request can slip in
+        between the end of training and the adoption (and load a second copy of the base)."""
         snap = job.snapshot()
         saved = (Path(job.run_dir) / "adapter" / "adapter_config.json").is_file()
         if snap.status in ("completed", "stopped") and saved and job.loaded is not None:  # stopped while

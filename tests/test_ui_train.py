@@ -359,3 +359,15 @@ def test_stop_while_loading_leaves_no_untrained_lora_posing_as_the_trained_adapt
     assert not (job.run_dir / "adapter").exists()
     time.sleep(0.5)  # the adopting thread runs right after the job's end
     assert ws.loaded is None and job.loaded is None and not trained_available(ws)
+
+
+def test_the_trained_model_is_the_comparison_model_the_moment_the_run_counts_as_done(tmp_path):
+    """Adoption ran on a separate thread after the job ended: a comparison arriving in between found
+    no model, loaded a second copy of the base, and was then overwritten by the adoption."""
+    from conftest import tiny_config
+
+    ws = Workspace(tmp_path)
+    job = ws.start_training(tiny_config(2))
+    assert job.join(TIMEOUT_S) and not ws.training
+    assert ws.loaded is not None and ws.loaded is job.loaded
+    assert ws.loaded_adapters == {"default": str(job.run_dir)}
