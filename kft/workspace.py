@@ -26,7 +26,12 @@ logger = logging.getLogger(__name__)
 
 
 class BusyError(RuntimeError):
-    """The GPU/CPU is busy with another run or generation; the message says with what."""
+    """The GPU/CPU is busy with another run or generation; the message says with what, ``by`` says it
+    in a word ("training" or "generation") for a UI that words its own message."""
+
+    def __init__(self, message: str, by: str = "training") -> None:
+        super().__init__(message)
+        self.by = by
 
 
 @dataclass
@@ -202,7 +207,7 @@ class Workspace:
             raise BusyError(f"a training run is already in progress ({self.job.run_dir.name}); "
                             "stop it or wait for it to finish")
         if self.gpu_lock.locked():
-            raise BusyError("a generation is running on the model; try again when it has finished")
+            raise BusyError("a generation is running on the model; try again when it has finished", by="generation")
 
     def _adopt(self, job: TrainingJob) -> None:
         """A finished run's model (with its adapter) becomes the comparison model: no second load.
@@ -284,7 +289,8 @@ class Workspace:
             if cancel is not None and cancel.is_set():
                 return False
             if time.monotonic() > deadline:
-                raise BusyError("another generation is still running on the model; try again in a moment")
+                raise BusyError("another generation is still running on the model; try again in a moment",
+                                by="generation")
             time.sleep(0.02)
 
     def release_model(self) -> None:

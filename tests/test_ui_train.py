@@ -112,6 +112,18 @@ def test_second_start_refused_fresh_client_sees_progress_and_stop_works(app, cli
     assert "No run in progress" in client.predict(api_name="/stop_training")
 
 
+def test_start_during_a_generation_says_the_comparison_holds_the_model(app, client):
+    """It said 'a run is already in progress' while no run was going: the model was generating."""
+    url, ws = app
+    _wait_idle(ws)
+    assert ws.gpu_lock.acquire(timeout=30)  # a comparison is generating
+    try:
+        notice = client.predict(max_steps=2, api_name="/start_training", **FAST)
+    finally:
+        ws.gpu_lock.release()
+    assert "comparison tab is generating" in notice and "already in progress" not in notice
+
+
 def test_injected_failure_reports_failed_and_next_run_succeeds(app, client, monkeypatch):
     url, ws = app
     _wait_idle(ws)
