@@ -236,9 +236,12 @@ def run_info(run_dir: Path, live_run: Path | None = None) -> RunInfo:
     info.settings = settings_summary(config)
     info.started_at = _text(raw.get("first_started_at") or raw.get("started_at"))
     info.error, info.resumed_from = _text(raw.get("error")), _text(raw.get("resumed_from"))
-    if info.final_loss is None and info.status != "completed":
-        losses = [r["loss"] for r in read_metrics(run_dir) if isinstance(r.get("loss"), (int, float))]
-        info.final_loss = losses[-1] if losses else None
+    if info.status != "completed":  # a run that did not end cleanly: metrics.jsonl knows how far it got
+        rows = read_metrics(run_dir)
+        info.steps_done = max([info.steps_done, *(r["step"] for r in rows)])
+        if info.final_loss is None:
+            losses = [r["loss"] for r in rows if isinstance(r.get("loss"), (int, float))]
+            info.final_loss = losses[-1] if losses else None
     return info
 
 
@@ -332,6 +335,8 @@ def restore(job: Any, plan: ResumePlan) -> None:
     rows = truncate_metrics(plan.run_dir, plan.step)
     job.meta.update(resumed_from=plan.checkpoint.name, resumes=plan.resumes,
                     first_started_at=raw.get("first_started_at") or raw.get("started_at"))
+    seen = [r["tokens_seen"] for r in rows if isinstance(r.get("tokens_seen"), int)]
+    job.tokens_seen = seen[-1] if seen else 0  # the token count goes on from the checkpoint, not from 0
     job._set(step=plan.step,
              losses=[(r["step"], float(r["loss"])) for r in rows if isinstance(r.get("loss"), (int, float))],
              learning_rates=[(r["step"], float(r["learning_rate"])) for r in rows

@@ -394,6 +394,11 @@ class _Recorder(TrainerCallback):
         self.job._set(total_steps=state.max_steps)
         with self.job._lock:
             self.job._pace = (time.time(), state.global_step)  # global_step > 0 when resuming
+        self.job._write_run_json()  # the total is known now: a run killed later still shows step / total
+
+    def on_save(self, args, state, control, **kw):  # noqa: ANN001
+        self.job._write_run_json()  # steps done, as far as the checkpoint just written
+        return control
 
     def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
         self.job._set(step=state.global_step)

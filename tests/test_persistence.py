@@ -209,6 +209,8 @@ def test_kill_restart_interrupted_resume_and_compare(tmp_path, tiny_dir):
         client = Client(second.url, verbose=False)
         row = _runs_table(client)[run.name]
         assert row["status"] == "interrupted" and row["complete checkpoint"] == expected.name, row
+        done, total = (int(x) for x in row["steps"].split(" / "))
+        assert total == 40 and done >= 6, row  # how far the killed run got, to decide on resuming
         assert json.loads((run / "run.json").read_text(encoding="utf-8"))["status"] == "interrupted"
         assert "not a run name" in client.predict("../uploads", "en", api_name="/resume_run")
         notice = client.predict(run.name, "en", api_name="/resume_run")
