@@ -186,6 +186,8 @@ def test_preview_renders_the_training_text_counts_and_every_problem(client, tmp_
     assert "| min | p50 | p90 | p99 | max | mean |" in md
     sample = client.predict(model="tiny", data_kind="sample", max_seq_length=64, api_name="/preview_data")
     assert "of 333 rows" in sample and "longer than max_seq_length 64; dropped" in sample
+    negative = client.predict(model="tiny", data_kind="sample", max_rows=-3, api_name="/preview_data")
+    assert "data.max_rows must be positive or empty, got -3" in negative  # as Start says; not 330 rows
 
 
 def test_settings_export_and_import_round_trip(client):

@@ -269,6 +269,11 @@ class TrainTab:
             cfg = form.values_to_config({"max_seq_length": max_seq_length, "too_long": too_long,
                                          "max_rows": max_rows, "split": split}, model, validate=False)
             cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.store_upload, lang)
+            # the settings the preview uses are checked as Start checks them (a negative max_rows sliced
+            # rows off the end); the other settings are Start's business
+            problems = [p for p in cfg.problems() if p.startswith(("data.", "model.max_seq_length"))]
+            if problems:
+                raise ValueError("; ".join(problems))
             pv = preview_data(cfg.data, cfg.model.name, cfg.model.max_seq_length)
         except ValueError as exc:
             return self._warn(t("preview_failed", lang, msg=exc))
