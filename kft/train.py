@@ -152,6 +152,7 @@ class TrainingJob:
         self._log_count = 0
         self._t0 = 0.0
         self._last_log: tuple[float, int] | None = None
+        self._first_log: tuple[float, int] | None = None  # for the whole run's average at the end
         self._pace: tuple[float, int] | None = None  # (time, step) when the trainer began, for the ETA
         self.data_summary: dict[str, Any] | None = None
         self.tokens_seen = 0  # real (non-pad) tokens collated so far, counted by _CountingCollator
@@ -221,6 +222,8 @@ class TrainingJob:
         if self._last_log is not None and now > self._last_log[0] and tokens_seen > self._last_log[1]:
             tps = (tokens_seen - self._last_log[1]) / (now - self._last_log[0])
         self._last_log = (now, tokens_seen)
+        if self._first_log is None:
+            self._first_log = (now, tokens_seen)
         row = {"step": step, "time": round(now - self._t0, 3), "tokens_seen": tokens_seen,
                "tokens_per_s": round(tps, 1) if tps else None,
                **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
@@ -352,6 +355,11 @@ class TrainingJob:
         report = memory.final_report(start_mem, seconds) if start_mem else None
         with self._lock:
             self._snap.elapsed_s = time.time() - self._t0
+            first, last = self._first_log, self._last_log
+            if first and last and last[0] > first[0] and last[1] > first[1]:
+                # a finished run shows its average, not its last step's rate (a stopped run's last
+                # step, cut short and saving, showed a twentieth of the real rate)
+                self._snap.tokens_per_s = (last[1] - first[1]) / (last[0] - first[0])
         self._set(status=status, error=error, memory_report=report)
         self._note(f"run {status}" + (f": {error}" if error else ""))
         if report:

@@ -25,6 +25,10 @@ def test_loss_falls_and_run_files_are_written(trained_run):
     assert info["config"]["train"]["max_steps"] == 30
     assert snap.learning_rates and snap.memory and snap.memory_label.startswith("process memory")
     assert snap.backend == "transformers" and "no CUDA GPU" in snap.backend_reason
+    logged = [m for m in metrics if m.get("tokens_per_s")]
+    span = logged[-1]["time"] - metrics[0]["time"]
+    average = (logged[-1]["tokens_seen"] - metrics[0]["tokens_seen"]) / span
+    assert snap.tokens_per_s == pytest.approx(average, rel=0.02)  # the run's average, not its last step
 
 
 def test_lora_weights_change_and_base_weights_do_not(tiny_dir, trained_run):
