@@ -259,6 +259,11 @@ def test_runs_tab_lists_runs_relabels_and_opens_a_run_in_the_comparison_tab(tmp_
     tabs, source, run, notice = fn("r2", "en")
     assert (tabs.selected, source["value"], run["value"], notice) == ("compare", "run", "r2", "")
     assert "holds no saved adapter" in fn("r1", "en")[3]
+    _run(runs, "r3", status="completed")  # a run that finished after the app was built
+    on_load = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "on_load"
+                   and getattr(f.fn, "__self__", None).__class__.__name__ == "RunsTab")
+    frame, dropdown, _ = on_load("en")
+    assert "r3" in frame["run"].tolist() and "r3" in dropdown["choices"]  # a new page sees the runs of now
 
 
 def test_run_directories_claimed_in_the_same_second_never_collide(tmp_path):

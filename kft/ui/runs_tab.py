@@ -13,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
+from gradio.context import Context
 
 from ..compare import list_runs as runs_with_adapter
 from ..persistence import RunInfo
@@ -49,6 +50,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "checkpoint": ("완전한 체크포인트", "complete checkpoint"), "adapter": ("어댑터", "adapter"),
     "started": ("시작", "started"),
 }
+COLUMN_WIDTHS = ["12%", "10%", "8%", "8%", "7%", "22%", "7%", "11%", "5%", "10%"]  # in COLUMNS' order
 
 
 def t(key: str, lang: str, **fmt: object) -> str:
@@ -84,8 +86,10 @@ class RunsTab:
         self._label(gr.Markdown(t("intro", lang)), "intro", "value")
         if self.ws.limits.read_only:
             self._label(gr.Markdown(t("read_only", lang), elem_id="kft-runs-read-only"), "read_only", "value")
+        # widths: the settings summary is the long cell; without them it pushed the last columns out of
+        # view and squeezed the checkpoint header to a character per line
         self.table = gr.Dataframe(runs_frame(runs, lang), interactive=False, wrap=True, label=t("table", lang),
-                                  elem_id="kft-runs-table")
+                                  elem_id="kft-runs-table", column_widths=COLUMN_WIDTHS)
         self.relabels.append((self.table, lambda new: gr.update(label=t("table", new),
                                                                value=runs_frame(self.ws.runs(), new))))
         with gr.Row():
@@ -115,6 +119,9 @@ class RunsTab:
         self.refresh.click(self.on_list, inputs=[self.lang_box, self.run], outputs=outputs, api_name="list_runs")
         self.resume.click(self.on_resume, inputs=[self.run, self.lang_box], outputs=self.notice,
                           api_name="resume_run")
+        # a page opened (or reloaded) now sees the runs of now, not those of when the app was built
+        Context.root_block.load(self.on_load, inputs=[self.lang_box], outputs=outputs,
+                                api_visibility="private", show_progress="hidden", queue=False)
         gr.Timer(POLL_S).tick(self.on_tick, inputs=[self.lang_box, self.run, self.shown], outputs=outputs,
                               api_visibility="private", show_progress="hidden", queue=False)
 
@@ -124,6 +131,10 @@ class RunsTab:
         frame = runs_frame(runs, lang)
         value = run if run in names else self._default(runs)
         return frame, gr.update(choices=names, value=value), frame.to_json()
+
+    def on_load(self, lang: str) -> tuple[Any, Any, str]:
+        """A page opened or reloaded: the runs of now, and the default run picked among them."""
+        return self.on_list(lang, None)
 
     def on_tick(self, lang: str, run: str | None, shown: str) -> tuple[Any, Any, str]:
         """Like on_list, but sends nothing when the table has not changed since this page last got it."""
