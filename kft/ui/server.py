@@ -37,6 +37,10 @@ def blocked_paths(settings: AppSettings) -> list[str]:
     return unique
 
 
+# long configuration names in the settings' labels (per_device_train_batch_size) wrap instead of being cut
+CSS = "label span, .block-info { overflow-wrap: anywhere; }"
+
+
 def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = None) -> Any:
     """Build and start the app; ``ws`` lets a caller (the tests) keep a handle on the process-wide state."""
     from .app import build_app
@@ -50,8 +54,18 @@ def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = Non
     ws = ws or make_workspace(settings)
     demo = build_app(ws, settings)
     demo.queue(default_concurrency_limit=8)
-    return demo.launch(
+    # quiet: gradio's own start-up lines end with "set share=True in launch()", which is not how a
+    # public link works here (--share needs --auth); kft logs its own lines instead
+    result = demo.launch(
         server_name=settings.host, server_port=settings.port, share=settings.share,
-        auth=settings.auth_pairs(), prevent_thread_lock=not block, show_error=True,
+        auth=settings.auth_pairs(), prevent_thread_lock=True, show_error=True, quiet=True, css=CSS,
         max_file_size=settings.max_upload_mb * 1024**2, blocked_paths=blocked_paths(settings), allowed_paths=[],
     )
+    logger.info("kft is running on %s", demo.local_url)
+    if demo.share_url:
+        logger.info("public link (password-protected): %s", demo.share_url)
+    else:
+        logger.info("for a public link, start with --share and --auth user:password (see README)")
+    if block:
+        demo.block_thread()
+    return result
