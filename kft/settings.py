@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import MAX_NEW_TOKENS_CAP
+
 
 @dataclass
 class AppSettings:
@@ -111,8 +113,8 @@ def check_settings(s: AppSettings) -> None:
                         "or pass --allow-share-without-auth if you really mean it.")
     if s.max_steps < 1:
         problems.append("--max-steps must be at least 1")
-    if not 1 <= s.max_new_tokens <= 4096:
-        problems.append("--max-new-tokens must be between 1 and 4096")
+    if not 1 <= s.max_new_tokens <= MAX_NEW_TOKENS_CAP:  # the comparison's own ceiling: more would be cut anyway
+        problems.append(f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS_CAP}, got {s.max_new_tokens}")
     if not 1 <= s.max_upload_mb <= 10_240:
         problems.append("--max-upload-mb must be between 1 and 10240")
     allowed = s.allowed_model_names()

@@ -281,6 +281,8 @@ def test_share_without_auth_is_refused_and_risky_settings_are_named(monkeypatch)
     check_settings(AppSettings(share=True, allow_share_without_auth=True))
     with pytest.raises(SystemExit, match="not in --allowed-models"):
         check_settings(AppSettings(default_model="big/model", allowed_models="tiny"))
+    with pytest.raises(SystemExit, match="--max-new-tokens must be between 1 and 1024, got 2000"):
+        check_settings(AppSettings(max_new_tokens=2000))  # the comparison could not give more than 1024 anyway
     assert settings_warnings(AppSettings()) == []
     warned = " ".join(settings_warnings(AppSettings(host="0.0.0.0")))
     assert "no --auth" in warned and "KFT_ALLOWED_MODELS" in warned
