@@ -125,6 +125,11 @@ def resolve_choice(ws: Workspace, choice: AdapterChoice) -> AdapterSource:
             return AdapterSource(key, None, ModelArgs(name=ws.loaded.name))
         if trained_available(ws):
             return _run_source(Path(ws.job.run_dir))
+        job = ws.job
+        if job is not None and job.done:  # a run ended here, but without an adapter (failed, or stopped early)
+            status = job.snapshot().status
+            raise ModelLoadError(f"the last run ({Path(job.run_dir).name}) ended {status} without saving an "
+                                 "adapter: choose 'A run directory' and an earlier run, or train again")
         raise ModelLoadError("no adapter has been trained in this session yet: train one in the training tab, "
                              "or pick a run directory")
     if choice.source == "run":

@@ -122,6 +122,18 @@ def test_just_trained_adapter_is_used_in_place(tmp_path):
     assert list(ws.loaded_adapters) == ["default"], "the same run picked from disk is the adapter already loaded"
 
 
+def test_after_a_failed_run_the_just_trained_choice_says_what_happened(ws, monkeypatch):
+    """It said 'no adapter has been trained in this session yet' although a run had just ended."""
+    from conftest import tiny_config
+    from kft.train import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, "1")
+    job = ws.start_training(tiny_config(3))
+    assert job.join(300) and job.snapshot().status == "failed"
+    with pytest.raises(ModelLoadError, match=f"the last run \\({job.run_dir.name}\\) ended failed without saving"):
+        _last(service_for(ws).stream(AdapterChoice("trained"), PROMPT, "", GenerationArgs(max_new_tokens=2)))
+
+
 def test_hub_adapters(ws, monkeypatch):
     import kft.compare as compare
 
