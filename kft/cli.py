@@ -129,6 +129,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
     config = config_from_args(ns, ["model", "lora", "data", "train"]).validate()
     if is_distributed() and not ns.output_dir:
         raise ValueError("under torchrun / accelerate launch give --output-dir (every rank must agree on it)")
+    from .preflight import check_model_available
+
+    check_model_available(config.model.name)  # bad input (exit 2), before any run directory is made
     out = Path(ns.output_dir) if ns.output_dir else claim_run_dir(Path("runs"))
     job = TrainingJob(config, out).start()
     if ns.save_config:  # after start: a config kept inside --output-dir must not make it 'already hold files'
@@ -159,9 +162,14 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def _generator(ns: argparse.Namespace, config: RunConfig):
+    from .config import generation_problems
     from .generate import SideBySideGenerator
     from .model import load_adapter, load_base
     from .prompts import PromptTemplate
+
+    problems = generation_problems(config.generation)  # before minutes of loading weights
+    if problems:
+        raise ValueError("Invalid settings:\n- " + "\n- ".join(problems))
 
     adapter_dir = _adapter_dir(ns)
     _model_from_adapter(ns, config)

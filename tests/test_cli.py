@@ -56,6 +56,12 @@ def test_bad_input_exits_non_zero_with_a_readable_message(tmp_path):
     assert r.returncode == 1 and "bad data" in r.stderr and "not found" in r.stderr
     r = run("generate", "--adapter", str(tmp_path / "nope"), "--instruction", "x", "--model", "tiny")
     assert r.returncode == 2 and "Adapter not found" in r.stderr
+    r = run("train", "--model", "nope/nothing", "--data", "sample", "--max-steps", "1",
+            "--output-dir", str(tmp_path / "z"))
+    assert r.returncode == 2 and "nope/nothing" in r.stderr and not (tmp_path / "z").exists()
+    r = run("generate", "--adapter", str(tmp_path / "nope"), "--instruction", "x", "--model", "tiny",
+            "--max-new-tokens", "100000")
+    assert r.returncode == 2 and "max_new_tokens must be between" in r.stderr
     (tmp_path / "afile").write_text("x")
     r = run("train", "--model", "tiny", "--data", "sample", "--max-steps", "1",
             "--output-dir", str(tmp_path / "afile" / "run"))  # an output directory that cannot be made
