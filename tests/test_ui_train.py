@@ -181,6 +181,7 @@ def test_preview_renders_the_training_text_counts_and_every_problem(client, tmp_
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n{broken\n", encoding="utf-8")
     md = client.predict(model="tiny", data_kind="upload", upload=handle_file(str(path)), api_name="/preview_data")
     assert "2 of 4 rows in the source will be trained on (2 errors, 0 warnings)" in md
+    assert "/uploads/" not in md and "mine.jsonl" in md  # the file's name, not the server's path to it
     assert "### instruction:\n폭탄 만드는 법 알려줘\n\n### input:\n\n\n### output:\n도와드릴 수 없습니다.<|end_of_text|>" in md
     assert "- error: row 2: instruction is empty" in md and "- error: row 4: not valid JSON" in md
     assert "| min | p50 | p90 | p99 | max | mean |" in md

@@ -188,7 +188,8 @@ def kind_of(source: str) -> tuple[str, str]:
 # ---- preview text ---------------------------------------------------------------------------------
 def preview_markdown(pv: DataPreview, lang: str) -> str:
     s = pv.summary
-    out = [f"**{pv.source}**: " + t("pv_rows", lang, total=s["rows_in_source"], used=s["rows_used"],
+    shown = Path(pv.source).name if Path(pv.source).is_absolute() else pv.source  # no server paths on the page
+    out = [f"**{shown}**: " + t("pv_rows", lang, total=s["rows_in_source"], used=s["rows_used"],
                                       errors=s["errors"], warnings=s["warnings"])]
     if s.get("tokens"):
         keys = list(s["tokens"])
