@@ -281,6 +281,7 @@ def test_eta_follows_this_sessions_step_pace_not_the_load_or_a_resumed_runs_step
     clock = [1000.0]
     monkeypatch.setattr(train.time, "time", lambda: clock[0])
     job = TrainingJob(tiny_config(60), tmp_path / "run")
+    job.run_dir.mkdir()  # as start() makes it (the recorder writes run.json into it)
     job._t0 = clock[0]
     job._set(status="running", step=50)  # persistence.restore put the checkpoint's step back
     clock[0] += 60.0  # the model load
