@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import math
+import reprlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -241,14 +242,16 @@ class RunConfig:
             for k, v in values.items():
                 if k == "target_modules" and v is not None:
                     # "q_proj" or "q_proj,v_proj" is a list of names, not a sequence of characters
-                    v = tuple(x.strip() for x in v.split(",") if x.strip()) if isinstance(v, str) else tuple(v)
-                    if not all(isinstance(x, str) for x in v):
-                        wrong.append(f"{f.name}.{k} must be layer names such as q_proj, got {values[k]!r}")
+                    if isinstance(v, str):
+                        v = tuple(x.strip() for x in v.split(",") if x.strip())
+                    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+                        wrong.append(f"{f.name}.{k} must be layer names such as q_proj, got {_SHORT.repr(values[k])}")
                         continue
+                    v = tuple(v)
                 try:
                     v = _coerce(kinds[k], v)
                 except ValueError:
-                    wrong.append(f"{f.name}.{k} must be {kinds[k]}, got {v!r}")
+                    wrong.append(f"{f.name}.{k} must be {kinds[k]}, got {_SHORT.repr(v)}")
                     continue
                 setattr(sub, k, v)
             kwargs[f.name] = sub
@@ -274,12 +277,13 @@ class RunConfig:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"Config file not found: {path}")
+        if path.stat().st_size > MAX_CONFIG_BYTES:  # a settings file is a few kB; imports come from anyone
+            raise ValueError(f"Config file {path.name} is {path.stat().st_size:,} bytes; the limit is "
+                             f"{MAX_CONFIG_BYTES:,}")
         text = path.read_text(encoding="utf-8-sig")
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
-                raw = yaml.safe_load(text) or {}
+                raw = _load_yaml(text) or {}
             else:
                 raw = json.loads(text)
         except Exception as exc:  # noqa: BLE001 - report any parse error in plain words
@@ -287,6 +291,26 @@ class RunConfig:
         if not isinstance(raw, dict):
             raise ValueError(f"Config file {path} must hold a mapping of sections")
         return cls.from_dict(raw)
+
+
+MAX_CONFIG_BYTES = 1_000_000
+# values are quoted in messages with bounded size: a nested value is cut, never expanded in full
+_SHORT = reprlib.Repr()  # (keyword arguments to Repr need Python 3.12)
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 4, 60, 60
+
+
+def _load_yaml(text: str) -> Any:
+    """yaml.safe_load without aliases: nested aliases (&a / *a) expand a file of a few hundred bytes into
+    gigabytes once the value is used (a "billion laughs" settings file, uploaded by anyone)."""
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError("aliases (*name) are not allowed in a settings file")
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=NoAliases)  # noqa: S506 - a SafeLoader subclass
 
 
 def _coerce(kind: str, value: Any) -> Any:
@@ -310,6 +334,10 @@ def _coerce(kind: str, value: Any) -> Any:
             return int(number)
         return float(number)
     if base == "bool" and not isinstance(value, bool):
+        raise ValueError(kind)
+    if base == "str" and not isinstance(value, str):
+        raise ValueError(kind)
+    if base == "str | bool" and not isinstance(value, (str, bool)):
         raise ValueError(kind)
     return value
 

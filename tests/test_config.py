@@ -117,3 +117,29 @@ def test_target_modules_written_as_one_string_are_names_not_characters(tmp_path)
     p.write_text("lora:\n  target_modules: [q_proj, 7]\n", encoding="utf-8")
     with pytest.raises(ValueError, match="lora.target_modules must be layer names"):
         RunConfig.load(p)
+
+
+def test_a_settings_file_cannot_blow_up_memory_or_crash_the_import(tmp_path):
+    """Settings files come from anyone (the import button is open in read-only mode too). Nested YAML
+    aliases grew ninefold per level once quoted in a message; wrong value types raised TypeError, which
+    the UI does not catch, or put a list into the model field."""
+    levels = ['a0: &a0 ["xxxxxxxxxx"]'] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 8)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(levels) + "\nmodel:\n  name: *a7\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="aliases"):
+        RunConfig.load(bomb)
+    big = tmp_path / "big.json"
+    big.write_text('{"model": {"name": "' + "x" * 1_100_000 + '"}}', encoding="utf-8")
+    with pytest.raises(ValueError, match="the limit is 1,000,000"):
+        RunConfig.load(big)
+    for body, field_name in [("data:\n  source: 2024\n", "data.source"), ("lora:\n  target_modules: 5\n", "lora.target_modules"),
+                             ("model:\n  name: [a, b]\n", "model.name")]:
+        p = tmp_path / "c.yaml"
+        p.write_text(body, encoding="utf-8")
+        with pytest.raises(ValueError, match=f"{field_name} must be"):
+            RunConfig.load(p)
+    long = tmp_path / "long.yaml"
+    long.write_text("model:\n  name: [" + ", ".join(["[" + ", ".join(["y"] * 50) + "]"] * 50) + "]\n", encoding="utf-8")
+    with pytest.raises(ValueError) as info:
+        RunConfig.load(long)
+    assert len(str(info.value)) < 400  # the value is quoted cut short, not in full
