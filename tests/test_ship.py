@@ -245,6 +245,9 @@ def test_read_only_mode_refuses_training_and_the_tab_says_so(tmp_path):
         assert "read-only" in notice and ws.job is None
         assert "read-only" in client.predict("old", "en", api_name="/resume_run") and ws.job is None
         assert "read-only" in client.predict("me/kft-lora", True, api_name="/push_to_hub")
+        hub = client.predict(model="tiny", data_kind="hub", hub_dataset="HuggingFaceFW/fineweb", api_name="/preview_data")
+        assert "read-only" in hub  # no Hub dataset is downloaded to a read-only server's disk
+        assert "of 333 rows" in client.predict(model="tiny", data_kind="sample", api_name="/preview_data")
         config = httpx.get(f"{url}config").json()
         texts = {c["props"].get("value") for c in config["components"] if c["type"] == "markdown"}
         assert any(isinstance(v, str) and "Read-only mode (comparison only)" in v for v in texts)

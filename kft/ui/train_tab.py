@@ -265,6 +265,8 @@ class TrainTab:
     def on_preview(self, lang: str, *, model: str, data_kind: str, hub_dataset: str, max_seq_length: float,
                    too_long: str, split: str, upload: str | None = None, max_rows: float | None = None) -> str:
         try:
+            if data_kind != "sample":  # read-only: no uploads, and no Hub dataset downloaded to this disk
+                self.ws.refuse_if_read_only()
             self.ws.check_model_allowed(model)
             cfg = form.values_to_config({"max_seq_length": max_seq_length, "too_long": too_long,
                                          "max_rows": max_rows, "split": split}, model, validate=False)
