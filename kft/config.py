@@ -7,6 +7,7 @@ dataclasses. ``RunConfig.validate()`` collects every problem and raises one ``Va
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -177,6 +178,12 @@ class RunConfig:
             p.append(f"data.max_rows must be positive or empty, got {d.max_rows}")
         if d.too_long not in TOO_LONG_POLICIES:
             p.append(f"data.too_long must be one of {TOO_LONG_POLICIES}, got {d.too_long!r}")
+        if t.optim not in optimizer_names():  # else the run fails only after the model has loaded
+            p.append(f"train.optim {_SHORT.repr(t.optim)} is not an optimizer transformers knows "
+                     "(e.g. adamw_8bit, adamw_torch)")
+        if t.lr_scheduler_type not in scheduler_names():
+            p.append(f"train.lr_scheduler_type {_SHORT.repr(t.lr_scheduler_type)} is not a schedule transformers "
+                     "knows (e.g. linear, cosine)")
         if t.per_device_train_batch_size <= 0:
             p.append(f"train.per_device_train_batch_size must be at least 1, got {t.per_device_train_batch_size}")
         if t.gradient_accumulation_steps <= 0:
@@ -340,6 +347,22 @@ def _coerce(kind: str, value: Any) -> Any:
     if base == "str | bool" and not isinstance(value, (str, bool)):
         raise ValueError(kind)
     return value
+
+
+@functools.cache
+def optimizer_names() -> tuple[str, ...]:
+    """Names transformers accepts for ``train.optim``."""
+    from transformers.training_args import OptimizerNames
+
+    return tuple(o.value for o in OptimizerNames)
+
+
+@functools.cache
+def scheduler_names() -> tuple[str, ...]:
+    """Names transformers accepts for ``train.lr_scheduler_type``."""
+    from transformers.trainer_utils import SchedulerType
+
+    return tuple(s.value for s in SchedulerType)
 
 
 def generation_problems(g: GenerationArgs) -> list[str]:

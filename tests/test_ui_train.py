@@ -248,6 +248,15 @@ def test_form_defaults_come_from_the_dataclasses_and_round_trip():
     for text in ("lora.r must be a whole number", "train.warmup_steps is empty", "lora.loftq_config must be a JSON"):
         assert text in str(err.value)
     assert form.values_to_config({**values, "max_steps": 0}, "tiny", "epochs").train.max_steps == 0
+    # through the API a checkbox may come as text: bool("false") was True
+    off = form.values_to_config({**values, "use_rslora": "false", "padding_free": "0", "load_in_4bit": "False"}, "tiny")
+    assert (off.lora.use_rslora, off.train.padding_free, off.model.load_in_4bit) == (False, False, False)
+    with pytest.raises(ValueError, match="must be true or false"):
+        form.values_to_config({**values, "use_rslora": "maybe"}, "tiny")
+    with pytest.raises(ValueError) as err:  # typed into the dropdowns: refused before the model loads
+        form.values_to_config({**values, "optim": "adamw_torch_typo", "lr_scheduler_type": "linearr"}, "tiny")
+    assert "train.optim 'adamw_torch_typo' is not an optimizer" in str(err.value)
+    assert "train.lr_scheduler_type 'linearr' is not a schedule" in str(err.value)
     assert form.preset_values("fast", 2, 4) == (8, 1, True)  # same 8 rows per step, one padding-free batch
     assert form.preset_values("seed", 8, 1) == (2, 4, False)
 

@@ -25,6 +25,8 @@ from ..config import (
     ModelArgs,
     RunConfig,
     TrainArgs,
+    optimizer_names,
+    scheduler_names,
 )
 from ..data import FILE_SUFFIXES
 from ..preflight import DataPreview, looks_like_hub_id
@@ -85,8 +87,7 @@ def _from_widget(name: str, value: Any) -> Any:
     if name == "dtype":
         return None if value in (None, "", "auto") else str(value)
     if name == "use_gradient_checkpointing":
-        text = str(value).strip().lower()
-        return "unsloth" if text == "unsloth" else text in ("true", "1", "yes")
+        return "unsloth" if str(value).strip().lower() == "unsloth" else _flag(value)
     if name == "loftq_config":
         if not str(value or "").strip():
             return None
@@ -100,12 +101,24 @@ def _from_widget(name: str, value: Any) -> Any:
         return None if value in (None, "", 0) else _number(value, int)
     kind = _default_type(name)
     if kind is bool:
-        return bool(value)
+        return _flag(value)
     if kind in (int, float):
         if value is None or value == "":
             raise ValueError("is empty")
         return _number(value, kind)
     return str(value).strip()
+
+
+def _flag(value: Any) -> bool:
+    """A checkbox's value. Through the API it may come as text: bool("false") would be True."""
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"must be true or false, got {str(value)[:40]!r}")
 
 
 def _number(value: Any, kind: type) -> int | float:
@@ -210,13 +223,9 @@ def preview_markdown(pv: DataPreview, lang: str) -> str:
 # ---- widgets ----------------------------------------------------------------------------------------
 def _custom_choices(name: str) -> list[str] | None:
     if name == "optim":
-        from transformers.training_args import OptimizerNames
-
-        return [o.value for o in OptimizerNames]
+        return list(optimizer_names())
     if name == "lr_scheduler_type":
-        from transformers.trainer_utils import SchedulerType
-
-        return [s.value for s in SchedulerType]
+        return list(scheduler_names())
     return None
 
 
