@@ -57,8 +57,35 @@ class AppSettings:
 
 
 def _env_bool(name: str) -> bool | None:
+    """A yes/no variable; a word that is neither is refused (KFT_READ_ONLY=y must not mean 'off')."""
     v = os.environ.get(name)
-    return None if v is None else v.strip().lower() in ("1", "true", "yes", "on")
+    if v is None or not v.strip():
+        return None
+    text = v.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"{name}={v!r} is neither yes nor no: use 1/true/yes/on or 0/false/no/off")
+
+
+def _env_int(names: Sequence[str], default: int) -> int:
+    """The first of ``names`` that is set (an empty value counts as unset), as a whole number."""
+    for name in names:
+        v = os.environ.get(name)
+        if v is not None and v.strip():
+            try:
+                return int(v.strip())
+            except ValueError:
+                raise SystemExit(f"{name}={v!r} is not a whole number") from None
+    return default
+
+
+def _env_lang(default: str) -> str:
+    v = (os.environ.get("KFT_LANG") or "").strip().lower() or default
+    if v not in ("ko", "en"):
+        raise SystemExit(f"KFT_LANG={os.environ.get('KFT_LANG')!r}: use ko or en")
+    return v
 
 
 def on_space() -> bool:
@@ -84,20 +111,20 @@ def parse_settings(argv: Sequence[str] | None = None) -> AppSettings:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python app.py", description="kft: Korean safety LoRA fine-tuning app")
     p.add_argument("--host", default=env("KFT_HOST", _default_host()))
-    p.add_argument("--port", type=int, default=int(env("KFT_PORT", env("GRADIO_SERVER_PORT", d.port))))
+    p.add_argument("--port", type=int, default=_env_int(("KFT_PORT", "GRADIO_SERVER_PORT"), d.port))
     p.add_argument("--share", action="store_true", default=bool(_env_bool("KFT_SHARE")))
     p.add_argument("--auth", default=env("KFT_AUTH"), help="user:password; required with --share")
     p.add_argument("--allow-share-without-auth", action="store_true",
                    default=bool(_env_bool("KFT_ALLOW_SHARE_WITHOUT_AUTH")))
     p.add_argument("--data-dir", default=env("KFT_DATA_DIR", _default_data_dir()))
     p.add_argument("--default-model", default=env("KFT_DEFAULT_MODEL"))
-    p.add_argument("--max-steps", type=int, default=int(env("KFT_MAX_STEPS", d.max_steps)))
-    p.add_argument("--max-new-tokens", type=int, default=int(env("KFT_MAX_NEW_TOKENS", d.max_new_tokens)))
+    p.add_argument("--max-steps", type=int, default=_env_int(("KFT_MAX_STEPS",), d.max_steps))
+    p.add_argument("--max-new-tokens", type=int, default=_env_int(("KFT_MAX_NEW_TOKENS",), d.max_new_tokens))
     p.add_argument("--read-only", action="store_true", default=bool(_env_bool("KFT_READ_ONLY")))
     p.add_argument("--allowed-models", default=env("KFT_ALLOWED_MODELS"),
                    help="comma-separated models that may be trained or compared (default: any)")
-    p.add_argument("--max-upload-mb", type=int, default=int(env("KFT_MAX_UPLOAD_MB", d.max_upload_mb)))
-    p.add_argument("--lang", choices=("ko", "en"), default=env("KFT_LANG", d.lang))
+    p.add_argument("--max-upload-mb", type=int, default=_env_int(("KFT_MAX_UPLOAD_MB",), d.max_upload_mb))
+    p.add_argument("--lang", choices=("ko", "en"), default=_env_lang(d.lang))
     ns = p.parse_args(argv)
     s = AppSettings(**vars(ns))
     s.data_dir = str(Path(s.data_dir).expanduser())

@@ -277,6 +277,27 @@ def test_every_setting_reads_its_environment_variable(monkeypatch, tmp_path):
     assert parse_settings(["--port", "8001", "--allowed-models", "tiny"]).port == 8001  # flags win over env
 
 
+@pytest.mark.parametrize("name,value,message", [
+    ("KFT_PORT", "78OO", "KFT_PORT='78OO' is not a whole number"),
+    ("KFT_MAX_STEPS", "10k", "KFT_MAX_STEPS='10k' is not a whole number"),
+    ("KFT_READ_ONLY", "y", "KFT_READ_ONLY='y' is neither yes nor no"),
+    ("KFT_READ_ONLY", "enabled", "KFT_READ_ONLY='enabled' is neither yes nor no"),
+    ("KFT_LANG", "jp", "KFT_LANG='jp': use ko or en"),
+])
+def test_a_wrong_environment_variable_is_named_and_never_read_as_off(monkeypatch, name, value, message):
+    """A bad number gave a traceback; KFT_READ_ONLY=y silently left a public server writable."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        parse_settings([])
+
+
+def test_empty_and_differently_cased_environment_variables_read_as_meant(monkeypatch):
+    for k, v in {"KFT_PORT": "", "KFT_LANG": "EN", "KFT_READ_ONLY": " On "}.items():
+        monkeypatch.setenv(k, v)
+    s = parse_settings([])
+    assert (s.port, s.lang, s.read_only) == (AppSettings().port, "en", True)  # empty = unset (docker env files)
+
+
 def test_share_without_auth_is_refused_and_risky_settings_are_named(monkeypatch):
     monkeypatch.delenv("SPACE_ID", raising=False)
     with pytest.raises(SystemExit, match="a share link makes every event"):
