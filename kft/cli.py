@@ -167,7 +167,8 @@ def _generator(ns: argparse.Namespace, config: RunConfig):
     from .model import load_adapter, load_base
     from .prompts import PromptTemplate
 
-    problems = generation_problems(config.generation)  # before minutes of loading weights
+    # before minutes of loading weights: the model section as train checks it, and the decoding settings
+    problems = [p for p in config.problems() if p.startswith("model.")] + generation_problems(config.generation)
     if problems:
         raise ValueError("Invalid settings:\n- " + "\n- ".join(problems))
 
@@ -194,7 +195,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     from .safety import load_prompt_set, run_scorecard
 
     config = config_from_args(ns, ["model", "generation"])
-    prompts = load_prompt_set(ns.prompts)[: ns.limit or None]
+    if ns.limit is not None and ns.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {ns.limit}")
+    prompts = load_prompt_set(ns.prompts)[: ns.limit]
     generator = _generator(ns, config)
     card = run_scorecard(generator, prompts, config.generation)
     if ns.json:

@@ -170,6 +170,7 @@ class RunConfig:
             p.append(f"lora.bias must be none, all or lora_only, got {lo.bias!r}")
         if not lo.target_modules:
             p.append("lora.target_modules is empty: name at least one layer such as q_proj")
+        p += _loftq_problems(m, lo)
         if lo.use_gradient_checkpointing not in ("unsloth", True, False):
             p.append("lora.use_gradient_checkpointing must be 'unsloth', true or false")
         if not str(d.source).strip():
@@ -347,6 +348,28 @@ def _coerce(kind: str, value: Any) -> Any:
     if base == "str | bool" and not isinstance(value, (str, bool)):
         raise ValueError(kind)
     return value
+
+
+def _loftq_problems(m: ModelArgs, lo: LoraArgs) -> list[str]:
+    """LoftQ initialises the LoRA from the full-precision weights and quantizes the base itself: PEFT runs
+    it on CUDA only, needs scipy, and must not be given a model already loaded in 4-bit."""
+    cfg = lo.loftq_config
+    if not cfg:
+        return []
+    import importlib.util
+
+    import torch
+
+    p = []
+    if not isinstance(cfg, dict) or not {"loftq_bits", "loftq_iter"} <= set(cfg):
+        p.append("lora.loftq_config needs both loftq_bits and loftq_iter, e.g. {\"loftq_bits\": 4, \"loftq_iter\": 1}")
+    if m.load_in_4bit:
+        p.append("lora.loftq_config needs model.load_in_4bit false: LoftQ quantizes the base itself")
+    if not torch.cuda.is_available():
+        p.append("lora.loftq_config needs a CUDA GPU (PEFT runs LoftQ on CUDA only); leave it empty here")
+    if importlib.util.find_spec("scipy") is None:
+        p.append("lora.loftq_config needs scipy: pip install scipy")
+    return p
 
 
 @functools.cache

@@ -190,13 +190,19 @@ def attach_lora(loaded: LoadedModel, args: LoraArgs) -> LoadedModel:
     return loaded
 
 
+def _adapter_folder(path: str | Path) -> Path:
+    """The folder holding adapter_config.json: ``path`` itself, or a run directory's ``adapter/``."""
+    path = Path(path)
+    if (path / "adapter").is_dir():  # a run directory
+        path = path / "adapter"
+    if not (path / "adapter_config.json").is_file():
+        raise ModelLoadError(f"No adapter found at {path}: expected adapter_config.json (a run's adapter/ folder)")
+    return path
+
+
 def load_adapter(loaded: LoadedModel, adapter_dir: str | Path, name: str = "default") -> LoadedModel:
     """Put a trained adapter (PEFT format) onto the base model under ``name`` and make it active."""
-    adapter_dir = Path(adapter_dir)
-    if (adapter_dir / "adapter").is_dir():  # a run directory
-        adapter_dir = adapter_dir / "adapter"
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise ModelLoadError(f"No adapter found at {adapter_dir}: expected adapter_config.json (a run's adapter/ folder)")
+    adapter_dir = _adapter_folder(adapter_dir)
     from peft import PeftModel
 
     if isinstance(loaded.model, PeftModel):
@@ -212,15 +218,18 @@ def load_adapter(loaded: LoadedModel, adapter_dir: str | Path, name: str = "defa
 def trained_base(adapter_dir: str | Path) -> ModelArgs:
     """The base model an adapter needs: its run's model settings (run.json beside adapter/), else the
     base named in adapter_config.json."""
-    adapter_dir = Path(adapter_dir)
+    adapter_dir = _adapter_folder(adapter_dir)
     run_json = adapter_dir.parent / "run.json"
     if run_json.is_file():
-        model = json.loads(run_json.read_text(encoding="utf-8")).get("config", {}).get("model")
+        try:
+            raw = json.loads(run_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raw = None
+        config = raw.get("config") if isinstance(raw, dict) else None
+        model = config.get("model") if isinstance(config, dict) else None
         if isinstance(model, dict):
             return ModelArgs(**{k: v for k, v in model.items() if k in ModelArgs.__dataclass_fields__})
     config_file = adapter_dir / "adapter_config.json"
-    if not config_file.is_file():
-        raise ModelLoadError(f"No adapter found at {adapter_dir}: expected adapter_config.json (a run's adapter/ folder)")
     base = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not base:
         raise ModelLoadError(f"{adapter_dir}: adapter_config.json does not say which base model it belongs to")

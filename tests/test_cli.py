@@ -62,6 +62,10 @@ def test_bad_input_exits_non_zero_with_a_readable_message(tmp_path):
     r = run("generate", "--adapter", str(tmp_path / "nope"), "--instruction", "x", "--model", "tiny",
             "--max-new-tokens", "100000")
     assert r.returncode == 2 and "max_new_tokens must be between" in r.stderr
+    r = run("generate", "--adapter", str(tmp_path / "nope"), "--instruction", "x", "--model", "tiny", "--dtype", "bf16")
+    assert r.returncode == 2 and "model.dtype must be one of" in r.stderr  # checked as train checks it
+    r = run("eval", "--adapter", str(tmp_path / "nope"), "--model", "tiny", "--limit", "0")
+    assert r.returncode == 2 and "--limit must be at least 1" in r.stderr
     (tmp_path / "afile").write_text("x")
     r = run("train", "--model", "tiny", "--data", "sample", "--max-steps", "1",
             "--output-dir", str(tmp_path / "afile" / "run"))  # an output directory that cannot be made
@@ -97,6 +101,7 @@ def test_generate_takes_the_trained_model_settings_from_run_json(tmp_path):
 
     run = tmp_path / "run"
     (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_config.json").write_text("{}")  # an adapter folder (its weights are not read here)
     (run / "run.json").write_text(json.dumps({"config": {"model": {
         "name": "tiny", "max_seq_length": 512, "load_in_4bit": False, "dtype": None, "backend": "transformers"}}}))
     ns = build_parser().parse_args(["generate", "--adapter", str(run), "--instruction", "x", "--max-seq-length", "256"])

@@ -143,3 +143,15 @@ def test_a_settings_file_cannot_blow_up_memory_or_crash_the_import(tmp_path):
     with pytest.raises(ValueError) as info:
         RunConfig.load(long)
     assert len(str(info.value)) < 400  # the value is quoted cut short, not in full
+
+
+def test_loftq_is_refused_where_peft_cannot_run_it():
+    """On CPU (or with a 4-bit base, or without its two keys) the run loaded the model and then failed:
+    PEFT's LoftQ needs CUDA and scipy and quantizes the full-precision base itself."""
+    cfg = RunConfig()
+    cfg.lora.loftq_config = {"loftq_bits": 4}
+    problems = " ".join(cfg.problems())
+    assert "needs both loftq_bits and loftq_iter" in problems and "load_in_4bit false" in problems
+    assert "needs a CUDA GPU" in problems  # this machine has none
+    cfg.lora.loftq_config = None
+    assert not [p for p in cfg.problems() if "loftq" in p]
