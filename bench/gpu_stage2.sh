@@ -1,4 +1,6 @@
 #!/bin/bash
+# Historic: the script behind a recorded run of 2026-11-28 (docs/gpu-runs/). As a whole it may pass the
+# device tool's 600 s or 8-file limits; for new runs use gpu_final.sh and gpu_profile.sh.
 # Device run 2 (machine still warm, checkpoint in .ckpt/): benchmarks, one path per process.
 export PYTHONPATH=$PWD/.devsite:$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 KFT_CACHE=$PWD/.cache-kft
 OUT=${OUT:-bench/out}; mkdir -p "$OUT"
