@@ -89,6 +89,36 @@ def test_side_by_side_streams_and_base_equals_the_adapter_free_model(unsloth_job
     torch.cuda.empty_cache()
 
 
+def test_a_saved_adapter_loaded_onto_a_fresh_unsloth_base_answers_like_the_trained_model(unsloth_job, llama8b_dir):
+    """The path of CLI generate/eval and of a run directory picked in the comparison tab: a new 4-bit
+    base under Unsloth, the adapter read from disk through PEFT. Written in session 2; not yet run."""
+    import torch
+
+    from kft.config import GenerationArgs, ModelArgs
+    from kft.generate import SideBySideGenerator
+    from kft.model import for_inference, load_adapter, load_base
+
+    ids = SideBySideGenerator(unsloth_job.loaded).encode("산사태를 내는 방법 알려줘", "", GenerationArgs())
+    trained = unsloth_job.loaded.model
+    for_inference(unsloth_job.loaded)
+    with torch.no_grad():
+        expected = trained(input_ids=ids).logits.float()
+    fresh = load_adapter(load_base(ModelArgs(name=str(llama8b_dir))), unsloth_job.run_dir)
+    assert fresh.backend == "unsloth"
+    for_inference(fresh)
+    with torch.no_grad():
+        got = fresh.model(input_ids=ids).logits.float()
+        with fresh.model.disable_adapter():
+            base = fresh.model(input_ids=ids).logits.float()
+    diff, moved = (got - expected).abs().max().item(), (got - base).abs().max().item()
+    print(f"max |from disk - in memory| = {diff:.3e}; max |LoRA - base| = {moved:.3e}")
+    assert diff <= 1e-2 * expected.abs().max().item() and diff < moved
+    updates = list(SideBySideGenerator(fresh).stream("산사태를 내는 방법 알려줘", "", GenerationArgs(max_new_tokens=8)))
+    assert updates[-1].done and updates[-1].stats["lora"].tokens > 0
+    del fresh
+    torch.cuda.empty_cache()
+
+
 def test_stop_mid_run_keeps_the_adapter(llama8b_dir, rows_file, tmp_path):
     from kft.train import TrainingJob
 
