@@ -378,3 +378,22 @@ def test_the_compare_api_needs_only_the_instruction(tmp_path):
     params = build_app(Workspace(tmp_path)).get_api_info()["named_endpoints"]["/compare"]["parameters"]
     required = [p["parameter_name"] for p in params if not p["parameter_has_default"]]
     assert required == ["instruction"]
+
+
+def test_app_out_of_memory_in_a_generation_says_what_to_lower_and_the_next_request_runs(app, monkeypatch):
+    """An OOM while generating must not leave the model locked or the tab broken (a common complaint)."""
+    from gradio_client.exceptions import AppError
+
+    from kft.generate import SideBySideGenerator
+
+    ws, client, _ = app
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(SideBySideGenerator, "_step", oom)
+    with pytest.raises(AppError, match="ran out of memory while generating. Lower max new tokens"):
+        client.predict(*_compare_args(max_new_tokens=4), api_name="/compare")
+    assert not ws.gpu_lock.locked()
+    monkeypatch.undo()
+    assert client.predict(*_compare_args(max_new_tokens=4), api_name="/compare")[-1] == "Done."

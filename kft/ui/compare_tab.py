@@ -7,6 +7,7 @@ Endpoints (stable api_names): /compare, /stop_generation, /scorecard, /list_adap
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import torch
 
 from ..compare import AdapterChoice, CompareService, list_runs, service_for, trained_available
 from ..config import MAX_NEW_TOKENS_CAP, MAX_PROMPT_CHARS, GenerationArgs
@@ -60,6 +62,15 @@ class _Handlers:
             return gr.Error(t("busy_training", lang, run=self.ws.job.run_dir.name))
         return gr.Error(t("bad_request", lang, e=exc))
 
+    @staticmethod
+    def _out_of_memory(lang: str) -> gr.Error:
+        """Out of GPU memory while generating: free the caches, keep the model, say what to lower."""
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        logger.warning("out of memory during a generation")
+        return gr.Error(t("out_of_memory", lang))
+
     def _refuse_if_training(self, lang: str) -> None:
         if self.ws.training:
             raise gr.Error(t("busy_training", lang, run=self.ws.job.run_dir.name))
@@ -82,6 +93,8 @@ class _Handlers:
                 yield view.render_update(update, lang)
         except _USER_ERRORS as exc:
             raise self._error(exc, lang) from exc
+        except torch.OutOfMemoryError as exc:
+            raise self._out_of_memory(lang) from exc
         finally:  # runs when gradio closes the generator (client gone, /cancel) as well as at the end
             cancel.set()
             stream.close()
@@ -110,6 +123,8 @@ class _Handlers:
                 yield self._card_outputs(card, lang, len(prompts), False, gr.skip())
         except _USER_ERRORS as exc:
             raise self._error(exc, lang) from exc
+        except torch.OutOfMemoryError as exc:
+            raise self._out_of_memory(lang) from exc
         finally:
             cancel.set()
             runner.close()

@@ -62,6 +62,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "no_model": ("모델: 아직 불러오지 않음 (첫 생성 때 불러옵니다)", "Model: not loaded yet (loaded on first use)"),
     "adapters": ("어댑터: {a}", "Adapters: {a}"),
     "bad_request": ("요청을 처리할 수 없습니다: {e}", "Cannot run this request: {e}"),
+    "out_of_memory": ("생성 중 GPU 메모리가 부족했습니다. 최대 새 토큰 수나 프롬프트 길이를 줄여 다시 시도하세요. 모델은 그대로 "
+                      "로드되어 있습니다.",
+                      "The GPU ran out of memory while generating. Lower max new tokens or shorten the prompt and "
+                      "try again; the model stays loaded."),
     "sc_heading": ("안전 점수표 (scorecard)", "Safety scorecard"),
     "sc_intro": ("프롬프트 묶음을 base와 LoRA로 모두 생성해 거절 여부를 셉니다. **유해 요청 거절률은 높을수록**, "
                  "**일반 요청 과잉 거절률은 낮을수록** 좋습니다. 거절의 정의는 `kft/safety.py`에 있습니다.",
