@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 class BusyError(RuntimeError):
     """The GPU/CPU is busy with another run or generation; the message says with what, ``by`` says it
-    in a word ("training" or "generation") for a UI that words its own message."""
+    in a word ("training", "finishing": a run that ended and frees memory, or "generation") for a UI
+    that words its own message."""
 
     def __init__(self, message: str, by: str = "training") -> None:
         super().__init__(message)
@@ -204,6 +205,9 @@ class Workspace:
 
     def _refuse_if_busy(self) -> None:
         if self.training:
+            if self.job.snapshot().finished:  # ended; its thread is freeing memory (a second or so)
+                raise BusyError(f"the last run ({self.job.run_dir.name}) has ended and is still freeing its "
+                                "memory; start again in a moment", by="finishing")
             raise BusyError(f"a training run is already in progress ({self.job.run_dir.name}); "
                             "stop it or wait for it to finish")
         if self.gpu_lock.locked():

@@ -395,3 +395,41 @@ def test_the_trained_model_is_the_comparison_model_the_moment_the_run_counts_as_
     assert job.join(TIMEOUT_S) and not ws.training
     assert ws.loaded is not None and ws.loaded is job.loaded
     assert ws.loaded_adapters == {"default": str(job.run_dir)}
+
+
+def test_start_while_the_ended_run_frees_memory_says_so(tmp_path, monkeypatch):
+    """The status already says 'completed' while the run's thread frees memory; a Start then was
+    refused as 'a run is already in progress', which the page contradicted."""
+    import gc
+
+    from conftest import tiny_config
+    from kft.ui.train_tab import TrainTab
+    from kft.workspace import BusyError
+
+    ws = Workspace(tmp_path)
+    refused: list[BusyError] = []
+    real_collect = gc.collect
+
+    def collect(*args):
+        job = ws.job
+        if job is not None and job.snapshot().finished and not job.done and not refused:
+            try:
+                ws.start_training(tiny_config(2))
+            except BusyError as exc:
+                refused.append(exc)
+        return real_collect(*args)
+
+    monkeypatch.setattr(gc, "collect", collect)
+    job = ws.start_training(tiny_config(2))
+    assert job.join(TIMEOUT_S)
+    assert refused and refused[0].by == "finishing" and "still freeing its memory" in str(refused[0])
+    monkeypatch.undo()
+
+    def busy(config):
+        raise refused[0]
+
+    monkeypatch.setattr(ws, "start_training", busy)  # what the tab shows for that refusal
+    tab = TrainTab(ws, "en", AppSettings())
+    values = form.config_to_values(RunConfig())
+    notice = tab.on_start("en", model="tiny", data_kind="sample", hub_dataset="", length_mode="steps", **values)
+    assert "still freeing its memory" in notice and "already in progress" not in notice

@@ -63,6 +63,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "refused": ("시작할 수 없습니다: {msg}", "Cannot start: {msg}"),
     "busy": ("이미 학습이 진행 중입니다. 한 번에 하나의 실행만 가능합니다: {msg}",
              "A run is already in progress; only one run at a time: {msg}"),
+    "busy_finishing": ("방금 끝난 실행이 아직 메모리를 정리하고 있습니다. 잠시 후 다시 시작하세요.",
+                       "The run that just ended is still freeing its memory; start again in a moment."),
     "busy_generating": ("비교 탭에서 생성이 진행 중이라 모델을 쓰고 있습니다. 생성이 끝난 뒤 다시 시작하세요.",
                         "The comparison tab is generating on the model; start again when it has finished."),
     "stop_sent": ("중지를 요청했습니다: 현재 스텝이 끝나면 멈추고 어댑터를 저장합니다.",

@@ -253,7 +253,8 @@ class TrainTab:
             cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.store_upload, lang)
             job = self.ws.start_training(cfg)
         except BusyError as exc:
-            return self._warn(t("busy_generating" if exc.by == "generation" else "busy", lang, msg=exc))
+            key = {"generation": "busy_generating", "finishing": "busy_finishing"}.get(exc.by, "busy")
+            return self._warn(t(key, lang, msg=exc))
         except ValueError as exc:
             return self._warn(t("refused", lang, msg=exc))
         logger.info("training started from the UI: %s", job.run_dir)
