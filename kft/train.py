@@ -7,6 +7,7 @@ RUN_DIR/run.json (config, backend, status, timings, memory report).
 
 from __future__ import annotations
 
+import collections
 import gc
 import json
 import logging
@@ -155,7 +156,8 @@ class TrainingJob:
         self._first_log: tuple[float, int] | None = None  # for the whole run's average at the end
         self._pace: tuple[float, int] | None = None  # (time, step) when the trainer began, for the ETA
         self.data_summary: dict[str, Any] | None = None
-        self.tokens_seen = 0  # real (non-pad) tokens collated so far, counted by _CountingCollator
+        self.tokens_seen = 0  # real (non-pad) tokens trained on so far (credited by _Recorder)
+        self._collated: collections.deque[int] = collections.deque()  # counts of batches not yet trained
         self.resume_from = Path(resume_from) if resume_from else None  # a complete checkpoint of this run_dir
         self.meta: dict[str, Any] = {}  # extra run.json keys (kft.persistence: resumed_from, resumes)
 
@@ -382,7 +384,9 @@ class _CountingCollator:
     def __call__(self, features: Any) -> Any:
         batch = self.inner(features)
         mask = batch.get("attention_mask") if hasattr(batch, "get") else None
-        self.job.tokens_seen += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+        # queued, not added: the data loader collates one batch ahead of training, so a count taken here
+        # would credit a batch before it is trained (and a resume would count it twice)
+        self.job._collated.append(int(mask.sum()) if mask is not None else int(batch["input_ids"].numel()))
         return batch
 
 
@@ -397,6 +401,13 @@ class _Recorder(TrainerCallback):
         self.job = job
         fault = os.environ.get(FAULT_ENV, "").strip()
         self.fault_at = int(fault) if fault.isdigit() else None
+        self._substeps = 0  # micro-batches of the current optimizer step already credited
+
+    def _credit(self, batches: int) -> None:
+        """Count the tokens of ``batches`` trained micro-batches (oldest collated first)."""
+        for _ in range(batches):
+            if self.job._collated:
+                self.job.tokens_seen += self.job._collated.popleft()
 
     def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001
         self.job._set(total_steps=state.max_steps)
@@ -409,6 +420,10 @@ class _Recorder(TrainerCallback):
         return control
 
     def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+        # transformers' loop calls on_substep_end for every micro-batch but the step's last; a loop that
+        # does not (a patched one) gets the whole accumulation credited here
+        self._credit(1 if self._substeps else args.gradient_accumulation_steps)
+        self._substeps = 0
         self.job._set(step=state.global_step)
         if self.fault_at is not None and state.global_step >= self.fault_at:
             raise RuntimeError(f"injected fault at step {state.global_step} ({FAULT_ENV})")
@@ -417,6 +432,8 @@ class _Recorder(TrainerCallback):
         return control
 
     def on_substep_end(self, args, state, control, **kw):  # noqa: ANN001
+        self._credit(1)
+        self._substeps += 1
         if self.job._stop.is_set():
             control.should_training_stop = True
         return control

@@ -25,6 +25,9 @@ def test_loss_falls_and_run_files_are_written(trained_run):
     assert info["config"]["train"]["max_steps"] == 30
     assert snap.learning_rates and snap.memory and snap.memory_label.startswith("process memory")
     assert snap.backend == "transformers" and "no CUDA GPU" in snap.backend_reason
+    trained = [(m["tokens_seen"], m["num_tokens"]) for m in metrics if "loss" in m and "num_tokens" in m]
+    assert len(trained) == 30 and all(ours == trl for ours, trl in trained), trained[:3]  # tokens trained, not
+    # collated: the loader collates a batch ahead, which was counted a micro-batch early (TRL counts in the loss)
     logged = [m for m in metrics if m.get("tokens_per_s")]
     span = logged[-1]["time"] - metrics[0]["time"]
     average = (logged[-1]["tokens_seen"] - metrics[0]["tokens_seen"]) / span
@@ -289,5 +292,6 @@ def test_eta_follows_this_sessions_step_pace_not_the_load_or_a_resumed_runs_step
     rec.on_train_begin(None, SimpleNamespace(max_steps=60, global_step=50), SimpleNamespace())
     assert job.snapshot().eta_s is None  # no step of this session yet: no guess
     clock[0] += 10.0
-    rec.on_step_end(None, SimpleNamespace(global_step=51), SimpleNamespace(should_training_stop=False))
+    rec.on_step_end(SimpleNamespace(gradient_accumulation_steps=1), SimpleNamespace(global_step=51),
+                    SimpleNamespace(should_training_stop=False))
     assert job.snapshot().eta_s == pytest.approx(90.0)
