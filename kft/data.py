@@ -303,7 +303,8 @@ def measure(report: DataReport, tokenizer: Any, template: PromptTemplate, max_se
     """Tokenize the training texts, record lengths and apply the too-long policy.
 
     Policies: drop = leave the row out (a warning per row); truncate = keep the first
-    max_seq_length tokens (a warning; rows whose answer would be cut off entirely are dropped);
+    max_seq_length tokens (a warning; the cut answer ends without EOS, so the row teaches no stop;
+    rows whose answer would be cut off entirely are dropped);
     error = every too-long row is an error.
     """
     eos = tokenizer.eos_token or ""
@@ -327,7 +328,7 @@ def measure(report: DataReport, tokenizer: Any, template: PromptTemplate, max_se
             if prompt_len >= max_seq_length:
                 report.warnings.append(RowProblem(row_no, msg + "; dropped: the prompt alone fills the limit, no answer tokens would be left to learn from"))
             else:
-                report.warnings.append(RowProblem(row_no, msg + "; truncated"))
+                report.warnings.append(RowProblem(row_no, msg + "; truncated (its answer is cut and ends without EOS)"))
                 kept.append(row)
                 kept_lengths.append(max_seq_length)
         else:

@@ -116,7 +116,8 @@ def test_too_long_rows_follow_the_policy(tmp_path, tiny_dir):
     assert len(drop.rows) == 1 and [w.row for w in drop.warnings] == [2, 3]
     assert "dropped" in str(drop.warnings[0])
     trunc = load_rows(DataArgs(source=str(p), too_long="truncate"), tok, PromptTemplate(), 256)
-    assert len(trunc.rows) == 2 and "truncated" in str(trunc.warnings[0]) and "no answer tokens" in str(trunc.warnings[1])
+    assert len(trunc.rows) == 2 and "truncated (its answer is cut and ends without EOS)" in str(trunc.warnings[0])
+    assert "no answer tokens" in str(trunc.warnings[1])
     with pytest.raises(DataError, match="row 2: .* longer than max_seq_length 256"):
         load_rows(DataArgs(source=str(p), too_long="error"), tok, PromptTemplate(), 256)
     summary = drop.summary()
