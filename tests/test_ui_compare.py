@@ -84,6 +84,26 @@ def test_run_adapters_share_one_base_model(ws, trained_run):
     assert not ws.gpu_lock.locked()
 
 
+def test_compared_adapters_beyond_the_limit_are_unloaded_least_recently_used_first(ws, trained_run):
+    """Every run a reviewer compared stayed on the model until the next training run: on a share link
+    the GPU filled up with adapters (about 170 MB each on the 8B model)."""
+    from kft.compare import MAX_EXTRA_ADAPTERS
+
+    names = [f"r{i}" for i in range(2, MAX_EXTRA_ADAPTERS + 3)]
+    for name in names:
+        _copy_run(trained_run, ws.runs_dir, name)
+    svc, g = service_for(ws), GenerationArgs(max_new_tokens=2)
+    for name in ["r1", *names[:MAX_EXTRA_ADAPTERS - 1]]:
+        _last(svc.stream(AdapterChoice("run", name), PROMPT, "", g))
+    _last(svc.stream(RUN, PROMPT, "", g))  # r1 used again: now the most recent
+    for name in names[MAX_EXTRA_ADAPTERS - 1:]:
+        assert _last(svc.stream(AdapterChoice("run", name), PROMPT, "", g)).done
+    loaded = {Path(key).name for key in ws.loaded_adapters.values()}
+    assert len(ws.loaded_adapters) == MAX_EXTRA_ADAPTERS and "r1" in loaded and "r2" not in loaded
+    assert set(ws.loaded.model.peft_config) == set(ws.loaded_adapters)  # really unloaded from the model
+    assert not ws.gpu_lock.locked()
+
+
 def test_adapter_for_another_base_loads_that_base_and_releases_the_old(ws, trained_run, tiny_dir, tmp_path):
     other_base = tmp_path / "other-base"
     shutil.copytree(tiny_dir, other_base)
