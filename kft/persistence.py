@@ -118,8 +118,8 @@ def owner_alive(raw: dict[str, Any]) -> bool:
 
 def effective_status(raw: dict[str, Any] | None, live: bool) -> str:
     """The status to show: run.json's, except ``interrupted`` for a live state that nobody runs."""
-    if raw is None:
-        return "interrupted"  # a directory without a readable run.json: killed before it was written
+    if raw is None:  # no readable run.json: killed before it was written, or the live run's first moment
+        return "pending" if live else "interrupted"
     status = str(raw.get("status") or "interrupted")
     if status in LIVE_STATES and not live and not owner_alive(raw):
         return "interrupted"

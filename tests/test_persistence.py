@@ -75,6 +75,7 @@ def test_a_live_status_that_no_process_runs_is_interrupted(tmp_path):
         assert effective_status({"status": "running", "pid": os.getpid()}, live=True) == "running"
         assert effective_status({"status": "completed", "pid": dead.pid}, live=False) == "completed"
         assert effective_status(None, live=False) == "interrupted"  # killed before run.json was written
+        assert effective_status(None, live=True) == "pending"  # the live run's first moment, before run.json
     finally:
         sleeper.kill()
         sleeper.wait()
