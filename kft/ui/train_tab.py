@@ -341,7 +341,7 @@ class TrainTab:
         try:
             return str(servable_copy(self.ws.adapter_zip()))
         except (ExportError, ValueError, OSError) as exc:
-            logger.warning("no adapter zip for %s: %s", snap.run_dir, exc)
+            logger.debug("no adapter zip for %s: %s", snap.run_dir, exc)  # polled every 2 s: not a warning each time
             return None
 
     def on_status(self, lang: str) -> list[Any]:
