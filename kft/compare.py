@@ -17,7 +17,6 @@ Nothing here imports gradio.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import re
 import secrets
@@ -30,6 +29,7 @@ from typing import Any
 
 from .config import MAX_NEW_TOKENS_CAP, GenerationArgs, ModelArgs, generation_problems
 from .generate import PairUpdate, PromptError, SideBySideGenerator, prompt_problems
+from .memory import free_unused
 from .model import LoadedModel, ModelLoadError, load_adapter, load_base, resolve_model_path, trained_base
 from .prompts import PromptTemplate
 from .safety import Scorecard, run_scorecard
@@ -177,11 +177,7 @@ def _make_room(ws: Workspace) -> None:
         ws.loaded.model.delete_adapter(name)
         del ws.loaded_adapters[name]
         logger.info("adapter %r unloaded to make room", name)
-    gc.collect()
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    free_unused()
 
 
 def ensure_adapter(ws: Workspace, source: AdapterSource) -> str:

@@ -25,6 +25,19 @@ def _cuda() -> Any | None:
     return torch.cuda if torch.cuda.is_available() else None
 
 
+def free_unused() -> None:
+    """Return freed memory: collect garbage, then hand CUDA's cached blocks back (no-op on CPU)."""
+    import gc
+
+    gc.collect()
+    try:
+        cuda = _cuda()
+        if cuda:
+            cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - freeing is best effort; callers are in clean-up paths
+        pass
+
+
 def memory_label() -> str:
     return "GPU memory (GB)" if _cuda() else "process memory, RSS (GB) - CPU, no GPU"
 

@@ -8,7 +8,6 @@ RUN_DIR/run.json (config, backend, status, timings, memory report).
 from __future__ import annotations
 
 import collections
-import gc
 import json
 import logging
 import os
@@ -295,14 +294,7 @@ class TrainingJob:
                 self.loaded = None  # even if the report could not be written: the model must be let go
         finally:
             del trainer
-            gc.collect()
-            try:
-                import torch
-
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-            except Exception:  # noqa: BLE001
-                pass
+            memory.free_unused()
             if self.on_done is not None:
                 try:
                     self.on_done(self)

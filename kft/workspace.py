@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import export, persistence, preflight
+from . import export, memory, persistence, preflight
 from .config import SAMPLE_DATA, RunConfig
 from .data import FILE_SUFFIXES
 from .train import JobSnapshot, TrainingJob
@@ -298,15 +298,6 @@ class Workspace:
             time.sleep(0.02)
 
     def release_model(self) -> None:
-        import gc
-
         self.loaded = None
         self.loaded_adapters = {}
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001
-            pass
+        memory.free_unused()

@@ -7,7 +7,6 @@ Endpoints (stable api_names): /compare, /stop_generation, /scorecard, /list_adap
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import threading
 import time
@@ -21,6 +20,7 @@ import torch
 from ..compare import AdapterChoice, CompareService, list_runs, service_for, trained_available
 from ..config import MAX_NEW_TOKENS_CAP, MAX_PROMPT_CHARS, GenerationArgs
 from ..generate import PromptError
+from ..memory import free_unused
 from ..model import ModelLoadError
 from ..safety import Scorecard, load_prompt_set
 from ..workspace import BusyError, Workspace
@@ -65,9 +65,7 @@ class _Handlers:
     @staticmethod
     def _out_of_memory(lang: str) -> gr.Error:
         """Out of GPU memory while generating: free the caches, keep the model, say what to lower."""
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_unused()
         logger.warning("out of memory during a generation")
         return gr.Error(t("out_of_memory", lang))
 
