@@ -162,16 +162,15 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def _generator(ns: argparse.Namespace, config: RunConfig):
-    from .config import generation_problems
     from .generate import SideBySideGenerator
     from .model import load_adapter, load_base
     from .prompts import PromptTemplate
 
-    # before minutes of loading weights: the model section as train checks it, and the decoding settings
-    problems = [p for p in config.problems() if p.startswith("model.")] + generation_problems(config.generation)
+    # before minutes of loading weights: the sections generate and eval use (problems() holds the
+    # decoding checks too), so a training-only setting in a --config file does not stop a generation
+    problems = [p for p in config.problems() if p.startswith(("model.", "generation."))]
     if problems:
         raise ValueError("Invalid settings:\n- " + "\n- ".join(problems))
-
     adapter_dir = _adapter_dir(ns)
     _model_from_adapter(ns, config)
     loaded = load_adapter(load_base(config.model), adapter_dir)

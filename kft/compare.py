@@ -186,12 +186,10 @@ def ensure_adapter(ws: Workspace, source: AdapterSource) -> str:
     if loaded is None or not same_base(loaded, source.model):
         # every check before anything is released: a refused or missing base must not cost the model in
         # memory (the just-trained one, say) and the next user a full reload
-        allowed = ws.limits.allowed_models
-        if allowed is not None and source.model.name not in allowed:
-            raise ModelLoadError(f"model {source.model.name!r} is not allowed here; allowed: {list(allowed)}")
         from .preflight import check_model_available
 
         try:
+            ws.check_model_allowed(source.model.name)  # the workspace's check, as for training
             check_model_available(source.model.name)
         except ValueError as exc:
             raise ModelLoadError(str(exc)) from exc

@@ -161,8 +161,9 @@ def _read_csv(text: str, name: str) -> list[Any]:
         for i, row in enumerate(reader, start=1):
             extra = row.pop(_EXTRA_CELLS, None)
             if extra is not None:
-                rows.append(_BadRecord(i, f"has {len(reader.fieldnames or []) + len(extra)} cells but the header "
-                                          f"has {len(reader.fieldnames or [])}: quote cells that contain commas"))
+                header = len(reader.fieldnames or [])
+                rows.append(_BadRecord(i, f"has {header + len(extra)} cells but the header has {header}: "
+                                          "quote cells that contain commas"))
             else:
                 rows.append(row)
     except csv.Error as exc:

@@ -213,7 +213,6 @@ class SideBySideGenerator:
         p.text = text.rstrip("\ufffd") if not p.stats.finished else text
 
     def _decode(self, ids: Any, gen: GenerationArgs, cancel: threading.Event, rng: Any) -> Iterator[PairUpdate]:
-
         from .model import for_inference
 
         for_inference(self.loaded)

@@ -126,16 +126,17 @@ class _Handlers:
         finally:
             cancel.set()
             runner.close()
+        stopped = len(card.rows) < len(prompts)
         adapter = choice.describe()
         if choice.source == "trained" and self.ws.job is not None:
             adapter += f" ({Path(self.ws.job.run_dir).name})"
         meta = {"adapter": adapter, "model": self.ws.loaded.name if self.ws.loaded else None,
                 "prompt_set": Path(upload).name if prompt_set == "upload" and upload else "presets",
                 "prompts_total": len(prompts), "prompts_scored": len(card.rows),
-                "stopped": len(card.rows) < len(prompts),  # a partial card says so in the file too
+                "stopped": stopped,  # a partial card says so in the file too
                 "generation": dataclasses.asdict(gen), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         files = view.write_exports(card, meta) if card.rows else None
-        yield self._card_outputs(card, lang, len(prompts), len(card.rows) < len(prompts), files)
+        yield self._card_outputs(card, lang, len(prompts), stopped, files)
 
     @staticmethod
     def _card_outputs(card: Scorecard, lang: str, total: int, stopped: bool, files: Any) -> tuple[Any, ...]:
