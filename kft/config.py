@@ -321,6 +321,18 @@ def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=NoAliases)  # noqa: S506 - a SafeLoader subclass
 
 
+def parse_yes_no(text: str) -> bool | None:
+    """A yes/no word (1/true/yes/on, 0/false/no/off; any case, spaces ignored) as a bool; None for
+    anything else, which each caller refuses in its own words. Used for environment settings and for
+    checkbox values sent as text through the API."""
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    return None
+
+
 def _coerce(kind: str, value: Any) -> Any:
     """A value read from a file as its field's type (``kind`` is the annotation: "int", "float | None", ...).
 

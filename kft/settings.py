@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import MAX_NEW_TOKENS_CAP
+from .config import MAX_NEW_TOKENS_CAP, parse_yes_no
 
 
 @dataclass
@@ -61,11 +61,9 @@ def _env_bool(name: str) -> bool | None:
     v = os.environ.get(name)
     if v is None or not v.strip():
         return None
-    text = v.strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
+    flag = parse_yes_no(v)
+    if flag is not None:
+        return flag
     raise SystemExit(f"{name}={v!r} is neither yes nor no: use 1/true/yes/on or 0/false/no/off")
 
 

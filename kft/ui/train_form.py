@@ -26,6 +26,7 @@ from ..config import (
     RunConfig,
     TrainArgs,
     optimizer_names,
+    parse_yes_no,
     scheduler_names,
 )
 from ..data import FILE_SUFFIXES
@@ -111,13 +112,13 @@ def _from_widget(name: str, value: Any) -> Any:
 
 def _flag(value: Any) -> bool:
     """A checkbox's value. Through the API it may come as text: bool("false") would be True."""
-    if isinstance(value, bool) or value is None:
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", ""):
+    if isinstance(value, bool):
+        return value
+    if value is None or not str(value).strip():
         return False
+    flag = parse_yes_no(str(value))
+    if flag is not None:
+        return flag
     raise ValueError(f"must be true or false, got {str(value)[:40]!r}")
 
 
