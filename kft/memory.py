@@ -78,23 +78,21 @@ def _reset_cpu_peak() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return _cpu_peak_bytes(since_reset=True) is not None
+        return _vm_hwm_bytes() is not None
     except OSError:
         return False
 
 
-def _cpu_peak_bytes(since_reset: bool) -> int | None:
-    """VmHWM (reset by _reset_cpu_peak) when asked and readable; else the lifetime peak, ru_maxrss."""
-    if since_reset:
-        try:
-            with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def _vm_hwm_bytes() -> int | None:
+    """The RSS high-water mark since the last reset (Linux VmHWM), or None where it cannot be read."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def final_report(start: dict[str, Any], train_seconds: float) -> dict[str, Any]:
@@ -108,7 +106,8 @@ def final_report(start: dict[str, Any], train_seconds: float) -> dict[str, Any]:
         for_training = round(peak - start["start_reserved_gb"], 3)
     else:
         since_start = bool(start.get("peak_since_start"))
-        peak_bytes = _cpu_peak_bytes(since_reset=since_start) or _cpu_peak_bytes(since_reset=False) or 0
+        lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak_bytes = (_vm_hwm_bytes() if since_start else None) or lifetime
         peak = round(peak_bytes / GB, 3)
         for_training = round(peak - start.get("start_rss_gb", 0.0), 3)
         report["peak_label"] = ("peak RSS of the process since the run started (CPU)" if since_start
