@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .config import SECTIONS, RunConfig, field_docs
+from .config import SECTIONS, RunConfig, field_docs, invalid_settings
 from .distributed import is_main
 
 FLAG_NAMES = {"name": "model", "source": "data", "r": "lora-r", "split": "data-split"}
@@ -170,7 +170,7 @@ def _generator(ns: argparse.Namespace, config: RunConfig):
     # decoding checks too), so a training-only setting in a --config file does not stop a generation
     problems = [p for p in config.problems() if p.startswith(("model.", "generation."))]
     if problems:
-        raise ValueError("Invalid settings:\n- " + "\n- ".join(problems))
+        raise invalid_settings(problems)
     adapter_dir = _adapter_dir(ns)
     _model_from_adapter(ns, config)
     loaded = load_adapter(load_base(config.model), adapter_dir)

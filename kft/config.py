@@ -219,7 +219,7 @@ class RunConfig:
         """Raise one ValueError listing every problem; return self when valid."""
         problems = self.problems()
         if problems:
-            raise ValueError("Invalid settings:\n- " + "\n- ".join(problems))
+            raise invalid_settings(problems)
         return self
 
     # ---- (de)serialisation -----------------------------------------------------------------
@@ -264,7 +264,7 @@ class RunConfig:
                 setattr(sub, k, v)
             kwargs[f.name] = sub
         if wrong:
-            raise ValueError("Invalid settings:\n- " + "\n- ".join(wrong))
+            raise invalid_settings(wrong)
         return cls(**kwargs)
 
     def save(self, path: str | Path) -> Path:
@@ -319,6 +319,11 @@ def _load_yaml(text: str) -> Any:
             return super().compose_node(parent, index)
 
     return yaml.load(text, Loader=NoAliases)  # noqa: S506 - a SafeLoader subclass
+
+
+def invalid_settings(problems: list[str]) -> ValueError:
+    """The one error for settings that cannot be used: every problem on its own line."""
+    return ValueError("Invalid settings:\n- " + "\n- ".join(problems))
 
 
 def parse_yes_no(text: str) -> bool | None:

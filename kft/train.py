@@ -25,7 +25,7 @@ from transformers import TrainerCallback
 from . import memory
 from .config import RunConfig, cuda_capability, resolve_dtype
 from .distributed import is_distributed, is_main, sum_across_ranks
-from .persistence import write_run_json
+from .persistence import TIME_FORMAT, write_run_json
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ class TrainingJob:
         info = {"status": s.status, "config": self.config.to_dict(), "run_dir": str(self.run_dir),
                 "backend": lm.backend if lm else None, "backend_reason": lm.reason if lm else None,
                 "dtype": lm.dtype if lm else None, "model_path": lm.path if lm else None,
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._t0)),
+                "started_at": time.strftime(TIME_FORMAT, time.localtime(self._t0)),
                 "elapsed_s": round(s.elapsed_s, 2), "steps_done": s.step, "total_steps": s.total_steps,
                 "final_loss": s.losses[-1][1] if s.losses else None, "error": s.error, "pid": os.getpid(),
                 "data": self.data_summary, "memory": s.memory_report, **self.meta, **extra}
@@ -360,7 +360,7 @@ class TrainingJob:
             for line in memory.format_report(report).splitlines():
                 self._note(line)
         try:
-            self._write_run_json(finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            self._write_run_json(finished_at=time.strftime(TIME_FORMAT))
         except OSError as exc:  # disk full, say: the status above still tells the app and the CLI
             logger.error("could not write run.json: %s", exc)
             self._note(f"could not write run.json: {exc}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import export, memory, persistence, preflight
-from .config import SAMPLE_DATA, RunConfig
+from .config import SAMPLE_DATA, RunConfig, invalid_settings
 from .data import FILE_SUFFIXES
 from .train import JobSnapshot, TrainingJob
 
@@ -122,7 +122,7 @@ class Workspace:
         except ValueError as exc:
             problems.append(str(exc))
         if problems:
-            raise ValueError("Invalid settings:\n- " + "\n- ".join(problems))
+            raise invalid_settings(problems)
 
     @staticmethod
     def _planned_steps(config: RunConfig) -> int | None:

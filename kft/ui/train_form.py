@@ -25,6 +25,7 @@ from ..config import (
     ModelArgs,
     RunConfig,
     TrainArgs,
+    invalid_settings,
     optimizer_names,
     parse_yes_no,
     scheduler_names,
@@ -139,7 +140,7 @@ def values_to_config(values: dict[str, Any], model: str, length_mode: str = "ste
                            for name, v in {"model": model, **values}.items()
                            if isinstance(v, str) and len(v) > MAX_FIELD_CHARS]
     if problems:  # checked before anything is parsed: every field is callable directly through the API
-        raise ValueError("Invalid settings:\n- " + "\n- ".join(problems))
+        raise invalid_settings(problems)
     cfg.model.name = (model or "").strip()
     for name in FORM_FIELDS:
         if name not in values:
@@ -156,7 +157,7 @@ def values_to_config(values: dict[str, Any], model: str, length_mode: str = "ste
     if validate:
         problems.extend(cfg.problems())
     if problems:
-        raise ValueError("Invalid settings:\n- " + "\n- ".join(problems))
+        raise invalid_settings(problems)
     return cfg
 
 
