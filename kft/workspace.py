@@ -172,7 +172,6 @@ class Workspace:
             raise BusyError("a training run is being started right now; only one run at a time")
         try:
             self._refuse_if_busy()
-            # a fresh LoRA needs a fresh base: the job loads its own model, so free the others first
             try:
                 run_dir = plan.run_dir if plan else persistence.claim_run_dir(self.runs_dir)
             except OSError as exc:  # a read-only or full data directory
@@ -182,6 +181,7 @@ class Workspace:
                               resume_from=plan.checkpoint if plan else None, on_done=self._adopt)
             if plan is not None:
                 persistence.restore(job, plan)
+            # a fresh LoRA needs a fresh base: the job loads its own model, so free the others first
             if self.job is not None:
                 self.job.loaded = None  # the finished run's reference too, or its weights stay in memory
             self.release_model()  # free the comparison model before loading another copy
