@@ -31,6 +31,7 @@ from .config import MAX_NEW_TOKENS_CAP, GenerationArgs, ModelArgs, generation_pr
 from .generate import PairUpdate, PromptError, SideBySideGenerator, prompt_problems
 from .memory import free_unused
 from .model import LoadedModel, ModelLoadError, load_adapter, load_base, resolve_model_path, trained_base
+from .persistence import ADAPTER_CONFIG
 from .prompts import PromptTemplate
 from .safety import Scorecard, run_scorecard
 from .workspace import Workspace
@@ -82,8 +83,8 @@ class CompareStatus:
 # ---- where adapters come from ---------------------------------------------------------------------
 def list_runs(ws: Workspace) -> list[str]:
     """Names of run directories that hold a saved adapter, newest first."""
-    runs = [p for p in ws.runs_dir.iterdir() if (p / "adapter" / "adapter_config.json").is_file()]
-    runs.sort(key=lambda p: (p / "adapter" / "adapter_config.json").stat().st_mtime, reverse=True)
+    runs = [p for p in ws.runs_dir.iterdir() if (p / ADAPTER_CONFIG).is_file()]
+    runs.sort(key=lambda p: (p / ADAPTER_CONFIG).stat().st_mtime, reverse=True)
     return [p.name for p in runs]
 
 
@@ -92,7 +93,7 @@ def trained_available(ws: Workspace) -> bool:
     if ws.loaded is not None and TRAINED_ADAPTER in ws.loaded_adapters:
         return True
     job = ws.job
-    return job is not None and job.done and (Path(job.run_dir) / "adapter" / "adapter_config.json").is_file()
+    return job is not None and job.done and (Path(job.run_dir) / ADAPTER_CONFIG).is_file()
 
 
 def _run_source(run_dir: Path) -> AdapterSource:

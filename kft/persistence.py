@@ -34,6 +34,7 @@ CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
 CHECKPOINT_FILES = ("adapter_config.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt",
                     "trainer_state.json")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+ADAPTER_CONFIG = Path("adapter") / "adapter_config.json"  # inside a run directory: its saved adapter
 PID_SLACK_S = 2.0  # run.json times have one-second resolution
 
 
@@ -222,7 +223,7 @@ def run_info(run_dir: Path, live_run: Path | None = None) -> RunInfo:
     live = live_run is not None and Path(live_run).resolve() == run_dir.resolve()
     ckpt = last_complete_checkpoint(run_dir)
     info = RunInfo(run_dir.name, effective_status(raw, live), run_dir, checkpoint=ckpt.name if ckpt else None,
-                   has_adapter=(run_dir / "adapter" / "adapter_config.json").is_file())
+                   has_adapter=(run_dir / ADAPTER_CONFIG).is_file())
     if raw is None:
         return info
     # every field is read defensively: a hand-edited run.json or one from another version must not

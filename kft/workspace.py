@@ -218,7 +218,7 @@ class Workspace:
         Called by the job's own thread before it counts as done, so no comparison request can slip in
         between the end of training and the adoption (and load a second copy of the base)."""
         snap = job.snapshot()
-        saved = (Path(job.run_dir) / "adapter" / "adapter_config.json").is_file()
+        saved = (Path(job.run_dir) / persistence.ADAPTER_CONFIG).is_file()
         if snap.status in ("completed", "stopped") and saved and job.loaded is not None:  # stopped while
             # loading: no adapter was saved, and the untrained LoRA in memory must not pose as one
             self.loaded = job.loaded
