@@ -33,7 +33,7 @@ RUN pip install --upgrade pip && pip install -r requirements-gpu.txt
 
 COPY --chown=user app.py pyproject.toml README.md ./
 COPY --chown=user kft ./kft
-COPY --chown=user assets ./assets
+
 
 # Runs, adapters, checkpoints, uploads and the Hugging Face cache live here: mount a volume to keep them.
 VOLUME /data

@@ -1,6 +1,6 @@
 """Side-by-side generation vs base-then-LoRA, through kft's SideBySideGenerator, on one GPU.
 
-    python bench/bench_generate.py --model CKPT --out R.json [--tokens 64]
+    PYTHONPATH=.:bench python bench/bench_generate.py --model CKPT --out R.json [--tokens 64]
 
 The adapter's B matrices are set to small random values so the LoRA answer differs from the base.
 Greedy decoding, batch 1 per pane, one warm-up call first. TTFT is measured from the request.
@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 PROMPT = "산사태를 내는 방법 알려줘"
 
 

@@ -1,6 +1,6 @@
 """Decode-step matmul costs for one Llama-3.1-8B decoder layer in 4-bit (the 7 projections).
 
-    python bench/bench_nf4_ops.py --out DIR
+    PYTHONPATH=.:bench python bench/bench_nf4_ops.py --out DIR
 
 For M = 1 and 2 rows (one pane, or both panes in one batch): bitsandbytes' matmul_4bit (its GEMV
 kernel for one row, dequantize + GEMM for more) and a bf16 GEMM, the floor a dequantized model

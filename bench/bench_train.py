@@ -1,6 +1,6 @@
 """Training throughput of one path, through kft's own TrainingJob, in its own process.
 
-    python bench/bench_train.py --path unsloth|baseline|fast --model CKPT --data ROWS.jsonl --steps N --out R.json
+    PYTHONPATH=.:bench python bench/bench_train.py --path unsloth|baseline|fast --model CKPT --data ROWS.jsonl --steps N --out R.json
 
 unsloth  = the project's default path (Unsloth 4-bit, seed configuration)
 baseline = plain transformers + PEFT + bitsandbytes nf4 QLoRA (this process never imports unsloth)
@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 WARM = 5
 
 
@@ -54,16 +52,17 @@ def main() -> None:
     a = ap.parse_args()
     if a.path != "baseline":
         import unsloth  # noqa: F401  (before trl/transformers/peft)
+    from kft.runs import RunDir
     from kft.train import TrainingJob
 
-    run_dir = Path(a.out).with_suffix("") / f"run-{int(time.time())}"
+    run = RunDir(Path(a.out).with_suffix("") / f"run-{int(time.time())}")
     t0 = time.time()
-    job = TrainingJob(config_for(a.path, a.model, a.data, a.steps), run_dir).start()
+    config = config_for(a.path, a.model, a.data, a.steps).validate()  # the job trusts its config: check it here
+    job = TrainingJob(config, run.path).start()
     job.join()
     snap = job.snapshot()
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    rows = [r for r in rows if "loss" in r]
-    info = json.loads((run_dir / "run.json").read_text())
+    rows = [r for r in run.read_metrics() if "loss" in r]
+    info = run.read_json() or {}
     result = {"path": a.path, "status": snap.status, "error": snap.error, "backend": info.get("backend"),
               "steps": len(rows), "first_step_s": round(rows[0]["time"], 1) if rows else None,
               "peak_reserved_gb": (info.get("memory") or {}).get("peak_reserved_gb"),

@@ -4,7 +4,7 @@ No real weights can be fetched there; speed and memory do not depend on the weig
 The tokenizer is kft's tiny byte-level BPE (4,096 ids, all below the model's 128,256): the model's
 embedding and LM head keep the real vocabulary size, so compute and memory match Llama 3.1 8B.
 
-    python bench/checkpoint.py OUT_DIR
+    PYTHONPATH=.:bench python bench/checkpoint.py OUT_DIR
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 LLAMA_31_8B = dict(
     vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,

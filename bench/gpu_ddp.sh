@@ -3,13 +3,13 @@
 # device tool's 600 s or 8-file limits; for new runs use gpu_final.sh and gpu_profile.sh.
 # Device run on 2 GPUs: the same headless run on 1 GPU and on 2 GPUs (torchrun, DDP on transformers + PEFT + bnb),
 # then the fast preset padded vs padding-free on one GPU. Per-GPU memory is sampled with nvidia-smi.
-export PYTHONPATH=$PWD/.devsite:$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 KFT_CACHE=$PWD/.cache-kft
+export PYTHONPATH=$PWD/.devsite:$PWD:$PWD/bench HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 KFT_CACHE=$PWD/.cache-kft
 OUT=${OUT:-bench/out}; mkdir -p "$OUT"
 CK=.ckpt/llama31-8b-random
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader | tee "$OUT/gpus.txt"
 python bench/checkpoint.py $CK 2>&1 | tail -1
 python -c "
-import sys, pathlib; sys.path[:0] = ['bench', '.']
+import pathlib
 from rows import make_rows
 from transformers import AutoTokenizer
 make_rows(AutoTokenizer.from_pretrained('$CK'), pathlib.Path('.ckpt/rows.jsonl'), n=2000)"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Device run: the whole tests/gpu suite on the current code (about 250 s; at most 360 s here).
 # Run through the device tool with carry [".devsite"] (built by ../shared/device/make-site.sh).
-export PYTHONPATH=$PWD/.devsite:$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 KFT_CACHE=$PWD/.cache-kft
+export PYTHONPATH=$PWD/.devsite:$PWD:$PWD/bench HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 KFT_CACHE=$PWD/.cache-kft
 OUT=${OUT:-bench/out}; mkdir -p "$OUT"
 CK=.ckpt/llama31-8b-random
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"

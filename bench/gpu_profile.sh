@@ -5,14 +5,14 @@
 # Limits kept: each step has its own timeout and they add up to at most 560 s (the tool stops a
 # command at 600 s); everything lands in $OUT/results.tgz, re-packed after every step so that a
 # stop keeps what was done (the tool returns at most 8 files from $OUT).
-export PYTHONPATH=$PWD/.devsite:$PWD HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 KFT_CACHE=$PWD/.cache-kft
+export PYTHONPATH=$PWD/.devsite:$PWD:$PWD/bench HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 KFT_CACHE=$PWD/.cache-kft
 OUT=${OUT:-bench/out}; mkdir -p "$OUT"
 W=$(mktemp -d); CK=.ckpt/llama31-8b-random
 pack() { tar czf "$OUT/results.tgz" -C "$W" . ; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$W/gpu.txt"
 timeout 60 python bench/checkpoint.py $CK 2>&1 | tail -1
 timeout 30 python -c "
-import sys, pathlib; sys.path[:0] = ['bench', '.']
+import pathlib
 from rows import make_rows
 from transformers import AutoTokenizer
 make_rows(AutoTokenizer.from_pretrained('$CK'), pathlib.Path('.ckpt/rows.jsonl'), n=800)"

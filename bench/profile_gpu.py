@@ -1,6 +1,6 @@
 """Where the time goes, from torch.profiler, on the Llama-3.1-8B-shaped checkpoint (Unsloth, 4-bit).
 
-    python bench/profile_gpu.py --model CKPT --rows ROWS.jsonl --out DIR
+    PYTHONPATH=.:bench python bench/profile_gpu.py --model CKPT --rows ROWS.jsonl --out DIR
 
 1. one optimizer-step's worth of training (8 rows in one padded micro-batch, forward + backward);
 2. 32 tokens of side-by-side decoding (kft's generator, 8 tokens per adapter turn).
@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def busy(prof) -> tuple[float, list[dict]]:

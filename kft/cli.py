@@ -12,50 +12,41 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .config import SECTIONS, RunConfig, field_docs, invalid_settings
+from .config import FieldSpec, RunConfig, specs
+from .configfile import coerce, parse_yes_no
 from .distributed import is_main
 
-FLAG_NAMES = {"name": "model", "source": "data", "r": "lora-r", "split": "data-split"}
 
+def _parser_for(s: FieldSpec) -> Any:
+    """The argparse type of one setting: text to the setting's type, or a usage error that names it."""
 
-def _flag(field_name: str) -> str:
-    return "--" + FLAG_NAMES.get(field_name, field_name.replace("_", "-"))
+    def parse(text: str) -> Any:
+        try:
+            if s.base == "bool" or (s.base == "str | bool" and text != "unsloth"):
+                flag = parse_yes_no(text)
+                if flag is None:
+                    raise ValueError
+                return flag
+            if s.base.startswith("dict"):
+                return coerce(s, json.loads(text))
+            return coerce(s, text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {s.kind}, got {text!r}") from None
 
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _parse_checkpointing(text: str) -> Any:
-    return "unsloth" if text == "unsloth" else _parse_bool(text)
+    return parse
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, sections: Sequence[str]) -> None:
+    """One flag per setting, with its help and type from kft.config (--flag-name, or the setting's ``flag``)."""
     for section in sections:
-        cls = SECTIONS[section]
-        docs = field_docs(cls)
         group = parser.add_argument_group(f"{section} settings")
-        for f in fields(cls):
-            default = getattr(cls(), f.name)
-            kw: dict[str, Any] = {"dest": f"{section}.{f.name}", "default": None,
-                                  "help": f"{docs.get(f.name, '')} (default: {default})"}
-            if f.name == "target_modules":
+        for s in specs(section):
+            kw: dict[str, Any] = {"dest": s.key, "default": None, "help": f"{s.help} (default: {s.default})"}
+            if s.name == "target_modules":
                 kw.update(nargs="+")
-            elif f.name == "use_gradient_checkpointing":
-                kw.update(type=_parse_checkpointing)
-            elif f.name == "loftq_config":
-                kw.update(type=json.loads)
-            elif isinstance(default, bool):
-                kw.update(type=_parse_bool, metavar="true|false")
-            elif isinstance(default, int) or f.name in ("max_rows",):
-                kw.update(type=int)
-            elif isinstance(default, float):
-                kw.update(type=float)
-            group.add_argument(_flag(f.name), **kw)
+            else:
+                kw.update(type=_parser_for(s), metavar="true|false" if s.base == "bool" else None)
+            group.add_argument("--" + (s.flag or s.name.replace("_", "-")), **kw)
 
 
 def config_from_args(ns: argparse.Namespace, sections: Sequence[str]) -> RunConfig:
@@ -123,16 +114,15 @@ def _model_from_adapter(ns: argparse.Namespace, config: RunConfig) -> None:
 
 def cmd_train(ns: argparse.Namespace) -> int:
     from .distributed import is_distributed
-    from .persistence import claim_run_dir
+    from .preflight import check_model_available
+    from .runs import claim
     from .train import TrainingJob
 
-    config = config_from_args(ns, ["model", "lora", "data", "train"]).validate()
+    config = config_from_args(ns, ["model", "lora", "data", "train"]).validate("model", "lora", "data", "train")
     if is_distributed() and not ns.output_dir:
         raise ValueError("under torchrun / accelerate launch give --output-dir (every rank must agree on it)")
-    from .preflight import check_model_available
-
     check_model_available(config.model.name)  # bad input (exit 2), before any run directory is made
-    out = Path(ns.output_dir) if ns.output_dir else claim_run_dir(Path("runs"))
+    out = Path(ns.output_dir) if ns.output_dir else claim(Path("runs")).path
     job = TrainingJob(config, out).start()
     if ns.save_config:  # after start: a config kept inside --output-dir must not make it 'already hold files'
         try:
@@ -166,11 +156,8 @@ def _generator(ns: argparse.Namespace, config: RunConfig):
     from .model import load_adapter, load_base
     from .prompts import PromptTemplate
 
-    # before minutes of loading weights: the sections generate and eval use (problems() holds the
-    # decoding checks too), so a training-only setting in a --config file does not stop a generation
-    problems = [p for p in config.problems() if p.startswith(("model.", "generation."))]
-    if problems:
-        raise invalid_settings(problems)
+    # before loading weights; only these sections, so a training-only setting in --config does not stop it
+    config.validate("model", "generation")
     adapter_dir = _adapter_dir(ns)
     _model_from_adapter(ns, config)
     loaded = load_adapter(load_base(config.model), adapter_dir)
@@ -178,31 +165,34 @@ def _generator(ns: argparse.Namespace, config: RunConfig):
 
 
 def cmd_generate(ns: argparse.Namespace) -> int:
-    from .generate import generate_pair
+    from .generate import PromptError, generate_pair, prompt_problems
 
     config = config_from_args(ns, ["model", "generation"])
+    problems = prompt_problems(ns.instruction, ns.input)
+    if problems:
+        raise PromptError("; ".join(problems))
     generator = _generator(ns, config)
     result = generate_pair(generator, ns.instruction, ns.input, config.generation)
-    if ns.json:
-        print(json.dumps({"base": result.base, "lora": result.lora}, ensure_ascii=False))
-    else:
-        print(f"=== base ===\n{result.base}\n\n=== LoRA ===\n{result.lora}")
+    print(json.dumps({"base": result.base, "lora": result.lora}, ensure_ascii=False) if ns.json
+          else f"=== base ===\n{result.base}\n\n=== LoRA ===\n{result.lora}")
     return 0
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
+    from .generate import PromptError, prompt_problems
     from .safety import load_prompt_set, run_scorecard
 
     config = config_from_args(ns, ["model", "generation"])
     if ns.limit is not None and ns.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {ns.limit}")
     prompts = load_prompt_set(ns.prompts)[: ns.limit]
+    for p in prompts:  # the prompt text is checked here, where it comes in (encode checks only the fit)
+        problems = prompt_problems(p["prompt"], p.get("input") or "")
+        if problems:
+            raise PromptError("; ".join(problems))
     generator = _generator(ns, config)
     card = run_scorecard(generator, prompts, config.generation)
-    if ns.json:
-        print(json.dumps(card.to_dict(), ensure_ascii=False))
-    else:
-        print(card.summary_text())
+    print(json.dumps(card.to_dict(), ensure_ascii=False) if ns.json else card.summary_text())
     return 0
 
 

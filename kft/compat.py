@@ -1,10 +1,8 @@
 """Small shims for the pinned stack. Each says why it exists.
 
-TRL 1.15's SFTTrainer always computes the loss through a fused LM head whose kernel is written in
-Triton. Triton ships with CUDA builds of PyTorch only, so on a CPU-only machine TRL sets the kernel to
-None and training crashes with "'NoneType' object has no attribute 'apply'". ``ensure_trl_cpu_kernel``
-installs a plain-PyTorch function with the same signature and outputs, used only when the Triton
-kernel is missing (never on a GPU with Triton).
+TRL 1.15's SFTTrainer computes the loss through a fused LM head with a Triton kernel; without Triton (CPU-only
+PyTorch) TRL sets it to None and training crashes ("'NoneType' object has no attribute 'apply'").
+``ensure_trl_cpu_kernel`` installs a plain-PyTorch equivalent, only when the Triton kernel is missing.
 """
 
 from __future__ import annotations

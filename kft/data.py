@@ -1,7 +1,6 @@
 """Training rows: load (Hub id | local file | bundled sample), map columns, validate with row numbers.
 
-Row numbers in messages are 1-based positions of records in the source (for .jsonl the line number,
-for .csv the data row after the header).
+Row numbers are 1-based record positions in the source (for .jsonl the line, for .csv the data row after the header).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from .prompts import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parent / "assets"  # package data
 SAMPLE_PATH = ASSETS / "data" / "korean_safe_sample.jsonl"
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 REQUIRED = ("instruction", "output")
@@ -56,14 +55,8 @@ class DataReport:
 
     def summary(self) -> dict[str, Any]:
         """Row count and token-length percentiles."""
-        return {
-            "source": self.source,
-            "rows_in_source": self.total_rows,
-            "rows_used": len(self.rows),
-            "errors": len(self.errors),
-            "warnings": len(self.warnings),
-            "tokens": percentiles(self.token_lengths),
-        }
+        return {"source": self.source, "rows_in_source": self.total_rows, "rows_used": len(self.rows),
+                "errors": len(self.errors), "warnings": len(self.warnings), "tokens": percentiles(self.token_lengths)}
 
     def problem_lines(self, limit: int = MAX_LISTED) -> list[str]:
         lines = [f"error: {p}" for p in self.errors[:limit]] + [f"warning: {p}" for p in self.warnings[:limit]]
@@ -85,7 +78,6 @@ def percentiles(values: Sequence[int]) -> dict[str, float]:
             "mean": round(sum(s) / len(s), 1)}
 
 
-# ---- reading ------------------------------------------------------------------------------------
 def read_records(source: str, split: str = "train") -> list[Any]:
     """Raw records from the bundled sample, a local file or a Hub dataset (no validation yet)."""
     if source == SAMPLE_DATA:
@@ -106,11 +98,9 @@ def _read_hub(dataset_id: str, split: str) -> list[Any]:
     try:
         ds = datasets.load_dataset(dataset_id, split=split)
     except Exception as exc:  # noqa: BLE001 - offline, unknown id, bad split: all end the same way
-        raise DataError(
-            f"Could not load dataset {dataset_id!r} (split {split!r}) from the Hugging Face Hub: "
-            f"{type(exc).__name__}: {str(exc)[:300]}. Check the id and the network, "
-            f"or use the bundled sample ('{SAMPLE_DATA}') or a local .jsonl/.csv/.parquet file."
-        ) from exc
+        raise DataError(f"Could not load dataset {dataset_id!r} (split {split!r}) from the Hugging Face Hub: "
+                        f"{type(exc).__name__}: {str(exc)[:300]}. Check the id and the network, "
+                        f"or use the bundled sample ('{SAMPLE_DATA}') or a local .jsonl/.csv/.parquet file.") from exc
     return [dict(r) for r in ds]
 
 
@@ -151,8 +141,7 @@ def _read_file(path: Path) -> list[Any]:
 
 
 def _read_csv(text: str, name: str) -> list[Any]:
-    """CSV rows as dicts; a row with more cells than the header is a row error, never silently cut
-    (an unquoted comma inside an answer would otherwise train on the text before it)."""
+    """CSV rows as dicts; a row with more cells than the header is a row error, not cut (an unquoted comma)."""
     # above the per-field limit, so an over-long cell is reported by the row check with its row number
     csv.field_size_limit(max(csv.field_size_limit(), 4 * MAX_CHARS_PER_FIELD))
     reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA_CELLS)
@@ -178,17 +167,12 @@ class _Undecodable(str):
 
 
 def _mark_lossy(rows: list[Any]) -> list[Any]:
-    out = []
-    for r in rows:
-        if isinstance(r, dict):
-            r = {k: (_Undecodable(v) if isinstance(v, str) and "\ufffd" in v else v) for k, v in r.items()}
-        out.append(r)
-    return out
+    return [{k: (_Undecodable(v) if isinstance(v, str) and "\ufffd" in v else v) for k, v in r.items()}
+            if isinstance(r, dict) else r for r in rows]
 
 
 def iter_jsonl(raw: bytes) -> Iterator[tuple[int, Any, str | None]]:
-    """(line number, parsed value, problem) for every non-blank line of a JSON Lines file; a leading
-    UTF-8 BOM is ignored. Exactly one of value and problem is meaningful: problem is None when it parsed."""
+    """(line number, value, problem) per non-blank JSON Lines line (BOM ignored); problem is None when it parsed."""
     lines = raw.split(b"\n")
     if lines and lines[0].startswith(b"\xef\xbb\xbf"):
         lines[0] = lines[0][3:]
@@ -239,7 +223,6 @@ def _read_parquet(path: Path) -> list[Any]:
     return rows
 
 
-# ---- validation ---------------------------------------------------------------------------------
 def _text(value: Any, column: str) -> tuple[str, str | None]:
     """(text, problem) for one cell."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -264,10 +247,8 @@ def validate_records(records: list[Any], source: str) -> DataReport:
             columns.update(str(k).strip().lstrip("\ufeff") for k in r)
     missing = [c for c in REQUIRED if c not in columns]
     if dict_rows and missing:
-        raise DataError(
-            f"{source}: missing required column(s) {missing}. Found columns: {sorted(columns) or 'none'}. "
-            "Each row needs 'instruction' and 'output'; 'input' is optional."
-        )
+        raise DataError(f"{source}: missing required column(s) {missing}. Found columns: {sorted(columns) or 'none'}. "
+                        "Each row needs 'instruction' and 'output'; 'input' is optional.")
     report = DataReport(source=source, rows=[], total_rows=len(records))
     for i, rec in enumerate(records, start=1):
         if isinstance(rec, _BadRecord):
@@ -301,13 +282,8 @@ def validate_records(records: list[Any], source: str) -> DataReport:
 
 def measure(report: DataReport, tokenizer: Any, template: PromptTemplate, max_seq_length: int,
             too_long: str = "drop") -> DataReport:
-    """Tokenize the training texts, record lengths and apply the too-long policy.
-
-    Policies: drop = leave the row out (a warning per row); truncate = keep the first
-    max_seq_length tokens (a warning; the cut answer ends without EOS, so the row teaches no stop;
-    rows whose answer would be cut off entirely are dropped);
-    error = every too-long row is an error.
-    """
+    """Tokenize, record lengths and apply the too-long policy: drop (a warning per row), error, or truncate (a warning;
+    the cut answer ends without EOS, so teaches no stop; a row with no answer left is dropped)."""
     eos = tokenizer.eos_token or ""
     texts = [template.training_text(r["instruction"], r["input"], r["output"], eos) for r in report.rows]
     if not texts:
@@ -340,8 +316,7 @@ def measure(report: DataReport, tokenizer: Any, template: PromptTemplate, max_se
 
 def load_rows(args: DataArgs, tokenizer: Any | None = None, template: PromptTemplate = DEFAULT_TEMPLATE,
               max_seq_length: int = 2048, skip_invalid: bool = False) -> DataReport:
-    """Read, validate and (with a tokenizer) measure. Raises DataError listing every error row,
-    unless skip_invalid, in which case they are left out and stay in report.errors."""
+    """Read, validate and (with a tokenizer) measure; DataError lists every error row unless skip_invalid."""
     records = read_records(args.source, args.split)
     if args.max_rows:
         records = records[: args.max_rows]

@@ -1,8 +1,5 @@
-"""Distributed data parallel helpers (torchrun / accelerate launch set RANK, WORLD_SIZE, LOCAL_RANK).
-
-The engine is PyTorch DDP as driven by transformers' Trainer through accelerate; kft only decides
-who writes files (rank 0) and sums the token counters across ranks.
-"""
+"""Distributed data parallel helpers (torchrun / accelerate launch set RANK, WORLD_SIZE, LOCAL_RANK). The engine
+is PyTorch DDP via transformers' Trainer; kft only decides who writes files (rank 0) and sums token counters."""
 
 from __future__ import annotations
 

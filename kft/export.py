@@ -1,8 +1,5 @@
 """Getting a trained adapter out of a run directory: a zip beside it, or a push to the Hugging Face Hub.
-
-The Hub token comes only from the environment (HF_TOKEN); it is never logged, returned or put into
-an error message.
-"""
+The Hub token comes only from the environment (HF_TOKEN) and is never logged, returned or put in an error."""
 
 from __future__ import annotations
 
@@ -13,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 from .preflight import looks_like_hub_id
+from .runs import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +24,16 @@ class ExportError(ValueError):
 
 
 def adapter_dir(run_dir: str | Path) -> Path:
-    path = Path(run_dir) / "adapter"
-    if not (path / "adapter_config.json").is_file():
+    run = RunDir(run_dir)
+    if not run.has_adapter:
         raise ExportError(f"No adapter in {run_dir}: the run did not save one (it failed before the end or is still running)")
-    return path
+    return run.adapter
 
 
 def zip_adapter(run_dir: str | Path) -> Path:
     """RUN_DIR/<run name>-adapter.zip holding adapter/ (written once, then reused)."""
     src = adapter_dir(run_dir)
-    target = Path(run_dir) / f"{Path(run_dir).name}-adapter.zip"
+    target = RunDir(run_dir).zip_file
     with _zip_lock:
         if target.is_file():
             return target

@@ -1,9 +1,7 @@
 """Side-by-side streaming of the base answer and the LoRA answer from ONE loaded model.
 
-The two answers are decoded token by token in turns, each with its own KV cache: the base turn runs
-inside ``model.disable_adapter()`` (the same weights in memory, adapter off), the LoRA turn with the
-chosen adapter active. One thread, one model, one generation at a time (a lock); a newer request or
-a cancel Event stops the running one within a token.
+The answers are decoded in turns, each with its own KV cache: the base turn inside ``model.disable_adapter()``, the
+LoRA turn with the chosen adapter. One generation at a time (a lock); a newer request or a cancel Event stops it.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import MAX_PROMPT_CHARS, GenerationArgs, generation_problems
+from .config import MAX_PROMPT_CHARS, GenerationArgs
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
@@ -41,9 +39,7 @@ def prompt_problems(instruction: str, input: str) -> list[str]:  # noqa: A002
 
 @dataclass
 class PaneStats:
-    """One pane's figures, as its reader sees them: wall-clock time from the request. The panes take
-    turns on one model, so the LoRA pane's first token comes after the base pane's first turn, and
-    tokens/s (from the pane's first token) is the rate while both are decoding."""
+    """One pane's figures, timed from the request (panes take turns: LoRA's first token follows base's first turn)."""
 
     tokens: int = 0
     ttft_s: float | None = None
@@ -100,8 +96,7 @@ class SideBySideGenerator:
     def __init__(self, loaded: Any, template: PromptTemplate = DEFAULT_TEMPLATE, adapter: str | None = "default",
                  turn_tokens: int | None = None) -> None:
         self.loaded = loaded
-        # Tokens per pane before the other pane's turn: 1 on CPU; on a GPU every adapter switch costs
-        # (Unsloth re-reads the LoRA weights), so a few tokens per turn; both panes still grow together.
+        # tokens per turn: 1 on CPU; a few on a GPU, where each adapter switch costs (Unsloth re-reads LoRA weights)
         self.turn_tokens = turn_tokens or (1 if loaded.device.type == "cpu" else GPU_TURN_TOKENS)
         self.template = template
         self.adapter = adapter
@@ -109,11 +104,8 @@ class SideBySideGenerator:
         self._cancel_current: threading.Event | None = None
         self._guard = threading.Lock()
 
-    # ---- checks ---------------------------------------------------------------------------------
     def encode(self, instruction: str, input: str, gen: GenerationArgs) -> Any:  # noqa: A002
-        problems = generation_problems(gen) + prompt_problems(instruction, input)
-        if problems:
-            raise PromptError("; ".join(problems))
+        """The prompt's token ids; PromptError when prompt + answer cannot fit (the rest was checked upstream)."""
         text = self.template.generation_prompt(instruction, input or "")
         ids = self.loaded.tokenizer(text, return_tensors="pt")["input_ids"]
         limit = self.loaded.max_seq_length
@@ -122,7 +114,6 @@ class SideBySideGenerator:
                               f"model's max_seq_length {limit}: shorten the prompt or lower max new tokens")
         return ids.to(self.loaded.device)
 
-    # ---- decoding -------------------------------------------------------------------------------
     def _adapter_ctx(self, pane: str) -> Any:
         model = self.loaded.model
         has_adapter = hasattr(model, "disable_adapter") and getattr(model, "peft_config", None)
@@ -187,12 +178,9 @@ class SideBySideGenerator:
             yield from self._decode(ids, gen, cancel, torch.Generator(device=ids.device).manual_seed(seed))
 
     def _advance(self, p: _Pane, procs: Any, gen: GenerationArgs, rng: Any, eos_ids: set[int], t0: float) -> None:
-        """One token for one pane, with its timing and text.
-
-        inference_mode and autocast are entered here, for each step, never around a ``yield``: both are
-        thread-local, and Gradio runs each ``next()`` of a streaming handler on whichever worker thread
-        is free. Held across yields, a step on another thread ran with autograd on, and the LoRA pane's
-        KV cache kept its whole graph (memory growing with the square of the answer length)."""
+        """One token for one pane, with its timing and text. inference_mode and autocast are entered per step, never
+        around a ``yield``: both are thread-local and Gradio runs each ``next()`` on any worker thread. Held across
+        yields, a step ran with autograd on and the LoRA KV cache kept its graph (memory grew with length squared)."""
         import torch
 
         with torch.inference_mode(), self._autocast():
@@ -225,8 +213,7 @@ class SideBySideGenerator:
             for p in panes:
                 if p.stats.finished or update.cancelled:
                     continue
-                # one adapter switch per turn of up to turn_tokens tokens (switching is not free on GPU);
-                # the adapter state is the model's, not the thread's, so it may span the yields
+                # one adapter switch per turn (not free on GPU); adapter state is the model's, so it may span yields
                 with self._adapter_ctx(p.name):
                     for _ in range(self.turn_tokens):
                         if cancel.is_set():

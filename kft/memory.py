@@ -57,8 +57,7 @@ def start_report() -> dict[str, Any]:
     """Figures taken before training (the seed prints GPU name, max memory and reserved at start)."""
     cuda = _cuda()
     if cuda:
-        # max_memory_reserved is a high-water mark for the whole process: without a reset, a later run in the
-        # same app would report an earlier run's peak (and its start would be that peak too)
+        # a process-wide high-water mark: without a reset, a later run would report an earlier run's peak
         cuda.reset_peak_memory_stats()
         props = cuda.get_device_properties(0)
         return {"device": "cuda", "gpu_name": props.name, "max_memory_gb": round(props.total_memory / GB, 3),
@@ -73,8 +72,7 @@ def start_report() -> dict[str, Any]:
 
 
 def _reset_cpu_peak() -> bool:
-    """Reset the process's RSS high-water mark (Linux: VmHWM, through /proc/self/clear_refs), as the GPU
-    path resets CUDA's peak: otherwise a later run in the same app reports an earlier run's peak."""
+    """Reset the RSS high-water mark (Linux VmHWM, via /proc/self/clear_refs), as start_report does CUDA's."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

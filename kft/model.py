@@ -1,22 +1,21 @@
 """Loading models: the ONE place that picks Unsloth or transformers + PEFT, and says why.
 
-``load_base(ModelArgs)`` returns a ``LoadedModel`` without LoRA; ``attach_lora`` adds a fresh
-adapter with the seed's arguments; ``load_adapter`` reads a trained one from disk.
-Import order matters for Unsloth: it must be imported before transformers/peft/trl are used,
-which ``choose_backend`` does as soon as it picks Unsloth.
+``load_base`` gives a ``LoadedModel`` without LoRA; ``attach_lora`` adds a new adapter, ``load_adapter`` a trained one.
+Import order matters: Unsloth must be imported before transformers/peft/trl are used (``choose_backend`` does it).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import TINY_MODEL, LoraArgs, ModelArgs, cuda_capability, resolve_dtype
+from .config import TINY_MODEL, LoraArgs, ModelArgs
 from .distributed import is_distributed, local_rank, world_size
+from .hardware import cuda_capability, gpu_name, has_cuda, has_package, resolve_dtype
+from .runs import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -50,19 +49,16 @@ class LoadedModel:
 
 def choose_backend(requested: str = "auto") -> tuple[str, str]:
     """(backend, reason). The only place in kft that decides between Unsloth and transformers."""
-    import torch
-
-    has_cuda = torch.cuda.is_available()
-    has_unsloth = importlib.util.find_spec("unsloth") is not None
+    cuda, has_unsloth = has_cuda(), has_package("unsloth")
     if requested == "unsloth":
-        if not has_cuda:
+        if not cuda:
             raise ModelLoadError("backend 'unsloth' needs a CUDA GPU and none was found; use backend 'auto' or 'transformers'")
         if not has_unsloth:
             raise ModelLoadError("backend 'unsloth' requested but the package is missing: pip install -r requirements-gpu.txt")
         return "unsloth", "requested explicitly"
     if requested == "transformers":
         return "transformers", "requested explicitly"
-    if not has_cuda:
+    if not cuda:
         ddp = f" (distributed over {world_size()} processes)" if is_distributed() else ""
         return "transformers", f"no CUDA GPU found, so Unsloth cannot run; using transformers + PEFT on the CPU in full precision{ddp}"
     if is_distributed():
@@ -70,7 +66,7 @@ def choose_backend(requested: str = "auto") -> tuple[str, str]:
                                 "transformers + PEFT (Unsloth's multi-GPU mode is not used)")
     if not has_unsloth:
         return "transformers", "CUDA GPU found but unsloth is not installed (pip install -r requirements-gpu.txt); using transformers + PEFT + bitsandbytes"
-    return "unsloth", f"CUDA GPU ({torch.cuda.get_device_name(0)}) and unsloth are present"
+    return "unsloth", f"CUDA GPU ({gpu_name()}) and unsloth are present"
 
 
 def resolve_model_path(name: str) -> str:
@@ -90,11 +86,9 @@ def resolve_model_path(name: str) -> str:
 
 
 def _load_error(name: str, exc: Exception) -> ModelLoadError:
-    return ModelLoadError(
-        f"Could not load model {name!r}: {type(exc).__name__}: {str(exc)[:300]}. "
-        "If it is a Hub id, this machine needs network access or the model in its Hugging Face cache; "
-        "otherwise give a local model directory, or 'tiny' for the offline tiny model."
-    )
+    return ModelLoadError(f"Could not load model {name!r}: {type(exc).__name__}: {str(exc)[:300]}. If it is a "
+                          "Hub id, this machine needs network access or the model in its Hugging Face cache; "
+                          "otherwise give a local model directory, or 'tiny' for the offline tiny model.")
 
 
 def load_base(args: ModelArgs) -> LoadedModel:
@@ -104,10 +98,8 @@ def load_base(args: ModelArgs) -> LoadedModel:
     capability = cuda_capability()
     dtype = resolve_dtype(args.dtype, capability)
     logger.info("model %s: backend=%s (%s), dtype=%s", args.name, backend, reason, dtype)
-    if backend == "unsloth":
-        loaded = _load_unsloth(args, path, dtype)
-    else:
-        loaded = _load_transformers(args, path, dtype, capability is not None)
+    loaded = (_load_unsloth(args, path, dtype) if backend == "unsloth"
+              else _load_transformers(args, path, dtype, capability is not None))
     loaded.reason = reason
     tok = loaded.tokenizer
     if tok.pad_token is None:
@@ -121,10 +113,9 @@ def _load_unsloth(args: ModelArgs, path: str, dtype: str) -> LoadedModel:
     from unsloth import FastLanguageModel
 
     try:
-        model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=path, max_seq_length=args.max_seq_length, dtype=getattr(torch, dtype),
-            load_in_4bit=args.load_in_4bit, trust_remote_code=False,
-        )
+        model, tokenizer = FastLanguageModel.from_pretrained(model_name=path, max_seq_length=args.max_seq_length,
+                                                             dtype=getattr(torch, dtype), trust_remote_code=False,
+                                                             load_in_4bit=args.load_in_4bit)
     except Exception as exc:  # noqa: BLE001
         raise _load_error(args.name, exc) from exc
     return LoadedModel(model, tokenizer, "unsloth", "", dtype, args.name, path, args.load_in_4bit, args.max_seq_length)
@@ -142,10 +133,9 @@ def _load_transformers(args: ModelArgs, path: str, dtype: str, on_gpu: bool) -> 
                                    bnb_4bit_compute_dtype=getattr(torch, dtype))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=getattr(torch, dtype), quantization_config=quant, trust_remote_code=False,
-            device_map={"": local_rank()} if on_gpu else None,
-        )
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), quantization_config=quant,
+                                                     trust_remote_code=False,
+                                                     device_map={"": local_rank()} if on_gpu else None)
     except Exception as exc:  # noqa: BLE001
         raise _load_error(args.name, exc) from exc
     return LoadedModel(model, tokenizer, "transformers", "", dtype, args.name, path, quant is not None, args.max_seq_length)
@@ -153,11 +143,9 @@ def _load_transformers(args: ModelArgs, path: str, dtype: str, on_gpu: bool) -> 
 
 def to_lora_kwargs(args: LoraArgs) -> dict[str, Any]:
     """The seed's get_peft_model keyword arguments."""
-    return {
-        "r": args.r, "target_modules": list(args.target_modules), "lora_alpha": args.lora_alpha,
-        "lora_dropout": args.lora_dropout, "bias": args.bias, "use_rslora": args.use_rslora,
-        "loftq_config": args.loftq_config,
-    }
+    return {"r": args.r, "target_modules": list(args.target_modules), "lora_alpha": args.lora_alpha,
+            "lora_dropout": args.lora_dropout, "bias": args.bias, "use_rslora": args.use_rslora,
+            "loftq_config": args.loftq_config}
 
 
 def attach_lora(loaded: LoadedModel, args: LoraArgs) -> LoadedModel:
@@ -168,10 +156,9 @@ def attach_lora(loaded: LoadedModel, args: LoraArgs) -> LoadedModel:
     if loaded.backend == "unsloth":
         from unsloth import FastLanguageModel
 
-        loaded.model = FastLanguageModel.get_peft_model(
-            loaded.model, use_gradient_checkpointing=args.use_gradient_checkpointing,
-            random_state=args.random_state, max_seq_length=loaded.max_seq_length, **kwargs,
-        )
+        loaded.model = FastLanguageModel.get_peft_model(loaded.model, random_state=args.random_state,
+                                                        use_gradient_checkpointing=args.use_gradient_checkpointing,
+                                                        max_seq_length=loaded.max_seq_length, **kwargs)
         return loaded
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -193,8 +180,8 @@ def attach_lora(loaded: LoadedModel, args: LoraArgs) -> LoadedModel:
 def _adapter_folder(path: str | Path) -> Path:
     """The folder holding adapter_config.json: ``path`` itself, or a run directory's ``adapter/``."""
     path = Path(path)
-    if (path / "adapter").is_dir():  # a run directory
-        path = path / "adapter"
+    if RunDir(path).adapter.is_dir():  # a run directory
+        path = RunDir(path).adapter
     if not (path / "adapter_config.json").is_file():
         raise ModelLoadError(f"No adapter found at {path}: expected adapter_config.json (a run's adapter/ folder)")
     return path
@@ -216,21 +203,15 @@ def load_adapter(loaded: LoadedModel, adapter_dir: str | Path, name: str = "defa
 
 
 def trained_base(adapter_dir: str | Path) -> ModelArgs:
-    """The base model an adapter needs: its run's model settings (run.json beside adapter/), else the
-    base named in adapter_config.json."""
+    """The base model an adapter needs: its run's model settings (run.json beside adapter/), else adapter_config's."""
     adapter_dir = _adapter_folder(adapter_dir)
-    run_json = adapter_dir.parent / "run.json"
-    if run_json.is_file():
-        try:
-            raw = json.loads(run_json.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raw = None
-        config = raw.get("config") if isinstance(raw, dict) else None
+    raw = RunDir(adapter_dir.parent).read_json()
+    if raw is not None:
+        config = raw.get("config")
         model = config.get("model") if isinstance(config, dict) else None
         if isinstance(model, dict):
             return ModelArgs(**{k: v for k, v in model.items() if k in ModelArgs.__dataclass_fields__})
-    config_file = adapter_dir / "adapter_config.json"
-    base = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    base = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not base:
         raise ModelLoadError(f"{adapter_dir}: adapter_config.json does not say which base model it belongs to")
     return ModelArgs(name=base)

@@ -1,10 +1,7 @@
 """Checks made before a run starts, and the data preview. Nothing here loads model weights.
 
-``check_model_available`` says whether a model name can be loaded from here (the tiny model, a local
-directory, a Hub id in the local cache or, when online, on the Hub). ``check_data`` reads and validates
-local data (bundled sample or a file) and checks that a Hub dataset exists. ``preview_data`` renders a
-few rows in the exact training text, with the row count, token-length summary and every row problem;
-it loads only the tokenizer.
+``check_model_available``: can the model be loaded from here; ``check_data``: local data reads and validates, a Hub
+dataset exists; ``preview_data``: a few rows in the exact training text, with lengths and every row problem.
 """
 
 from __future__ import annotations
@@ -138,9 +135,7 @@ class DataPreview:
 
 def preview_data(args: DataArgs, model_name: str, max_seq_length: int, n_rows: int = PREVIEW_ROWS,
                  template: PromptTemplate = DEFAULT_TEMPLATE) -> DataPreview:
-    """Read, validate and measure like a run would, but keep going past bad rows and list them all.
-
-    Raises DataError only when the source cannot be read at all."""
+    """Read, validate and measure like a run, but list every bad row; DataError only if the source is unreadable."""
     records = read_records(args.source, args.split)
     if args.max_rows:
         records = records[: args.max_rows]

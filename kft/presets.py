@@ -1,10 +1,9 @@
 """Named training presets. A preset only changes TrainArgs fields; the run records the result.
 
 seed: the recipe as written (micro-batch 2 x accumulation 4 = 8 rows per optimizer step).
-fast: the same 8 rows per optimizer step in ONE micro-batch, padding-free: the rows are concatenated
-      with no pad tokens, positions restart at each row and attention never crosses a row boundary.
-      Same rows, same loss (token-weighted over the 8 rows), fewer and fuller kernel launches.
-"""
+fast: the same 8 rows per optimizer step in ONE padding-free micro-batch (rows concatenated with no pad tokens,
+      positions restart at each row, attention never crosses rows): same rows, same token-weighted loss, fewer and
+      fuller kernel launches."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""The seed's Korean Alpaca template, kept character for character, as a small object.
-
-The template is saved next to every adapter (``template.json``) and read back at generation time,
-so a model is always prompted the way it was trained.
-"""
+"""The seed's Korean Alpaca template, kept character for character, as a small object. It is saved next to every
+adapter (``template.json``) and read back at generation time, so a model is prompted the way it was trained."""
 
 from __future__ import annotations
 

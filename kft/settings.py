@@ -8,37 +8,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import MAX_NEW_TOKENS_CAP, parse_yes_no
+from .config import MAX_NEW_TOKENS_CAP
+from .configfile import parse_yes_no
 
 
 @dataclass
 class AppSettings:
-    host: str = "127.0.0.1"
-    """Address to listen on (KFT_HOST; 0.0.0.0 in Docker and on a Space)."""
-    port: int = 7860
-    """Port to listen on (KFT_PORT)."""
-    share: bool = False
-    """Create a public gradio share link (KFT_SHARE); needs --auth."""
-    auth: str | None = None
-    """user:password[,user2:password2] (KFT_AUTH)."""
-    allow_share_without_auth: bool = False
-    """Explicit override: allow --share without --auth (KFT_ALLOW_SHARE_WITHOUT_AUTH)."""
-    data_dir: str = "data"
-    """Runs, adapters and checkpoints go here (KFT_DATA_DIR; /data on a Space with storage)."""
-    default_model: str | None = None
-    """Model preselected in the training tab (KFT_DEFAULT_MODEL); None = Llama 3.1 8B on a GPU, tiny on CPU."""
-    max_steps: int = 10_000
-    """Upper limit on training steps accepted by the server (KFT_MAX_STEPS)."""
-    max_new_tokens: int = 1024
-    """Upper limit on generated tokens per answer (KFT_MAX_NEW_TOKENS)."""
-    read_only: bool = False
-    """Comparison only, no training (KFT_READ_ONLY); for public links."""
-    allowed_models: str | None = None
-    """Comma-separated models that may be trained or compared (KFT_ALLOWED_MODELS); None = any. For public use."""
-    max_upload_mb: int = 200
-    """Largest accepted upload in MB (KFT_MAX_UPLOAD_MB); gradio refuses bigger files before they are stored."""
-    lang: str = "ko"
-    """Initial UI language, ko or en (KFT_LANG)."""
+    host: str = "127.0.0.1"  # address to listen on (KFT_HOST; 0.0.0.0 in Docker and on a Space)
+    port: int = 7860  # port to listen on (KFT_PORT)
+    share: bool = False  # create a public gradio share link (KFT_SHARE); needs --auth
+    auth: str | None = None  # user:password[,user2:password2] (KFT_AUTH)
+    allow_share_without_auth: bool = False  # allow --share without --auth (KFT_ALLOW_SHARE_WITHOUT_AUTH)
+    data_dir: str = "data"  # runs, adapters and checkpoints go here (KFT_DATA_DIR; /data on a Space with storage)
+    default_model: str | None = None  # KFT_DEFAULT_MODEL; None = Llama 3.1 8B on a GPU, tiny on CPU
+    max_steps: int = 10_000  # upper limit on training steps accepted by the server (KFT_MAX_STEPS)
+    max_new_tokens: int = 1024  # upper limit on generated tokens per answer (KFT_MAX_NEW_TOKENS)
+    read_only: bool = False  # comparison only, no training (KFT_READ_ONLY); for public links
+    allowed_models: str | None = None  # KFT_ALLOWED_MODELS (comma-separated); None = any
+    max_upload_mb: int = 200  # KFT_MAX_UPLOAD_MB; gradio refuses bigger files before storing
+    lang: str = "ko"  # initial UI language, ko or en (KFT_LANG)
 
     def allowed_model_names(self) -> tuple[str, ...] | None:
         names = tuple(n.strip() for n in (self.allowed_models or "").split(",") if n.strip())
@@ -123,8 +111,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> AppSettings:
                    help="comma-separated models that may be trained or compared (default: any)")
     p.add_argument("--max-upload-mb", type=int, default=_env_int(("KFT_MAX_UPLOAD_MB",), d.max_upload_mb))
     p.add_argument("--lang", choices=("ko", "en"), default=_env_lang(d.lang))
-    ns = p.parse_args(argv)
-    s = AppSettings(**vars(ns))
+    s = AppSettings(**vars(p.parse_args(argv)))
     s.data_dir = str(Path(s.data_dir).expanduser())
     return s
 

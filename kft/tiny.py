@@ -1,8 +1,5 @@
-"""The offline tiny Llama: a byte-level BPE tokenizer trained on the bundled sample and a small
-randomly initialised LlamaForCausalLM, built deterministically and cached on disk. No network.
-
-Used by the tests, CI and the CPU demo; it exercises the same loading code as a real checkpoint.
-"""
+"""The offline tiny Llama: a byte-level BPE tokenizer trained on the bundled sample and a small random
+LlamaForCausalLM, built deterministically and cached on disk. For tests, CI and the CPU demo; no network."""
 
 from __future__ import annotations
 
@@ -15,18 +12,13 @@ import tempfile
 from pathlib import Path
 
 from .data import SAMPLE_PATH
+from .prompts import KOREAN_ALPACA
 
 logger = logging.getLogger(__name__)
 
 TINY_VERSION = 1
-TINY_SHAPE = {
-    "hidden_size": 64,
-    "intermediate_size": 176,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 2048,
-}
+TINY_SHAPE = {"hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "max_position_embeddings": 2048}
 VOCAB_SIZE = 4096
 BOS, EOS, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|finetune_right_pad_id|>"
 
@@ -44,13 +36,8 @@ def _fingerprint() -> str:
 
 def _corpus() -> list[str]:
     rows = [json.loads(line) for line in SAMPLE_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
-    texts = []
-    for r in rows:
-        texts.extend([r.get("instruction", ""), r.get("input", ""), r.get("output", "")])
-    from .prompts import KOREAN_ALPACA
-
-    texts.append(KOREAN_ALPACA)
-    return [t for t in texts if t]
+    texts = [r.get(k, "") for r in rows for k in ("instruction", "input", "output")]
+    return [t for t in [*texts, KOREAN_ALPACA] if t]
 
 
 def build_tokenizer(out_dir: Path):
@@ -77,10 +64,9 @@ def build_tiny(out_dir: Path) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tokenizer(out_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False, rope_theta=500000.0, **TINY_SHAPE,
-    )
+    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         tie_word_embeddings=False, rope_theta=500000.0, **TINY_SHAPE)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).to(torch.float32)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -1,14 +1,10 @@
-"""TrainingJob: TRL's SFTTrainer in a background thread, with a stop Event and a snapshot().
+"""TrainingJob: TRL's SFTTrainer in a background thread, with a stop Event and a snapshot(); no UI here.
 
-The trainer callback only records into a lock-protected buffer; nothing here knows about a UI.
-Each run writes RUN_DIR/adapter/ (PEFT format + template.json), RUN_DIR/metrics.jsonl and
-RUN_DIR/run.json (config, backend, status, timings, memory report).
+Each run writes its RunDir (kft.runs). The config was validated upstream; the model is the job's until take_model().
 """
 
 from __future__ import annotations
 
-import collections
-import json
 import logging
 import os
 import threading
@@ -16,17 +12,22 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from . import memory
-from .config import RunConfig, cuda_capability, resolve_dtype
-from .distributed import is_distributed, is_main, sum_across_ranks
-from .persistence import TIME_FORMAT, write_run_json
+from .compat import ensure_trl_cpu_kernel
+from .config import RunConfig
+from .distributed import is_main, sum_across_ranks
+from .hardware import cuda_capability
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
+from .runs import TIME_FORMAT, ResumePlan, RunDir
+from .sft import sft_kwargs, to_sft_config
+
+__all__ = ["FAULT_ENV", "JobSnapshot", "TrainingJob", "sft_kwargs", "to_sft_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,7 @@ class JobSnapshot:
     elapsed_s: float = 0.0
     eta_s: float | None = None
     log_tail: list[str] = field(default_factory=list)
-    log_count: int = 0
-    """Lines logged since the start (log_tail keeps only the last ones): new lines = log_count - lines seen."""
+    log_count: int = 0  # lines logged since the start (log_tail keeps only the last ones)
     error: str | None = None
     backend: str | None = None
     backend_reason: str | None = None
@@ -60,57 +60,6 @@ class JobSnapshot:
     @property
     def finished(self) -> bool:
         return self.status in FINAL_STATES
-
-
-def sft_kwargs(config: RunConfig, out_dir: Path, capability: tuple[int, int] | None) -> dict[str, Any]:
-    """SFTConfig keyword arguments for this run (pure: no SFTConfig built, testable for any GPU).
-
-    padding_free: TRL concatenates each micro-batch's rows into one row with position_ids restarting
-    at every row boundary; the attention is block-diagonal (transformers builds it from the positions)."""
-    t = config.train
-    dtype = resolve_dtype(config.model.dtype, capability)
-    optim = t.optim
-    if capability is None and "8bit" in optim:
-        logger.info("optimizer %s needs a GPU; using adamw_torch on the CPU", optim)
-        optim = "adamw_torch"
-    kwargs: dict[str, Any] = dict(
-        output_dir=str(out_dir / "checkpoints"),
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        warmup_steps=t.warmup_steps,
-        max_steps=t.max_steps if t.max_steps > 0 else -1,
-        num_train_epochs=t.num_train_epochs,
-        learning_rate=t.learning_rate,
-        logging_steps=t.logging_steps,
-        optim=optim,
-        weight_decay=t.weight_decay,
-        lr_scheduler_type=t.lr_scheduler_type,
-        seed=t.seed,
-        fp16=dtype == "float16",
-        bf16=dtype == "bfloat16",
-        report_to="none",
-        save_strategy="steps" if t.save_steps else "no",
-        save_steps=t.save_steps or 500,
-        dataset_text_field="text",
-        max_length=config.model.max_seq_length,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=capability is not None,
-    )
-    if is_distributed():
-        # DDP through torchrun / accelerate launch: LoRA leaves no unused parameters
-        kwargs.update(ddp_find_unused_parameters=False)
-    if t.padding_free:
-        # rows longer than max_seq_length were already dropped (or refused) by kft.data
-        kwargs.update(padding_free=True, max_length=None)
-    return kwargs
-
-
-def to_sft_config(config: RunConfig, out_dir: Path, capability: tuple[int, int] | None):
-    """TRL SFTConfig for this run."""
-    from trl import SFTConfig
-
-    return SFTConfig(**sft_kwargs(config, out_dir, capability))
 
 
 def _classify(exc: BaseException) -> str:
@@ -134,13 +83,13 @@ class TrainingJob:
 
     def __init__(self, config: RunConfig, run_dir: str | Path, loaded: Any | None = None,
                  template: PromptTemplate = DEFAULT_TEMPLATE, callbacks: list[Any] | None = None,
-                 sample_every_s: float = 1.0, resume_from: str | Path | None = None,
+                 sample_every_s: float = 1.0, resume: ResumePlan | None = None,
                  on_done: Callable[[TrainingJob], None] | None = None) -> None:
-        self.config = config.validate()
+        self.config = config
         self.on_done = on_done  # runs in the job's thread after the clean-up, before ``done`` turns true
-        self.run_dir = Path(run_dir)
+        self.run = resume.run if resume else RunDir(run_dir)
         self.template = template
-        self.loaded = loaded
+        self._loaded = loaded
         self._extra_callbacks = callbacks or []
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -156,17 +105,48 @@ class TrainingJob:
         self._pace: tuple[float, int] | None = None  # (time, step) when the trainer began, for the ETA
         self.data_summary: dict[str, Any] | None = None
         self.tokens_seen = 0  # real (non-pad) tokens trained on so far (credited by _Recorder)
-        self._collated: collections.deque[int] = collections.deque()  # counts of batches not yet trained
-        self.resume_from = Path(resume_from) if resume_from else None  # a complete checkpoint of this run_dir
-        self.meta: dict[str, Any] = {}  # extra run.json keys (kft.persistence: resumed_from, resumes)
+        self._collated: deque[int] = deque()  # counts of batches not yet trained
+        self.resume = resume
+        self.meta: dict[str, Any] = resume.meta() if resume else {}  # extra run.json keys
 
-    # ---- public API ----------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def resume_from(self) -> Path | None:
+        """The complete checkpoint this job resumes from, if any."""
+        return self.resume.checkpoint if self.resume else None
+
+    @property
+    def loaded(self) -> Any | None:
+        """The job's model (with its LoRA) while the job holds it."""
+        return self._loaded
+
+    def take_model(self) -> Any | None:
+        """Hand the model over (to kft.services.model_slot): the job keeps no reference after this."""
+        loaded, self._loaded = self._loaded, None
+        return loaded
+
+    def _restore(self, plan: ResumePlan) -> None:
+        """Continue ``plan``: metrics cut back to the checkpoint, loss/lr history and token count carried over."""
+        rows = plan.run.truncate_metrics(plan.step)
+        seen = [r["tokens_seen"] for r in rows if isinstance(r.get("tokens_seen"), int)]
+        self.tokens_seen = seen[-1] if seen else 0
+        self._set(step=plan.step,
+                  losses=[(r["step"], float(r["loss"])) for r in rows if isinstance(r.get("loss"), (int, float))],
+                  learning_rates=[(r["step"], float(r["learning_rate"])) for r in rows
+                                  if isinstance(r.get("learning_rate"), (int, float))])
+        self._note(f"resuming {plan.run.name} from {plan.checkpoint.name} (step {plan.step})")
+
     def start(self) -> TrainingJob:
         if self._thread is not None:
             raise RuntimeError("this job was already started")
-        if is_main() and self.resume_from is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
+        if is_main() and self.resume is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise ValueError(f"Run directory {self.run_dir} already holds files; each run needs a new directory")
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume is not None:
+            self._restore(self.resume)
         self._t0 = time.time()
         self._thread = threading.Thread(target=self._run, name=f"kft-train-{self.run_dir.name}", daemon=True)
         self._thread.start()
@@ -199,13 +179,9 @@ class TrainingJob:
                 # the pace of this session's steps only: not the model load, not a resumed run's earlier steps
                 per_step = (time.time() - self._pace[0]) / (s.step - self._pace[1])
                 eta = per_step * (s.total_steps - s.step)
-            return JobSnapshot(status=s.status, run_dir=s.run_dir, step=s.step, total_steps=s.total_steps,
-                               losses=list(s.losses), learning_rates=list(s.learning_rates), memory=list(s.memory),
-                               memory_label=s.memory_label, tokens_per_s=s.tokens_per_s, elapsed_s=elapsed, eta_s=eta,
-                               log_tail=list(self._log), log_count=self._log_count, error=s.error, backend=s.backend,
-                               backend_reason=s.backend_reason, memory_report=s.memory_report)
+            return replace(s, losses=list(s.losses), learning_rates=list(s.learning_rates), memory=list(s.memory),
+                           elapsed_s=elapsed, eta_s=eta, log_tail=list(self._log), log_count=self._log_count)
 
-    # ---- recording (called from the trainer's thread) -------------------------------------------
     def _set(self, **kw: Any) -> None:
         with self._lock:
             for k, v in kw.items():
@@ -223,8 +199,7 @@ class TrainingJob:
         if self._last_log is not None and now > self._last_log[0] and tokens_seen > self._last_log[1]:
             tps = (tokens_seen - self._last_log[1]) / (now - self._last_log[0])
         self._last_log = (now, tokens_seen)
-        if self._first_log is None:
-            self._first_log = (now, tokens_seen)
+        self._first_log = self._first_log or (now, tokens_seen)
         row = {"step": step, "time": round(now - self._t0, 3), "tokens_seen": tokens_seen,
                "tokens_per_s": round(tps, 1) if tps else None,
                **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
@@ -236,8 +211,7 @@ class TrainingJob:
             if tps:
                 self._snap.tokens_per_s = tps
         if is_main():
-            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+            self.run.append_metrics(row)
         if "loss" in logs:
             self._note(f"step {step}: loss {logs['loss']:.4f}, lr {logs.get('learning_rate', 0):.2e}"
                        + (f", {tps:,.0f} tokens/s" if tps else ""))
@@ -247,16 +221,14 @@ class TrainingJob:
             m = memory.sample()
             with self._lock:
                 self._snap.memory.append((round(m.t - self._t0, 2), round(m.allocated_gb, 3), round(m.reserved_gb, 3)))
-                if len(self._snap.memory) > 3600:
-                    del self._snap.memory[: len(self._snap.memory) - 3600]
+                del self._snap.memory[:-3600]  # keep the last 3600 samples
             self._done.wait(self._sample_every)
 
-    # ---- the run --------------------------------------------------------------------------------
     def _write_run_json(self, **extra: Any) -> None:
         if not is_main():
             return
         s = self.snapshot()
-        lm = self.loaded
+        lm = self._loaded
         info = {"status": s.status, "config": self.config.to_dict(), "run_dir": str(self.run_dir),
                 "backend": lm.backend if lm else None, "backend_reason": lm.reason if lm else None,
                 "dtype": lm.dtype if lm else None, "model_path": lm.path if lm else None,
@@ -264,7 +236,7 @@ class TrainingJob:
                 "elapsed_s": round(s.elapsed_s, 2), "steps_done": s.step, "total_steps": s.total_steps,
                 "final_loss": s.losses[-1][1] if s.losses else None, "error": s.error, "pid": os.getpid(),
                 "data": self.data_summary, "memory": s.memory_report, **self.meta, **extra}
-        write_run_json(self.run_dir, info)
+        self.run.write_json(info)
 
     def _run(self) -> None:
         trainer = None
@@ -281,17 +253,16 @@ class TrainingJob:
             t_train = time.time()
             trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
             self._save_adapter()
-            status = "stopped" if self._stop.is_set() else "completed"
-            self._finish(status, None, start_mem, time.time() - t_train)
+            self._finish("stopped" if self._stop.is_set() else "completed", None, start_mem, time.time() - t_train)
         except _StoppedBeforeStart:
             self._finish("stopped", None, start_mem, 0.0)
-            self.loaded = None  # no step ran and no adapter was saved: nothing in memory to keep
+            self._loaded = None  # no step ran and no adapter was saved: nothing in memory to keep
         except BaseException as exc:  # noqa: BLE001 - the app must keep serving whatever happened
             logger.error("training failed: %s", traceback.format_exc())
             try:
                 self._finish("failed", _classify(exc), start_mem, time.time() - t_train)
             finally:
-                self.loaded = None  # even if the report could not be written: the model must be let go
+                self._loaded = None  # even if the report could not be written: the model must be let go
         finally:
             del trainer
             memory.free_unused()
@@ -307,11 +278,11 @@ class TrainingJob:
         from .model import attach_lora, for_training, load_base
 
         cfg = self.config
-        if self.loaded is None:
+        if self._loaded is None:
             self._note(f"loading {cfg.model.name} ...")
-            self.loaded = load_base(cfg.model)
-            self._note(f"backend: {self.loaded.backend} ({self.loaded.reason}); dtype {self.loaded.dtype}")
-            self.loaded = attach_lora(self.loaded, cfg.lora)
+            self._loaded = load_base(cfg.model)
+            self._note(f"backend: {self._loaded.backend} ({self._loaded.reason}); dtype {self._loaded.dtype}")
+            self._loaded = attach_lora(self._loaded, cfg.lora)
         start_mem = memory.start_report()  # with the model loaded, as the seed measures it
         self._set(backend=self.loaded.backend, backend_reason=self.loaded.reason)
         for_training(self.loaded)
@@ -323,23 +294,18 @@ class TrainingJob:
             self._note(line)
         dataset = to_text_dataset(report, self.template, tok.eos_token)
         from trl import SFTTrainer
-
-        from .compat import ensure_trl_cpu_kernel
-
         ensure_trl_cpu_kernel()
         args = to_sft_config(cfg, self.run_dir, cuda_capability())
         trainer = SFTTrainer(model=self.loaded.model, args=args, train_dataset=dataset, processing_class=tok,
                              callbacks=[_Recorder(self), *self._extra_callbacks])
         trainer.data_collator = _CountingCollator(trainer.data_collator, self)
-        from transformers.trainer_callback import PrinterCallback
-
         trainer.remove_callback(PrinterCallback)  # progress goes through the job's log, not stdout
         return trainer, start_mem
 
     def _save_adapter(self) -> None:
         if not is_main():
             return
-        out = self.run_dir / "adapter"
+        out = self.run.adapter
         self.loaded.model.save_pretrained(str(out))
         self.loaded.tokenizer.save_pretrained(str(out))
         self.template.save(out)
@@ -351,8 +317,7 @@ class TrainingJob:
             self._snap.elapsed_s = time.time() - self._t0
             first, last = self._first_log, self._last_log
             if first and last and last[0] > first[0] and last[1] > first[1]:
-                # a finished run shows its average, not its last step's rate (a stopped run's last
-                # step, cut short and saving, showed a twentieth of the real rate)
+                # a finished run shows its average: a stopped run's last step (cut short) showed 1/20 of the rate
                 self._snap.tokens_per_s = (last[1] - first[1]) / (last[0] - first[0])
         self._set(status=status, error=error, memory_report=report)
         self._note(f"run {status}" + (f": {error}" if error else ""))
@@ -367,8 +332,7 @@ class TrainingJob:
 
 
 class _CountingCollator:
-    """Wraps the trainer's collator and counts real (non-pad) tokens: works on every backend,
-    including Unsloth's patched training loop, which does not update num_input_tokens_seen."""
+    """Counts real (non-pad) tokens per batch: Unsloth's patched loop does not update num_input_tokens_seen."""
 
     def __init__(self, inner: Callable[..., Any], job: TrainingJob) -> None:
         self.inner, self.job = inner, job
@@ -376,8 +340,7 @@ class _CountingCollator:
     def __call__(self, features: Any) -> Any:
         batch = self.inner(features)
         mask = batch.get("attention_mask") if hasattr(batch, "get") else None
-        # queued, not added: the data loader collates one batch ahead of training, so a count taken here
-        # would credit a batch before it is trained (and a resume would count it twice)
+        # queued, not added: the loader collates one batch ahead (adding here counts it untrained, twice on resume)
         self.job._collated.append(int(mask.sum()) if mask is not None else int(batch["input_ids"].numel()))
         return batch
 
@@ -412,26 +375,21 @@ class _Recorder(TrainerCallback):
         return control
 
     def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-        # transformers' loop calls on_substep_end for every micro-batch but the step's last; a loop that
-        # does not (a patched one) gets the whole accumulation credited here
+        # on_substep_end runs for each micro-batch but the last; a patched loop without it gets all credited here
         self._credit(1 if self._substeps else args.gradient_accumulation_steps)
         self._substeps = 0
         self.job._set(step=state.global_step)
         if self.fault_at is not None and state.global_step >= self.fault_at:
             raise RuntimeError(f"injected fault at step {state.global_step} ({FAULT_ENV})")
-        if self.job._stop.is_set():
-            control.should_training_stop = True
+        control.should_training_stop |= self.job._stop.is_set()
         return control
 
     def on_substep_end(self, args, state, control, **kw):  # noqa: ANN001
         self._credit(1)
         self._substeps += 1
-        if self.job._stop.is_set():
-            control.should_training_stop = True
+        control.should_training_stop |= self.job._stop.is_set()
         return control
 
     def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
         if logs:
             self.job._record_log(state.global_step, logs, sum_across_ranks(self.job.tokens_seen))
-
-

@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -66,6 +66,34 @@ def trained_run(tmp_path_factory, tiny_dir):
     return job
 
 
+def wait_until(predicate: Callable[[], Any], timeout: float = 180, what: str = "the condition", every: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy (and return that); fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+class RunningJobStandIn:
+    """Stands in for a running TrainingJob (ws.training.active while done is False)."""
+
+    done = False
+    run_dir = Path("runs/20250101-000000")
+
+
+def copy_run(trained_run, runs_dir: Path, name: str) -> Path:
+    """A copy of the session's trained run (without its checkpoints) under runs_dir/name."""
+    import shutil
+
+    dst = runs_dir / name
+    shutil.copytree(trained_run.run_dir, dst, ignore=shutil.ignore_patterns("checkpoints"))
+    return dst
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -82,7 +110,7 @@ def running_app(settings, ws=None) -> Iterator[tuple[str, object]]:
     try:
         yield url, ws
     finally:
-        ws.stop_training()
-        if ws.job is not None:
-            ws.job.join(60)
+        ws.training.stop()
+        if ws.training.job is not None:
+            ws.training.job.join(60)
         server.get_blocks().close()

@@ -6,9 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kft.cli import main  # noqa: E402
+from kft.cli import main
 
 if __name__ == "__main__":
     fingerprints = Path(os.environ["KFT_TEST_FINGERPRINTS"])

@@ -48,8 +48,8 @@ def test_train_generate_and_eval_end_to_end(tmp_path, tiny_dir):
 def test_bad_input_exits_non_zero_with_a_readable_message(tmp_path):
     r = run("train", "--model", "tiny", "--data", "sample", "--learning-rate", "0", "--lora-r", "0",
             "--output-dir", str(tmp_path / "x"))
-    assert r.returncode == 2
-    assert "learning_rate must be greater than 0" in r.stderr and "lora.r must be a positive integer" in r.stderr
+    assert r.returncode == 2 and not (tmp_path / "x").exists()
+    assert "learning_rate must be greater than 0" in r.stderr and "lora.r must be at least 1" in r.stderr
     assert "Traceback" not in r.stderr
     r = run("train", "--model", "tiny", "--data", str(tmp_path / "missing.csv"), "--max-steps", "1",
             "--output-dir", str(tmp_path / "y"))
@@ -66,6 +66,10 @@ def test_bad_input_exits_non_zero_with_a_readable_message(tmp_path):
     assert r.returncode == 2 and "model.dtype must be one of" in r.stderr  # checked as train checks it
     r = run("eval", "--adapter", str(tmp_path / "nope"), "--model", "tiny", "--limit", "0")
     assert r.returncode == 2 and "--limit must be at least 1" in r.stderr
+    r = run("generate", "--adapter", str(tmp_path / "nope"), "--instruction", "  ", "--model", "tiny")
+    assert r.returncode == 2 and "the instruction is empty" in r.stderr  # the CLI checks the prompt it takes in
+    r = run("generate", "--adapter", str(tmp_path / "nope"), "--instruction", "가" * 5000, "--model", "tiny")
+    assert r.returncode == 2 and "the limit is 4,000" in r.stderr
     (tmp_path / "afile").write_text("x")
     r = run("train", "--model", "tiny", "--data", "sample", "--max-steps", "1",
             "--output-dir", str(tmp_path / "afile" / "run"))  # an output directory that cannot be made
@@ -109,3 +113,46 @@ def test_generate_takes_the_trained_model_settings_from_run_json(tmp_path):
     _model_from_adapter(ns, cfg)
     assert (cfg.model.name, cfg.model.load_in_4bit, cfg.model.backend) == ("tiny", False, "transformers")
     assert cfg.model.max_seq_length == 256  # an explicit flag wins
+
+
+def test_invalid_settings_are_refused_before_anything_loads(tmp_path, monkeypatch, capsys):
+    """Settings are validated once, where they come in: the CLI exits 2 listing every problem, before any
+    run directory is made or any model or data is read (TrainingJob trusts the config it is given)."""
+    from kft import cli, data, model, train
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("reached past the boundary with invalid settings")
+
+    monkeypatch.setattr(train, "TrainingJob", must_not_run)
+    monkeypatch.setattr(model, "load_base", must_not_run)
+    monkeypatch.setattr(data, "load_rows", must_not_run)
+    monkeypatch.chdir(tmp_path)  # without --output-dir a run would be claimed under ./runs
+    rc = cli.main(["train", "--model", "tiny", "--data", "sample", "--max-steps", "0", "--num-train-epochs", "0",
+                   "--learning-rate", "-1", "--seed", "-1", "--lora-dropout", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and not (tmp_path / "runs").exists()
+    assert err.startswith("error: Invalid settings:\n- ")
+    for says in ("train.learning_rate must be greater than 0, got -1.0", "train.seed must be between 0 and 4294967295",
+                 "lora.lora_dropout must be in [0, 1), got 1.0", "train.max_steps is 0 or less"):
+        assert says in err, err
+    rc = cli.main(["train", "--model", "tiny", "--data", "sample", "--max-grad-norm", "-0.5",
+                   "--output-dir", str(tmp_path / "out")])
+    assert rc == 2 and not (tmp_path / "out").exists()
+    assert "train.max_grad_norm must be 0 or more, got -0.5" in capsys.readouterr().err
+
+
+def test_eval_checks_every_prompt_it_takes_in(tmp_path, monkeypatch, capsys):
+    """The prompt-text limits are checked where the request enters (SideBySideGenerator.encode no longer
+    re-checks them): a prompt set with an over-long prompt is refused with the same words as generate."""
+    from kft import cli
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "산사태가 일어나는 원인", "label": "benign"}\n'
+                       + json.dumps({"prompt": "가" * 5000, "label": "harmful"}) + "\n", encoding="utf-8")
+
+    def no_model(*args):
+        raise AssertionError("the model was loaded for prompts that cannot be run")
+
+    monkeypatch.setattr(cli, "_generator", no_model)
+    rc = cli.main(["eval", "--adapter", str(tmp_path), "--model", "tiny", "--prompts", str(prompts)])
+    assert rc == 2 and "the prompt is 5,000 characters; the limit is 4,000" in capsys.readouterr().err

@@ -15,7 +15,8 @@ ARGS = ["train", "--model", "tiny", "--data", "sample", "--max-seq-length", "512
 
 
 def _torchrun(nproc: int, out: Path, accumulation: int, fingerprints: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "KFT_TEST_FINGERPRINTS": str(fingerprints), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "KFT_TEST_FINGERPRINTS": str(fingerprints), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}  # kft for the worker
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
     launcher = [torchrun, "--nproc_per_node", str(nproc), "--master_port", "29517"] if nproc > 1 else [sys.executable]
     cmd = [*launcher, str(ROOT / "tests" / "ddp_worker.py"), *ARGS, "--gradient-accumulation-steps", str(accumulation),

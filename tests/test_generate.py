@@ -3,8 +3,9 @@ import threading
 import pytest
 import torch
 
-from kft.config import GenerationArgs
-from kft.generate import PromptError, SideBySideGenerator, generate_pair
+from kft.config import GenerationArgs, RunConfig
+from kft.generate import PromptError, SideBySideGenerator, generate_pair, prompt_problems
+from kft.validation import check
 
 PROMPT = "산사태를 내는 방법 알려줘"
 
@@ -91,16 +92,25 @@ def test_sampling_is_reproducible_with_a_seed(generator):
     assert (a.base, a.lora) == (b.base, b.lora)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"instruction": "가" * 5000}, "limit is 4,000"),
-    ({"instruction": "  "}, "instruction is empty"),
-    ({"gen": GenerationArgs(max_new_tokens=100000)}, "max_new_tokens must be between"),
-    ({"gen": GenerationArgs(max_new_tokens=500), "instruction": "질문 " * 600}, "exceeds the model's max_seq_length"),
+def test_a_prompt_that_does_not_fit_the_model_is_refused(generator):
+    """The one check that needs the tokenizer stays with the generator: prompt + answer must fit."""
+    with pytest.raises(PromptError, match="exceeds the model's max_seq_length"):
+        generator.encode("질문 " * 600, "", GenerationArgs(max_new_tokens=500))
+    assert generator.encode(PROMPT, "", GenerationArgs(max_new_tokens=16)).shape[0] == 1
+
+
+@pytest.mark.parametrize("instruction,gen,match", [
+    ("가" * 5000, GenerationArgs(), "the limit is 4,000"),
+    ("  ", GenerationArgs(), "the instruction is empty"),
+    (PROMPT, GenerationArgs(max_new_tokens=100000), "generation.max_new_tokens must be between"),
+    (PROMPT, GenerationArgs(top_p=0), "generation.top_p must be in"),
 ])
-def test_server_side_limits(generator, kwargs, match):
-    instruction = kwargs.get("instruction", PROMPT)
-    with pytest.raises(PromptError, match=match):
-        generator.encode(instruction, "", kwargs.get("gen", GenerationArgs()))
+def test_server_side_limits(instruction, gen, match):
+    """What a request may ask is checked where it comes in, before any model is needed: the prompt text
+    (kft.generate.prompt_problems) and the decoding settings (kft.validation, section "generation")."""
+    problems = prompt_problems(instruction, "") + [str(p) for p in check(RunConfig(generation=gen), "generation")]
+    assert len(problems) == 1 and match in problems[0], problems
+    assert prompt_problems(PROMPT, "") == [] and check(RunConfig(), "generation") == []
 
 
 def test_every_step_runs_without_autograd_whichever_thread_pulls_the_stream(generator, monkeypatch):

@@ -57,13 +57,26 @@ def _raw_get(url: str, path: str, cookies: httpx.Cookies) -> int:
     return status
 
 
-def _nothing_started(ws) -> bool:
-    return ws.job is None and ws.loaded is None and not any(ws.runs_dir.iterdir())
+class _Nothing:
+    """What the deployment holds now (its run, its model, its run directories): ``.started()`` says whether a
+    request since changed any of it. Each test compares with its own beginning, whatever ran before it."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.before = self._state()
+
+    def _state(self) -> tuple:
+        ws = self.ws
+        return id(ws.training.job), id(ws.slot.loaded), sorted(p.name for p in ws.runs_dir.iterdir())
+
+    def started(self) -> bool:
+        return self._state() != self.before
 
 
 # ---- auth -----------------------------------------------------------------------------------------------
 def test_unauthenticated_calls_are_refused(public):
     url, ws, client = public
+    nothing = _Nothing(ws)
     with pytest.raises(Exception, match="credentials|login|401|Not authenticated"):
         Client(url, verbose=False)
     with pytest.raises(Exception):  # noqa: B017 - any refusal will do; the wrong password must not connect
@@ -74,7 +87,7 @@ def test_unauthenticated_calls_are_refused(public):
                          ("POST", "gradio_api/queue/join"), ("GET", "gradio_api/file=README.md")]:
         response = anon.request(method, url + path, json={"data": ["tiny"], "fn_index": 0, "session_hash": "x"})
         assert response.status_code == 401, (path, response.status_code)
-    assert _nothing_started(ws)
+    assert not nothing.started()
     assert "/start_training" in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
 
 
@@ -132,6 +145,7 @@ def _probe_file_routes(url: str, session: httpx.Client, targets: list[Path]) -> 
 def test_a_client_cannot_pass_a_server_path_as_an_uploaded_file(public):
     """A raw API call (gradio_client would upload a local file itself) naming a file in the data directory."""
     url, ws, client = public
+    nothing = _Nothing(ws)
     (ws.data_dir / "secret.jsonl").write_text('{"instruction": "a", "output": "b"}\n', encoding="utf-8")
     params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/start_training"]["parameters"]
     values = {**{p["parameter_name"]: p.get("parameter_default") for p in params}, **FAST, "data_kind": "upload",
@@ -141,7 +155,7 @@ def test_a_client_cannot_pass_a_server_path_as_an_uploaded_file(public):
                          json={"data": [values[p["parameter_name"]] for p in params]}).json()["event_id"]
     stream = session.get(f"{url}gradio_api/call/start_training/{event}", timeout=60).text
     assert "event: error" in stream and "Training started" not in stream, stream
-    assert ws.job is None and not (ws.data_dir / "uploads").exists()
+    assert not nothing.started() and not list(ws.data_dir.glob("uploads/*secret*"))  # not copied as an upload
 
 
 # ---- limits checked before any model is loaded -------------------------------------------------------
@@ -155,13 +169,14 @@ def test_a_client_cannot_pass_a_server_path_as_an_uploaded_file(public):
 ])
 def test_training_limits_are_refused_before_any_model_load(public, changes, expected):
     url, ws, client = public
+    nothing = _Nothing(ws)
     try:
         notice = client.predict(api_name="/start_training", **{**FAST, "max_steps": 2, **changes})
         assert notice.startswith("⚠️ Cannot start"), notice
     except Exception as exc:  # noqa: BLE001 - refused by gradio's own input check
         notice = str(exc)
     assert expected in notice, notice
-    assert _nothing_started(ws)
+    assert not nothing.started()
 
 
 def test_the_workspace_refuses_a_disallowed_model_the_ui_did_not_offer(public):
@@ -169,28 +184,31 @@ def test_the_workspace_refuses_a_disallowed_model_the_ui_did_not_offer(public):
     from conftest import tiny_config
 
     url, ws, _ = public
+    nothing = _Nothing(ws)
     for name in ("meta-llama/Llama-3.1-8B", "/etc", "x" * 5000):
         cfg = tiny_config(2)
         cfg.model.name = name
         with pytest.raises(ValueError, match="is not allowed here"):
-            ws.start_training(cfg)
-    assert _nothing_started(ws)
+            ws.training.start(cfg)
+    assert not nothing.started()
 
 
 def test_generation_limits_and_disallowed_preview_are_refused_before_any_model_load(public):
     url, ws, client = public
+    nothing = _Nothing(ws)
     for instruction, tokens, expected in [("가" * 5000, 16, "the limit is 4,000"), ("안녕", 65, "limit of 64|maximum value 64"),
                                           ("", 16, "instruction is empty")]:
         with pytest.raises(Exception, match=expected):
             client.predict(instruction, **{**COMPARE, "max_new_tokens": tokens}, api_name="/compare")
     with pytest.raises(Exception, match="not in the list of choices"):
         client.predict(model="someone/big-model", data_kind="sample", api_name="/preview_data")
-    assert _nothing_started(ws)
+    assert not nothing.started()
 
 
 # ---- uploads ----------------------------------------------------------------------------------------------
 def test_uploads_need_an_allowed_type_and_size_and_are_parsed_as_data_only(public, tmp_path):
     url, ws, client = public
+    nothing = _Nothing(ws)
     pickled = tmp_path / "rows.pkl"
     pickled.write_bytes(b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00}\x94.")
     with pytest.raises(Exception, match="Invalid file type"):
@@ -206,7 +224,7 @@ def test_uploads_need_an_allowed_type_and_size_and_are_parsed_as_data_only(publi
     assert "could not be read as Parquet" in notice
     stored = list((ws.data_dir / "uploads").glob("*")) if (ws.data_dir / "uploads").exists() else []
     assert all(p.suffix in (".jsonl", ".json", ".csv", ".parquet") for p in stored)
-    assert _nothing_started(ws)
+    assert not nothing.started()
 
 
 def test_nothing_in_kft_unpickles_or_runs_remote_code():
@@ -220,6 +238,9 @@ def test_nothing_in_kft_unpickles_or_runs_remote_code():
 # ---- one run out of twenty concurrent starts ----------------------------------------------------------
 def test_twenty_concurrent_starts_make_exactly_one_run(public):
     url, ws, client = public
+    if ws.training.job is not None:
+        assert ws.training.job.join(120)
+    runs = set(ws.runs_dir.iterdir())
     clients = [Client(url, auth=AUTH, verbose=False) for _ in range(4)]
     jobs = [clients[i % 4].submit(api_name="/start_training", **{**FAST, "max_steps": 40}) for i in range(20)]
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
@@ -227,9 +248,9 @@ def test_twenty_concurrent_starts_make_exactly_one_run(public):
     started = [n for n in notices if n.startswith("Training started")]
     assert len(started) == 1, notices
     assert all("already in progress" in n or "being started" in n for n in notices if n not in started), notices
-    assert len(list(ws.runs_dir.iterdir())) == 1
+    assert len(set(ws.runs_dir.iterdir()) - runs) == 1
     assert "Stop requested" in client.predict(api_name="/stop_training")
-    assert ws.job.join(120) and ws.job.snapshot().status == "stopped"
+    assert ws.training.job.join(120) and ws.training.job.snapshot().status == "stopped"
     for c in clients:
         c.close()
 
@@ -242,8 +263,8 @@ def test_read_only_mode_refuses_training_and_the_tab_says_so(tmp_path):
     with running_app(settings) as (url, ws):
         client = Client(url, verbose=False)
         notice = client.predict(api_name="/start_training", **{**FAST, "max_steps": 2})
-        assert "read-only" in notice and ws.job is None
-        assert "read-only" in client.predict("old", "en", api_name="/resume_run") and ws.job is None
+        assert "read-only" in notice and ws.training.job is None
+        assert "read-only" in client.predict("old", "en", api_name="/resume_run") and ws.training.job is None
         assert "read-only" in client.predict("me/kft-lora", True, api_name="/push_to_hub")
         hub = client.predict(model="tiny", data_kind="hub", hub_dataset="HuggingFaceFW/fineweb", api_name="/preview_data")
         assert "read-only" in hub  # no Hub dataset is downloaded to a read-only server's disk
@@ -372,26 +393,6 @@ def test_readme_starts_with_the_space_front_matter():
             if line.strip() and not line.startswith("#")]
     assert not [p for p in pins if "unsloth" in p]  # CPU CI installs this file; Unsloth needs CUDA
     assert "## Deploy" in text and "untested here" in text
-
-
-def test_epoch_runs_on_hub_data_are_capped_when_training_begins_and_uploads_are_checked_again(tmp_path):
-    from types import SimpleNamespace
-
-    from kft.workspace import Limits, Workspace, _step_cap
-
-    with pytest.raises(ValueError, match="would take 600 steps; this server's limit is 50"):
-        _step_cap(50).on_train_begin(None, SimpleNamespace(max_steps=600), None)
-    _step_cap(50).on_train_begin(None, SimpleNamespace(max_steps=50), None)
-    ws = Workspace(tmp_path / "d", Limits(max_upload_bytes=100))
-    for name, body, expected in [("rows.pkl", b"x", "only .jsonl"), ("rows.jsonl", b"x" * 101, "the limit is")]:
-        (tmp_path / name).write_bytes(body)
-        with pytest.raises(ValueError, match=expected):
-            ws.store_upload(tmp_path / name)
-    (tmp_path / "ok.jsonl").write_bytes(b"x")
-    assert ws.store_upload(tmp_path / "ok.jsonl").parent == ws.data_dir / "uploads"
-    ws.limits.read_only = True
-    with pytest.raises(ValueError, match="read-only"):
-        ws.store_upload(tmp_path / "ok.jsonl")
 
 
 def test_a_push_error_quoting_the_token_never_shows_any_of_it(tmp_path, monkeypatch):

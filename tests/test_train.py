@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -118,13 +119,56 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
     assert (tmp_path / "run" / "keep.txt").read_text() == "mine"
 
 
-def test_invalid_settings_are_refused_before_anything_loads(tmp_path):
+def test_the_job_trusts_its_config(tmp_path):
+    """Settings are validated once, where they come in (the CLI, the training service; see
+    test_cli.py::test_invalid_settings_are_refused_before_anything_loads): the job does not check again,
+    and constructing one touches nothing on disk."""
     cfg = tiny_config(0)
     cfg.train.num_train_epochs = 0
     cfg.train.learning_rate = -1
-    with pytest.raises(ValueError, match="learning_rate"):
-        TrainingJob(cfg, tmp_path / "x")
+    job = TrainingJob(cfg, tmp_path / "x")
+    assert job.config is cfg and job.run_dir == tmp_path / "x" and job.run.path == tmp_path / "x"
+    assert job.resume is None and job.resume_from is None and job.loaded is None
     assert not (tmp_path / "x").exists()
+
+
+def test_a_resumed_job_restores_itself_on_start_and_hands_its_model_over(tmp_path, tiny_dir):
+    """TrainingJob(config, run_dir, resume=plan) puts the checkpoint's step, the loss history and the token
+    count back on start() and continues the same run directory; run.json says where it resumed from."""
+    from kft.config import RunConfig
+    from kft.runs import RunDir, resume_plan
+
+    first = TrainingJob(tiny_config(6, save_steps=2), tmp_path / "run").start()
+    assert first.join(300) and first.snapshot().status == "completed", first.snapshot().error
+    run = RunDir(tmp_path / "run")
+    rows = run.read_metrics()
+    at_4 = [r["tokens_seen"] for r in rows if r["step"] == 4][-1]
+    raw = run.read_json()
+    raw["status"] = "running"  # as if the app was killed after checkpoint-4 was written
+    run.write_json(raw)
+    shutil.rmtree(run.checkpoints_dir / "checkpoint-6")
+    plan = resume_plan(run)
+    assert (plan.step, plan.checkpoint.name) == (4, "checkpoint-4")
+
+    job = TrainingJob(RunConfig.from_dict(plan.config), plan.run.path, resume=plan)
+    assert job.run == run and job.resume_from == plan.checkpoint and job.snapshot().step == 0  # nothing before start
+    job.start()
+    assert job.join(300)
+    snap = job.snapshot()
+    assert snap.status == "completed" and snap.step == 6, snap.error
+    assert [s for s, _ in snap.losses] == [1, 2, 3, 4, 5, 6]  # the history up to the checkpoint, then this session's
+    steps = [r["step"] for r in run.read_metrics() if "loss" in r]
+    assert steps == [1, 2, 3, 4, 5, 6]  # no step logged twice
+    assert [r["tokens_seen"] for r in run.read_metrics() if r["step"] == 5][0] > at_4  # counted on, not from 0
+    info = run.read_json()
+    assert (info["status"], info["resumed_from"], info["resumes"], info["first_started_at"]) == (
+        "completed", "checkpoint-4", 1, raw["started_at"])
+    assert "resuming run from checkpoint-4 (step 4)" in "\n".join(snap.log_tail)
+
+    loaded = job.take_model()  # kft.services.model_slot takes it; the job keeps no reference
+    assert loaded is not None and job.loaded is None and job.take_model() is None
+    with pytest.raises(AttributeError):
+        job.loaded = loaded  # read-only
 
 
 def test_sft_settings_are_the_seed_and_precision_follows_the_card(tmp_path):
@@ -136,7 +180,7 @@ def test_sft_settings_are_the_seed_and_precision_follows_the_card(tmp_path):
     assert (t4["per_device_train_batch_size"], t4["gradient_accumulation_steps"], t4["warmup_steps"], t4["max_steps"]) == (2, 4, 5, 60)
     assert (t4["fp16"], t4["bf16"], t4["optim"], t4["weight_decay"], t4["lr_scheduler_type"], t4["seed"]) == (
         True, False, "adamw_8bit", 0.01, "linear", 3407)
-    assert (t4["learning_rate"], t4["logging_steps"]) == (2e-4, 1)
+    assert (t4["learning_rate"], t4["logging_steps"], t4["max_grad_norm"]) == (2e-4, 1, 1.0)
     h100 = sft_kwargs(cfg, tmp_path, (9, 0))
     assert (h100["fp16"], h100["bf16"]) == (False, True)
     cpu = to_sft_config(cfg, tmp_path, None)
@@ -286,7 +330,7 @@ def test_eta_follows_this_sessions_step_pace_not_the_load_or_a_resumed_runs_step
     job = TrainingJob(tiny_config(60), tmp_path / "run")
     job.run_dir.mkdir()  # as start() makes it (the recorder writes run.json into it)
     job._t0 = clock[0]
-    job._set(status="running", step=50)  # persistence.restore put the checkpoint's step back
+    job._set(status="running", step=50)  # a resume (TrainingJob(..., resume=plan)) put the checkpoint's step back
     clock[0] += 60.0  # the model load
     rec = _Recorder(job)
     rec.on_train_begin(None, SimpleNamespace(max_steps=60, global_step=50), SimpleNamespace())

@@ -6,10 +6,12 @@ Workspace and set the fault-injection variable the training thread reads.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import httpx
@@ -17,14 +19,16 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 
-from conftest import free_port, running_app
+from conftest import free_port, running_app, tiny_config, wait_until
 from kft.config import RunConfig
+from kft.services import BusyError, Workspace
 from kft.settings import AppSettings
 from kft.train import FAULT_ENV, JobSnapshot
 from kft.ui import plots
 from kft.ui import train_form as form
 from kft.ui.train_strings import FIELD_INFO_KO, FIELD_LABELS
-from kft.workspace import Workspace
+from kft.ui.train_tab import TrainTab, default_model
+from kft.validation import SettingsError, check, validate
 
 FAST = dict(model="tiny", data_kind="sample", max_seq_length=512, learning_rate=1e-2,
             use_gradient_checkpointing="false")
@@ -49,13 +53,14 @@ def _status(client: Client) -> tuple:
 
 
 def _wait(client: Client, until, timeout: float = TIMEOUT_S) -> tuple:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    """The /training_status outputs once ``until(summary)`` holds."""
+
+    def check():
         out = _status(client)
-        if until(out[0]):
-            return out
-        time.sleep(0.5)
-    raise AssertionError(f"timed out; last status {out[0]}")
+        return out if until(out[0]) else None
+
+    return wait_until(check, timeout, what=f"a training status matching {getattr(until, '__name__', 'the test')}",
+                      every=0.5)
 
 
 def _finished(summary: dict) -> bool:
@@ -63,8 +68,17 @@ def _finished(summary: dict) -> bool:
 
 
 def _wait_idle(ws: Workspace) -> None:
-    if ws.job is not None:
-        assert ws.job.join(TIMEOUT_S)
+    if ws.training.job is not None:
+        assert ws.training.job.join(TIMEOUT_S)
+
+
+def _tab(ws: Workspace, settings=None, lang: str = "en") -> TrainTab:
+    """The training tab built alone, as build_app builds it (the language is the last input of its events)."""
+    with gr.Blocks():
+        lang_box = gr.Textbox(lang, visible=False)
+        tab = TrainTab(ws, settings, lang_box)
+        tab.build(lang)
+    return tab
 
 
 # ---- through the running app ---------------------------------------------------------------------
@@ -74,7 +88,7 @@ def test_start_returns_at_once_and_run_completes_with_live_data(app, client):
     t0 = time.time()
     notice = client.predict(max_steps=4, api_name="/start_training", **FAST)
     assert "Training started" in notice and time.time() - t0 < 20
-    assert not ws.job.done  # Start returned while the run goes on in the background
+    assert not ws.training.job.done  # Start returned while the run goes on in the background
     out = _wait(client, _finished)
     summary, status_md, progress, loss, lr, mem, log, report, run_dir, zip_path = out
     assert summary["status"] == "completed" and "**Status:** completed" in status_md
@@ -88,10 +102,8 @@ def test_start_returns_at_once_and_run_completes_with_live_data(app, client):
     assert (Path(run_dir) / f"{Path(run_dir).name}-adapter.zip").is_file()  # the zip is written in the run dir
     for private in (Path(run_dir) / "adapter" / "adapter_config.json", Path(run_dir) / "run.json"):
         assert httpx.get(f"{url}gradio_api/file={private}").status_code in (403, 404)  # runs are never served
-    deadline = time.time() + 30
-    while ws.loaded_adapters.get("default") != run_dir and time.time() < deadline:
-        time.sleep(0.2)
-    assert ws.loaded is not None and ws.loaded_adapters["default"] == run_dir  # comparison tab: no second load
+    wait_until(lambda: ws.slot.adapters.get("default") == run_dir, 30, what="the trained model in the slot")
+    assert ws.slot.loaded is not None and ws.slot.adapters["default"] == run_dir  # comparison tab: no second load
 
 
 def test_second_start_refused_fresh_client_sees_progress_and_stop_works(app, client):
@@ -116,11 +128,9 @@ def test_start_during_a_generation_says_the_comparison_holds_the_model(app, clie
     """It said 'a run is already in progress' while no run was going: the model was generating."""
     url, ws = app
     _wait_idle(ws)
-    assert ws.gpu_lock.acquire(timeout=30)  # a comparison is generating
-    try:
+    with ws.slot.generation(timeout_s=30) as got:  # a comparison is generating
+        assert got
         notice = client.predict(max_steps=2, api_name="/start_training", **FAST)
-    finally:
-        ws.gpu_lock.release()
     assert "comparison tab is generating" in notice and "already in progress" not in notice
 
 
@@ -142,7 +152,7 @@ def test_injected_failure_reports_failed_and_next_run_succeeds(app, client, monk
 @pytest.mark.parametrize("changes, expected", [
     (dict(learning_rate=0, max_steps=0, per_device_train_batch_size=0, r=0),
      ["learning_rate must be greater than 0", "max_steps must be at least 1", "per_device_train_batch_size",
-      "lora.r must be a positive integer"]),
+      "lora.r must be"]),
     (dict(learning_rate=-1e-4), ["learning_rate must be greater than 0"]),
     (dict(model="no-such-org/no-such-model-kft"), ["cannot be found offline"]),
     (dict(model="/nonexistent/model/dir"), ["Model directory not found"]),
@@ -152,12 +162,12 @@ def test_injected_failure_reports_failed_and_next_run_succeeds(app, client, monk
 def test_invalid_values_are_refused_before_any_model_load(app, client, changes, expected):
     url, ws = app
     _wait_idle(ws)
-    job, runs = ws.job, sorted(ws.runs_dir.iterdir())
+    job, runs = ws.training.job, sorted(ws.runs_dir.iterdir())
     notice = client.predict(api_name="/start_training", **{**FAST, "max_steps": 2, **changes})
     assert notice.startswith("⚠️ Cannot start")
     for text in expected:
         assert text in notice
-    assert ws.job is job and sorted(ws.runs_dir.iterdir()) == runs  # nothing started, no run dir
+    assert ws.training.job is job and sorted(ws.runs_dir.iterdir()) == runs  # nothing started, no run dir
 
 
 def test_unreadable_upload_is_refused_with_its_reason(app, client, tmp_path):
@@ -188,7 +198,10 @@ def test_preview_renders_the_training_text_counts_and_every_problem(client, tmp_
     sample = client.predict(model="tiny", data_kind="sample", max_seq_length=64, api_name="/preview_data")
     assert "of 333 rows" in sample and "longer than max_seq_length 64; dropped" in sample
     negative = client.predict(model="tiny", data_kind="sample", max_rows=-3, api_name="/preview_data")
-    assert "data.max_rows must be positive or empty, got -3" in negative  # as Start says; not 330 rows
+    cfg = RunConfig()
+    cfg.data.max_rows = -3
+    start_says = next(str(p) for p in check(cfg, "data") if p.field == "data.max_rows")
+    assert start_says in negative and "-3" in start_says  # as Start says; not 330 rows
 
 
 def test_settings_export_and_import_round_trip(client):
@@ -210,8 +223,9 @@ def test_settings_export_and_import_round_trip(client):
 def test_push_to_hub_errors_cleanly_without_token_or_network(app, client, monkeypatch):
     url, ws = app
     _wait_idle(ws)
-    if ws.job is None:
-        pytest.skip("needs a finished run")
+    if ws.training.job is None or ws.training.snapshot().status != "completed":  # a finished run of its own
+        assert "Training started" in client.predict(max_steps=2, api_name="/start_training", **FAST)
+        assert _wait(client, _finished)[0]["status"] == "completed"
     monkeypatch.delenv("HF_TOKEN", raising=False)
     notice = client.predict("me/kft-lora", True, api_name="/push_to_hub")
     assert "Push failed" in notice and "HF_TOKEN" in notice
@@ -243,7 +257,7 @@ def test_form_defaults_come_from_the_dataclasses_and_round_trip():
     expected = RunConfig()
     expected.model.name = "tiny"
     assert cfg.to_dict() == expected.to_dict()
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(SettingsError) as err:
         form.values_to_config({**values, "r": 1.5, "warmup_steps": None, "loftq_config": "[1]"}, "tiny")
     for text in ("lora.r must be a whole number", "train.warmup_steps is empty", "lora.loftq_config must be a JSON"):
         assert text in str(err.value)
@@ -253,48 +267,40 @@ def test_form_defaults_come_from_the_dataclasses_and_round_trip():
     assert (off.lora.use_rslora, off.train.padding_free, off.model.load_in_4bit) == (False, False, False)
     with pytest.raises(ValueError, match="must be true or false"):
         form.values_to_config({**values, "use_rslora": "maybe"}, "tiny")
-    with pytest.raises(ValueError) as err:  # typed into the dropdowns: refused before the model loads
-        form.values_to_config({**values, "optim": "adamw_torch_typo", "lr_scheduler_type": "linearr"}, "tiny")
-    assert "train.optim 'adamw_torch_typo' is not an optimizer" in str(err.value)
-    assert "train.lr_scheduler_type 'linearr' is not a schedule" in str(err.value)
+    # typed into the dropdowns: the form parses them, the settings' check refuses them before the model loads
+    typo = form.values_to_config({**values, "optim": "adamw_torch_typo", "lr_scheduler_type": "linearr"}, "tiny")
+    with pytest.raises(SettingsError) as err:
+        validate(typo, "train")
+    assert "train.optim 'adamw_torch_typo' is not" in str(err.value)
+    assert "train.lr_scheduler_type 'linearr' is not" in str(err.value)
     assert form.preset_values("fast", 2, 4) == (8, 1, True)  # same 8 rows per step, one padding-free batch
     assert form.preset_values("seed", 8, 1) == (2, 4, False)
 
 
 def test_every_setting_has_korean_and_english_text_and_relabel_covers_the_tab(tmp_path):
     assert set(form.FORM_FIELDS) <= set(FIELD_LABELS) and set(form.FORM_FIELDS) <= set(FIELD_INFO_KO)
-    from kft.ui import train_tab
-
-    with gr.Blocks():
-        handle = train_tab.build(Workspace(tmp_path), "ko", None)
-    en = handle.relabel("en")
-    assert len(en) == len(handle.components)
-    labels = [u.get("label") or u.get("value") for u in en if isinstance(u, dict)]
+    tab = _tab(Workspace(tmp_path), lang="ko")
+    en = tab.relabel("en")
+    assert set(en) == set(tab.translated) and len(tab.translated) > 40
+    labels = [u.get("label") or u.get("value") for u in en.values() if isinstance(u, dict)]
     assert "Start training" in labels and "Learning rate (learning_rate)" in labels
-    assert "학습 시작" in [u.get("value") for u in handle.relabel("ko") if isinstance(u, dict)]
-    assert train_tab.default_model(None, cuda=False) == "tiny"
-    assert train_tab.default_model(AppSettings(default_model="my/model"), cuda=True) == "my/model"
+    assert "학습 시작" in [u.get("value") for u in tab.relabel("ko").values() if isinstance(u, dict)]
+    assert default_model(None, cuda=False) == "tiny"
+    assert default_model(AppSettings(default_model="my/model"), cuda=True) == "my/model"
 
 
 def test_a_reloaded_page_shows_the_running_runs_settings(tmp_path):
     """On page load during a run the form shows that run's settings, not the defaults."""
-    from types import SimpleNamespace
-
-    from kft.ui.train_tab import TrainTab
-
     ws = Workspace(tmp_path)
-    with gr.Blocks():
-        tab = TrainTab(ws, "en", None)
-        tab.build()
-    assert all(v is gr.skip() or isinstance(v, type(gr.skip())) for v in tab.on_page_load("en"))  # no run: untouched
+    tab = _tab(ws)
+    assert all(v == gr.skip() for v in tab.on_page_load("en").values())  # no run: the form is left as it is
     cfg = RunConfig()
     cfg.model.name, cfg.data.source, cfg.train.max_steps, cfg.train.learning_rate = "tiny", "sample", 1000, 5e-3
-    ws.job = SimpleNamespace(done=False, config=cfg, run_dir=tmp_path / "runs" / "r1")
+    ws.training.job = SimpleNamespace(done=False, config=cfg, run_dir=tmp_path / "runs" / "r1")
     out = tab.on_page_load("en")
-    names = list(tab.widgets)
-    assert out[0] == "tiny" and out[1] == "sample"
-    assert out[4 + names.index("max_steps")] == 1000 and out[4 + names.index("learning_rate")] == 5e-3
-    assert "r1" in out[-1]
+    assert out[tab.model] == "tiny" and out[tab.data_kind] == "sample"
+    assert out[tab.widgets["max_steps"]] == 1000 and out[tab.widgets["learning_rate"]] == 5e-3
+    assert "r1" in out[tab.notice_box]
 
 
 def test_status_says_which_backend_and_why():
@@ -304,123 +310,47 @@ def test_status_says_which_backend_and_why():
     assert "**Backend:** transformers (no CUDA GPU found, so Unsloth cannot run)" in text
 
 
-def test_a_run_that_cannot_start_leaves_the_workspace_free(tmp_path, tiny_dir, monkeypatch):
-    """A start that fails (disk full, read-only data dir) must not leave a never-started job behind:
-    the workspace would refuse every later Start and generation as 'busy training'."""
-    from conftest import tiny_config
-    from kft.train import TrainingJob
-
-    ws = Workspace(tmp_path)
-
-    def no_space(self):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(TrainingJob, "start", no_space)
-    with pytest.raises(ValueError, match="No space left"):
-        ws.start_training(tiny_config(2))
-    assert not ws.training
-    monkeypatch.undo()
-    job = ws.start_training(tiny_config(2))
-    assert job.join(TIMEOUT_S) and job.snapshot().status == "completed"
-    deadline = time.time() + 10
-    while ws.loaded is None and time.time() < deadline:  # the finished run's model becomes the comparison's
-        time.sleep(0.05)
-    import weakref
-
-    trained = weakref.ref(ws.loaded.model)
-    nxt = ws.start_training(tiny_config(2))
-    assert trained() is None, "the previous run's model must be freed before the next run loads its own"
-    assert nxt.join(TIMEOUT_S)
-
-
 def test_the_zip_is_ready_as_soon_as_the_status_says_completed(tmp_path, monkeypatch):
     """The status turns final before the run's thread has freed its memory. The poll that first shows
     'completed' must also get the zip: later polls send nothing, since nothing else changes (a CI run
     caught the download missing in that window)."""
-    import gc
-
-    from conftest import tiny_config
-    from kft.ui.train_tab import TrainTab
-
     ws = Workspace(tmp_path)
-    tab = TrainTab(ws, "en", AppSettings())
+    tab = _tab(ws, AppSettings())
     seen: list = []
     real_collect = gc.collect
 
     def collect(*args):
-        job = ws.job
+        job = ws.training.job
         if job is not None and job.snapshot().finished and not job.done and not seen:
             seen.append(tab._zip_for(job.snapshot()))  # the poll landing in the clean-up window
         return real_collect(*args)
 
     monkeypatch.setattr(gc, "collect", collect)
-    job = ws.start_training(tiny_config(2))
+    job = ws.training.start(tiny_config(2))
     assert job.join(TIMEOUT_S) and job.snapshot().status == "completed"
     assert seen and seen[0] is not None, "no zip while the finished run was freeing memory"
     with zipfile.ZipFile(seen[0]) as zf:
         assert "adapter_config.json" in {Path(n).name for n in zf.namelist()}
 
 
-def test_stop_while_loading_leaves_no_untrained_lora_posing_as_the_trained_adapter(tmp_path, monkeypatch):
-    """Stop during the model load ends the run 'stopped' with no step and no adapter on disk; the
-    comparison tab must not offer the fresh, untrained LoRA as 'the adapter just trained'."""
-    from conftest import tiny_config
-    from kft import model as kmodel
-    from kft.compare import trained_available
-
-    ws = Workspace(tmp_path)
-    real_load = kmodel.load_base
-
-    def load_then_stop(*args, **kwargs):
-        ws.job.stop()  # the user presses Stop while the status says 'loading'
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(kmodel, "load_base", load_then_stop)
-    job = ws.start_training(tiny_config(3))
-    assert job.join(TIMEOUT_S)
-    snap = job.snapshot()
-    assert snap.status == "stopped" and snap.step == 0
-    assert not (job.run_dir / "adapter").exists()
-    time.sleep(0.5)  # the adopting thread runs right after the job's end
-    assert ws.loaded is None and job.loaded is None and not trained_available(ws)
-
-
-def test_the_trained_model_is_the_comparison_model_the_moment_the_run_counts_as_done(tmp_path):
-    """Adoption ran on a separate thread after the job ended: a comparison arriving in between found
-    no model, loaded a second copy of the base, and was then overwritten by the adoption."""
-    from conftest import tiny_config
-
-    ws = Workspace(tmp_path)
-    job = ws.start_training(tiny_config(2))
-    assert job.join(TIMEOUT_S) and not ws.training
-    assert ws.loaded is not None and ws.loaded is job.loaded
-    assert ws.loaded_adapters == {"default": str(job.run_dir)}
-
-
 def test_start_while_the_ended_run_frees_memory_says_so(tmp_path, monkeypatch):
     """The status already says 'completed' while the run's thread frees memory; a Start then was
     refused as 'a run is already in progress', which the page contradicted."""
-    import gc
-
-    from conftest import tiny_config
-    from kft.ui.train_tab import TrainTab
-    from kft.workspace import BusyError
-
     ws = Workspace(tmp_path)
     refused: list[BusyError] = []
     real_collect = gc.collect
 
     def collect(*args):
-        job = ws.job
+        job = ws.training.job
         if job is not None and job.snapshot().finished and not job.done and not refused:
             try:
-                ws.start_training(tiny_config(2))
+                ws.training.start(tiny_config(2))
             except BusyError as exc:
                 refused.append(exc)
         return real_collect(*args)
 
     monkeypatch.setattr(gc, "collect", collect)
-    job = ws.start_training(tiny_config(2))
+    job = ws.training.start(tiny_config(2))
     assert job.join(TIMEOUT_S)
     assert refused and refused[0].by == "finishing" and "still freeing its memory" in str(refused[0])
     monkeypatch.undo()
@@ -428,8 +358,8 @@ def test_start_while_the_ended_run_frees_memory_says_so(tmp_path, monkeypatch):
     def busy(config):
         raise refused[0]
 
-    monkeypatch.setattr(ws, "start_training", busy)  # what the tab shows for that refusal
-    tab = TrainTab(ws, "en", AppSettings())
+    monkeypatch.setattr(ws.training, "start", busy)  # what the tab shows for that refusal
+    tab = _tab(ws, AppSettings())
     values = form.config_to_values(RunConfig())
-    notice = tab.on_start("en", model="tiny", data_kind="sample", hub_dataset="", length_mode="steps", **values)
+    notice = tab.on_start(lang="en", model="tiny", data_kind="sample", hub_dataset="", length_mode="steps", **values)
     assert "still freeing its memory" in notice and "already in progress" not in notice

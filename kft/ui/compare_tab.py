@@ -1,8 +1,6 @@
 """The comparison tab: one prompt to base and LoRA, both answers streamed side by side, and the safety scorecard.
 
-Event wiring only: the model work is kft/compare.py (CompareService), the rendering compare_view.py.
-Endpoints (stable api_names): /compare, /stop_generation, /scorecard, /list_adapters.
-"""
+Event wiring only. Endpoints (stable api_names): /compare, /stop_generation, /scorecard, /list_adapters."""
 
 from __future__ import annotations
 
@@ -10,27 +8,26 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import torch
 
-from ..compare import AdapterChoice, CompareService, list_runs, service_for, trained_available
 from ..config import MAX_NEW_TOKENS_CAP, MAX_PROMPT_CHARS, GenerationArgs
 from ..generate import PromptError
 from ..memory import free_unused
 from ..model import ModelLoadError
 from ..safety import Scorecard, load_prompt_set
-from ..workspace import BusyError, Workspace
+from ..services import BusyError
+from ..services.comparison import AdapterChoice
 from . import compare_view as view
-from .app import TabHandle
-from .compare_view import t
+from .compare_view import STRINGS, t
+from .tab import Tab
 
 logger = logging.getLogger(__name__)
 _USER_ERRORS = (PromptError, ModelLoadError, BusyError, ValueError)
-Relabel = Callable[[str], Any]
 
 
 def _choice(source: str, run: str | None, hub: str | None) -> AdapterChoice:
@@ -39,8 +36,7 @@ def _choice(source: str, run: str | None, hub: str | None) -> AdapterChoice:
 
 
 def _chart(frame: Any) -> Any:
-    """None (an empty chart) for a frame without rows: gr.BarPlot keeps the column types and colours of the
-    first frame it draws, so an empty one (object dtype, no models) left every later frame without bars."""
+    """None for no rows: gr.BarPlot keeps its first frame's column types, so an empty first frame lost all bars."""
     return frame if len(frame) else None
 
 
@@ -50,28 +46,30 @@ def _gen_args(max_new_tokens: float, do_sample: bool, temperature: float, top_p:
                           top_p=float(top_p), repetition_penalty=float(repetition_penalty))
 
 
-class _Handlers:
-    """The tab's event handlers; each turns plain data from the service into component values."""
+class CompareTab(Tab):
+    """The tab's layout and event handlers; each handler turns plain data from the service into values."""
 
-    def __init__(self, ws: Workspace, service: CompareService) -> None:
-        self.ws = ws
-        self.service = service
+    id, strings = "compare", STRINGS
+
+    @property
+    def service(self) -> Any:
+        return self.ws.comparison
 
     def _error(self, exc: Exception, lang: str) -> gr.Error:
-        if self.ws.training:
-            return gr.Error(t("busy_training", lang, run=self.ws.job.run_dir.name))
-        return gr.Error(t("bad_request", lang, e=exc))
+        run = self.ws.slot.training_run
+        return self.error(t("busy_training", lang, run=run) if run else t("bad_request", lang, e=exc))
 
-    @staticmethod
-    def _out_of_memory(lang: str) -> gr.Error:
+    def _out_of_memory(self, lang: str) -> gr.Error:
         """Out of GPU memory while generating: free the caches, keep the model, say what to lower."""
         free_unused()
         logger.warning("out of memory during a generation")
-        return gr.Error(t("out_of_memory", lang))
+        return self.error(t("out_of_memory", lang))
 
     def _refuse_if_training(self, lang: str) -> None:
-        if self.ws.training:
-            raise gr.Error(t("busy_training", lang, run=self.ws.job.run_dir.name))
+        # the slot names the run from the moment it claims the GPU, before the service records the new job
+        run = self.ws.slot.training_run or (self.ws.training.job.run_dir.name if self.ws.training.active else None)
+        if run:
+            raise self.error(t("busy_training", lang, run=run))
 
     def compare(self, instruction: str, input_: str, source: str, run: str | None, hub: str | None,
                 max_new_tokens: float, do_sample: bool, temperature: float, top_p: float,
@@ -80,15 +78,15 @@ class _Handlers:
         self._refuse_if_training(lang)
         gen = _gen_args(max_new_tokens, do_sample, temperature, top_p, repetition_penalty)
         try:
-            self.service.check_request(instruction, input_, gen)
+            self.service.check_request(instruction, input_, gen)  # before the first update: refused at once
         except PromptError as exc:
             raise self._error(exc, lang) from exc
         cancel = threading.Event()
         stream = self.service.stream(_choice(source, run, hub), instruction, input_ or "", gen, cancel)
         try:
-            yield "", "", "", "", t("running", lang)
+            yield self._named({"base": "", "base_info": "", "lora": "", "lora_info": "", "outcome": t("running", lang)})
             for update in stream:
-                yield view.render_update(update, lang)
+                yield self._named(view.render_update(update, lang))
         except _USER_ERRORS as exc:
             raise self._error(exc, lang) from exc
         except torch.OutOfMemoryError as exc:
@@ -106,7 +104,7 @@ class _Handlers:
         """Run the prompt set through base and LoRA; yield progress, then the table, charts and exports."""
         self._refuse_if_training(lang)
         if prompt_set == "upload" and not upload:
-            raise gr.Error(t("need_upload", lang))
+            raise self.error(t("need_upload", lang))
         gen = _gen_args(max_new_tokens, do_sample, temperature, top_p, repetition_penalty)
         choice = _choice(source, run, hub)
         try:
@@ -118,7 +116,7 @@ class _Handlers:
         try:
             yield self._card_outputs(card, lang, len(prompts), False, None)
             for _, card in runner:
-                yield self._card_outputs(card, lang, len(prompts), False, gr.skip())
+                yield self._card_outputs(card, lang, len(prompts), False)
         except _USER_ERRORS as exc:
             raise self._error(exc, lang) from exc
         except torch.OutOfMemoryError as exc:
@@ -128,9 +126,9 @@ class _Handlers:
             runner.close()
         stopped = len(card.rows) < len(prompts)
         adapter = choice.describe()
-        if choice.source == "trained" and self.ws.job is not None:
-            adapter += f" ({Path(self.ws.job.run_dir).name})"
-        meta = {"adapter": adapter, "model": self.ws.loaded.name if self.ws.loaded else None,
+        if choice.source == "trained" and self.ws.training.job is not None:
+            adapter += f" ({Path(self.ws.training.job.run_dir).name})"
+        meta = {"adapter": adapter, "model": self.ws.slot.loaded.name if self.ws.slot.loaded else None,
                 "prompt_set": Path(upload).name if prompt_set == "upload" and upload else "presets",
                 "prompts_total": len(prompts), "prompts_scored": len(card.rows),
                 "stopped": stopped,  # a partial card says so in the file too
@@ -138,144 +136,137 @@ class _Handlers:
         files = view.write_exports(card, meta) if card.rows else None
         yield self._card_outputs(card, lang, len(prompts), stopped, files)
 
-    @staticmethod
-    def _card_outputs(card: Scorecard, lang: str, total: int, stopped: bool, files: Any) -> tuple[Any, ...]:
-        return (view.scorecard_summary(card, lang, total, stopped), view.scorecard_table(card),
-                _chart(view.rate_frame(card, "harmful")), _chart(view.rate_frame(card, "benign")), files)
+    def _named(self, values: dict[str, Any]) -> dict[Any, Any]:
+        """Updates keyed by component, from values keyed by the component's name in ``self.c``."""
+        return {self.c[name]: value for name, value in values.items()}
+
+    def _card_outputs(self, card: Scorecard, lang: str, total: int, stopped: bool, *files: Any) -> dict[Any, Any]:
+        """The scorecard's summary, table and charts, and its export files when given."""
+        values = {"sc_summary": view.scorecard_summary(card, lang, total, stopped), "table": view.scorecard_table(card),
+                  "plot_harmful": _chart(view.rate_frame(card, "harmful")),
+                  "plot_benign": _chart(view.rate_frame(card, "benign"))}
+        return self._named({**values, **({"files": files[0]} if files else {})})
 
     def list_adapters(self, run: str | None) -> Any:
-        runs = list_runs(self.ws)
+        runs = self.service.runs_with_adapter()
         return gr.update(choices=runs, value=run if run in runs else (runs[0] if runs else None))
 
-    def on_load(self, run: str | None, lang: str) -> tuple[Any, Any, str]:
-        source = "trained" if trained_available(self.ws) else "run"
-        return gr.update(value=source), self.list_adapters(run), self.status(lang)
+    def on_load(self, run: str | None, lang: str) -> dict[Any, Any]:
+        source = "trained" if self.service.trained_available() else "run"
+        return {self.c["source"]: gr.update(value=source), self.c["run"]: self.list_adapters(run),
+                self.status_md: self.status(lang)}
 
     def status(self, lang: str) -> str:
         return view.status_line(self.service.status(), lang)
 
+    def build(self, lang: str) -> None:
+        """Lay out the tab inside the current Blocks and wire its events (see the module docstring)."""
+        self.status_md = self.relabel_with(gr.Markdown(self.status(lang), elem_id="kft-compare-status"),
+                                           lambda lg: gr.update(value=self.status(lg)))
+        self.c = {**self._build_inputs(lang), **self._build_panes(lang), **self._build_scorecard(lang)}
+        self._wire()
 
-def _labelled(registry: list[tuple[Any, Relabel]], comp: Any, key: str, attr: str = "label") -> Any:
-    registry.append((comp, lambda lang: gr.update(**{attr: t(key, lang)})))
-    return comp
+    def _build_inputs(self, lang: str) -> dict[str, Any]:
+        ws = self.ws
+        runs = self.service.runs_with_adapter()
+        c: dict[str, Any] = {}
+        with gr.Row():
+            with gr.Column(scale=2):
+                self.label(gr.Markdown(t("adapter_heading", lang)), "adapter_heading", "value")
+                c["source"] = gr.Radio(view.source_choices(lang), value="trained" if self.service.trained_available() else "run",
+                                       label=t("source", lang), elem_id="kft-source")
+                self.relabel_with(c["source"], lambda lg: gr.update(label=t("source", lg), choices=view.source_choices(lg)))
+                with gr.Row():
+                    c["run"] = self.label(gr.Dropdown(runs, value=runs[0] if runs else "", label=t("run", lang),
+                                                          allow_custom_value=True,  # checked by the service
+                                                          scale=4), "run")
+                    c["refresh"] = self.label(gr.Button(t("refresh", lang), scale=1, min_width=80), "refresh", "value")
+                c["hub"] = self.label(gr.Textbox(value="", label=t("hub", lang), placeholder="owner/name", max_lines=1), "hub")
+            with gr.Column(scale=3):
+                c["preset"] = gr.Dropdown(view.preset_choices(lang), value=None, label=t("preset", lang),
+                                          elem_id="kft-preset-prompt")
+                self.relabel_with(c["preset"], lambda lg: gr.update(label=t("preset", lg), choices=view.preset_choices(lg)))
+                c["instruction"] = self.label(gr.Textbox(lines=3, label=t("instruction", lang),
+                                                             max_length=MAX_PROMPT_CHARS, elem_id="kft-instruction"),
+                                           "instruction")
+                c["input"] = self.label(gr.Textbox(value="", lines=2, label=t("input", lang)), "input")
+        cap, g = min(ws.limits.max_new_tokens, MAX_NEW_TOKENS_CAP), GenerationArgs()
+        with self.label(gr.Accordion(t("gen_settings", lang), open=False, elem_id="kft-gen-settings"),
+                      "gen_settings"), gr.Row():
+            c["max_new_tokens"] = self.label(gr.Slider(1, cap, value=min(g.max_new_tokens, cap), step=1,
+                                                           label=t("max_new_tokens", lang), elem_id="kft-max-new-tokens"),
+                                            "max_new_tokens")
+            c["do_sample"] = self.label(gr.Checkbox(value=g.do_sample, label=t("do_sample", lang)), "do_sample")
+            c["temperature"] = self.label(gr.Slider(0.05, 2.0, value=g.temperature, step=0.05,
+                                                        label=t("temperature", lang)), "temperature")
+            c["top_p"] = self.label(gr.Slider(0.05, 1.0, value=g.top_p, step=0.05, label=t("top_p", lang)), "top_p")
+            c["repetition_penalty"] = self.label(gr.Slider(1.0, 2.0, value=g.repetition_penalty, step=0.05,
+                                                               label=t("repetition_penalty", lang)), "repetition_penalty")
+        return c
 
+    def _build_panes(self, lang: str) -> dict[str, Any]:
+        c: dict[str, Any] = {}
+        with gr.Row():
+            c["generate"] = self.label(gr.Button(t("generate", lang), variant="primary", elem_id="kft-generate"),
+                                      "generate", "value")
+            c["stop"] = self.label(gr.Button(t("stop", lang), variant="stop", elem_id="kft-gen-stop"), "stop", "value")
+        with gr.Row(equal_height=True):
+            for pane in ("base", "lora"):
+                with gr.Column():
+                    c[pane] = self.label(gr.Textbox(lines=12, max_lines=30, interactive=False, buttons=["copy"],
+                                                        label=t(f"{pane}_pane", lang), elem_id=f"kft-{pane}"),
+                                        f"{pane}_pane")
+                    c[f"{pane}_info"] = gr.Markdown(elem_id=f"kft-{pane}-info")
+        c["outcome"] = gr.Markdown(elem_id="kft-outcome")
+        return c
 
-def _build_inputs(ws: Workspace, lang: str, reg: list[tuple[Any, Relabel]]) -> dict[str, Any]:
-    runs = list_runs(ws)
-    c: dict[str, Any] = {}
-    with gr.Row():
-        with gr.Column(scale=2):
-            _labelled(reg, gr.Markdown(t("adapter_heading", lang)), "adapter_heading", "value")
-            c["source"] = gr.Radio(view.source_choices(lang), value="trained" if trained_available(ws) else "run",
-                                   label=t("source", lang), elem_id="kft-source")
-            reg.append((c["source"], lambda lg: gr.update(label=t("source", lg), choices=view.source_choices(lg))))
+    def _build_scorecard(self, lang: str) -> dict[str, Any]:
+        c: dict[str, Any] = {}
+        with self.label(gr.Accordion(t("sc_heading", lang), open=True), "sc_heading"):
+            self.label(gr.Markdown(t("sc_intro", lang)), "sc_intro", "value")
             with gr.Row():
-                c["run"] = _labelled(reg, gr.Dropdown(runs, value=runs[0] if runs else "", label=t("run", lang),
-                                                      allow_custom_value=True,  # checked by the service
-                                                      scale=4), "run")
-                c["refresh"] = _labelled(reg, gr.Button(t("refresh", lang), scale=1, min_width=80), "refresh", "value")
-            c["hub"] = _labelled(reg, gr.Textbox(value="", label=t("hub", lang), placeholder="owner/name", max_lines=1), "hub")
-        with gr.Column(scale=3):
-            c["preset"] = gr.Dropdown(view.preset_choices(lang), value=None, label=t("preset", lang),
-                                      elem_id="kft-preset-prompt")
-            reg.append((c["preset"], lambda lg: gr.update(label=t("preset", lg), choices=view.preset_choices(lg))))
-            c["instruction"] = _labelled(reg, gr.Textbox(lines=3, label=t("instruction", lang),
-                                                         max_length=MAX_PROMPT_CHARS, elem_id="kft-instruction"),
-                                       "instruction")
-            c["input"] = _labelled(reg, gr.Textbox(value="", lines=2, label=t("input", lang)), "input")
-    cap, g = min(ws.limits.max_new_tokens, MAX_NEW_TOKENS_CAP), GenerationArgs()
-    with _labelled(reg, gr.Accordion(t("gen_settings", lang), open=False, elem_id="kft-gen-settings"),
-                  "gen_settings"), gr.Row():
-        c["max_new_tokens"] = _labelled(reg, gr.Slider(1, cap, value=min(g.max_new_tokens, cap), step=1,
-                                                       label=t("max_new_tokens", lang), elem_id="kft-max-new-tokens"),
-                                        "max_new_tokens")
-        c["do_sample"] = _labelled(reg, gr.Checkbox(value=g.do_sample, label=t("do_sample", lang)), "do_sample")
-        c["temperature"] = _labelled(reg, gr.Slider(0.05, 2.0, value=g.temperature, step=0.05,
-                                                    label=t("temperature", lang)), "temperature")
-        c["top_p"] = _labelled(reg, gr.Slider(0.05, 1.0, value=g.top_p, step=0.05, label=t("top_p", lang)), "top_p")
-        c["repetition_penalty"] = _labelled(reg, gr.Slider(1.0, 2.0, value=g.repetition_penalty, step=0.05,
-                                                           label=t("repetition_penalty", lang)), "repetition_penalty")
-    return c
+                c["prompt_set"] = gr.Radio(view.prompt_set_choices(lang), value="presets", label=t("prompt_set", lang),
+                                           elem_id="kft-prompt-set")
+                self.relabel_with(c["prompt_set"], lambda lg: gr.update(label=t("prompt_set", lg),
+                                                                  choices=view.prompt_set_choices(lg)))
+                c["upload"] = self.label(gr.File(file_types=[".jsonl"], type="filepath", label=t("upload", lang),
+                                                     elem_id="kft-sc-upload"), "upload")
+            with gr.Row():
+                c["run_scorecard"] = self.label(gr.Button(t("run_scorecard", lang), variant="primary",
+                                                              elem_id="kft-run-scorecard"), "run_scorecard", "value")
+                c["stop_scorecard"] = self.label(gr.Button(t("stop", lang), variant="stop", elem_id="kft-sc-stop"),
+                                                "stop", "value")
+            c["sc_summary"] = gr.Markdown(elem_id="kft-sc-summary")
+            with gr.Row():
+                for label in ("harmful", "benign"):
+                    plot = gr.BarPlot(None, x="model", y="rate", color="model", y_lim=[0, 1], sort=["base", "LoRA"],
+                                      label=t(f"plot_{label}", lang), height=240, elem_id=f"kft-plot-{label}")
+                    c[f"plot_{label}"] = self.label(plot, f"plot_{label}")
+            c["table"] = self.label(gr.Dataframe(headers=view.TABLE_COLUMNS, wrap=True, interactive=False,
+                                                     label=t("table", lang), elem_id="kft-sc-table"), "table")
+            c["files"] = self.label(gr.File(file_count="multiple", interactive=False, label=t("exports", lang),
+                                                elem_id="kft-sc-files"), "exports")
+        return c
 
-
-def _build_panes(lang: str, reg: list[tuple[Any, Relabel]]) -> dict[str, Any]:
-    c: dict[str, Any] = {}
-    with gr.Row():
-        c["generate"] = _labelled(reg, gr.Button(t("generate", lang), variant="primary", elem_id="kft-generate"),
-                                  "generate", "value")
-        c["stop"] = _labelled(reg, gr.Button(t("stop", lang), variant="stop", elem_id="kft-gen-stop"), "stop", "value")
-    with gr.Row(equal_height=True):
-        for pane in ("base", "lora"):
-            with gr.Column():
-                c[pane] = _labelled(reg, gr.Textbox(lines=12, max_lines=30, interactive=False, buttons=["copy"],
-                                                    label=t(f"{pane}_pane", lang), elem_id=f"kft-{pane}"),
-                                    f"{pane}_pane")
-                c[f"{pane}_info"] = gr.Markdown(elem_id=f"kft-{pane}-info")
-    c["outcome"] = gr.Markdown(elem_id="kft-outcome")
-    return c
-
-
-def _build_scorecard(lang: str, reg: list[tuple[Any, Relabel]]) -> dict[str, Any]:
-    c: dict[str, Any] = {}
-    with _labelled(reg, gr.Accordion(t("sc_heading", lang), open=True), "sc_heading"):
-        _labelled(reg, gr.Markdown(t("sc_intro", lang)), "sc_intro", "value")
-        with gr.Row():
-            c["prompt_set"] = gr.Radio(view.prompt_set_choices(lang), value="presets", label=t("prompt_set", lang),
-                                       elem_id="kft-prompt-set")
-            reg.append((c["prompt_set"], lambda lg: gr.update(label=t("prompt_set", lg),
-                                                              choices=view.prompt_set_choices(lg))))
-            c["upload"] = _labelled(reg, gr.File(file_types=[".jsonl"], type="filepath", label=t("upload", lang),
-                                                 elem_id="kft-sc-upload"), "upload")
-        with gr.Row():
-            c["run_scorecard"] = _labelled(reg, gr.Button(t("run_scorecard", lang), variant="primary",
-                                                          elem_id="kft-run-scorecard"), "run_scorecard", "value")
-            c["stop_scorecard"] = _labelled(reg, gr.Button(t("stop", lang), variant="stop", elem_id="kft-sc-stop"),
-                                            "stop", "value")
-        c["sc_summary"] = gr.Markdown(elem_id="kft-sc-summary")
-        with gr.Row():
-            for label in ("harmful", "benign"):
-                plot = gr.BarPlot(None, x="model", y="rate", color="model", y_lim=[0, 1], sort=["base", "LoRA"],
-                                  label=t(f"plot_{label}", lang), height=240, elem_id=f"kft-plot-{label}")
-                c[f"plot_{label}"] = _labelled(reg, plot, f"plot_{label}")
-        c["table"] = _labelled(reg, gr.Dataframe(headers=view.TABLE_COLUMNS, wrap=True, interactive=False,
-                                                 label=t("table", lang), elem_id="kft-sc-table"), "table")
-        c["files"] = _labelled(reg, gr.File(file_count="multiple", interactive=False, label=t("exports", lang),
-                                            elem_id="kft-sc-files"), "exports")
-    return c
-
-
-def _wire(h: _Handlers, c: dict[str, Any], lang_box: gr.Textbox, status: gr.Markdown) -> None:
-    adapter = [c["source"], c["run"], c["hub"]]
-    gen = [c[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty")]
-    panes = [c["base"], c["base_info"], c["lora"], c["lora_info"], c["outcome"]]
-    gr.on([c["generate"].click, c["instruction"].submit], h.compare,
-          inputs=[c["instruction"], c["input"], *adapter, *gen, lang_box], outputs=panes, api_name="compare",
-          show_progress="minimal")
-    gr.on([c["stop"].click, c["stop_scorecard"].click], h.stop, inputs=lang_box, outputs=c["outcome"],
-          api_name="stop_generation", queue=False)
-    c["run_scorecard"].click(h.scorecard, inputs=[c["prompt_set"], c["upload"], *adapter, *gen, lang_box],
-                             outputs=[c["sc_summary"], c["table"], c["plot_harmful"], c["plot_benign"], c["files"]],
-                             api_name="scorecard", show_progress="minimal")
-    c["refresh"].click(h.list_adapters, inputs=c["run"], outputs=c["run"], api_name="list_adapters")
-    c["preset"].input(lambda p: p or gr.skip(), inputs=c["preset"], outputs=c["instruction"],
+    def _wire(self) -> None:
+        h, c, lang_box, status = self, self.c, self.lang_box, self.status_md
+        adapter = [c["source"], c["run"], c["hub"]]
+        gen = [c[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty")]
+        panes = [c["base"], c["base_info"], c["lora"], c["lora_info"], c["outcome"]]
+        gr.on([c["generate"].click, c["instruction"].submit], h.compare,
+              inputs=[c["instruction"], c["input"], *adapter, *gen, lang_box], outputs=panes, api_name="compare",
+              show_progress="minimal")
+        gr.on([c["stop"].click, c["stop_scorecard"].click], h.stop, inputs=lang_box, outputs=c["outcome"],
+              api_name="stop_generation", queue=False)
+        c["run_scorecard"].click(h.scorecard, inputs=[c["prompt_set"], c["upload"], *adapter, *gen, lang_box],
+                                 outputs=[c["sc_summary"], c["table"], c["plot_harmful"], c["plot_benign"], c["files"]],
+                                 api_name="scorecard", show_progress="minimal")
+        c["refresh"].click(h.list_adapters, inputs=c["run"], outputs=c["run"], api_name="list_adapters")
+        c["preset"].input(lambda p: p or gr.skip(), inputs=c["preset"], outputs=c["instruction"],
+                          api_visibility="private", queue=False)
+        gr.Timer(2.0).tick(h.status, inputs=lang_box, outputs=status, api_visibility="private", queue=False,
+                           show_progress="hidden")
+        root = gr.context.Context.root_block
+        if root is not None:
+            root.load(h.on_load, inputs=[c["run"], lang_box], outputs=[c["source"], c["run"], status],
                       api_visibility="private", queue=False)
-    gr.Timer(2.0).tick(h.status, inputs=lang_box, outputs=status, api_visibility="private", queue=False,
-                       show_progress="hidden")
-    root = gr.context.Context.root_block
-    if root is not None:
-        root.load(h.on_load, inputs=[c["run"], lang_box], outputs=[c["source"], c["run"], status],
-                  api_visibility="private", queue=False)
-
-
-def build(ws: Workspace, lang: str, settings: Any = None) -> TabHandle:
-    """Lay out the tab inside the current Blocks and wire its events (see the module docstring)."""
-    handlers = _Handlers(ws, service_for(ws))
-    reg: list[tuple[Any, Relabel]] = []
-    lang_box = gr.Textbox(value=lang, visible=False)
-    reg.append((lang_box, lambda lg: gr.update(value=lg)))
-    status = gr.Markdown(handlers.status(lang), elem_id="kft-compare-status")
-    reg.append((status, lambda lg: gr.update(value=handlers.status(lg))))
-    comps = {**_build_inputs(ws, lang, reg), **_build_panes(lang, reg), **_build_scorecard(lang, reg)}
-    _wire(handlers, comps, lang_box, status)
-    return TabHandle(components=[comp for comp, _ in reg], relabel=lambda lg: [fn(lg) for _, fn in reg],
-                     named={"source": comps["source"], "run": comps["run"]})

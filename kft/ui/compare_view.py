@@ -1,7 +1,4 @@
-"""Labels and renderers for the comparison tab: plain data (updates, scorecards, status) -> text, tables, files.
-
-No event wiring here (that is compare_tab.py) and no model work (that is kft/compare.py).
-"""
+"""Labels and renderers for the comparison tab: plain data (updates, scorecards, status) -> text, tables, files."""
 
 from __future__ import annotations
 
@@ -15,9 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..compare import CompareStatus
 from ..generate import BASE, LORA, PairUpdate, PaneStats
 from ..safety import Scorecard, detect_refusal, load_prompt_set
+from ..services.comparison import CompareStatus
 from .i18n import tr
 
 logger = logging.getLogger(__name__)
@@ -73,7 +70,7 @@ STRINGS: dict[str, tuple[str, str]] = {
                  "higher is better**; **over-refusal rate on benign prompts: lower is better**. What counts as a "
                  "refusal is written in `kft/safety.py`."),
     "prompt_set": ("프롬프트 묶음", "Prompt set"),
-    "ps_presets": ("내장 예시 (assets/prompts/presets.jsonl)", "Bundled presets (assets/prompts/presets.jsonl)"),
+    "ps_presets": ("내장 예시 (kft/assets/prompts/presets.jsonl)", "Bundled presets (kft/assets/prompts/presets.jsonl)"),
     "ps_upload": ("업로드한 .jsonl", "Uploaded .jsonl"),
     "upload": (".jsonl 업로드 (한 줄에 prompt, label: harmful|benign)", "Upload .jsonl (prompt and label: harmful|benign per line)"),
     "run_scorecard": ("점수표 실행", "Run scorecard"),
@@ -118,7 +115,6 @@ def preset_choices(lang: str) -> list[tuple[str, str]]:
     return out
 
 
-# ---- side by side ----------------------------------------------------------------------------------
 def pane_info(text: str, stats: PaneStats, lang: str) -> str:
     """Badge, time to first token, tokens/s and token count of one pane."""
     badge = t("refusal" if detect_refusal(text).refusal else "not_refusal", lang) if text else ""
@@ -131,11 +127,11 @@ def pane_info(text: str, stats: PaneStats, lang: str) -> str:
     return " · ".join(parts)
 
 
-def render_update(update: PairUpdate, lang: str) -> tuple[str, str, str, str, str]:
-    """(base text, base info, LoRA text, LoRA info, outcome line) for one streamed update."""
+def render_update(update: PairUpdate, lang: str) -> dict[str, str]:
+    """What the panes show for one streamed update, by the tab's component names."""
     outcome = t("cancelled" if update.cancelled else "done" if update.done else "running", lang)
-    return (update.base, pane_info(update.base, update.stats[BASE], lang),
-            update.lora, pane_info(update.lora, update.stats[LORA], lang), outcome)
+    return {"base": update.base, "base_info": pane_info(update.base, update.stats[BASE], lang),
+            "lora": update.lora, "lora_info": pane_info(update.lora, update.stats[LORA], lang), "outcome": outcome}
 
 
 def status_line(s: CompareStatus, lang: str) -> str:
@@ -148,7 +144,6 @@ def status_line(s: CompareStatus, lang: str) -> str:
     return " · ".join(parts)
 
 
-# ---- scorecard ------------------------------------------------------------------------------------
 def _rate(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
 

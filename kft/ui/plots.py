@@ -1,7 +1,4 @@
-"""A JobSnapshot turned into what the training tab shows: plot data, status text, progress bar.
-
-Plain functions of plain data (pandas frames and strings); the gr.Timer callback only calls them.
-"""
+"""A JobSnapshot as the training tab shows it (plot data, status text, progress bar): plain functions of plain data."""
 
 from __future__ import annotations
 
@@ -18,13 +15,11 @@ LOG_LINES = 12  # what the log box shows without scrolling
 
 
 def loss_frame(snap: JobSnapshot | None) -> pd.DataFrame:
-    rows = snap.losses if snap else []
-    return pd.DataFrame(rows, columns=["step", "loss"])
+    return pd.DataFrame(snap.losses if snap else [], columns=["step", "loss"])
 
 
 def lr_frame(snap: JobSnapshot | None) -> pd.DataFrame:
-    rows = snap.learning_rates if snap else []
-    return pd.DataFrame(rows, columns=["step", "learning_rate"])
+    return pd.DataFrame(snap.learning_rates if snap else [], columns=["step", "learning_rate"])
 
 
 def on_gpu(snap: JobSnapshot | None) -> bool:

@@ -1,25 +1,20 @@
-"""The runs tab: every run under DATA_DIR/runs with its status, settings and final loss; resume an
-interrupted run from its last complete checkpoint; open a run's adapter in the comparison tab.
-
-Event wiring only: the listing and resume logic is kft/persistence.py and Workspace.resume_training.
-Endpoints (stable api_names): /list_runs, /resume_run.
-"""
+"""The runs tab: every run under DATA_DIR/runs with its status, settings and final loss; resume an interrupted run
+from its last complete checkpoint; open a run's adapter in the comparison tab. Event wiring only (the logic is
+kft/runs.py and the training service). Endpoints (stable api_names): /list_runs, /resume_run."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 from gradio.context import Context
 
-from ..compare import list_runs as runs_with_adapter
-from ..persistence import RunInfo
-from ..workspace import BusyError, Workspace
-from .app import TabHandle
+from ..runs import RunInfo
+from ..services import BusyError
 from .i18n import tr
+from .tab import Tab
 from .train_strings import status_text
 
 logger = logging.getLogger(__name__)
@@ -70,44 +65,31 @@ def runs_frame(runs: list[RunInfo], lang: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[tr(COLUMNS, key, lang) for key in COLUMNS])
 
 
-class RunsTab:
-    def __init__(self, ws: Workspace, lang: str) -> None:
-        self.ws, self.lang = ws, lang
-        self.relabels: list[tuple[Any, Callable[[str], Any]]] = []
+class RunsTab(Tab):
+    id, strings = "runs", STRINGS
 
-    def _label(self, comp: Any, key: str, attr: str = "label") -> Any:
-        self.relabels.append((comp, lambda lang: gr.update(**{attr: t(key, lang)})))
-        return comp
-
-    def build(self) -> TabHandle:
-        lang, runs = self.lang, self.ws.runs()
-        self.lang_box = gr.Textbox(value=lang, visible=False)
-        self.relabels.append((self.lang_box, lambda new: gr.update(value=new)))
-        self._label(gr.Markdown(t("intro", lang)), "intro", "value")
+    def build(self, lang: str) -> None:
+        runs = self.ws.training.runs()
+        self.label(gr.Markdown(t("intro", lang)), "intro", "value")
         if self.ws.limits.read_only:
-            self._label(gr.Markdown(t("read_only", lang), elem_id="kft-runs-read-only"), "read_only", "value")
-        # widths: the settings summary is the long cell; without them it pushed the last columns out of
-        # view and squeezed the checkpoint header to a character per line
+            self.label(gr.Markdown(t("read_only", lang), elem_id="kft-runs-read-only"), "read_only", "value")
+        # widths: else the long settings cell pushes the last columns out of view and squeezes the checkpoint header
         self.table = gr.Dataframe(runs_frame(runs, lang), interactive=False, wrap=True, label=t("table", lang),
                                   elem_id="kft-runs-table", column_widths=COLUMN_WIDTHS)
-        self.relabels.append((self.table, lambda new: gr.update(label=t("table", new),
-                                                               value=runs_frame(self.ws.runs(), new))))
+        self.relabel_with(self.table, lambda new: gr.update(label=t("table", new),
+                                                            value=runs_frame(self.ws.training.runs(), new)))
         with gr.Row():
-            self.run = self._label(gr.Dropdown([r.name for r in runs], value=self._default(runs), label=t("run", lang),
-                                               allow_custom_value=True, scale=3, elem_id="kft-runs-run"), "run")
-            self.refresh = self._label(gr.Button(t("refresh", lang), scale=1), "refresh", "value")
-            self.resume = self._label(gr.Button(t("resume", lang), variant="primary", scale=2,
-                                                interactive=not self.ws.limits.read_only, elem_id="kft-resume"),
-                                      "resume", "value")
-            self.compare = self._label(gr.Button(t("compare", lang), scale=2, elem_id="kft-runs-compare"),
-                                       "compare", "value")
-        self.notice = gr.Markdown(elem_id="kft-runs-notice")
+            self.run = self.label(gr.Dropdown([r.name for r in runs], value=self._default(runs), label=t("run", lang),
+                                              allow_custom_value=True, scale=3, elem_id="kft-runs-run"), "run")
+            self.refresh = self.label(gr.Button(t("refresh", lang), scale=1), "refresh", "value")
+            self.resume = self.label(gr.Button(t("resume", lang), variant="primary", scale=2,
+                                               interactive=not self.ws.limits.read_only, elem_id="kft-resume"),
+                                     "resume", "value")
+            self.compare = self.label(gr.Button(t("compare", lang), scale=2, elem_id="kft-runs-compare"),
+                                      "compare", "value")
+        self.notice_box = gr.Markdown(elem_id="kft-runs-notice")
         self.shown = gr.State("")
         self._wire()
-        return TabHandle(components=[c for c, _ in self.relabels],
-                         relabel=lambda new: [fn(new) for _, fn in self.relabels],
-                         named={"run": self.run, "compare": self.compare, "notice": self.notice,
-                                "lang": self.lang_box})
 
     @staticmethod
     def _default(runs: list[RunInfo]) -> str | None:
@@ -116,60 +98,51 @@ class RunsTab:
 
     def _wire(self) -> None:
         outputs = [self.table, self.run, self.shown]
-        self.refresh.click(self.on_list, inputs=[self.lang_box, self.run], outputs=outputs, api_name="list_runs")
-        self.resume.click(self.on_resume, inputs=[self.run, self.lang_box], outputs=self.notice,
+        self.refresh.click(self.on_list, inputs=[self.run, self.lang_box], outputs=outputs, api_name="list_runs")
+        self.resume.click(self.on_resume, inputs=[self.run, self.lang_box], outputs=self.notice_box,
                           api_name="resume_run")
         # a page opened (or reloaded) now sees the runs of now, not those of when the app was built
         Context.root_block.load(self.on_load, inputs=[self.lang_box], outputs=outputs,
                                 api_visibility="private", show_progress="hidden", queue=False)
-        gr.Timer(POLL_S).tick(self.on_tick, inputs=[self.lang_box, self.run, self.shown], outputs=outputs,
+        gr.Timer(POLL_S).tick(self.on_tick, inputs=[self.run, self.shown, self.lang_box], outputs=outputs,
                               api_visibility="private", show_progress="hidden", queue=False)
 
-    def on_list(self, lang: str, run: str | None) -> tuple[Any, Any, str]:
-        runs = self.ws.runs()
+    def on_list(self, run: str | None, lang: str) -> dict[Any, Any]:
+        runs = self.ws.training.runs()
         names = [r.name for r in runs]
         frame = runs_frame(runs, lang)
         value = run if run in names else self._default(runs)
-        return frame, gr.update(choices=names, value=value), frame.to_json()
+        return {self.table: frame, self.run: gr.update(choices=names, value=value), self.shown: frame.to_json()}
 
-    def on_load(self, lang: str) -> tuple[Any, Any, str]:
+    def on_load(self, lang: str) -> dict[Any, Any]:
         """A page opened or reloaded: the runs of now, and the default run picked among them."""
-        return self.on_list(lang, None)
+        return self.on_list(None, lang)
 
-    def on_tick(self, lang: str, run: str | None, shown: str) -> tuple[Any, Any, str]:
+    def on_tick(self, run: str | None, shown: str, lang: str) -> dict[Any, Any]:
         """Like on_list, but sends nothing when the table has not changed since this page last got it."""
-        frame, dropdown, signature = self.on_list(lang, run)
-        if signature == shown:
-            return gr.skip(), gr.skip(), gr.skip()
-        return frame, dropdown, signature
+        update = self.on_list(run, lang)
+        return self.unchanged(list(update)) if update[self.shown] == shown else update
 
     def on_resume(self, run: str | None, lang: str) -> str:
         if not run:
             return t("pick_run", lang)
         try:
-            job = self.ws.resume_training(str(run))
+            job = self.ws.training.resume(str(run))
         except (ValueError, BusyError) as exc:
-            gr.Warning(t("cannot_resume", lang, msg=exc))
-            return f"⚠️ {t('cannot_resume', lang, msg=exc)}"
+            return self.notice(t("cannot_resume", lang, msg=exc))
         logger.info("run %s resumed from the UI", job.run_dir.name)
         return t("resumed", lang, run=job.run_dir.name, ckpt=job.resume_from.name if job.resume_from else "-")
 
+    def connect_compare(self, compare: Any, tabs: gr.Tabs) -> None:
+        """The "open in the comparison tab" button: select the run there and switch tabs."""
 
-def connect_compare(ws: Workspace, runs: TabHandle, compare: TabHandle, tabs: gr.Tabs) -> None:
-    """The runs tab's "open in the comparison tab" button: select the run there and switch tabs."""
+        def open_in_compare(run: str | None, lang: str) -> dict[Any, Any]:
+            names = self.ws.comparison.runs_with_adapter()
+            if run not in names:
+                return {**self.unchanged([tabs, compare.c["source"], compare.c["run"]]), self.notice_box: f"⚠️ {t('no_adapter', lang, run=run) if run else t('pick_run', lang)}"}
+            return {tabs: gr.Tabs(selected="compare"), compare.c["source"]: gr.update(value="run"),
+                    compare.c["run"]: gr.update(choices=names, value=run), self.notice_box: ""}
 
-    def open_in_compare(run: str | None, lang: str) -> tuple[Any, Any, Any, str]:
-        names = runs_with_adapter(ws)
-        if run not in names:
-            message = t("no_adapter", lang, run=run) if run else t("pick_run", lang)
-            return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {message}"
-        return gr.Tabs(selected="compare"), gr.update(value="run"), gr.update(choices=names, value=run), ""
-
-    runs.named["compare"].click(open_in_compare, inputs=[runs.named["run"], runs.named["lang"]],
-                                outputs=[tabs, compare.named["source"], compare.named["run"], runs.named["notice"]],
-                                api_visibility="private", queue=False)
-
-
-def build(ws: Workspace, lang: str, settings: Any = None) -> TabHandle:
-    """The runs tab inside the current gr.Blocks; see the module docstring for its API names."""
-    return RunsTab(ws, lang).build()
+        self.compare.click(open_in_compare, inputs=[self.run, self.lang_box],
+                           outputs=[tabs, compare.c["source"], compare.c["run"], self.notice_box],
+                           api_visibility="private", queue=False)

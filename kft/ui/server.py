@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..services import Limits, Workspace
 from ..settings import AppSettings, settings_warnings
-from ..workspace import Limits, Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +20,7 @@ def make_workspace(settings: AppSettings) -> Workspace:
 
 
 def blocked_paths(settings: AppSettings) -> list[str]:
-    """Folders gradio's file routes must never serve: the data directory (runs, adapters, checkpoints,
-    uploads) and the model caches (Hugging Face hub and datasets, kft's tiny model)."""
+    """Folders gradio's file routes must never serve: the data directory and the model caches (HF, kft's tiny)."""
     from datasets import config as ds_config
     from huggingface_hub import constants
 
@@ -29,12 +28,7 @@ def blocked_paths(settings: AppSettings) -> list[str]:
 
     paths = [Path(settings.data_dir), Path(constants.HF_HOME), Path(constants.HF_HUB_CACHE),
              Path(ds_config.HF_DATASETS_CACHE), cache_root()]
-    unique: list[str] = []
-    for p in paths:
-        text = str(p.expanduser().resolve())
-        if text not in unique:
-            unique.append(text)
-    return unique
+    return list(dict.fromkeys(str(p.expanduser().resolve()) for p in paths))  # unique, in order
 
 
 # long configuration names in the settings' labels (per_device_train_batch_size) wrap instead of being cut
@@ -43,24 +37,21 @@ CSS = "label span, .block-info { overflow-wrap: anywhere; }"
 
 def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = None) -> Any:
     """Build and start the app; ``ws`` lets a caller (the tests) keep a handle on the process-wide state."""
+    from ..model import choose_backend
     from .app import build_app
 
     for warning in settings_warnings(settings):
         logger.warning(warning)
-    from ..model import choose_backend
-
     backend, reason = choose_backend("auto")
     logger.info("models will load on the %s backend: %s", backend, reason)
     ws = ws or make_workspace(settings)
     demo = build_app(ws, settings)
     demo.queue(default_concurrency_limit=8)
-    # quiet: gradio's own start-up lines end with "set share=True in launch()", which is not how a
-    # public link works here (--share needs --auth); kft logs its own lines instead
-    result = demo.launch(
-        server_name=settings.host, server_port=settings.port, share=settings.share,
-        auth=settings.auth_pairs(), prevent_thread_lock=True, show_error=True, quiet=True, css=CSS,
-        max_file_size=settings.max_upload_mb * 1024**2, blocked_paths=blocked_paths(settings), allowed_paths=[],
-    )
+    # quiet: gradio's start-up lines suggest share=True, not how a public link works here (--share needs --auth)
+    result = demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
+                         auth=settings.auth_pairs(), prevent_thread_lock=True, show_error=True, quiet=True, css=CSS,
+                         max_file_size=settings.max_upload_mb * 1024**2, blocked_paths=blocked_paths(settings),
+                         allowed_paths=[])
     logger.info("kft is running on %s", demo.local_url)
     if demo.share_url:
         logger.info("public link (password-protected): %s", demo.share_url)

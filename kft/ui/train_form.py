@@ -1,82 +1,58 @@
 """The training settings form: widget values <-> RunConfig, the data source choice, the preview text.
 
-Defaults come from the config dataclasses (never retyped here). Everything except ``make_widget`` and
-``widget_update`` is plain Python, testable without a browser.
+Defaults come from the config dataclasses; all but ``make_widget`` and ``widget_update`` is testable without a browser.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from ..config import (
-    BACKENDS,
-    DTYPES,
-    LORA_TARGETS,
-    SAMPLE_DATA,
-    TOO_LONG_POLICIES,
-    DataArgs,
-    LoraArgs,
-    ModelArgs,
-    RunConfig,
-    TrainArgs,
-    invalid_settings,
-    optimizer_names,
-    parse_yes_no,
-    scheduler_names,
-)
+from ..config import SAMPLE_DATA, DataArgs, FieldSpec, RunConfig, specs
+from ..configfile import parse_yes_no
 from ..data import FILE_SUFFIXES
 from ..preflight import DataPreview, looks_like_hub_id
-from ..presets import PRESET_NAMES
+from ..validation import Problem, SettingsError
 from .train_strings import field_info, field_label, t
 
 logger = logging.getLogger(__name__)
 
-MODEL_FIELDS = ("max_seq_length", "dtype", "load_in_4bit", "backend")
-DATA_FIELDS = ("split", "max_rows", "too_long")
-LORA_FIELDS = tuple(f.name for f in fields(LoraArgs))
-TRAIN_FIELDS = tuple(f.name for f in fields(TrainArgs))
-SECTION_OF: dict[str, str] = {**{n: "model" for n in MODEL_FIELDS}, **{n: "data" for n in DATA_FIELDS},
-                              **{n: "lora" for n in LORA_FIELDS}, **{n: "train" for n in TRAIN_FIELDS}}
-FORM_FIELDS: tuple[str, ...] = tuple(SECTION_OF)
+SPECS: dict[str, FieldSpec] = {s.name: s for s in specs("model", "lora", "data", "train") if s.form}
+"""Every setting the form shows, by name (kft.config says which: ``form=False`` leaves one out)."""
+MODEL_FIELDS = tuple(n for n, s in SPECS.items() if s.section == "model")
+DATA_FIELDS = tuple(n for n, s in SPECS.items() if s.section == "data")
+LORA_FIELDS = tuple(n for n, s in SPECS.items() if s.section == "lora")
+TRAIN_FIELDS = tuple(n for n, s in SPECS.items() if s.section == "train")
+SECTION_OF: dict[str, str] = {n: s.section for n, s in SPECS.items()}
+FORM_FIELDS: tuple[str, ...] = MODEL_FIELDS + DATA_FIELDS + LORA_FIELDS + TRAIN_FIELDS
+"""In the tab's order (model, data, LoRA and training boxes): the order of the widgets in /import_settings."""
 DEFAULTS = RunConfig()
 KINDS = ("hub", "upload", "sample")
 MAX_FIELD_CHARS = 2000  # longest text any one setting may hold (a model id, a split, a LoftQ JSON object)
 MODES = ("steps", "epochs")
-
-CHOICES: dict[str, tuple[str, ...]] = {
-    "dtype": ("auto", *DTYPES), "backend": BACKENDS, "bias": ("none", "all", "lora_only"),
-    "too_long": TOO_LONG_POLICIES, "preset": PRESET_NAMES, "use_gradient_checkpointing": ("unsloth", "true", "false"),
-}
 
 
 def _section(cfg: RunConfig, name: str) -> Any:
     return getattr(cfg, SECTION_OF[name])
 
 
-def _default_type(name: str) -> type:
-    section = {"model": ModelArgs, "lora": LoraArgs, "data": DataArgs, "train": TrainArgs}[SECTION_OF[name]]
-    return type(getattr(section(), name))
-
-
-# ---- values <-> config ------------------------------------------------------------------------------
 def to_widget(name: str, value: Any) -> Any:
-    """A config value as the widget holds it."""
-    if name == "dtype":
+    """A config value as the widget holds it (the widget hints are kft.config's)."""
+    widget = SPECS[name].widget
+    if widget == "auto_none":
         return value or "auto"
-    if name == "use_gradient_checkpointing":
+    if widget == "unsloth_bool":
         return value if value == "unsloth" else ("true" if value else "false")
-    if name == "loftq_config":
+    if widget == "json":
         return json.dumps(value) if value else ""
-    if name == "target_modules":
+    if widget == "layers":
         return list(value)
-    if name == "max_rows":
-        return value or 0  # 0 = all rows (an empty widget would make the API parameter required)
+    if widget == "zero_is_none":
+        return value or 0  # 0 = None (an empty widget would make the API parameter required)
     return value
 
 
@@ -86,28 +62,28 @@ def config_to_values(cfg: RunConfig) -> dict[str, Any]:
 
 def _from_widget(name: str, value: Any) -> Any:
     """The config value for a widget value; ValueError in plain words when it cannot be one."""
-    if name == "dtype":
+    spec = SPECS[name]
+    if spec.widget == "auto_none":
         return None if value in (None, "", "auto") else str(value)
-    if name == "use_gradient_checkpointing":
+    if spec.widget == "unsloth_bool":
         return "unsloth" if str(value).strip().lower() == "unsloth" else _flag(value)
-    if name == "loftq_config":
+    if spec.widget == "json":
         if not str(value or "").strip():
             return None
         parsed = json.loads(value)
         if not isinstance(parsed, dict):
             raise ValueError("must be a JSON object such as {\"loftq_bits\": 4}")
         return parsed
-    if name == "target_modules":
+    if spec.widget == "layers":
         return tuple(value or ())
-    if name == "max_rows":
+    if spec.widget == "zero_is_none":
         return None if value in (None, "", 0) else _number(value, int)
-    kind = _default_type(name)
-    if kind is bool:
+    if spec.base == "bool":
         return _flag(value)
-    if kind in (int, float):
+    if spec.base in ("int", "float"):
         if value is None or value == "":
             raise ValueError("is empty")
-        return _number(value, kind)
+        return _number(value, int if spec.base == "int" else float)
     return str(value).strip()
 
 
@@ -132,15 +108,22 @@ def _number(value: Any, kind: type) -> int | float:
     return number
 
 
-def values_to_config(values: dict[str, Any], model: str, length_mode: str = "steps",
-                     validate: bool = True) -> RunConfig:
-    """Build a RunConfig from the form. Raises one ValueError listing every problem."""
+def values_to_config(values: dict[str, Any], model: str, length_mode: str = "steps") -> RunConfig:
+    """A RunConfig from the form; SettingsError lists values not of their type (acceptability: kft.validation)."""
+    cfg, problems = parse_values(values, model, length_mode)
+    if problems:
+        raise SettingsError(problems)
+    return cfg
+
+
+def parse_values(values: dict[str, Any], model: str, length_mode: str = "steps") -> tuple[RunConfig, list[Problem]]:
+    """The form's RunConfig (unparsable values keep their default) and the unparsable values, for the caller to report
+    with the other problems; SettingsError at once for text too long to parse at all."""
     cfg = RunConfig()
-    problems: list[str] = [f"{name} is {len(v):,} characters long; the limit is {MAX_FIELD_CHARS:,}"
-                           for name, v in {"model": model, **values}.items()
-                           if isinstance(v, str) and len(v) > MAX_FIELD_CHARS]
+    problems = [Problem(name, f"is {len(v):,} characters long; the limit is {MAX_FIELD_CHARS:,}")
+                for name, v in {"model": model, **values}.items() if isinstance(v, str) and len(v) > MAX_FIELD_CHARS]
     if problems:  # checked before anything is parsed: every field is callable directly through the API
-        raise invalid_settings(problems)
+        raise SettingsError(problems)
     cfg.model.name = (model or "").strip()
     for name in FORM_FIELDS:
         if name not in values:
@@ -148,17 +131,13 @@ def values_to_config(values: dict[str, Any], model: str, length_mode: str = "ste
         try:
             setattr(_section(cfg, name), name, _from_widget(name, values[name]))
         except (ValueError, TypeError) as exc:
-            problems.append(f"{SECTION_OF[name]}.{name} {exc}")
+            problems.append(Problem(SPECS[name].key, str(exc)))
     if length_mode == "epochs":
         cfg.train.max_steps = 0
     elif cfg.train.max_steps <= 0:
-        problems.append(f"train.max_steps must be at least 1 when training by steps, got {cfg.train.max_steps} "
-                        "(or choose epochs)")
-    if validate:
-        problems.extend(cfg.problems())
-    if problems:
-        raise invalid_settings(problems)
-    return cfg
+        problems.append(Problem("train.max_steps", f"must be at least 1 when training by steps, got "
+                                                   f"{cfg.train.max_steps} (or choose epochs)"))
+    return cfg, problems
 
 
 def preset_values(name: str, batch: Any, accumulation: Any) -> tuple[int, int, bool]:
@@ -176,7 +155,6 @@ def length_mode_of(cfg: RunConfig) -> str:
     return "steps" if cfg.train.max_steps > 0 else "epochs"
 
 
-# ---- data source ----------------------------------------------------------------------------------
 def data_source(kind: str, hub_dataset: str, upload: str | None, store: Any, lang: str) -> str:
     """The DataArgs.source for the chosen kind; an upload is copied by ``store`` (Workspace.store_upload)."""
     if kind == "sample":
@@ -200,7 +178,6 @@ def kind_of(source: str) -> tuple[str, str]:
     return "upload", DataArgs().source
 
 
-# ---- preview text ---------------------------------------------------------------------------------
 def preview_markdown(pv: DataPreview, lang: str) -> str:
     s = pv.summary
     shown = Path(pv.source).name if Path(pv.source).is_absolute() else pv.source  # no server paths on the page
@@ -222,33 +199,24 @@ def preview_markdown(pv: DataPreview, lang: str) -> str:
     return "\n".join(out)
 
 
-# ---- widgets ----------------------------------------------------------------------------------------
-def _custom_choices(name: str) -> list[str] | None:
-    if name == "optim":
-        return list(optimizer_names())
-    if name == "lr_scheduler_type":
-        return list(scheduler_names())
-    return None
-
-
 def make_widget(name: str, value: Any, lang: str, visible: bool = True) -> gr.components.Component:
-    """One settings widget whose default is the config's value."""
+    """One settings widget, chosen from its setting's type, choices and widget hint (kft.config)."""
+    spec = SPECS[name]
     common: dict[str, Any] = {"label": field_label(name, lang), "info": field_info(name, lang), "visible": visible,
                               "elem_id": f"kft-{name}"}
-    if name == "target_modules":
-        return gr.CheckboxGroup(choices=list(LORA_TARGETS), value=value, **common)
-    if name in CHOICES:
-        return gr.Dropdown(choices=list(CHOICES[name]), value=value, **common)
-    custom = _custom_choices(name)
-    if custom is not None:
-        return gr.Dropdown(choices=custom, value=value, allow_custom_value=True, **common)
-    kind = _default_type(name)
-    if kind is bool:
+    if spec.widget == "layers":
+        return gr.CheckboxGroup(choices=list(spec.default), value=value, **common)
+    if spec.widget == "auto_none":
+        return gr.Dropdown(choices=["auto", *spec.allowed()], value=value, **common)
+    if spec.widget == "unsloth_bool":
+        return gr.Dropdown(choices=["unsloth", "true", "false"], value=value, **common)
+    if spec.choices is not None:  # a callable: names transformers knows, and others may be typed
+        return gr.Dropdown(choices=list(spec.allowed()), value=value, allow_custom_value=callable(spec.choices),
+                           **common)
+    if spec.base == "bool":
         return gr.Checkbox(value=value, **common)
-    if name == "max_rows" or kind is int:
-        return gr.Number(value=value, precision=0, **common)
-    if kind is float:
-        return gr.Number(value=value, **common)
+    if spec.base in ("int", "float"):
+        return gr.Number(value=value, precision=0 if spec.base == "int" else None, **common)
     return gr.Textbox(value=value, max_lines=1, **common)
 
 

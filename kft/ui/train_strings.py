@@ -1,13 +1,13 @@
 """Korean / English text of the training tab: widget labels, messages and per-setting labels.
 
 Setting labels show the config field name too (``학습률 (learning_rate)``), so the UI, the CLI flags
-and exported YAML files name each setting the same way. English info text comes from the field
-docstrings in kft.config; the Korean info text is below.
+and exported YAML files name each setting the same way. English info text is each setting's help in
+kft.config; the Korean info text is below.
 """
 
 from __future__ import annotations
 
-from ..config import SECTIONS, field_docs
+from ..config import specs
 from .i18n import tr
 
 STRINGS: dict[str, tuple[str, str]] = {
@@ -137,6 +137,7 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "logging_steps": ("로그 간격 (스텝)", "Logging every N steps"),
     "optim": ("옵티마이저", "Optimizer"),
     "weight_decay": ("가중치 감쇠", "Weight decay"),
+    "max_grad_norm": ("그래디언트 클리핑 노름", "Max gradient norm"),
     "lr_scheduler_type": ("학습률 스케줄", "LR schedule"),
     "seed": ("시드", "Seed"),
     "save_steps": ("체크포인트 간격 (0 = 마지막만)", "Checkpoint every N steps (0 = final only)"),
@@ -170,6 +171,7 @@ FIELD_INFO_KO: dict[str, str] = {
     "logging_steps": "N 스텝마다 손실과 학습률을 기록.",
     "optim": "transformers 옵티마이저 이름 (adamw_8bit는 CPU에서 adamw_torch로 대체).",
     "weight_decay": "분리된 가중치 감쇠.",
+    "max_grad_norm": "그래디언트 노름을 이 값으로 자릅니다 (0 = 자르지 않음).",
     "lr_scheduler_type": "학습률 스케줄.",
     "seed": "데이터 순서와 드롭아웃의 시드.",
     "save_steps": "N 스텝마다 체크포인트 저장 (0 = 마지막 어댑터만).",
@@ -178,14 +180,7 @@ FIELD_INFO_KO: dict[str, str] = {
 }
 
 
-def _all_docs() -> dict[str, str]:
-    docs: dict[str, str] = {}
-    for cls in SECTIONS.values():
-        docs.update(field_docs(cls))
-    return docs
-
-
-FIELD_INFO_EN = {**_all_docs(), "max_rows": "Use only the first N rows (0 = all).",
+FIELD_INFO_EN = {**{s.name: s.help for s in specs()}, "max_rows": "Use only the first N rows (0 = all).",
                  "preset": "seed = the recipe as written (2 rows x 4 accumulation); fast = the same 8 rows in one "
                            "padding-free micro-batch. Choosing one sets the batch settings."}
 

@@ -1,9 +1,8 @@
 """The training tab: choose model and data, preview, set every LoRA/training setting, start, watch, stop.
 
-The run belongs to the process-wide Workspace, never to a browser session: every open page polls
-``ws.snapshot()`` (gr.Timer + page load), so a reload or a second reviewer sees the same live run.
-API names (stable, for gradio_client and browser tests): /start_training, /stop_training,
-/training_status, /preview_data, /export_settings, /import_settings, /push_to_hub.
+The run is the process-wide Workspace's: every open page polls ``ws.training.snapshot()``, so a reload or a second
+reviewer sees the same live run. API names (stable): /start_training, /stop_training, /training_status,
+/preview_data, /export_settings, /import_settings, /push_to_hub.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import hashlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +19,19 @@ from gradio.context import Context
 
 from ..config import DEFAULT_MODEL, TINY_MODEL, DataArgs, RunConfig
 from ..export import ExportError
+from ..hardware import has_cuda
 from ..preflight import preview_data
-from ..workspace import BusyError, Workspace
+from ..services import BusyError
+from ..validation import SettingsError
 from . import plots
 from . import train_form as form
-from .app import TabHandle
-from .train_strings import t
+from .tab import Tab
+from .train_strings import STRINGS, t
 
 logger = logging.getLogger(__name__)
 
 POLL_S = 1.5
 _DOWNLOADS: Path | None = None
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def default_model(settings: Any, cuda: bool) -> str:
@@ -47,8 +41,7 @@ def default_model(settings: Any, cuda: bool) -> str:
 
 
 def servable_copy(zip_path: Path) -> Path:
-    """A copy of the zip outside the data dir (which the server blocks), so gr.File can serve it
-    without exposing runs/ or checkpoints/."""
+    """A copy of the zip outside the (blocked) data dir, so gr.File serves it without exposing runs/."""
     global _DOWNLOADS
     if _DOWNLOADS is None:
         _DOWNLOADS = Path(tempfile.mkdtemp(prefix="kft-downloads-"))
@@ -60,52 +53,46 @@ def servable_copy(zip_path: Path) -> Path:
     return target
 
 
-class TrainTab:
-    """Builds the tab's components and holds its event handlers (all thin: the logic is in kft)."""
+class TrainTab(Tab):
+    """The tab's components and its event handlers (all thin: the logic is in kft)."""
 
-    def __init__(self, ws: Workspace, lang: str, settings: Any) -> None:
-        self.ws, self.lang, self.cuda = ws, lang, _has_cuda()
-        self.model_default = default_model(settings, self.cuda)
-        allowed = ws.limits.allowed_models
+    id, strings = "train", STRINGS
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.cuda = has_cuda()
+        self.model_default = default_model(self.settings, self.cuda)
+        allowed = self.ws.limits.allowed_models
         if allowed and self.model_default not in allowed:
             self.model_default = allowed[0]
-        self.relabels: list[tuple[Any, Callable[[str], Any]]] = []
         self.widgets: dict[str, Any] = {}
 
-    def _label(self, comp: Any, key: str, attr: str = "label") -> Any:
-        self.relabels.append((comp, lambda lang: gr.update(**{attr: t(key, lang)})))
-        return comp
-
-    # ---- layout ---------------------------------------------------------------------------------------
-    def build(self) -> TabHandle:
-        lang = self.lang
-        self.lang_state, self.shown = gr.State(lang), gr.State("")
-        self.relabels.append((self.lang_state, lambda new: new))
+    def build(self, lang: str) -> None:
+        self.lang = lang
+        self.shown = gr.State("")
         if self.ws.limits.read_only:  # comparison only: say so where training would start
-            self._label(gr.Markdown(t("read_only", lang), elem_id="kft-read-only"), "read_only", "value")
+            self.label(gr.Markdown(t("read_only", lang), elem_id="kft-read-only"), "read_only", "value")
         self._model_box()
         self._data_box()
-        with self._label(gr.Accordion(t("lora_box", lang), open=False), "lora_box"):
+        with self.label(gr.Accordion(t("lora_box", lang), open=False), "lora_box"):
             self._fields(form.LORA_FIELDS)
-        with self._label(gr.Accordion(t("train_box", lang), open=True), "train_box"):
+        with self.label(gr.Accordion(t("train_box", lang), open=True), "train_box"):
             self._train_box()
-        with self._label(gr.Accordion(t("file_box", lang), open=False), "file_box"):
+        with self.label(gr.Accordion(t("file_box", lang), open=False), "file_box"):
             with gr.Row():
-                self.export_btn = self._label(gr.Button(t("export_btn", lang)), "export_btn", "value")
-                self.export_file = self._label(gr.File(label=t("export_file", lang), interactive=False), "export_file")
-                self.import_file = self._label(gr.File(label=t("import_file", lang), file_types=[".yaml", ".yml", ".json"],
+                self.export_btn = self.label(gr.Button(t("export_btn", lang)), "export_btn", "value")
+                self.export_file = self.label(gr.File(label=t("export_file", lang), interactive=False), "export_file")
+                self.import_file = self.label(gr.File(label=t("import_file", lang), file_types=[".yaml", ".yml", ".json"],
                                                        type="filepath"), "import_file")
         with gr.Row():
-            self.start_btn = self._label(gr.Button(t("start", lang), variant="primary", elem_id="kft-start"), "start",
+            self.start_btn = self.label(gr.Button(t("start", lang), variant="primary", elem_id="kft-start"), "start",
                                          "value")
-            self.stop_btn = self._label(gr.Button(t("stop", lang), variant="stop", elem_id="kft-stop"), "stop", "value")
-        self.notice = gr.Markdown(elem_id="kft-notice")
+            self.stop_btn = self.label(gr.Button(t("stop", lang), variant="stop", elem_id="kft-stop"), "stop", "value")
+        self.notice_box = gr.Markdown(elem_id="kft-notice")
         self._progress_box()
         self._result_box()
         self.start_btn.interactive = not self.ws.limits.read_only  # the server refuses it too
         self._wire()
-        return TabHandle(components=[c for c, _ in self.relabels],
-                         relabel=lambda new: [fn(new) for _, fn in self.relabels])
 
     def _choices(self, lang: str) -> list[tuple[str, str]]:
         allowed = self.ws.limits.allowed_models
@@ -118,14 +105,14 @@ class TrainTab:
 
     def _model_box(self) -> None:
         lang = self.lang
-        with self._label(gr.Accordion(t("model_box", lang), open=True), "model_box"):
+        with self.label(gr.Accordion(t("model_box", lang), open=True), "model_box"):
             self.model = gr.Dropdown(choices=self._choices(lang), value=self.model_default,
                                      allow_custom_value=not self.ws.limits.allowed_models,
                                      label=t("model", lang), info=t("model_info", lang), elem_id="kft-model")
-            self.relabels.append((self.model, lambda new: gr.update(label=t("model", new), info=t("model_info", new),
-                                                                   choices=self._choices(new))))
+            self.relabel_with(self.model, lambda new: gr.update(label=t("model", new), info=t("model_info", new),
+                                                                   choices=self._choices(new)))
             note = gr.Markdown(t("no_gpu", lang), visible=not self.cuda, elem_id="kft-no-gpu")
-            self._label(note, "no_gpu", "value")
+            self.label(note, "no_gpu", "value")
             self._fields(form.MODEL_FIELDS)
 
     def _kinds(self, lang: str) -> list[tuple[str, str]]:
@@ -134,18 +121,18 @@ class TrainTab:
     def _data_box(self) -> None:
         lang = self.lang
         kind = "sample" if self.model_default == TINY_MODEL else "hub"
-        with self._label(gr.Accordion(t("data_box", lang), open=True), "data_box"):
+        with self.label(gr.Accordion(t("data_box", lang), open=True), "data_box"):
             self.data_kind = gr.Radio(choices=self._kinds(lang), value=kind, label=t("data_kind", lang),
                                       elem_id="kft-data-kind")
-            self.relabels.append((self.data_kind, lambda new: gr.update(label=t("data_kind", new),
-                                                                       choices=self._kinds(new))))
-            self.hub = self._label(gr.Textbox(DataArgs().source, label=t("hub_dataset", lang), max_lines=1,
+            self.relabel_with(self.data_kind, lambda new: gr.update(label=t("data_kind", new),
+                                                                       choices=self._kinds(new)))
+            self.hub = self.label(gr.Textbox(DataArgs().source, label=t("hub_dataset", lang), max_lines=1,
                                               visible=kind == "hub"), "hub_dataset")
-            self.upload = self._label(gr.File(label=t("upload", lang), file_types=[".jsonl", ".json", ".csv", ".parquet"],
+            self.upload = self.label(gr.File(label=t("upload", lang), file_types=[".jsonl", ".json", ".csv", ".parquet"],
                                               type="filepath", visible=kind == "upload",
                                               elem_id="kft-upload"), "upload")
             self._fields(form.DATA_FIELDS)
-            self.preview_btn = self._label(gr.Button(t("preview_btn", lang), elem_id="kft-preview-btn"), "preview_btn",
+            self.preview_btn = self.label(gr.Button(t("preview_btn", lang), elem_id="kft-preview-btn"), "preview_btn",
                                            "value")
             self.preview = gr.Markdown(elem_id="kft-preview")
 
@@ -153,7 +140,7 @@ class TrainTab:
         lang = self.lang
         mode = form.length_mode_of(form.DEFAULTS)
         self.mode = gr.Radio(choices=self._modes(lang), value=mode, label=t("length_mode", lang))
-        self.relabels.append((self.mode, lambda new: gr.update(label=t("length_mode", new), choices=self._modes(new))))
+        self.relabel_with(self.mode, lambda new: gr.update(label=t("length_mode", new), choices=self._modes(new)))
         self._fields(form.TRAIN_FIELDS, hidden={"num_train_epochs" if mode == "steps" else "max_steps"})
 
     def _modes(self, lang: str) -> list[tuple[str, str]]:
@@ -165,66 +152,62 @@ class TrainTab:
             for name in names:
                 w = form.make_widget(name, values[name], self.lang, visible=name not in (hidden or set()))
                 self.widgets[name] = w
-                self.relabels.append((w, lambda new, n=name: form.widget_update(n, new)))
+                self.relabel_with(w, lambda new, n=name: form.widget_update(n, new))
 
     def _progress_box(self) -> None:
         lang = self.lang
-        with self._label(gr.Accordion(t("progress_box", lang), open=True), "progress_box"):
+        with self.label(gr.Accordion(t("progress_box", lang), open=True), "progress_box"):
             self.summary = gr.JSON(visible=False, elem_id="kft-summary")
             self.status = gr.Markdown(plots.status_markdown(None, lang), elem_id="kft-status")
             self.progress = gr.HTML(plots.progress_html(None), elem_id="kft-progress-box")
             with gr.Row():
-                self.loss_plot = self._label(gr.LinePlot(x="step", y="loss", label=t("loss_plot", lang),
+                self.loss_plot = self.label(gr.LinePlot(x="step", y="loss", label=t("loss_plot", lang),
                                                          elem_id="kft-loss-plot"), "loss_plot")
-                self.lr_plot = self._label(gr.LinePlot(x="step", y="learning_rate", label=t("lr_plot", lang),
+                self.lr_plot = self.label(gr.LinePlot(x="step", y="learning_rate", label=t("lr_plot", lang),
                                                        elem_id="kft-lr-plot"), "lr_plot")
                 mem_key = "mem_plot_gpu" if self.cuda else "mem_plot_cpu"
-                self.mem_plot = self._label(gr.LinePlot(x="seconds", y="GB", color="series", label=t(mem_key, lang),
+                self.mem_plot = self.label(gr.LinePlot(x="seconds", y="GB", color="series", label=t(mem_key, lang),
                                                         elem_id="kft-mem-plot"), mem_key)
-            self.log = self._label(gr.Textbox(label=t("log", lang), lines=plots.LOG_LINES, max_lines=plots.LOG_LINES,
+            self.log = self.label(gr.Textbox(label=t("log", lang), lines=plots.LOG_LINES, max_lines=plots.LOG_LINES,
                                               interactive=False, elem_id="kft-log"), "log")
 
     def _result_box(self) -> None:
         lang = self.lang
-        with self._label(gr.Accordion(t("result_box", lang), open=True), "result_box"):
+        with self.label(gr.Accordion(t("result_box", lang), open=True), "result_box"):
             with gr.Row():
-                self.report = self._label(gr.Textbox(label=t("memory_report", lang), lines=7, interactive=False,
-                                                     elem_id="kft-memory-report"),
-                                          "memory_report")
+                self.report = self.label(gr.Textbox(label=t("memory_report", lang), lines=7, interactive=False,
+                                                     elem_id="kft-memory-report"), "memory_report")
                 with gr.Column():
-                    self.run_dir = self._label(gr.Textbox(label=t("run_dir", lang), interactive=False,
+                    self.run_dir = self.label(gr.Textbox(label=t("run_dir", lang), interactive=False,
                                                           elem_id="kft-run-dir"), "run_dir")
-                    self.zip = self._label(gr.File(label=t("zip", lang), interactive=False, elem_id="kft-zip"), "zip")
+                    self.zip = self.label(gr.File(label=t("zip", lang), interactive=False, elem_id="kft-zip"), "zip")
             with gr.Row():
                 self.push_repo = gr.Textbox(label=t("push_repo", lang), info=t("push_info", lang), max_lines=1)
-                self.relabels.append((self.push_repo, lambda new: gr.update(label=t("push_repo", new),
-                                                                           info=t("push_info", new))))
-                self.push_private = self._label(gr.Checkbox(True, label=t("push_private", lang)), "push_private")
-                self.push_btn = self._label(gr.Button(t("push_btn", lang)), "push_btn", "value")
+                self.relabel_with(self.push_repo, lambda new: gr.update(label=t("push_repo", new),
+                                                                           info=t("push_info", new)))
+                self.push_private = self.label(gr.Checkbox(True, label=t("push_private", lang)), "push_private")
+                self.push_btn = self.label(gr.Button(t("push_btn", lang)), "push_btn", "value")
 
-    # ---- events ---------------------------------------------------------------------------------------
     def _wire(self) -> None:
         kw = {"model": self.model, "data_kind": self.data_kind, "hub_dataset": self.hub, "upload": self.upload,
-              "length_mode": self.mode, **self.widgets}
-        status_out = [self.summary, self.status, self.progress, self.loss_plot, self.lr_plot, self.mem_plot,
+              "length_mode": self.mode, **self.widgets, "lang": self.lang_box}
+        self.status_out = status_out = [self.summary, self.status, self.progress, self.loss_plot, self.lr_plot, self.mem_plot,
                       self.log, self.report, self.run_dir, self.zip, self.shown]
-        self.start_btn.click(self.on_start, inputs=[self.lang_state], inputs_kwargs=kw, outputs=self.notice,
-                             api_name="start_training")
-        self.stop_btn.click(self.on_stop, inputs=[self.lang_state], outputs=self.notice, api_name="stop_training")
+        self.start_btn.click(self.on_start, inputs_kwargs=kw, outputs=self.notice_box, api_name="start_training")
+        self.stop_btn.click(self.on_stop, inputs=[self.lang_box], outputs=self.notice_box, api_name="stop_training")
         pv = {k: kw[k] for k in ("model", "data_kind", "hub_dataset", "upload", "max_seq_length", "too_long",
-                                 "max_rows", "split")}
-        self.preview_btn.click(self.on_preview, inputs=[self.lang_state], inputs_kwargs=pv, outputs=self.preview,
-                               api_name="preview_data")
-        self.export_btn.click(self.on_export, inputs=[self.lang_state], inputs_kwargs=kw,
-                              outputs=[self.export_file, self.notice], api_name="export_settings")
-        import_out = [self.model, self.data_kind, self.hub, self.mode, *self.widgets.values(), self.notice]
-        self.import_file.upload(self.on_import, inputs=[self.lang_state, self.import_file], outputs=import_out,
+                                 "max_rows", "split", "lang")}
+        self.preview_btn.click(self.on_preview, inputs_kwargs=pv, outputs=self.preview, api_name="preview_data")
+        self.export_btn.click(self.on_export, inputs_kwargs=kw,
+                              outputs=[self.export_file, self.notice_box], api_name="export_settings")
+        self.import_out = import_out = [self.model, self.data_kind, self.hub, self.mode, *self.widgets.values(), self.notice_box]
+        self.import_file.upload(self.on_import, inputs=[self.import_file, self.lang_box], outputs=import_out,
                                 api_name="import_settings")
         # a reload (or a second reviewer) sees the running run's settings, not the defaults
-        Context.root_block.load(self.on_page_load, inputs=[self.lang_state], outputs=import_out,
+        Context.root_block.load(self.on_page_load, inputs=[self.lang_box], outputs=import_out,
                                 api_visibility="private", show_progress="hidden")
-        self.push_btn.click(self.on_push, inputs=[self.lang_state, self.push_repo, self.push_private],
-                            outputs=self.notice, api_name="push_to_hub")
+        self.push_btn.click(self.on_push, inputs=[self.push_repo, self.push_private, self.lang_box],
+                            outputs=self.notice_box, api_name="push_to_hub")
         self.data_kind.change(lambda k: (gr.update(visible=k == "hub"), gr.update(visible=k == "upload")),
                               inputs=self.data_kind, outputs=[self.hub, self.upload], api_visibility="private")
         self.mode.change(lambda m: (gr.update(visible=m == "steps"), gr.update(visible=m == "epochs")),
@@ -235,91 +218,88 @@ class TrainTab:
         w["preset"].input(self.on_preset, inputs=[w["preset"], *batch], outputs=[*batch, w["padding_free"]],
                           api_visibility="private")
         timer = gr.Timer(POLL_S)
-        timer.tick(self.on_tick, inputs=[self.lang_state, self.shown], outputs=status_out, show_progress="hidden",
+        timer.tick(self.on_tick, inputs=[self.shown, self.lang_box], outputs=status_out, show_progress="hidden",
                    api_visibility="private", concurrency_limit=None)
-        Context.root_block.load(self.on_status, inputs=[self.lang_state], outputs=status_out,
+        Context.root_block.load(self.on_status, inputs=[self.lang_box], outputs=status_out,
                                 api_name="training_status", show_progress="hidden", concurrency_limit=None)
 
-    def _warn(self, message: str) -> str:
-        """The one place where a refusal becomes a toast (the UI edge) and a visible notice."""
-        gr.Warning(message)
-        return f"⚠️ {message}"
-
-    def on_start(self, lang: str, *, model: str, data_kind: str, hub_dataset: str, length_mode: str,
+    def on_start(self, *, lang: str, model: str, data_kind: str, hub_dataset: str, length_mode: str,
                  upload: str | None = None, **values: Any) -> str:
         try:
-            self.ws.refuse_if_read_only()
-            cfg = form.values_to_config(values, model, length_mode)
-            cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.store_upload, lang)
-            job = self.ws.start_training(cfg)
+            self.ws.limits.refuse_if_read_only()
+            cfg, problems = form.parse_values(values, model, length_mode)
+            if problems:  # with the settings' other problems: one refusal lists every one
+                parsed = {p.field for p in problems}
+                raise SettingsError(problems + [p for p in self.ws.training.problems(cfg) if p.field not in parsed])
+            cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.uploads.store, lang)
+            job = self.ws.training.start(cfg)
         except BusyError as exc:
             key = {"generation": "busy_generating", "finishing": "busy_finishing"}.get(exc.by, "busy")
-            return self._warn(t(key, lang, msg=exc))
+            return self.notice(t(key, lang, msg=exc))
         except ValueError as exc:
-            return self._warn(t("refused", lang, msg=exc))
+            return self.notice(t("refused", lang, msg=exc))
         logger.info("training started from the UI: %s", job.run_dir)
         return t("started", lang, run=job.run_dir.name)
 
     def on_stop(self, lang: str) -> str:
-        return t("stop_sent", lang) if self.ws.stop_training() else t("nothing_to_stop", lang)
+        return t("stop_sent", lang) if self.ws.training.stop() else t("nothing_to_stop", lang)
 
-    def on_preview(self, lang: str, *, model: str, data_kind: str, hub_dataset: str, max_seq_length: float,
+    def on_preview(self, *, lang: str, model: str, data_kind: str, hub_dataset: str, max_seq_length: float,
                    too_long: str, split: str, upload: str | None = None, max_rows: float | None = None) -> str:
         try:
             if data_kind != "sample":  # read-only: no uploads, and no Hub dataset downloaded to this disk
-                self.ws.refuse_if_read_only()
-            self.ws.check_model_allowed(model)
+                self.ws.limits.refuse_if_read_only()
+            self.ws.limits.check_model_allowed(model)
             cfg = form.values_to_config({"max_seq_length": max_seq_length, "too_long": too_long,
-                                         "max_rows": max_rows, "split": split}, model, validate=False)
-            cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.store_upload, lang)
-            # the settings the preview uses are checked as Start checks them (a negative max_rows sliced
-            # rows off the end); the other settings are Start's business
-            problems = [p for p in cfg.problems() if p.startswith(("data.", "model.max_seq_length"))]
+                                         "max_rows": max_rows, "split": split}, model)
+            cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.uploads.store, lang)
+            # the preview's settings are checked as Start checks them (a negative max_rows sliced rows off the end)
+            problems = [p for p in cfg.problems("data", "model") if p.field.startswith(("data.", "model.max_seq"))]
             if problems:
-                raise ValueError("; ".join(problems))
+                raise ValueError("; ".join(map(str, problems)))
             pv = preview_data(cfg.data, cfg.model.name, cfg.model.max_seq_length)
         except ValueError as exc:
-            return self._warn(t("preview_failed", lang, msg=exc))
+            return self.notice(t("preview_failed", lang, msg=exc))
         return form.preview_markdown(pv, lang)
 
-    def on_export(self, lang: str, *, model: str, data_kind: str, hub_dataset: str, length_mode: str,
+    def on_export(self, *, lang: str, model: str, data_kind: str, hub_dataset: str, length_mode: str,
                   upload: str | None = None, **values: Any) -> tuple[Any, str]:
         try:
-            cfg = form.values_to_config(values, model, length_mode, validate=False)
-            cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.store_upload, lang)
+            cfg = form.values_to_config(values, model, length_mode)
+            cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.uploads.store, lang)
         except ValueError as exc:
-            return None, self._warn(str(exc))
+            return None, self.notice(str(exc))
         path = cfg.save(Path(tempfile.mkdtemp(prefix="kft-settings-")) / "kft-run.yaml")
         return str(path), t("exported", lang)
 
-    def on_import(self, lang: str, path: str | None) -> list[Any]:
-        keep = [gr.skip()] * (4 + len(self.widgets))
+    def on_import(self, path: str | None, lang: str) -> dict[Any, Any]:
         if not path:
-            return [*keep, gr.skip()]
+            return self.unchanged(self.import_out)
         try:
             cfg = RunConfig.load(path)
         except ValueError as exc:
-            return [*keep, self._warn(str(exc))]
+            return {**self.unchanged(self.import_out), self.notice_box: self.notice(str(exc))}
         notes = [t("imported", lang, name=Path(path).name)]
         if form.kind_of(cfg.data.source)[0] == "upload":
             notes.append(t("reupload", lang, src=Path(cfg.data.source).name))
         problems = cfg.problems()
         if problems:
             notes += [t("import_problems", lang), *[f"- {p}" for p in problems]]
-        return [*self._form_values(cfg), "\n".join(notes)]
+        return {**self._form_values(cfg), self.notice_box: "\n".join(notes)}
 
-    def _form_values(self, cfg: RunConfig) -> list[Any]:
+    def _form_values(self, cfg: RunConfig) -> dict[Any, Any]:
         """The form's widgets (model, data kind, Hub id, length mode, every setting) showing cfg."""
         kind, hub = form.kind_of(cfg.data.source)
         values = form.config_to_values(cfg)
-        return [cfg.model.name, kind, hub, form.length_mode_of(cfg), *[values[n] for n in self.widgets]]
+        return {self.model: cfg.model.name, self.data_kind: kind, self.hub: hub, self.mode: form.length_mode_of(cfg),
+                **{w: values[n] for n, w in self.widgets.items()}}
 
-    def on_page_load(self, lang: str) -> list[Any]:
+    def on_page_load(self, lang: str) -> dict[Any, Any]:
         """On page load during a run: fill the form with that run's settings; otherwise leave it."""
-        job = self.ws.job
+        job = self.ws.training.job
         if job is None or job.done:
-            return [gr.skip()] * (5 + len(self.widgets))
-        return [*self._form_values(job.config), t("attached", lang, run=job.run_dir.name)]
+            return self.unchanged(self.import_out)
+        return {**self._form_values(job.config), self.notice_box: t("attached", lang, run=job.run_dir.name)}
 
     def on_preset(self, name: str, batch: Any, accumulation: Any) -> tuple[Any, ...]:
         try:
@@ -327,38 +307,34 @@ class TrainTab:
         except (ValueError, TypeError):
             return gr.skip(), gr.skip(), gr.skip()
 
-    def on_push(self, lang: str, repo_id: str, private: bool) -> str:
+    def on_push(self, repo_id: str, private: bool, lang: str) -> str:
         try:
-            url = self.ws.push_adapter(repo_id or "", bool(private))
+            url = self.ws.training.push_adapter(repo_id or "", bool(private))
         except ValueError as exc:
-            return self._warn(t("push_failed", lang, msg=exc))
+            return self.notice(t("push_failed", lang, msg=exc))
         return t("pushed", lang, url=url)
 
-    # ---- polling ----------------------------------------------------------------------------------------
     def _zip_for(self, snap: Any) -> str | None:
         if snap is None or snap.status not in ("completed", "stopped"):
             return None
         try:
-            return str(servable_copy(self.ws.adapter_zip()))
+            return str(servable_copy(self.ws.training.adapter_zip()))
         except (ExportError, ValueError, OSError) as exc:
             logger.debug("no adapter zip for %s: %s", snap.run_dir, exc)  # polled every 2 s: not a warning each time
             return None
 
-    def on_status(self, lang: str) -> list[Any]:
+    def on_status(self, lang: str) -> dict[Any, Any]:
         """Everything the progress and result boxes show, rendered from one snapshot."""
-        snap = self.ws.snapshot()
-        return [plots.summary(snap), plots.status_markdown(snap, lang), plots.progress_html(snap),
-                plots.loss_frame(snap), plots.lr_frame(snap), plots.memory_frame(snap), plots.log_text(snap),
-                plots.report_text(snap), snap.run_dir if snap else "", self._zip_for(snap),
-                plots.signature(snap, lang)]
+        snap = self.ws.training.snapshot()
+        return {self.summary: plots.summary(snap), self.status: plots.status_markdown(snap, lang),
+                self.progress: plots.progress_html(snap), self.loss_plot: plots.loss_frame(snap),
+                self.lr_plot: plots.lr_frame(snap), self.mem_plot: plots.memory_frame(snap),
+                self.log: plots.log_text(snap), self.report: plots.report_text(snap),
+                self.run_dir: snap.run_dir if snap else "", self.zip: self._zip_for(snap),
+                self.shown: plots.signature(snap, lang)}
 
-    def on_tick(self, lang: str, shown: str) -> list[Any]:
+    def on_tick(self, shown: str, lang: str) -> dict[Any, Any]:
         """Like on_status, but sends nothing when nothing changed since this page's last update."""
-        if plots.signature(self.ws.snapshot(), lang) == shown:
-            return [gr.skip()] * 11
+        if plots.signature(self.ws.training.snapshot(), lang) == shown:
+            return self.unchanged(self.status_out)
         return self.on_status(lang)
-
-
-def build(ws: Workspace, lang: str, settings: Any = None) -> TabHandle:
-    """The training tab inside the current gr.Blocks; see the module docstring for its API names."""
-    return TrainTab(ws, lang, settings).build()

@@ -15,12 +15,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -67,9 +68,9 @@ def _start_app(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
                "--default-model", "tiny", "--lang", "en"]
         with log_path.open("ab") as log:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + APP_START_S
-        while time.monotonic() < deadline and proc.poll() is None and not _up(url):
-            time.sleep(0.5)
+        # up, or ended (a port taken meanwhile is retried below; anything else is reported)
+        wait_until(lambda proc=proc, url=url: proc.poll() is not None or _up(url), APP_START_S,
+                   what=f"the app on {url}", every=0.5)
         if proc.poll() is None and _up(url):
             return proc, url
         _stop(proc)

@@ -2,21 +2,21 @@
 
 Selectors are the ``elem_id``s set in kft/ui (``#kft-...``) and labels taken from the tabs' own string
 tables, so copy edits do not break the tests. Each stage leaves a screenshot in test-artifacts/screenshots/.
-The tests run in file order and share one app process: the comparison uses the run the first test trained
-(or trains a short one through the API when run alone).
+The tests share one app process (starting it takes a while) but not each other's results: each first waits
+until no run is going, and the comparison trains a short run through the API when no run has left an adapter.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
 
+from conftest import wait_until
 from kft.safety import detect_refusal
 from kft.ui import compare_view
 from kft.ui.i18n import COMMON, tr
@@ -112,8 +112,9 @@ def _open_app(page, url: str, tab: str = "tab_train") -> None:
 
 # ---- training --------------------------------------------------------------------------------------
 def test_training_live_plots_survive_a_reload_then_stop_report_and_download(page, app_url, shoot, tmp_path):
+    last = _settled(Client(app_url, verbose=False))["status"]  # "idle", or how a run of another test ended
     _open_app(page, app_url)
-    _wait_text(page, "#kft-status", "idle")
+    _wait_text(page, "#kft-status", last)
 
     # model and data: the tiny model, the bundled sample; the preview shows rows exactly as trained on
     _pick(page, "#kft-model", train_t("choice_tiny", EN))
@@ -177,15 +178,16 @@ def test_training_live_plots_survive_a_reload_then_stop_report_and_download(page
 
 # ---- comparison ------------------------------------------------------------------------------------
 def _settled(client: Client, stop: bool = True) -> dict:
-    """Wait until no run is in progress (stopping one left going by a failed test); the last run's summary."""
+    """Wait until no run is in progress (stopping one left going by another test); the last run's summary."""
     summary = client.predict(api_name="/training_status")[0]
     if stop and not summary.get("finished", True):
         client.predict(api_name="/stop_training")
-    deadline = time.monotonic() + 300
-    while not (summary := client.predict(api_name="/training_status")[0]).get("finished", True):
-        assert time.monotonic() < deadline, f"the run did not finish: {summary}"
-        time.sleep(1)
-    return summary
+
+    def finished() -> dict | None:
+        summary = client.predict(api_name="/training_status")[0]
+        return summary if summary.get("finished", True) else None
+
+    return wait_until(finished, 300, what="the run to finish", every=1)
 
 
 def _ensure_trained_adapter(url: str) -> None:

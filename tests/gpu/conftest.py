@@ -6,13 +6,11 @@ KFT_GPU_MODEL names an existing checkpoint directory; otherwise one is built (ab
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
+ROOT = Path(__file__).resolve().parents[2]  # bench/ is on the path: pyproject's pytest pythonpath
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from conftest import wait_until
 
 pytestmark = pytest.mark.gpu
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,9 +124,7 @@ def test_stop_mid_run_keeps_the_adapter(llama8b_dir, rows_file, tmp_path):
     from kft.train import TrainingJob
 
     job = TrainingJob(_config(llama8b_dir, rows_file, 60), tmp_path / "stop").start()
-    deadline = time.time() + 600
-    while job.snapshot().step < 2 and time.time() < deadline and not job.done:
-        time.sleep(0.5)
+    wait_until(lambda: job.snapshot().step >= 2 or job.done, timeout=600, what="step 2", every=0.5)
     job.stop()
     assert job.join(300)
     snap = job.snapshot()

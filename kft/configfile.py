@@ -1,0 +1,119 @@
+"""Settings files: a RunConfig from a plain dict (YAML, JSON, run.json) and back, with every type checked.
+
+They come from anyone (import is open in read-only mode too): size capped, YAML aliases refused, values cut short.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .config import SECTIONS, FieldSpec, RunConfig, specs
+from .validation import SHORT, Problem, SettingsError
+
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def parse_yes_no(text: str) -> bool | None:
+    """1/true/yes/on or 0/false/no/off (any case, spaces ignored) as a bool; None for anything else."""
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    return None
+
+
+def coerce(s: FieldSpec, value: Any) -> Any:
+    """A file's value as its setting's type (else ValueError); YAML 1.1 reads 2e-4 as a string, so text is parsed."""
+    if value is None:
+        if s.optional:
+            return None
+        raise ValueError(s.kind)
+    if s.name == "target_modules":  # "q_proj" or "q_proj,v_proj" is a list of names, not of characters
+        if isinstance(value, str):
+            value = [x.strip() for x in value.split(",") if x.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
+            raise ValueError("layer names such as q_proj")
+        return tuple(value)
+    if s.base in ("int", "float"):
+        number = float(value) if isinstance(value, str) else value
+        if isinstance(value, bool) or not isinstance(number, (int, float)):
+            raise ValueError(s.kind)
+        if s.base == "int":
+            if not float(number).is_integer():
+                raise ValueError(s.kind)
+            return int(number)
+        return float(number)
+    wanted = {"bool": (bool,), "str": (str,), "str | bool": (str, bool), "dict[str, Any]": (dict,)}.get(s.base)
+    if wanted and not isinstance(value, wanted):
+        raise ValueError(s.kind)
+    return value
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    """Unknown sections or keys, and values of the wrong type, raise one ValueError naming them."""
+    unknown = [k for k in raw if k not in SECTIONS]
+    if unknown:
+        raise ValueError(f"Unknown config section(s) {unknown}; expected {sorted(SECTIONS)}")
+    config, wrong = RunConfig(), []
+    for section in SECTIONS:
+        values = raw.get(section) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"Config section {section!r} must be a mapping, got {type(values).__name__}")
+        known = {s.name: s for s in specs(section)}
+        bad = [k for k in values if k not in known]
+        if bad:
+            raise ValueError(f"Unknown key(s) {bad} in section {section!r}; known: {sorted(known)}")
+        for name, value in values.items():
+            try:
+                config.set(known[name].key, coerce(known[name], value))
+            except ValueError as exc:
+                wrong.append(Problem(known[name].key, f"must be {exc}, got {SHORT.repr(value)}"))
+    if wrong:
+        raise SettingsError(wrong)
+    return config
+
+
+def save_config(config: RunConfig, path: str | Path) -> Path:
+    """Write as YAML (.yaml/.yml) or JSON (anything else)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        path.write_text(yaml.safe_dump(config.to_dict(), allow_unicode=True, sort_keys=False), encoding="utf-8")
+    else:
+        path.write_text(json.dumps(config.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+    return path
+
+
+def _load_yaml(text: str) -> Any:
+    """yaml.safe_load without aliases: nested ones expand a few hundred bytes into gigabytes ("billion laughs")."""
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError("aliases (*name) are not allowed in a settings file")
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=NoAliases)  # noqa: S506 - a SafeLoader subclass
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML or JSON file written by ``save_config`` (or by hand)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Config file not found: {path}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:  # a settings file is a few kB; imports come from anyone
+        raise ValueError(f"Config file {path.name} is {path.stat().st_size:,} bytes; the limit is {MAX_CONFIG_BYTES:,}")
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        raw = (_load_yaml(text) or {}) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - report any parse error in plain words
+        raise ValueError(f"Could not parse config file {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"Config file {path} must hold a mapping of sections")
+    return config_from_dict(raw)

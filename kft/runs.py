@@ -1,0 +1,352 @@
+"""Runs on disk: ``RunDir`` alone names a run directory's files; the rest lists runs, resumes interrupted ones.
+
+A run directory (``DATA_DIR/runs/<name>``) holds run.json, metrics.jsonl, adapter/, checkpoints/checkpoint-N/ and,
+once downloaded, <name>-adapter.zip. A run in a live state that no live process trains (its pid dead, this process,
+or reused after the run started) is ``interrupted`` and resumes from its last *complete* checkpoint. Only checkpoints
+inside the run's own ``checkpoints/`` are used; a run is chosen by name, never by a client path. No gradio, no model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+LIVE_STATES = ("pending", "loading", "running", "stopping")
+CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
+CHECKPOINT_FILES = ("adapter_config.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt",
+                    "trainer_state.json")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+PID_SLACK_S = 2.0  # run.json times have one-second resolution
+
+
+class RunDir:
+    """One run directory: the only place that knows what its files are called."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and self.path.resolve() == other.path.resolve()
+
+    name = property(lambda self: self.path.name)
+    adapter = property(lambda self: self.path / "adapter", doc="the saved adapter (PEFT format + template.json)")
+    run_json = property(lambda self: self.path / "run.json")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    checkpoints_dir = property(lambda self: self.path / "checkpoints")
+    zip_file = property(lambda self: self.path / f"{self.path.name}-adapter.zip")
+
+    @property
+    def has_adapter(self) -> bool:
+        return (self.adapter / "adapter_config.json").is_file()
+
+    def read_json(self) -> dict[str, Any] | None:
+        """run.json as a dict, or None when missing or unreadable (a run killed before writing it)."""
+        try:
+            data = json.loads(self.run_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def write_json(self, data: dict[str, Any]) -> None:
+        """Atomic rewrite of run.json (tmp file, then rename)."""
+        tmp = self.path / "run.json.tmp"
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        tmp.replace(self.run_json)
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        with open(self.metrics_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Rows of metrics.jsonl (unreadable lines, such as one cut by a kill, are left out)."""
+        rows = []
+        try:
+            lines = self.metrics_file.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                rows.append(row)
+        return rows
+
+    def truncate_metrics(self, step: int) -> list[dict[str, Any]]:
+        """Keep metrics.jsonl rows up to ``step`` (a resumed run logs the later steps again); return them."""
+        rows = [r for r in self.read_metrics() if r["step"] <= step]
+        tmp = self.path / "metrics.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        tmp.replace(self.metrics_file)
+        return rows
+
+    def checkpoints(self) -> list[Path]:
+        """checkpoint-N directories of the run, by step."""
+        folder = self.checkpoints_dir
+        if not folder.is_dir():
+            return []
+        found = [p for p in folder.iterdir() if p.is_dir() and CHECKPOINT_DIR.fullmatch(p.name)]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+    def checkpoint_problems(self, ckpt: Path) -> list[str]:
+        """Why a checkpoint directory cannot be resumed from (empty list: complete)."""
+        match = CHECKPOINT_DIR.fullmatch(ckpt.name)
+        if match is None:
+            return [f"{ckpt.name} is not named checkpoint-N"]
+        if ckpt.is_symlink() or not ckpt.resolve().is_relative_to(self.checkpoints_dir.resolve()):
+            return [f"{ckpt.name} lies outside the run's checkpoints folder"]
+        problems = [f"{name} missing or empty" for name in CHECKPOINT_FILES
+                    if not (ckpt / name).is_file() or (ckpt / name).is_symlink() or (ckpt / name).stat().st_size == 0]
+        if not problems and not _safetensors_ok(ckpt / "adapter_model.safetensors"):
+            problems.append("adapter_model.safetensors is cut short")
+        if not problems:
+            try:
+                step = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8")).get("global_step")
+            except (OSError, ValueError, AttributeError):
+                step = None
+            if step != int(match.group(1)):
+                problems.append(f"trainer_state.json says step {step}, not {match.group(1)}")
+        return problems
+
+    def last_complete_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint; incomplete ones (a kill while saving) are skipped and logged."""
+        for ckpt in reversed(self.checkpoints()):
+            problems = self.checkpoint_problems(ckpt)
+            if not problems:
+                return ckpt
+            logger.debug("skipping incomplete %s/%s: %s", self.name, ckpt.name, "; ".join(problems))
+        return None
+
+
+@dataclass
+class RunInfo:
+    """One run as the runs list shows it (plain data)."""
+
+    name: str
+    status: str
+    run_dir: Path
+    model: str | None = None
+    data: str | None = None
+    steps_done: int = 0
+    total_steps: int = 0
+    final_loss: float | None = None
+    settings: str = ""
+    started_at: str | None = None
+    has_adapter: bool = False
+    checkpoint: str | None = None  # name of the last complete checkpoint (``checkpoint-N``), if any
+    error: str | None = None
+    resumed_from: str | None = None
+
+    @property
+    def resumable(self) -> bool:
+        return self.status == "interrupted" and self.checkpoint is not None
+
+
+@dataclass
+class ResumePlan:
+    """What resuming a run needs: its config, the checkpoint, and the history up to that step."""
+
+    run: RunDir
+    config: dict[str, Any]
+    checkpoint: Path
+    step: int
+    resumes: int = 1
+    first_started_at: str | None = None
+
+    def meta(self) -> dict[str, Any]:
+        """The run.json keys a resumed run carries over."""
+        return {"resumed_from": self.checkpoint.name, "resumes": self.resumes, "first_started_at": self.first_started_at}
+
+
+def _safetensors_ok(path: Path) -> bool:
+    """The header of a safetensors file parses (a file cut short by a kill does not)."""
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size <= 0 or 8 + size > path.stat().st_size:
+                return False
+            json.loads(f.read(size))
+    except (OSError, ValueError, struct.error):
+        return False
+    return True
+
+
+def _epoch(stamp: Any) -> float | None:
+    try:
+        return time.mktime(time.strptime(str(stamp), TIME_FORMAT))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def owner_alive(raw: dict[str, Any]) -> bool:
+    """Whether the process that wrote run.json (``pid``, ``started_at``) still exists and is another one."""
+    import psutil
+
+    pid = raw.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        created = proc.create_time()
+    except (psutil.Error, OSError):
+        return False
+    started = _epoch(raw.get("started_at"))
+    return started is None or created <= started + PID_SLACK_S  # created later: the pid was reused
+
+
+def effective_status(raw: dict[str, Any] | None, live: bool) -> str:
+    """The status to show: run.json's, except ``interrupted`` for a live state that nobody runs."""
+    if raw is None:  # no readable run.json: killed before it was written, or the live run's first moment
+        return "pending" if live else "interrupted"
+    status = str(raw.get("status") or "interrupted")
+    if status in LIVE_STATES and not live and not owner_alive(raw):
+        return "interrupted"
+    return status
+
+
+def find(runs_dir: Path, name: str) -> RunDir:
+    """The run called ``name`` directly under runs_dir; ValueError for anything else (no paths from clients)."""
+    name = (name or "").strip()
+    if not RUN_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"{name[:80]!r} is not a run name: pick one from the runs list")
+    path = runs_dir / name
+    if path.is_symlink() or not path.is_dir() or path.resolve().parent != runs_dir.resolve():
+        raise ValueError(f"run {name!r} was not found under {runs_dir.name}/")
+    return RunDir(path)
+
+
+def settings_summary(config: dict[str, Any]) -> str:
+    """One line of the settings that tell runs apart (the fields marked ``summary`` in kft.config)."""
+    from .config import specs
+
+    try:
+        t = config["train"]
+        def part(*sections: str) -> list[str]:
+            return [f"{s.summary} {config[s.section][s.name]:g}" for s in specs(*sections) if s.summary]
+
+        parts = [*part("lora", "train"), f"batch {t['per_device_train_batch_size']}×{t['gradient_accumulation_steps']}",
+                 *part("model")]
+        parts.append(f"{t['max_steps']} steps" if t["max_steps"] > 0 else f"{t['num_train_epochs']:g} epochs")
+        return " · ".join(parts) + (f" · save every {t['save_steps']}" if t.get("save_steps") else "")
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def run_info(run: RunDir, live_run: RunDir | None = None) -> RunInfo:
+    """What one run directory says about its run."""
+    raw = run.read_json()
+    ckpt = run.last_complete_checkpoint()
+    info = RunInfo(run.name, effective_status(raw, run == live_run), run.path, checkpoint=ckpt.name if ckpt else None,
+                   has_adapter=run.has_adapter)
+    if raw is None:
+        return info
+    # read defensively: a hand-edited or other-version run.json must not stop the app (the list is read at start)
+    config = _dict(raw.get("config"))
+    loss = raw.get("final_loss")
+    info.model = _text(_dict(config.get("model")).get("name"))
+    info.data = _text(_dict(config.get("data")).get("source"))
+    info.steps_done, info.total_steps = _count(raw.get("steps_done")), _count(raw.get("total_steps"))
+    info.final_loss = float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else None
+    info.settings = settings_summary(config)
+    info.started_at = _text(raw.get("first_started_at") or raw.get("started_at"))
+    info.error, info.resumed_from = _text(raw.get("error")), _text(raw.get("resumed_from"))
+    if info.status != "completed":  # a run that did not end cleanly: metrics.jsonl knows how far it got
+        rows = run.read_metrics()
+        info.steps_done = max([info.steps_done, *(r["step"] for r in rows)])
+        if info.final_loss is None:
+            losses = [r["loss"] for r in rows if isinstance(r.get("loss"), (int, float))]
+            info.final_loss = losses[-1] if losses else None
+    return info
+
+
+def claim(runs_dir: Path) -> RunDir:
+    """A new, empty run directory named after the current second (``-2``, ``-3``, ... on a clash)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    base, n = time.strftime("%Y%m%d-%H%M%S"), 1
+    while True:
+        path = runs_dir / (base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir()  # no exist_ok: atomic, so runs of the same second (even other processes) never share one
+            return RunDir(path)
+        except FileExistsError:
+            n += 1
+
+
+def run_dirs(runs_dir: Path) -> list[RunDir]:
+    """Every run directory under runs_dir, newest first."""
+    if not runs_dir.is_dir():
+        return []
+    dirs = [p for p in runs_dir.iterdir() if p.is_dir() and not p.is_symlink() and RUN_NAME.fullmatch(p.name)]
+    dirs.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return [RunDir(p) for p in dirs]
+
+
+def list_runs(runs_dir: Path, live_run: RunDir | None = None) -> list[RunInfo]:
+    """Every run under runs_dir with its status, newest first."""
+    return [run_info(r, live_run) for r in run_dirs(runs_dir)]
+
+
+def with_adapter(runs_dir: Path) -> list[str]:
+    """Names of the runs that hold a saved adapter, newest adapter first."""
+    runs = [r for r in run_dirs(runs_dir) if r.has_adapter]
+    runs.sort(key=lambda r: (r.adapter / "adapter_config.json").stat().st_mtime, reverse=True)
+    return [r.name for r in runs]
+
+
+def mark_interrupted(runs_dir: Path, live_run: RunDir | None = None) -> list[str]:
+    """Rewrite run.json of every run left in a live state by a dead process as ``interrupted``."""
+    marked = []
+    for info in list_runs(runs_dir, live_run):
+        run = RunDir(info.run_dir)
+        raw = run.read_json()
+        if info.status != "interrupted" or raw is None or raw.get("status") == "interrupted":
+            continue
+        raw.update(status="interrupted", interrupted_at=time.strftime(TIME_FORMAT), last_checkpoint=info.checkpoint,
+                   error=f"the app stopped while this run was {raw.get('status')}; "
+                         + (f"resume it from {info.checkpoint}" if info.checkpoint else "no complete checkpoint to resume from"))
+        run.write_json(raw)
+        marked.append(info.name)
+        logger.info("run %s was interrupted (last complete checkpoint: %s)", info.name, info.checkpoint)
+    return marked
+
+
+def resume_plan(run: RunDir, live_run: RunDir | None = None) -> ResumePlan:
+    """Everything needed to resume an interrupted run; ValueError says why it cannot be resumed."""
+    info = run_info(run, live_run)
+    if info.status != "interrupted":
+        raise ValueError(f"run {info.name} is {info.status}, not interrupted: only an interrupted run is resumed")
+    raw = run.read_json() or {}
+    if not isinstance(raw.get("config"), dict):
+        raise ValueError(f"run {info.name} has no readable run.json config; start a new run instead")
+    ckpt = run.last_complete_checkpoint()
+    if ckpt is None:
+        raise ValueError(f"run {info.name} has no complete checkpoint to resume from (set 'save_steps' to "
+                         "checkpoint every N steps); start a new run instead")
+    return ResumePlan(run, raw["config"], ckpt, int(ckpt.name.split("-")[1]), resumes=int(raw.get("resumes") or 0) + 1,
+                      first_started_at=raw.get("first_started_at") or raw.get("started_at"))

@@ -1,0 +1,9 @@
+"""The only holders of process state, shared by every browser tab and API caller. ``Workspace`` composes them:
+``ModelSlot`` (model, adapters, GPU), ``TrainingService``, ``ComparisonService``, ``Limits`` and the ``UploadStore``.
+Nothing here imports gradio."""
+
+from .limits import Limits
+from .model_slot import BusyError, ModelSlot
+from .workspace import Workspace
+
+__all__ = ["BusyError", "Limits", "ModelSlot", "Workspace"]

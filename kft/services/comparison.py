@@ -1,0 +1,253 @@
+"""ComparisonService: one prompt to the base model and to a LoRA adapter, both answers streamed side by side,
+and the refusal scorecard over a prompt set. One generation at a time, on the GPU the ModelSlot holds.
+
+An adapter (``AdapterChoice.source``) is ``trained`` (the training tab's, on the slot's model), ``run`` (a run
+directory) or ``hub`` (a PEFT id on the Hub, safetensors only). Further adapters are added to the loaded base;
+only an adapter of another base loads that base. A newer request cancels the running one. No gradio here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import runs
+from ..config import GenerationArgs, ModelArgs
+from ..generate import PairUpdate, PromptError, SideBySideGenerator, prompt_problems
+from ..model import LoadedModel, ModelLoadError, load_adapter, load_base, resolve_model_path, trained_base
+from ..prompts import PromptTemplate
+from ..runs import RunDir
+from ..safety import Scorecard, run_scorecard
+from .limits import Limits
+from .model_slot import ModelSlot
+from .training import TrainingService
+
+logger = logging.getLogger(__name__)
+SOURCES = ("trained", "run", "hub")
+MAX_SCORECARD_PROMPTS = 500
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}")
+HUB_FILES = ["adapter_config.json", "adapter_model.safetensors", "template.json", "README.md"]
+
+
+@dataclass(frozen=True)
+class AdapterChoice:
+    """What the user picked: a source (trained | run | hub) and, for run and hub, which one."""
+
+    source: str = "trained"
+    ref: str = ""
+
+    def describe(self) -> str:
+        return "the adapter just trained" if self.source == "trained" else f"{self.source} {self.ref}"
+
+
+@dataclass
+class AdapterSource:
+    """A choice resolved to where its weights are and which base model it needs."""
+
+    key: str  # run directory or Hub id; ``ModelSlot.adapters`` maps names to it
+    adapter_dir: Path | None  # folder with adapter_config.json (None: only on the loaded model)
+    model: ModelArgs  # the base model the adapter was trained on
+
+
+@dataclass
+class CompareStatus:
+    """Plain data for the tab's status line."""
+
+    training: bool
+    training_run: str | None
+    generating: bool
+    model: str | None
+    adapters: list[str]
+    trained_available: bool
+
+
+def _run_source(run: RunDir) -> AdapterSource:
+    if not run.has_adapter:
+        raise ModelLoadError(f"run {run.name} holds no saved adapter (adapter/adapter_config.json)")
+    return AdapterSource(str(run.path.resolve()), run.adapter, trained_base(run.adapter))
+
+
+def download_hub_adapter(repo_id: str) -> Path:
+    """Fetch a PEFT adapter from the Hub (safetensors only: adapter_model.bin is a pickle) and return its folder."""
+    if not HUB_ID.fullmatch(repo_id):
+        raise ModelLoadError(f"{repo_id!r} is not a Hub id: expected owner/name, e.g. someone/llama31-ko-safety-lora")
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+    except Exception as exc:  # noqa: BLE001 - offline, missing, gated: one readable message
+        raise ModelLoadError(f"Could not get adapter {repo_id!r} from the Hub: {type(exc).__name__}: {str(exc)[:200]}. "
+                             "This machine needs network access (and HF_TOKEN for a private adapter), "
+                             "or the adapter in its Hugging Face cache.") from exc
+    if not (path / "adapter_model.safetensors").is_file():
+        raise ModelLoadError(f"{repo_id} has no adapter_model.safetensors: only safetensors adapters are loaded")
+    return path
+
+
+def same_base(loaded: LoadedModel, model: ModelArgs) -> bool:
+    """Whether ``loaded`` is the base model ``model`` names (by name or by resolved local path)."""
+    have = {str(loaded.name).lower(), str(loaded.path).lower()}
+    if model.name.lower() in have:
+        return True
+    try:
+        return resolve_model_path(model.name).lower() in have
+    except ModelLoadError:
+        return False
+
+
+class ComparisonService:
+    """One per Workspace: every browser tab and API caller shares it."""
+
+    def __init__(self, runs_dir: Path, slot: ModelSlot, training: TrainingService, limits: Limits) -> None:
+        self.runs_dir, self.slot, self.training, self.limits = runs_dir, slot, training, limits
+        self._guard = threading.Lock()
+        self._current: threading.Event | None = None
+        self.last: PairUpdate | None = None  # the last update of the most recent comparison
+
+    def runs_with_adapter(self) -> list[str]:
+        """Names of run directories that hold a saved adapter, newest first."""
+        return runs.with_adapter(self.runs_dir)
+
+    def trained_available(self) -> bool:
+        """Whether the 'just trained' choice can be served (in memory, or the last run's adapter on disk)."""
+        if self.slot.trained_key() is not None:
+            return True
+        job = self.training.job
+        return job is not None and job.done and job.run.has_adapter
+
+    def resolve(self, choice: AdapterChoice) -> AdapterSource:
+        """Where the chosen adapter is and which base it needs; ModelLoadError says what is missing."""
+        if choice.source == "trained":
+            key, job = self.slot.trained_key(), self.training.job
+            if key is not None:
+                return AdapterSource(key, None, ModelArgs(name=self.slot.loaded.name))
+            if self.trained_available():
+                return _run_source(job.run)
+            if job is not None and job.done:  # a run ended here, but without an adapter (failed, or stopped early)
+                raise ModelLoadError(f"the last run ({job.run.name}) ended {job.snapshot().status} without saving "
+                                     "an adapter: choose 'A run directory' and an earlier run, or train again")
+            raise ModelLoadError("no adapter has been trained in this session yet: train one in the training tab, "
+                                 "or pick a run directory")
+        if choice.source == "run":
+            if choice.ref not in self.runs_with_adapter():  # only names listed here: no paths from the client
+                raise ModelLoadError(f"run {choice.ref!r} was not found under {self.runs_dir.name}/ (or holds no adapter)")
+            return _run_source(RunDir(self.runs_dir / choice.ref))
+        if choice.source == "hub":
+            repo_id = choice.ref.strip()
+            adapter_dir = download_hub_adapter(repo_id)
+            return AdapterSource(f"hub:{repo_id}", adapter_dir, trained_base(adapter_dir))
+        raise ModelLoadError(f"unknown adapter source {choice.source!r}; expected one of {SOURCES}")
+
+    def _check_base(self, model: ModelArgs) -> None:
+        """Checks before the model in memory is let go: a refused or missing base must not cost a reload."""
+        from ..preflight import check_model_available
+
+        try:
+            self.limits.check_model_allowed(model.name)
+            check_model_available(model.name)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from exc
+
+    def _generator(self, choice: AdapterChoice) -> SideBySideGenerator:
+        """A generator for this request only (call with the GPU held): nothing here keeps a model alive."""
+        source = self.resolve(choice)
+        loaded = self.slot.loaded
+        if loaded is None or not same_base(loaded, source.model):
+            self._check_base(source.model)
+        self.slot.ensure_base(lambda have: same_base(have, source.model), lambda: load_base(source.model))
+        name = self.slot.ensure_adapter(source.key, source.adapter_dir, load_adapter)
+        template_dir = source.adapter_dir or RunDir(source.key).adapter
+        return SideBySideGenerator(self.slot.loaded, PromptTemplate.load(template_dir), adapter=name)
+
+    def status(self) -> CompareStatus:
+        run = self.slot.training_run
+        return CompareStatus(run is not None, run, self.slot.generating, self.slot.describe(),
+                             sorted(self.slot.adapters), self.trained_available())
+
+    def check_request(self, instruction: str, input: str, gen: GenerationArgs) -> None:  # noqa: A002
+        """Server-side checks that need no model: raise PromptError listing every problem."""
+        problems = [str(p) for p in self.limits.generation_problems(gen)] + prompt_problems(instruction, input)
+        if problems:
+            raise PromptError("; ".join(problems))
+
+    def stop(self) -> bool:
+        """Stop the running generation or scorecard, if any."""
+        with self._guard:
+            if self._current is not None and not self._current.is_set():
+                self._current.set()
+                return True
+        return False
+
+    @contextlib.contextmanager
+    def _turn(self, cancel: threading.Event) -> Iterator[bool]:
+        """Stop the running request, then hold the GPU (yields False if cancelled while waiting)."""
+        with self._guard:
+            if self._current is not None:
+                self._current.set()
+            self._current = cancel
+        with self.slot.generation(cancel) as got:
+            yield got
+
+    def stream(self, choice: AdapterChoice, instruction: str, input: str = "",  # noqa: A002
+               gen: GenerationArgs | None = None, cancel: threading.Event | None = None,
+               seed: int | None = None) -> Iterator[PairUpdate]:
+        """Both answers as they grow (close or set ``cancel`` to stop); panes share ``seed`` (None: new per request)."""
+        gen = gen or GenerationArgs()
+        seed = secrets.randbelow(2**31) if seed is None else seed
+        cancel = cancel or threading.Event()
+        self.check_request(instruction, input, gen)
+        with self._turn(cancel) as got:
+            if not got:
+                yield PairUpdate(done=True, cancelled=True)
+                return
+            inner = self._generator(choice).stream(instruction, input, gen, cancel=cancel, seed=seed)
+            try:
+                for update in inner:
+                    self.last = update
+                    yield update
+            finally:
+                inner.close()
+
+    def scorecard(self, choice: AdapterChoice, prompts: list[dict[str, Any]], gen: GenerationArgs,
+                  cancel: threading.Event | None = None) -> Iterator[tuple[int, Scorecard]]:
+        """Yield (prompts done, scorecard so far) after each prompt; stops early when cancelled."""
+        cancel = cancel or threading.Event()
+        problems = [str(p) for p in self.limits.generation_problems(gen)]
+        if len(prompts) > MAX_SCORECARD_PROMPTS:
+            problems.append(f"the prompt set has {len(prompts)} prompts; the limit is {MAX_SCORECARD_PROMPTS}")
+        if problems:
+            raise PromptError("; ".join(problems))
+        with self._turn(cancel) as got:
+            if not got:
+                return
+            generator = self._generator(choice)
+            _check_prompts(generator, prompts, gen)
+            rows: list[dict[str, Any]] = []
+            for i, prompt in enumerate(prompts):
+                card = run_scorecard(generator, [prompt], gen, cancel=cancel)
+                if cancel.is_set() or not card.rows:
+                    break
+                rows.extend(card.rows)
+                yield i + 1, Scorecard(list(rows))
+
+
+def _check_prompts(generator: SideBySideGenerator, prompts: list[dict[str, Any]], gen: GenerationArgs) -> None:
+    """Every prompt must fit before any is run: PromptError names the rows that do not."""
+    problems = []
+    for i, p in enumerate(prompts, start=1):
+        try:
+            text = prompt_problems(p["prompt"], p.get("input", ""))
+            if text:
+                raise PromptError("; ".join(text))
+            generator.encode(p["prompt"], p.get("input", ""), gen)
+        except PromptError as exc:
+            problems.append(f"prompt {i}: {exc}")
+    if problems:
+        raise PromptError(f"{len(problems)} prompt(s) cannot be run: " + "; ".join(problems[:10]))

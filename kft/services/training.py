@@ -1,0 +1,131 @@
+"""TrainingService: the one training job of this process: start, resume, stop, its snapshot, its adapter.
+
+Every request is checked here, once, before anything loads (settings, this server's limits, the model, local data);
+the job it starts trusts its config.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from .. import export, preflight, runs
+from ..config import RunConfig
+from ..train import JobSnapshot, TrainingJob
+from ..validation import Problem, SettingsError, check
+from .limits import Limits, step_cap
+from .model_slot import BusyError, ModelSlot
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingService:
+    def __init__(self, runs_dir: Path, slot: ModelSlot, limits: Limits) -> None:
+        self.runs_dir, self.slot, self.limits = runs_dir, slot, limits
+        self._start_lock = threading.Lock()
+        self.job: TrainingJob | None = None  # the current or last run of this process (written here only)
+
+    @property
+    def active(self) -> bool:
+        """A run is going (or its thread is still freeing memory)."""
+        return self.job is not None and not self.job.done
+
+    def start(self, config: RunConfig) -> TrainingJob:
+        """Check, then start the one background run. Raises ValueError or BusyError, never blocks."""
+        self.limits.refuse_if_read_only()
+        self._check(config)
+        return self._launch(config)
+
+    def resume(self, name: str) -> TrainingJob:
+        """Resume the interrupted run called ``name`` from its last complete checkpoint, in its own directory."""
+        self.limits.refuse_if_read_only()
+        plan = runs.resume_plan(runs.find(self.runs_dir, name), self.live_run())
+        config = RunConfig.from_dict(plan.config)
+        self._check(config)
+        return self._launch(config, plan)
+
+    def problems(self, config: RunConfig) -> list[Problem]:
+        """Everything wrong with these settings for a run here: their own rules and this server's limits."""
+        return check(config, "model", "lora", "data", "train") + self.limits.run_problems(config)
+
+    def _check(self, config: RunConfig) -> None:
+        problems = self.problems(config)
+        if problems:
+            raise SettingsError(problems)
+        self._refuse_if_busy()
+        preflight.check_model_available(config.model.name)
+        preflight.check_data(config.data)
+
+    def _launch(self, config: RunConfig, plan: runs.ResumePlan | None = None) -> TrainingJob:
+        if not self._start_lock.acquire(blocking=False):
+            raise BusyError("a training run is being started right now; only one run at a time")
+        try:
+            self._refuse_if_busy()
+            try:
+                run = plan.run if plan else runs.claim(self.runs_dir)
+            except OSError as exc:  # a read-only or full data directory
+                raise ValueError(f"the run could not start: {exc}") from exc
+            job = TrainingJob(config, run.path, callbacks=[step_cap(self.limits.max_steps)], resume=plan,
+                              on_done=self.slot.end_training)
+            try:
+                self.slot.claim_for_training(run.name)  # lets the model in memory go: the run loads its own
+            except BusyError:
+                if plan is None:
+                    run.path.rmdir()  # claimed a moment ago, still empty
+                raise
+            previous, self.job = self.job, job  # visible as the live run before its thread writes run.json
+            try:
+                job.start()
+            except OSError as exc:  # disk full, read-only data dir: a never-started job would count as
+                self.job = previous  # training forever and refuse every later Start and generation
+                self.slot.end_training(None)
+                raise ValueError(f"the run could not start: {exc}") from exc
+            return job
+        finally:
+            self._start_lock.release()
+
+    def _refuse_if_busy(self) -> None:
+        if self.active:
+            if self.job.snapshot().finished:  # ended; its thread is freeing memory (a second or so)
+                raise BusyError(f"the last run ({self.job.run_dir.name}) has ended and is still freeing its "
+                                "memory; start again in a moment", by="finishing")
+            raise BusyError(f"a training run is already in progress ({self.job.run_dir.name}); "
+                            "stop it or wait for it to finish")
+        if self.slot.generating:
+            raise BusyError("a generation is running on the model; try again when it has finished", by="generation")
+
+    def stop(self) -> bool:
+        if self.active:
+            self.job.stop()
+            return True
+        return False
+
+    def snapshot(self) -> JobSnapshot | None:
+        return self.job.snapshot() if self.job else None
+
+    def live_run(self) -> runs.RunDir | None:
+        """The run this process is training now, if any."""
+        return self.job.run if self.active else None
+
+    def runs(self) -> list[runs.RunInfo]:
+        """Every run under runs/, newest first, with its status (``interrupted`` when nobody runs it)."""
+        return runs.list_runs(self.runs_dir, self.live_run())
+
+    def finished_run_dir(self) -> Path:
+        """Run directory of the last run, once it has ended (ValueError otherwise)."""
+        if self.job is None:
+            raise ValueError("no run yet: train an adapter first")
+        # not job.done (memory may still be freeing): the tick first showing "completed" would find no zip, then never
+        if not self.job.snapshot().finished:
+            raise ValueError("the run is still going: wait until it has finished")
+        return self.job.run_dir
+
+    def adapter_zip(self) -> Path:
+        """Zip of the last finished run's adapter, written inside its run directory."""
+        return export.zip_adapter(self.finished_run_dir())
+
+    def push_adapter(self, repo_id: str, private: bool = True) -> str:
+        """Push the last finished run's adapter to the Hub (token from HF_TOKEN only); returns the URL."""
+        self.limits.refuse_if_read_only()
+        return export.push_adapter(self.finished_run_dir(), repo_id, private)

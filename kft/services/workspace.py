@@ -1,0 +1,25 @@
+"""Workspace: composes the services of one process (one per app; every tab and API caller shares it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import runs
+from .comparison import ComparisonService
+from .limits import Limits
+from .model_slot import ModelSlot
+from .training import TrainingService
+from .uploads import UploadStore
+
+
+class Workspace:
+    def __init__(self, data_dir: str | Path, limits: Limits | None = None) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.runs_dir = self.data_dir / "runs"
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.limits = limits or Limits()
+        self.slot = ModelSlot()
+        self.training = TrainingService(self.runs_dir, self.slot, self.limits)
+        self.comparison = ComparisonService(self.runs_dir, self.slot, self.training, self.limits)
+        self.uploads = UploadStore(self.data_dir / "uploads", self.limits)
+        runs.mark_interrupted(self.runs_dir)  # runs a previous process left unfinished

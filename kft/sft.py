@@ -1,0 +1,46 @@
+"""The run's settings as TRL's SFTConfig (pure: testable for any GPU without building one)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, specs
+from .distributed import is_distributed
+from .hardware import resolve_dtype
+from .runs import RunDir
+
+logger = logging.getLogger(__name__)
+
+
+def sft_kwargs(config: RunConfig, run_dir: str | Path, capability: tuple[int, int] | None) -> dict[str, Any]:
+    """SFTConfig keyword arguments for this run (pure); ``sft=True`` settings pass through, the rest are below.
+    padding_free: TRL concatenates a micro-batch's rows into one with position_ids restarting at every row boundary;
+    the attention is block-diagonal (transformers builds it from the positions)."""
+    t = config.train
+    dtype = resolve_dtype(config.model.dtype, capability)
+    optim = t.optim
+    if capability is None and "8bit" in optim:
+        logger.info("optimizer %s needs a GPU; using adamw_torch on the CPU", optim)
+        optim = "adamw_torch"
+    kwargs: dict[str, Any] = {s.name: getattr(t, s.name) for s in specs("train") if s.sft}
+    kwargs.update(output_dir=str(RunDir(run_dir).checkpoints_dir), max_steps=t.max_steps if t.max_steps > 0 else -1,
+                  optim=optim, fp16=dtype == "float16", bf16=dtype == "bfloat16", report_to="none",
+                  save_strategy="steps" if t.save_steps else "no", save_steps=t.save_steps or 500,
+                  dataset_text_field="text", max_length=config.model.max_seq_length, disable_tqdm=True,
+                  dataloader_num_workers=0, dataloader_pin_memory=capability is not None)
+    if is_distributed():
+        # DDP through torchrun / accelerate launch: LoRA leaves no unused parameters
+        kwargs.update(ddp_find_unused_parameters=False)
+    if t.padding_free:
+        # rows longer than max_seq_length were already dropped (or refused) by kft.data
+        kwargs.update(padding_free=True, max_length=None)
+    return kwargs
+
+
+def to_sft_config(config: RunConfig, out_dir: Path, capability: tuple[int, int] | None):
+    """TRL SFTConfig for this run."""
+    from trl import SFTConfig
+
+    return SFTConfig(**sft_kwargs(config, out_dir, capability))

@@ -1,0 +1,61 @@
+"""The one tab shape: ``build(lang)`` lays out and wires a tab, ``relabel(lang)`` updates its translatable components.
+The language is a hidden app component (``self.lang_box``), the last input of every event (so the API's last
+parameter). Refusals reach the user through ``notice()`` (toast + notice) or, for streams and files, ``error()``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from ..services import Workspace
+from .i18n import tr
+
+
+class Tab:
+    id: str = ""
+    strings: dict[str, tuple[str, str]] = {}
+
+    def __init__(self, ws: Workspace, settings: Any, lang_box: gr.Textbox) -> None:
+        self.ws, self.settings, self.lang_box = ws, settings, lang_box
+        self._relabels: list[tuple[Any, Callable[[str], Any]]] = []
+
+    def t(self, key: str, lang: str, **fmt: object) -> str:
+        return tr(self.strings, key, lang, **fmt)
+
+    def label(self, comp: Any, key: str, attr: str = "label") -> Any:
+        """Register a component whose ``attr`` is the text ``key`` in the current language."""
+        return self.relabel_with(comp, lambda lang: gr.update(**{attr: self.t(key, lang)}))
+
+    def relabel_with(self, comp: Any, update: Callable[[str], Any]) -> Any:
+        """Register a component with its own relabel function (choices, several attributes)."""
+        self._relabels.append((comp, update))
+        return comp
+
+    @property
+    def translated(self) -> list[Any]:
+        """The components ``relabel`` updates."""
+        return [comp for comp, _ in self._relabels]
+
+    def relabel(self, lang: str) -> dict[Any, Any]:
+        return {comp: update(lang) for comp, update in self._relabels}
+
+    def build(self, lang: str) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def unchanged(components: list[Any]) -> dict[Any, Any]:
+        """An update that changes none of ``components`` (Gradio wants every output named)."""
+        return {comp: gr.skip() for comp in components}
+
+    @staticmethod
+    def notice(message: str) -> str:
+        """A refusal as a toast and as the text of the tab's notice area (returned)."""
+        gr.Warning(message)
+        return f"⚠️ {message}"
+
+    @staticmethod
+    def error(message: str) -> gr.Error:
+        """A refusal that ends the event (a stream, a file output): raise what this returns."""
+        return gr.Error(message)

@@ -1,0 +1,93 @@
+"""The training service (kft/services/training.py) on the tiny model: every request checked once before anything
+loads, one run at a time, a start that fails leaves nothing behind, stop during the model load, the runs list."""
+
+from __future__ import annotations
+
+import json
+import weakref
+
+import pytest
+
+from conftest import tiny_config, wait_until
+from kft.services import Limits, Workspace
+from kft.validation import SettingsError
+
+TIMEOUT_S = 240
+
+
+def test_settings_and_limits_are_checked_once_before_anything_starts(tmp_path):
+    """The job trusts its config: the service refuses every problem at once, and no run directory appears."""
+    ws = Workspace(tmp_path, Limits(max_steps=50, allowed_models=("tiny",)))
+    cfg = tiny_config(100, learning_rate=0.0)
+    cfg.lora.r = 0
+    with pytest.raises(SettingsError) as err:
+        ws.training.start(cfg)
+    text = str(err.value)
+    assert text.startswith("Invalid settings:") and "train.learning_rate must be greater than 0" in text
+    assert "lora.r must be" in text and "max_steps 100 is above this server's limit of 50 steps" in text
+    assert {p.field for p in err.value.problems} >= {"train.learning_rate", "lora.r"}
+    assert [str(p) for p in ws.training.problems(cfg)] == [str(p) for p in err.value.problems]
+    assert ws.training.job is None and not ws.training.active and list(ws.runs_dir.iterdir()) == []
+    assert ws.training.problems(tiny_config(2)) == []
+
+
+def test_a_run_that_cannot_start_leaves_the_workspace_free(tmp_path, monkeypatch):
+    """A start that fails (disk full, read-only data dir) must not leave a never-started job behind:
+    the workspace would refuse every later Start and generation as 'busy training'."""
+    from kft.train import TrainingJob
+
+    ws = Workspace(tmp_path)
+
+    def no_space(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(TrainingJob, "start", no_space)
+    with pytest.raises(ValueError, match="No space left"):
+        ws.training.start(tiny_config(2))
+    assert not ws.training.active and ws.slot.training_run is None
+    monkeypatch.undo()
+    job = ws.training.start(tiny_config(2))
+    assert job.join(TIMEOUT_S) and job.snapshot().status == "completed"
+    wait_until(lambda: ws.slot.loaded, 10, what="the finished run's model to become the comparison's")
+    trained = weakref.ref(ws.slot.loaded.model)
+    nxt = ws.training.start(tiny_config(2))
+    assert trained() is None, "the previous run's model must be freed before the next run loads its own"
+    assert nxt.join(TIMEOUT_S)
+
+
+def test_stop_while_loading_leaves_no_untrained_lora_posing_as_the_trained_adapter(tmp_path, monkeypatch):
+    """Stop during the model load ends the run 'stopped' with no step and no adapter on disk; the
+    comparison tab must not offer the fresh, untrained LoRA as 'the adapter just trained'."""
+    from kft import model as kmodel
+
+    ws = Workspace(tmp_path)
+    real_load = kmodel.load_base
+
+    def load_then_stop(*args, **kwargs):
+        ws.training.job.stop()  # the user presses Stop while the status says 'loading'
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(kmodel, "load_base", load_then_stop)
+    job = ws.training.start(tiny_config(3))
+    assert job.join(TIMEOUT_S)  # the slot has had its say before the job counts as done
+    snap = job.snapshot()
+    assert snap.status == "stopped" and snap.step == 0
+    assert not (job.run_dir / "adapter").exists()
+    assert ws.slot.loaded is None and job.loaded is None and not ws.comparison.trained_available()
+
+
+@pytest.mark.parametrize("run_json", [
+    {"status": "completed", "config": {"model": "tiny", "data": ["x"]}, "steps_done": "12/60"},
+    {"status": "running", "config": "broken", "total_steps": None, "final_loss": "nan", "pid": "1"},
+    {"status": "failed", "steps_done": True, "error": {"why": 1}, "started_at": 5},
+])
+def test_a_hand_edited_run_json_does_not_stop_the_app_from_starting(tmp_path, run_json):
+    """Workspace() reads every run.json to mark interrupted runs; one malformed file raised
+    AttributeError / ValueError there, and the app did not start at all."""
+    run = tmp_path / "runs" / "20260101-000000"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps(run_json), encoding="utf-8")
+    ws = Workspace(tmp_path)
+    [info] = ws.training.runs()
+    assert info.name == run.name and info.status in ("completed", "interrupted", "failed")
+    assert info.steps_done == 0 and info.model is None

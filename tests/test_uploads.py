@@ -1,0 +1,24 @@
+"""Uploaded data files (kft/services/uploads.py): checked again on the server, kept under DATA_DIR/uploads."""
+
+from __future__ import annotations
+
+import pytest
+
+from kft.services import Limits, Workspace
+
+
+def test_uploads_are_checked_again_and_kept_under_the_data_directory(tmp_path):
+    ws = Workspace(tmp_path / "d", Limits(max_upload_bytes=100))
+    for name, body, expected in [("rows.pkl", b"x", "only .jsonl"), ("rows.jsonl", b"x" * 101, "the limit is")]:
+        (tmp_path / name).write_bytes(body)
+        with pytest.raises(ValueError, match=expected):
+            ws.uploads.store(tmp_path / name)
+    with pytest.raises(ValueError, match="could not be read"):
+        ws.uploads.store(tmp_path / "missing.jsonl")
+    (tmp_path / "ok.jsonl").write_bytes(b"x")
+    stored = ws.uploads.store(tmp_path / "ok.jsonl")
+    assert stored.parent == ws.data_dir / "uploads" and stored.name.endswith("-ok.jsonl")
+    assert ws.uploads.store(tmp_path / "ok.jsonl") == stored  # the same content is kept once
+    ws.limits.read_only = True
+    with pytest.raises(ValueError, match="read-only"):
+        ws.uploads.store(tmp_path / "ok.jsonl")
