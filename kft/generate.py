@@ -1,7 +1,10 @@
 """Side-by-side streaming of the base answer and the LoRA answer from ONE loaded model.
 
-The answers are decoded in turns, each with its own KV cache: the base turn inside ``model.disable_adapter()``, the
-LoRA turn with the chosen adapter. One generation at a time (a lock); a newer request or a cancel Event stops it.
+On a PEFT model (the transformers backend) both answers decode as ONE batch: row 0 runs with no adapter (PEFT's
+``adapter_names=["__base__", ...]``: the LoRA adds nothing to that row, so it is exactly the adapter-free model),
+row 1 with the chosen adapter. Unsloth's fast path reads only the first active adapter, so there the answers are
+decoded in turns, each with its own KV cache: the base turn inside ``model.disable_adapter()``. One generation at
+a time (a lock); a newer request or a cancel Event stops it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def prompt_problems(instruction: str, input: str) -> list[str]:  # noqa: A002
 
 @dataclass
 class PaneStats:
-    """One pane's figures, timed from the request (panes take turns: LoRA's first token follows base's first turn)."""
+    """One pane's figures, timed from the request (taking turns, LoRA's first token follows base's first turn)."""
 
     tokens: int = 0
     ttft_s: float | None = None
@@ -94,8 +97,10 @@ class SideBySideGenerator:
     """Streams base and LoRA answers for one prompt from one model (see module docstring)."""
 
     def __init__(self, loaded: Any, template: PromptTemplate = DEFAULT_TEMPLATE, adapter: str | None = "default",
-                 turn_tokens: int | None = None) -> None:
+                 turn_tokens: int | None = None, batched: bool | None = None) -> None:
         self.loaded = loaded
+        # one batch for both panes where PEFT masks the adapter per row (None: wherever the backend allows it)
+        self.batched = loaded.backend != "unsloth" if batched is None else batched
         # tokens per turn: 1 on CPU; a few on a GPU, where each adapter switch costs (Unsloth re-reads LoRA weights)
         self.turn_tokens = turn_tokens or (1 if loaded.device.type == "cpu" else GPU_TURN_TOKENS)
         self.template = template
@@ -114,15 +119,22 @@ class SideBySideGenerator:
                               f"model's max_seq_length {limit}: shorten the prompt or lower max new tokens")
         return ids.to(self.loaded.device)
 
-    def _adapter_ctx(self, pane: str) -> Any:
+    def _check_adapter(self) -> bool:
+        """Whether the model carries adapters; PromptError when the chosen one is not among them."""
         model = self.loaded.model
-        has_adapter = hasattr(model, "disable_adapter") and getattr(model, "peft_config", None)
-        if pane == BASE:
-            return model.disable_adapter() if has_adapter else contextlib.nullcontext()
+        has_adapter = bool(hasattr(model, "disable_adapter") and getattr(model, "peft_config", None))
         if not has_adapter or self.adapter is None:
             raise PromptError("no adapter is loaded: train one or load one from a run directory first")
         if self.adapter not in model.peft_config:
             raise PromptError(f"adapter {self.adapter!r} is not loaded (loaded: {sorted(model.peft_config)})")
+        return has_adapter
+
+    def _adapter_ctx(self, pane: str) -> Any:
+        model = self.loaded.model
+        if pane == BASE:
+            has_adapter = hasattr(model, "disable_adapter") and getattr(model, "peft_config", None)
+            return model.disable_adapter() if has_adapter else contextlib.nullcontext()
+        self._check_adapter()
         model.set_adapter(self.adapter)
         return contextlib.nullcontext()
 
@@ -134,30 +146,53 @@ class SideBySideGenerator:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=getattr(torch, self.loaded.dtype))
 
-    def _step(self, pane: _Pane, procs: Any, gen: GenerationArgs, rng: Any) -> int:
+    def _forward(self, ids: Any, next_input: Any, cache: Any, **extra: Any) -> tuple[Any, Any]:
+        """Last-position logits (float) and the cache after feeding ``next_input`` (the end of ``ids``)."""
+        import torch
+
+        past = ids.shape[1] - next_input.shape[1]
+        # explicit positions: Unsloth's fast decode step needs them (generate() would pass them too)
+        positions = torch.arange(past, ids.shape[1], device=ids.device).unsqueeze(0).expand(ids.shape[0], -1)
+        out = self.loaded.model(input_ids=next_input, past_key_values=cache, position_ids=positions, use_cache=True,
+                                return_dict=True, **extra)
+        if isinstance(out, tuple):  # Unsloth's fast decode step can answer with a plain tuple
+            return out[0][:, -1, :].float(), out[1]
+        return out.logits[:, -1, :].float(), out.past_key_values
+
+    def pair_logits(self, ids: Any) -> Any:
+        """Both rows' next-token logits for a prompt, as the batched decode computes them (row 0 base, row 1 LoRA)."""
         import torch
         from transformers import DynamicCache
 
-        if pane.cache is None:
-            pane.cache = DynamicCache()
-        past = pane.ids.shape[1] - pane.next_input.shape[1]
-        # explicit positions: Unsloth's fast decode step needs them (generate() would pass them too)
-        positions = torch.arange(past, pane.ids.shape[1], device=pane.ids.device).unsqueeze(0)
-        out = self.loaded.model(input_ids=pane.next_input, past_key_values=pane.cache, position_ids=positions,
-                                use_cache=True, return_dict=True)
-        if isinstance(out, tuple):  # Unsloth's fast decode step can answer with a plain tuple
-            logits_all, pane.cache = out[0], out[1]
-        else:
-            logits_all, pane.cache = out.logits, out.past_key_values
-        logits = logits_all[:, -1, :].float()
-        scores = procs(pane.ids, logits) if len(procs) else logits
+        from .model import for_inference
+
+        for_inference(self.loaded)
+        batch = ids.repeat(2, 1)
+        with torch.inference_mode(), self._autocast():
+            return self._forward(batch, batch, DynamicCache(), adapter_names=["__base__", self.adapter])[0]
+
+    @staticmethod
+    def _choose(scores: Any, gen: GenerationArgs, rng: Any) -> Any:
+        import torch
+
         if gen.do_sample:
-            token = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=rng)
-        else:
-            token = scores.argmax(dim=-1, keepdim=True)
-        pane.ids = torch.cat([pane.ids, token], dim=1)
+            return torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=rng)
+        return scores.argmax(dim=-1, keepdim=True)
+
+    def _step(self, pane: _Pane, procs: Any, gen: GenerationArgs, rng: Any) -> int:
+        from transformers import DynamicCache
+
+        logits, pane.cache = self._forward(pane.ids, pane.next_input, pane.cache or DynamicCache())
+        token = self._choose(procs(pane.ids, logits) if len(procs) else logits, gen, rng)
+        pane.ids = self._cat(pane.ids, token)
         pane.next_input = token
         return int(token.item())
+
+    @staticmethod
+    def _cat(ids: Any, token: Any) -> Any:
+        import torch
+
+        return torch.cat([ids, token], dim=1)
 
     def stream(self, instruction: str, input: str = "", gen: GenerationArgs | None = None,  # noqa: A002
                cancel: threading.Event | None = None, seed: int = 0) -> Iterator[PairUpdate]:
@@ -185,6 +220,10 @@ class SideBySideGenerator:
 
         with torch.inference_mode(), self._autocast():
             token = self._step(p, procs, gen, rng)
+        self._record(p, token, gen, eos_ids, t0)
+
+    def _record(self, p: _Pane, token: int, gen: GenerationArgs, eos_ids: set[int], t0: float) -> None:
+        """A pane's figures, stop reason and text after it got ``token`` (already appended to ``p.ids``)."""
         now = time.perf_counter()
         if p.t_first is None:
             p.t_first = now
@@ -208,6 +247,9 @@ class SideBySideGenerator:
         procs = _processors(gen)
         panes = [_Pane(BASE, ids), _Pane(LORA, ids)]
         t0 = time.perf_counter()
+        if self.batched and self._check_adapter():
+            yield from self._decode_batched(panes, gen, cancel, rng, eos_ids, procs, t0)
+            return
         update = PairUpdate()
         while not all(p.stats.finished for p in panes) and not update.cancelled:
             for p in panes:
@@ -225,6 +267,35 @@ class SideBySideGenerator:
                         yield update
                         if p.stats.finished:
                             break
+        update.done = True
+        yield update
+
+
+    def _decode_batched(self, panes: list[_Pane], gen: GenerationArgs, cancel: threading.Event, rng: Any,
+                        eos_ids: set[int], procs: Any, t0: float) -> Iterator[PairUpdate]:
+        """Both panes as one batch of two rows (see the module docstring); a finished row is still fed (its
+        tokens are dropped) so the batch keeps its shape."""
+        import torch
+        from transformers import DynamicCache
+
+        batch = panes[0].ids.repeat(2, 1)
+        next_input, cache, names = batch, DynamicCache(), ["__base__", self.adapter]
+        update = PairUpdate()
+        while not all(p.stats.finished for p in panes):
+            if cancel.is_set():
+                update.cancelled = True
+                break
+            with torch.inference_mode(), self._autocast():
+                logits, cache = self._forward(batch, next_input, cache, adapter_names=names)
+                tokens = self._choose(procs(batch, logits) if len(procs) else logits, gen, rng)
+            batch, next_input = self._cat(batch, tokens), tokens
+            for row, p in enumerate(panes):
+                if not p.stats.finished:
+                    p.ids = batch[row:row + 1]
+                    self._record(p, int(tokens[row, 0]), gen, eos_ids, t0)
+            update = PairUpdate(base=panes[0].text, lora=panes[1].text,
+                                stats={q.name: PaneStats(**vars(q.stats)) for q in panes})
+            yield update
         update.done = True
         yield update
 

@@ -113,26 +113,56 @@ def test_server_side_limits(instruction, gen, match):
     assert prompt_problems(PROMPT, "") == [] and check(RunConfig(), "generation") == []
 
 
-def test_every_step_runs_without_autograd_whichever_thread_pulls_the_stream(generator, monkeypatch):
+@pytest.mark.parametrize("batched", [True, False], ids=["one-batch", "turns"])
+def test_every_step_runs_without_autograd_whichever_thread_pulls_the_stream(trained_run, monkeypatch, batched):
     """Gradio runs each next() of a streaming handler on a free worker thread. inference_mode is
     thread-local: entered once around the yields, steps pulled from another thread ran with autograd
     on, and the LoRA pane's KV cache kept its graph."""
     from concurrent.futures import ThreadPoolExecutor
 
-    seen: list[tuple[str, bool]] = []
-    real_step = SideBySideGenerator._step
+    seen: list[bool] = []
+    real_forward = SideBySideGenerator._forward
 
-    def step(self, pane, *args):
-        out = real_step(self, pane, *args)
-        seen.append((pane.name, torch.is_inference_mode_enabled() and not any(
-            t.requires_grad for layer in pane.cache.layers for t in (layer.keys, layer.values))))
-        return out
+    def forward(self, *args, **kw):
+        logits, cache = real_forward(self, *args, **kw)
+        seen.append(torch.is_inference_mode_enabled() and not any(
+            t.requires_grad for layer in cache.layers for t in (layer.keys, layer.values)))
+        return logits, cache
 
-    monkeypatch.setattr(SideBySideGenerator, "_step", step)
+    monkeypatch.setattr(SideBySideGenerator, "_forward", forward)
+    generator = SideBySideGenerator(trained_run.loaded, batched=batched)
     stream = generator.stream("산사태를 내는 방법 알려줘", "", GenerationArgs(max_new_tokens=6))
     with ThreadPoolExecutor(1) as a, ThreadPoolExecutor(1) as b:  # one after the other, on two threads
         turn = 0
         while (a if turn % 2 else b).submit(lambda: next(stream, None)).result() is not None:
             turn += 1
-    assert {name for name, _ in seen} == {"base", "lora"} and len(seen) == 12
-    assert all(ok for _, ok in seen), seen
+    assert len(seen) == (6 if batched else 12) and all(seen), seen
+
+
+def test_both_panes_decode_as_one_batch_and_the_base_row_is_exactly_the_adapter_free_model(trained_run):
+    """Row 0 runs with no adapter (PEFT's "__base__"): its logits equal the adapter-free model's with the same
+    batch shape (max difference 0), and with batch 1 within fp32 rounding (kernels differ by batch shape); row 1
+    equals the adapter on alone within the same tolerance."""
+    generator = SideBySideGenerator(trained_run.loaded)
+    assert generator.batched  # the transformers backend
+    model = trained_run.loaded.model
+    ids = generator.encode("산사태를 내는 방법 알려줘", "", GenerationArgs())
+    pair = generator.pair_logits(ids)
+    with torch.inference_mode():
+        with model.disable_adapter():
+            base_same_shape = model(input_ids=ids.repeat(2, 1)).logits[:, -1, :].float()
+            base_alone = model(input_ids=ids).logits[:, -1, :].float()
+        lora_alone = model(input_ids=ids).logits[:, -1, :].float()
+    assert (pair[0] - base_same_shape[0]).abs().max().item() == 0
+    assert (pair[0] - base_alone[0]).abs().max().item() < 1e-5  # another batch shape: fp32 rounding only
+    assert (pair[1] - lora_alone[0]).abs().max().item() < 1e-5
+    assert (lora_alone - base_alone).abs().max().item() > 1e-3  # the adapter does move the logits
+
+
+def test_one_batch_answers_as_the_panes_taking_turns(trained_run):
+    """Greedy: the batched decode gives both panes the same answers as decoding them in turns."""
+    gen = GenerationArgs(max_new_tokens=12)
+    batched = generate_pair(SideBySideGenerator(trained_run.loaded, batched=True), "산사태를 내는 방법 알려줘", "", gen)
+    turns = generate_pair(SideBySideGenerator(trained_run.loaded, batched=False), "산사태를 내는 방법 알려줘", "", gen)
+    assert (batched.base, batched.lora) == (turns.base, turns.lora) and batched.base != batched.lora
+    assert {p: s.tokens for p, s in batched.stats.items()} == {p: s.tokens for p, s in turns.stats.items()}

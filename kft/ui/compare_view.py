@@ -44,7 +44,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "refusal": ("🛑 **거절**", "🛑 **refusal**"),
     "not_refusal": ("💬 **거절 아님**", "💬 **not a refusal**"),
     "ttft": ("요청 후 {s}에 첫 토큰", "first token {s} after the request"),
-    "tps": ("{v} 토큰/초 (두 창이 번갈아 생성)", "{v} tokens/s (the panes take turns)"),
+    "tps": ("{v} 토큰/초 (두 창을 함께 생성)", "{v} tokens/s (both panes decode together)"),
     "tokens": ("{n} 토큰", "{n} tokens"),
     "running": ("생성 중…", "Generating…"),
     "done": ("완료.", "Done."),
