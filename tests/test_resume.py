@@ -99,7 +99,7 @@ def test_kill_restart_interrupted_resume_and_compare(tmp_path, tiny_dir):
         notice = client.predict(api_name="/start_training", **{**FAST, "max_steps": 40, "save_steps": 3})
         assert notice.startswith("Training started"), notice
         run = data / "runs" / notice.split(": ")[-1].strip()
-        wait_until(lambda: (run / "checkpoints" / "checkpoint-6" / "trainer_state.json").is_file(), 180,
+        wait_until(lambda: (run / "checkpoints" / "checkpoint-6" / "trainer_state.json").is_file(), 600,
                    what="checkpoint-6", every=0.2)
     finally:
         first.kill()  # SIGKILL mid-run: no handler, no cleanup
@@ -122,7 +122,7 @@ def test_kill_restart_interrupted_resume_and_compare(tmp_path, tiny_dir):
         assert "not a run name" in client.predict("../uploads", "en", api_name="/resume_run")
         notice = client.predict(run.name, "en", api_name="/resume_run")
         assert f"Resuming {run.name} from {expected.name}" in notice, notice
-        wait_until(lambda: client.predict(api_name="/training_status")[0]["finished"], 180,
+        wait_until(lambda: client.predict(api_name="/training_status")[0]["finished"], 600,
                    what="the resumed run", every=0.2)
         status = client.predict(api_name="/training_status")[0]
         assert status["status"] == "completed" and status["step"] == 40, status
