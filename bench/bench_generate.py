@@ -66,12 +66,38 @@ def sequential(loaded, n: int) -> dict:
     return out
 
 
+def exactness(gen) -> dict:
+    """Max |logit difference| of the batched rows: row 0 against the adapter-free model at the same batch shape
+    and at batch 1, row 1 against the adapter alone; and how far the adapter moves the logits."""
+    import torch
+
+    from kft.config import GenerationArgs
+
+    model, ids = gen.loaded.model, gen.encode(PROMPT, "", GenerationArgs())
+    try:
+        pair = gen.pair_logits(ids)
+        with torch.inference_mode(), gen._autocast():
+            with model.disable_adapter():
+                same = model(input_ids=ids.repeat(2, 1)).logits[:, -1, :].float()
+                alone = model(input_ids=ids).logits[:, -1, :].float()
+            lora = model(input_ids=ids).logits[:, -1, :].float()
+    except Exception as exc:  # noqa: BLE001 - record and go on
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    return {"base_row_vs_no_adapter_same_shape": (pair[0] - same[0]).abs().max().item(),
+            "base_row_vs_no_adapter_batch1": (pair[0] - alone[0]).abs().max().item(),
+            "lora_row_vs_adapter_alone": (pair[1] - lora[0]).abs().max().item(),
+            "adapter_moves_logits_by": (lora[0] - alone[0]).abs().max().item(),
+            "max_abs_logit": alone.abs().max().item()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--backend", default="unsloth")
+    ap.add_argument("--runs", default="turn1,turn8,turn32,sequential",
+                    help="comma-separated: batched, turnN (panes taking turns, N tokens a turn), sequential")
     a = ap.parse_args()
     if a.backend == "unsloth":
         import unsloth  # noqa: F401
@@ -89,8 +115,16 @@ def main() -> None:
                 p.normal_(0, 0.02)
     for_inference(loaded)
     result = {"backend": a.backend, "tokens": a.tokens, "card": torch.cuda.get_device_name(0)}
-    runs = {f"side_by_side_turn{t}": (side_by_side, SideBySideGenerator(loaded, turn_tokens=t)) for t in (1, 8, 32)}
-    runs["sequential"] = (sequential, loaded)
+    runs = {}
+    for name in a.runs.split(","):
+        if name == "batched":
+            runs["side_by_side_batched"] = (side_by_side, SideBySideGenerator(loaded, batched=True))
+            result["batched_exactness"] = exactness(SideBySideGenerator(loaded, batched=True))
+        elif name.startswith("turn"):
+            runs[f"side_by_side_{name}"] = (side_by_side, SideBySideGenerator(loaded, turn_tokens=int(name[4:]),
+                                                                              batched=False))
+        elif name == "sequential":
+            runs["sequential"] = (sequential, loaded)
     for name, (fn, target) in runs.items():
         try:
             fn(target, 8)  # warm-up
