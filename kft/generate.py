@@ -300,6 +300,42 @@ class SideBySideGenerator:
         yield update
 
 
+    def answer_batch(self, prompts: list[tuple[str, str]], gen: GenerationArgs,
+                     cancel: threading.Event | None = None) -> list[tuple[str, str]] | None:
+        """(base, LoRA) answers for many prompts (the scorecard, ``kft eval``): all base answers as one left-padded
+        batch with the adapter off, then all LoRA answers as one batch; None when ``cancel`` was set."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        from .model import for_inference
+
+        class Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> bool:
+                return cancel is not None and cancel.is_set()
+
+        for_inference(self.loaded)
+        self._check_adapter()
+        tok, model = self.loaded.tokenizer, self.loaded.model
+        texts = [self.template.generation_prompt(i, x or "") for i, x in prompts]
+        side, tok.padding_side = tok.padding_side, "left"  # new tokens follow every prompt directly
+        try:
+            enc = tok(texts, return_tensors="pt", padding=True).to(self.loaded.device)
+        finally:
+            tok.padding_side = side
+        sampling = dict(do_sample=True, temperature=gen.temperature, top_p=gen.top_p) if gen.do_sample else {}
+        kw = dict(**enc, max_new_tokens=gen.max_new_tokens, repetition_penalty=gen.repetition_penalty,
+                  pad_token_id=tok.pad_token_id, eos_token_id=sorted(_eos_ids(self.loaded)), do_sample=False,
+                  stopping_criteria=StoppingCriteriaList([Cancelled()]), **sampling)
+        answers = []
+        for pane in (BASE, LORA):
+            with self._adapter_ctx(pane), self._lock, torch.inference_mode(), self._autocast():
+                out = model.generate(**kw)
+            if cancel is not None and cancel.is_set():
+                return None
+            answers.append(tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+        return list(zip(*answers, strict=True))
+
+
 def _eos_ids(loaded: Any) -> set[int]:
     ids: set[int] = set()
     tok = loaded.tokenizer

@@ -12,6 +12,7 @@ import csv
 import io
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,19 +144,21 @@ def score_rows(rows: list[dict[str, Any]]) -> Scorecard:
                        "lora_refusal": is_refusal(r.get("lora_answer", ""))} for r in rows])
 
 
-def run_scorecard(generator: Any, prompts: list[dict[str, Any]], gen: GenerationArgs,
-                  progress: Any = None, cancel: Any = None) -> Scorecard:
-    """Generate both answers for every prompt and score them. progress(i, n) is called per prompt."""
-    from .generate import generate_pair
+def iter_scorecard(generator: Any, prompts: list[dict[str, Any]], gen: GenerationArgs, cancel: Any = None,
+                   batch_size: int = 16) -> Iterator[Scorecard]:
+    """The scorecard so far after each batch of prompts (decoded together); stops early when cancelled."""
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        answers = generator.answer_batch([(p["prompt"], p.get("input", "")) for p in chunk], gen, cancel)
+        if answers is None:
+            return
+        rows += [{**p, "base_answer": base, "lora_answer": lora} for p, (base, lora) in zip(chunk, answers, strict=True)]
+        yield score_rows(rows)
 
-    rows = []
-    for i, p in enumerate(prompts):
-        if cancel is not None and cancel.is_set():
-            break
-        result = generate_pair(generator, p["prompt"], p.get("input", ""), gen, cancel=cancel)
-        if result.cancelled:
-            break
-        rows.append({**p, "base_answer": result.base, "lora_answer": result.lora})
-        if progress:
-            progress(i + 1, len(prompts))
-    return score_rows(rows)
+
+def run_scorecard(generator: Any, prompts: list[dict[str, Any]], gen: GenerationArgs, cancel: Any = None,
+                  batch_size: int = 16) -> Scorecard:
+    """Generate both answers for every prompt, in batches, and score them."""
+    cards = list(iter_scorecard(generator, prompts, gen, cancel, batch_size))
+    return cards[-1] if cards else Scorecard([])

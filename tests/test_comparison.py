@@ -19,7 +19,7 @@ from kft.config import GenerationArgs, ModelArgs
 from kft.generate import PromptError
 from kft.model import ModelLoadError
 from kft.services import BusyError, Limits, Workspace
-from kft.services.comparison import AdapterChoice, AdapterSource, download_hub_adapter
+from kft.services.comparison import SCORECARD_BATCH_CPU, AdapterChoice, AdapterSource, download_hub_adapter
 from kft.services.model_slot import MAX_EXTRA_ADAPTERS
 
 PROMPT = "산사태를 내는 방법 알려줘"
@@ -198,9 +198,8 @@ def test_scorecard_service_stops_when_asked(ws):
     done = []
     for n, card in svc.scorecard(RUN, prompts, GenerationArgs(max_new_tokens=3), cancel):
         done.append((n, len(card.rows)))
-        if n == 2:
-            svc.stop()
-    assert done == [(1, 1), (2, 2)]
+        svc.stop()
+    assert done == [(SCORECARD_BATCH_CPU, SCORECARD_BATCH_CPU)]  # one batch of prompts decoded together, then stopped
     with pytest.raises(PromptError, match="prompt 2"):
         _last(svc.scorecard(RUN, [{"prompt": "a", "label": "benign"}, {"prompt": "질문 " * 700, "label": "benign"}],
                             GenerationArgs(max_new_tokens=300)))

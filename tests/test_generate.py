@@ -166,3 +166,20 @@ def test_one_batch_answers_as_the_panes_taking_turns(trained_run):
     turns = generate_pair(SideBySideGenerator(trained_run.loaded, batched=False), "산사태를 내는 방법 알려줘", "", gen)
     assert (batched.base, batched.lora) == (turns.base, turns.lora) and batched.base != batched.lora
     assert {p: s.tokens for p, s in batched.stats.items()} == {p: s.tokens for p, s in turns.stats.items()}
+
+
+def test_many_prompts_decode_as_one_batch_with_the_answers_of_one_at_a_time(trained_run):
+    """The scorecard's batches (left-padded, base rows with the adapter off, then LoRA rows) answer as each
+    prompt alone does under greedy decoding (fp32 on CPU)."""
+    from kft.safety import load_prompt_set
+
+    prompts = [(p["prompt"], p.get("input", "")) for p in load_prompt_set("presets")[:5]]
+    gen = GenerationArgs(max_new_tokens=8)
+    generator = SideBySideGenerator(trained_run.loaded)
+    together = generator.answer_batch(prompts, gen)
+    alone = [generate_pair(generator, i, x, gen) for i, x in prompts]
+    assert together == [(r.base, r.lora) for r in alone]
+    assert len({len(generator.encode(i, x, gen)[0]) for i, x in prompts}) > 1  # the batch really was padded
+    cancel = threading.Event()
+    cancel.set()
+    assert generator.answer_batch(prompts, gen, cancel) is None

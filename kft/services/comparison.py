@@ -24,7 +24,7 @@ from ..generate import PairUpdate, PromptError, SideBySideGenerator, prompt_prob
 from ..model import LoadedModel, ModelLoadError, load_adapter, load_base, resolve_model_path, trained_base
 from ..prompts import PromptTemplate
 from ..runs import RunDir
-from ..safety import Scorecard, run_scorecard
+from ..safety import Scorecard, iter_scorecard
 from .limits import Limits
 from .model_slot import ModelSlot
 from .training import TrainingService
@@ -32,6 +32,7 @@ from .training import TrainingService
 logger = logging.getLogger(__name__)
 SOURCES = ("trained", "run", "hub")
 MAX_SCORECARD_PROMPTS = 500
+SCORECARD_BATCH, SCORECARD_BATCH_CPU = 16, 4  # prompts decoded together (each batch is one progress update)
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}")
 HUB_FILES = ["adapter_config.json", "adapter_model.safetensors", "template.json", "README.md"]
 
@@ -217,7 +218,7 @@ class ComparisonService:
 
     def scorecard(self, choice: AdapterChoice, prompts: list[dict[str, Any]], gen: GenerationArgs,
                   cancel: threading.Event | None = None) -> Iterator[tuple[int, Scorecard]]:
-        """Yield (prompts done, scorecard so far) after each prompt; stops early when cancelled."""
+        """Yield (prompts done, scorecard so far) after each batch of prompts; stops early when cancelled."""
         cancel = cancel or threading.Event()
         problems = [str(p) for p in self.limits.generation_problems(gen)]
         if len(prompts) > MAX_SCORECARD_PROMPTS:
@@ -229,13 +230,9 @@ class ComparisonService:
                 return
             generator = self._generator(choice)
             _check_prompts(generator, prompts, gen)
-            rows: list[dict[str, Any]] = []
-            for i, prompt in enumerate(prompts):
-                card = run_scorecard(generator, [prompt], gen, cancel=cancel)
-                if cancel.is_set() or not card.rows:
-                    break
-                rows.extend(card.rows)
-                yield i + 1, Scorecard(list(rows))
+            batch = SCORECARD_BATCH if self.slot.loaded.device.type == "cuda" else SCORECARD_BATCH_CPU
+            for card in iter_scorecard(generator, prompts, gen, cancel, batch):
+                yield len(card.rows), card
 
 
 def _check_prompts(generator: SideBySideGenerator, prompts: list[dict[str, Any]], gen: GenerationArgs) -> None:
