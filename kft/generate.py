@@ -57,6 +57,7 @@ class PairUpdate:
     stats: dict[str, PaneStats] = field(default_factory=lambda: {BASE: PaneStats(), LORA: PaneStats()})
     done: bool = False
     cancelled: bool = False
+    loading: bool = False  # the adapter or its base is being loaded; no answer yet
 
 
 class _Pane:
@@ -160,8 +161,9 @@ class SideBySideGenerator:
         return int(token.item())
 
     def stream(self, instruction: str, input: str = "", gen: GenerationArgs | None = None,  # noqa: A002
-               cancel: threading.Event | None = None, seed: int = 0) -> Iterator[PairUpdate]:
-        """Yield a PairUpdate after every round of one token per unfinished pane."""
+               cancel: threading.Event | None = None, seed: int = 0, t0: float | None = None) -> Iterator[PairUpdate]:
+        """Yield a PairUpdate after every round of one token per unfinished pane; times to first token count from
+        ``t0`` (a ``time.perf_counter()`` value: when the user asked), by default from now."""
         import torch
 
         gen = gen or GenerationArgs()
@@ -175,7 +177,8 @@ class SideBySideGenerator:
             if cancel.is_set():
                 yield PairUpdate(done=True, cancelled=True)
                 return
-            yield from self._decode(ids, gen, cancel, torch.Generator(device=ids.device).manual_seed(seed))
+            rng = torch.Generator(device=ids.device).manual_seed(seed)
+            yield from self._decode(ids, gen, cancel, rng, time.perf_counter() if t0 is None else t0)
 
     def _advance(self, p: _Pane, procs: Any, gen: GenerationArgs, rng: Any, eos_ids: set[int], t0: float) -> None:
         """One token for one pane, with its timing and text. inference_mode and autocast are entered per step, never
@@ -200,14 +203,14 @@ class SideBySideGenerator:
         text = self.loaded.tokenizer.decode(p.ids[0, p.prompt_len:], skip_special_tokens=True)
         p.text = text.rstrip("\ufffd") if not p.stats.finished else text
 
-    def _decode(self, ids: Any, gen: GenerationArgs, cancel: threading.Event, rng: Any) -> Iterator[PairUpdate]:
+    def _decode(self, ids: Any, gen: GenerationArgs, cancel: threading.Event, rng: Any,
+                t0: float) -> Iterator[PairUpdate]:
         from .model import for_inference
 
         for_inference(self.loaded)
         eos_ids = _eos_ids(self.loaded)
         procs = _processors(gen)
         panes = [_Pane(BASE, ids), _Pane(LORA, ids)]
-        t0 = time.perf_counter()
         update = PairUpdate()
         while not all(p.stats.finished for p in panes) and not update.cancelled:
             for p in panes:
