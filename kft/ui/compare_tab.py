@@ -215,6 +215,7 @@ class CompareTab(Tab):
                 with gr.Row():
                     c["run"] = self.label(gr.Dropdown(runs, value=runs[0] if runs else "", label=t("run", lang),
                                                           allow_custom_value=True,  # checked by the service
+                                                          elem_id="kft-compare-run",
                                                           scale=4), "run")
                     c["refresh"] = self.label(gr.Button(t("refresh", lang), scale=1, min_width=80), "refresh", "value")
                 c["hub"] = self.label(gr.Textbox(value="", label=t("hub", lang), placeholder="owner/name", max_lines=1), "hub")
@@ -254,7 +255,7 @@ class CompareTab(Tab):
             for pane in ("base", "lora"):
                 with gr.Column():
                     # a fixed height (the text scrolls): both panes end level, so their badges line up
-                    c[pane] = self.label(gr.Textbox(lines=14, max_lines=14, interactive=False, buttons=["copy"],
+                    c[pane] = self.label(gr.Textbox(lines=12, max_lines=12, interactive=False, buttons=["copy"],
                                                         label=t(f"{pane}_pane", lang), elem_id=f"kft-{pane}"),
                                         f"{pane}_pane")
                     c[f"{pane}_info"] = gr.Markdown(elem_id=f"kft-{pane}-info")
