@@ -110,7 +110,7 @@ VIEWPORT_W = 1400
 def _open_app(page, url: str, tab: str = "tab_train") -> None:
     page.goto(url)
     page.get_by_role("tab", name=tr(COMMON, tab, EN)).click()
-    page.wait_for_selector("#kft-status" if tab == "tab_train" else "#kft-compare-status")
+    page.wait_for_selector({"tab_train": "#kft-status", "tab_compare": "#kft-compare-status"}.get(tab, "#kft-runs-table"))
 
 
 # ---- training --------------------------------------------------------------------------------------
@@ -390,6 +390,20 @@ def test_the_data_box_names_the_columns_hides_split_off_the_hub_and_wraps_long_r
     sizes = page.evaluate("() => [...document.querySelectorAll('#kft-preview pre')].map(p => [p.scrollWidth, p.clientWidth,"
                           " p.getBoundingClientRect().right])")
     assert sizes and all(sw <= cw + 1 and right <= VIEWPORT_W for sw, cw, right in sizes), sizes
+
+
+def test_the_runs_table_scrolls_sideways_at_phone_width(page, app_url):
+    """Issue 16: at 400 px the runs table showed one character per line."""
+    _ensure_trained_adapter(app_url)  # at least one run in the table
+    page.set_viewport_size({"width": 400, "height": 900})
+    _open_app(page, app_url, "tab_runs")
+    page.locator("#kft-runs-table .body-cell").first.wait_for()
+    widths = page.evaluate("() => [...document.querySelectorAll('#kft-runs-table .body-cell')]"
+                           ".map(c => c.getBoundingClientRect().width)")
+    assert widths and min(widths) >= 100, widths
+    frame = page.evaluate("() => { const v = document.querySelector('#kft-runs-table .virtual-table-viewport');"
+                          " return [v.scrollWidth, v.clientWidth, document.documentElement.scrollWidth]; }")
+    assert frame[0] > frame[1] and frame[2] <= 400, frame
 
 
 # ---- a bad upload -----------------------------------------------------------------------------------
