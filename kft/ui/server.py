@@ -41,6 +41,7 @@ CSS = """label span, .block-info { overflow-wrap: anywhere; }
   #kft-runs-table th, #kft-runs-table td, #kft-runs-table .body-cell,
   #kft-sc-table th, #kft-sc-table td, #kft-sc-table .body-cell {
     width: 140px !important; min-width: 140px !important; max-width: 140px !important; flex: 0 0 140px !important; }
+  #kft-gen-settings .form > .block { min-width: 100% !important; }  /* one control a line: no squeezed labels */
 }"""
 
 

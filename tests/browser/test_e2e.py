@@ -302,6 +302,8 @@ def test_comparison_streams_both_panes_with_badges_then_scorecard_chart(page, ap
     frame = page.evaluate("() => { const v = document.querySelector('#kft-sc-table .virtual-table-viewport');"
                           " return [v.scrollWidth, v.clientWidth, document.documentElement.scrollWidth]; }")
     assert frame[0] > frame[1] and frame[2] <= 400, frame
+    for sel in ("#kft-max-new-tokens", "#kft-temperature", "#kft-top-p"):  # one a line, labels not squeezed
+        assert page.locator(sel).bounding_box()["width"] >= 300, sel
     shoot("08-comparison-phone", region=(page.get_by_role("tablist"), page.locator("#kft-lora-info")))
 
 
@@ -427,3 +429,10 @@ def test_bad_upload_shows_its_rows_errors_in_the_page(page, app_url, shoot, tmp_
     assert "row 2: instruction is empty" in notice and "row 3: not valid JSON" in notice
     assert "running" not in _text(page, "#kft-status")
     shoot("07-bad-upload")
+
+    # the language switch re-renders the notice on screen; the library's details stay as they were
+    page.get_by_label("한국어").check()
+    _wait_text(page, "#kft-notice", train_t("refused", "ko", msg=""))
+    assert "row 2: instruction is empty" in _text(page, "#kft-notice")
+    page.get_by_label("English").check()
+    _wait_text(page, "#kft-notice", train_t("refused", EN, msg=""))
