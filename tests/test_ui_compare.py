@@ -307,3 +307,12 @@ def test_app_out_of_memory_in_a_generation_says_what_to_lower_and_the_next_reque
     assert not ws.slot.generating
     monkeypatch.undo()
     assert client.predict(*_compare_args(max_new_tokens=4), api_name="/compare")[-1] == "Done."
+
+
+def test_a_loading_update_shows_loading_in_the_outcome_and_both_panes():
+    from kft.generate import PairUpdate
+    from kft.ui import compare_view as view
+
+    shown = view.render_update(PairUpdate(loading=True), "en")
+    assert shown["outcome"] == view.t("loading", "en") and "Loading the adapter / model" in shown["outcome"]
+    assert shown["base_info"] == shown["lora_info"] == view.t("loading_pane", "en") and shown["base"] == ""
