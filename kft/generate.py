@@ -60,6 +60,7 @@ class PairUpdate:
     stats: dict[str, PaneStats] = field(default_factory=lambda: {BASE: PaneStats(), LORA: PaneStats()})
     done: bool = False
     cancelled: bool = False
+    loading: bool = False  # the adapter or its base is being loaded; no answer yet
 
 
 class _Pane:
@@ -195,8 +196,9 @@ class SideBySideGenerator:
         return torch.cat([ids, token], dim=1)
 
     def stream(self, instruction: str, input: str = "", gen: GenerationArgs | None = None,  # noqa: A002
-               cancel: threading.Event | None = None, seed: int = 0) -> Iterator[PairUpdate]:
-        """Yield a PairUpdate after every round of one token per unfinished pane."""
+               cancel: threading.Event | None = None, seed: int = 0, t0: float | None = None) -> Iterator[PairUpdate]:
+        """Yield a PairUpdate after every round of one token per unfinished pane; times to first token count from
+        ``t0`` (a ``time.perf_counter()`` value: when the user asked), by default from now."""
         import torch
 
         gen = gen or GenerationArgs()
@@ -210,7 +212,8 @@ class SideBySideGenerator:
             if cancel.is_set():
                 yield PairUpdate(done=True, cancelled=True)
                 return
-            yield from self._decode(ids, gen, cancel, torch.Generator(device=ids.device).manual_seed(seed))
+            rng = torch.Generator(device=ids.device).manual_seed(seed)
+            yield from self._decode(ids, gen, cancel, rng, time.perf_counter() if t0 is None else t0)
 
     def _advance(self, p: _Pane, procs: Any, gen: GenerationArgs, rng: Any, eos_ids: set[int], t0: float) -> None:
         """One token for one pane, with its timing and text. inference_mode and autocast are entered per step, never
@@ -239,14 +242,14 @@ class SideBySideGenerator:
         text = self.loaded.tokenizer.decode(p.ids[0, p.prompt_len:], skip_special_tokens=True)
         p.text = text.rstrip("\ufffd") if not p.stats.finished else text
 
-    def _decode(self, ids: Any, gen: GenerationArgs, cancel: threading.Event, rng: Any) -> Iterator[PairUpdate]:
+    def _decode(self, ids: Any, gen: GenerationArgs, cancel: threading.Event, rng: Any,
+                t0: float) -> Iterator[PairUpdate]:
         from .model import for_inference
 
         for_inference(self.loaded)
         eos_ids = _eos_ids(self.loaded)
         procs = _processors(gen)
         panes = [_Pane(BASE, ids), _Pane(LORA, ids)]
-        t0 = time.perf_counter()
         if self.batched and self._check_adapter():
             yield from self._decode_batched(panes, gen, cancel, rng, eos_ids, procs, t0)
             return
@@ -269,7 +272,6 @@ class SideBySideGenerator:
                             break
         update.done = True
         yield update
-
 
     def _decode_batched(self, panes: list[_Pane], gen: GenerationArgs, cancel: threading.Event, rng: Any,
                         eos_ids: set[int], procs: Any, t0: float) -> Iterator[PairUpdate]:

@@ -27,6 +27,7 @@ class AppSettings:
     allowed_models: str | None = None  # KFT_ALLOWED_MODELS (comma-separated); None = any
     max_upload_mb: int = 200  # KFT_MAX_UPLOAD_MB; gradio refuses bigger files before storing
     lang: str = "ko"  # initial UI language, ko or en (KFT_LANG)
+    verbose: bool = False  # also print other libraries' start-up and request lines (KFT_VERBOSE)
 
     def allowed_model_names(self) -> tuple[str, ...] | None:
         names = tuple(n.strip() for n in (self.allowed_models or "").split(",") if n.strip())
@@ -111,6 +112,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> AppSettings:
                    help="comma-separated models that may be trained or compared (default: any)")
     p.add_argument("--max-upload-mb", type=int, default=_env_int(("KFT_MAX_UPLOAD_MB",), d.max_upload_mb))
     p.add_argument("--lang", choices=("ko", "en"), default=_env_lang(d.lang))
+    p.add_argument("--verbose", action="store_true", default=bool(_env_bool("KFT_VERBOSE")),
+                   help="also print other libraries' lines (bitsandbytes' CPU kernel notice, each httpx request)")
     s = AppSettings(**vars(p.parse_args(argv)))
     s.data_dir = str(Path(s.data_dir).expanduser())
     return s

@@ -203,3 +203,36 @@ def test_scorecard_service_stops_when_asked(ws):
     with pytest.raises(PromptError, match="prompt 2"):
         _last(svc.scorecard(RUN, [{"prompt": "a", "label": "benign"}, {"prompt": "질문 " * 700, "label": "benign"}],
                             GenerationArgs(max_new_tokens=300)))
+
+
+def test_a_new_adapters_first_request_says_loading_and_times_the_first_token_from_the_request(ws):
+    """Issue 16: the first comparison waited with empty panes, then said 'first token 0.01 s after the request'."""
+    import time
+
+    svc = ws.comparison
+    asked = time.perf_counter() - 5  # as if the user had clicked 5 s ago (the load's time included)
+    updates = list(svc.stream(RUN, PROMPT, "", GenerationArgs(max_new_tokens=2), t0=asked))
+    assert updates[0].loading and not updates[0].base and not updates[1].loading
+    assert updates[-1].stats["base"].ttft_s >= 5 and updates[-1].stats["lora"].ttft_s >= 5
+    again = list(svc.stream(RUN, PROMPT, "", GenerationArgs(max_new_tokens=2)))
+    assert not any(u.loading for u in again), "an adapter in memory is not loaded again"
+    assert again[-1].stats["base"].ttft_s < 5
+
+
+def test_status_names_runs_and_the_base_model_not_internal_adapter_names(ws):
+    svc = ws.comparison
+    _last(svc.stream(RUN, PROMPT, "", GenerationArgs(max_new_tokens=2)))
+    status = svc.status()
+    assert status.adapters == ["r1"] and status.base == ws.slot.loaded.name
+    assert any(name.startswith("cmp_") for name in ws.slot.adapters)  # internal names stay internal
+
+
+def test_the_scorecard_keeps_its_progress_as_plain_data(ws):
+    svc = ws.comparison
+    prompts = [{"prompt": f"질문 {i}", "label": "benign"} for i in range(3)]
+    seen = []
+    for n, _ in svc.scorecard(RUN, prompts, GenerationArgs(max_new_tokens=2)):
+        p = svc.last_card
+        seen.append((n, p.done, p.total, p.finished, p.eta_s is not None and p.eta_s >= 0))
+    assert seen == [(1, 1, 3, False, True), (2, 2, 3, False, True), (3, 3, 3, False, True)]
+    assert svc.last_card.finished and not svc.last_card.stopped and svc.last_card.eta_s == 0

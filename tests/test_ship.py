@@ -280,6 +280,32 @@ def test_read_only_mode_refuses_training_and_the_tab_says_so(tmp_path):
 
 
 # ---- settings ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_start_up_prints_only_kfts_own_lines_unless_verbose(tmp_path):
+    """Issue 16: start-up printed bitsandbytes' missing CPU kernel warning and every httpx request line."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import free_port, wait_until
+
+    root, log = Path(__file__).resolve().parents[1], tmp_path / "console.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env.pop("KFT_VERBOSE", None)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(free_port()), "--data-dir", str(tmp_path / "d"),
+                                 "--default-model", "tiny"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "for a public link" in log.read_text() or proc.poll() is not None, 180, what="start-up")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert lines and any("kft is running" in line for line in lines), lines
+    assert all(" kft." in line for line in lines), "\n".join(lines)
+    assert parse_settings(["--verbose"]).verbose and not parse_settings([]).verbose
+
+
 def test_every_setting_reads_its_environment_variable(monkeypatch, tmp_path):
     env = {"KFT_HOST": "0.0.0.0", "KFT_PORT": "7999", "KFT_SHARE": "1", "KFT_AUTH": "a:b", "KFT_DATA_DIR": str(tmp_path),
            "KFT_DEFAULT_MODEL": "tiny", "KFT_MAX_STEPS": "100", "KFT_MAX_NEW_TOKENS": "128", "KFT_READ_ONLY": "yes",

@@ -13,6 +13,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +66,37 @@ class CompareStatus:
     training_run: str | None
     generating: bool
     model: str | None
-    adapters: list[str]
+    adapters: list[str]  # the adapters on the model, as users know them: run names and Hub ids
     trained_available: bool
+    base: str | None = None  # the base model's name alone (``model`` says how it runs)
+
+
+@dataclass
+class CardProgress:
+    """The most recent scorecard as plain data: the rows done so far, of how many, and the time taken."""
+
+    card: Scorecard
+    total: int
+    elapsed_s: float = 0.0
+    finished: bool = False
+
+    @property
+    def done(self) -> int:
+        return len(self.card.rows)
+
+    @property
+    def stopped(self) -> bool:
+        return self.finished and self.done < self.total
+
+    @property
+    def eta_s(self) -> float | None:
+        """Time left at the pace so far (None until a prompt is done)."""
+        return self.elapsed_s / self.done * (self.total - self.done) if self.done else None
+
+
+def adapter_label(key: str) -> str:
+    """A user's name for an adapter's source key: the run's directory name, or the Hub id."""
+    return key.removeprefix("hub:") if key.startswith("hub:") else Path(key).name
 
 
 def _run_source(run: RunDir) -> AdapterSource:
@@ -111,6 +141,7 @@ class ComparisonService:
         self._guard = threading.Lock()
         self._current: threading.Event | None = None
         self.last: PairUpdate | None = None  # the last update of the most recent comparison
+        self.last_card: CardProgress | None = None  # the most recent scorecard (the page re-renders it)
 
     def runs_with_adapter(self) -> list[str]:
         """Names of run directories that hold a saved adapter, newest first."""
@@ -156,9 +187,13 @@ class ComparisonService:
         except ValueError as exc:
             raise ModelLoadError(str(exc)) from exc
 
-    def _generator(self, choice: AdapterChoice) -> SideBySideGenerator:
+    def _ready(self, source: AdapterSource) -> bool:
+        """Whether the adapter and its base are in memory already (else the first request loads them)."""
+        loaded = self.slot.loaded
+        return loaded is not None and same_base(loaded, source.model) and source.key in self.slot.adapters.values()
+
+    def _generator(self, source: AdapterSource) -> SideBySideGenerator:
         """A generator for this request only (call with the GPU held): nothing here keeps a model alive."""
-        source = self.resolve(choice)
         loaded = self.slot.loaded
         if loaded is None or not same_base(loaded, source.model):
             self._check_base(source.model)
@@ -167,10 +202,18 @@ class ComparisonService:
         template_dir = source.adapter_dir or RunDir(source.key).adapter
         return SideBySideGenerator(self.slot.loaded, PromptTemplate.load(template_dir), adapter=name)
 
+    def trained_run(self) -> str | None:
+        """The run whose adapter 'the adapter just trained' serves now, if any (the comparison tab follows it)."""
+        key, job = self.slot.trained_key(), self.training.job
+        if key is not None:
+            return Path(key).name
+        return job.run.name if self.trained_available() else None
+
     def status(self) -> CompareStatus:
-        run = self.slot.training_run
+        run, loaded = self.slot.training_run, self.slot.loaded
         return CompareStatus(run is not None, run, self.slot.generating, self.slot.describe(),
-                             sorted(self.slot.adapters), self.trained_available())
+                             sorted(adapter_label(key) for key in self.slot.adapters.values()),
+                             self.trained_available(), str(loaded.name) if loaded is not None else None)
 
     def check_request(self, instruction: str, input: str, gen: GenerationArgs) -> None:  # noqa: A002
         """Server-side checks that need no model: raise PromptError listing every problem."""
@@ -198,8 +241,11 @@ class ComparisonService:
 
     def stream(self, choice: AdapterChoice, instruction: str, input: str = "",  # noqa: A002
                gen: GenerationArgs | None = None, cancel: threading.Event | None = None,
-               seed: int | None = None) -> Iterator[PairUpdate]:
-        """Both answers as they grow (close or set ``cancel`` to stop); panes share ``seed`` (None: new per request)."""
+               seed: int | None = None, t0: float | None = None) -> Iterator[PairUpdate]:
+        """Both answers as they grow (close or set ``cancel`` to stop); panes share ``seed`` (None: new per request).
+        A first update with ``loading`` set says the adapter (or its base) is being loaded; times to first token
+        count from ``t0`` (``time.perf_counter()`` when the user asked; default: now), so they include the load."""
+        t0 = time.perf_counter() if t0 is None else t0
         gen = gen or GenerationArgs()
         seed = secrets.randbelow(2**31) if seed is None else seed
         cancel = cancel or threading.Event()
@@ -208,7 +254,10 @@ class ComparisonService:
             if not got:
                 yield PairUpdate(done=True, cancelled=True)
                 return
-            inner = self._generator(choice).stream(instruction, input, gen, cancel=cancel, seed=seed)
+            source = self.resolve(choice)
+            if not self._ready(source):
+                yield PairUpdate(loading=True)
+            inner = self._generator(source).stream(instruction, input, gen, cancel=cancel, seed=seed, t0=t0)
             try:
                 for update in inner:
                     self.last = update
@@ -225,14 +274,20 @@ class ComparisonService:
             problems.append(f"the prompt set has {len(prompts)} prompts; the limit is {MAX_SCORECARD_PROMPTS}")
         if problems:
             raise PromptError("; ".join(problems))
-        with self._turn(cancel) as got:
-            if not got:
-                return
-            generator = self._generator(choice)
-            _check_prompts(generator, prompts, gen)
-            batch = SCORECARD_BATCH if self.slot.loaded.device.type == "cuda" else SCORECARD_BATCH_CPU
-            for card in iter_scorecard(generator, prompts, gen, cancel, batch):
-                yield len(card.rows), card
+        t0 = time.perf_counter()
+        self.last_card = progress = CardProgress(Scorecard(), len(prompts))
+        try:
+            with self._turn(cancel) as got:
+                if not got:
+                    return
+                generator = self._generator(self.resolve(choice))
+                _check_prompts(generator, prompts, gen)
+                batch = SCORECARD_BATCH if self.slot.loaded.device.type == "cuda" else SCORECARD_BATCH_CPU
+                for card in iter_scorecard(generator, prompts, gen, cancel, batch):
+                    progress.card, progress.elapsed_s = card, time.perf_counter() - t0
+                    yield len(card.rows), card
+        finally:
+            progress.finished = True
 
 
 def _check_prompts(generator: SideBySideGenerator, prompts: list[dict[str, Any]], gen: GenerationArgs) -> None:

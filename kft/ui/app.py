@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..services import Workspace
 from .compare_tab import CompareTab
-from .i18n import COMMON, DEFAULT_LANG, tr
+from .i18n import COMMON, DEFAULT_LANG, retranslate, tr
 from .runs_tab import RunsTab
 from .train_tab import TrainTab
 
@@ -30,13 +30,21 @@ def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
                 pages[tab.id] = page
         tabs[2].connect_compare(tabs[1], tab_row)
 
-        def relabel(new_lang: str) -> dict[Any, Any]:
+        # the notices on screen: their text is the only record of them, so it is re-rendered from itself
+        notices = [(tab, tab.notice_box) for tab in tabs if getattr(tab, "notice_box", None) is not None]
+
+        def relabel(new_lang: str, *shown: str) -> dict[Any, Any]:
             updates = {title: gr.update(value=f"## {tr(COMMON, 'title', new_lang)}"), lang_box: new_lang}
             updates.update({page: gr.update(label=tr(COMMON, f"tab_{key}", new_lang)) for key, page in pages.items()})
             for tab in tabs:
                 updates.update(tab.relabel(new_lang))
+            for (tab, box), text in zip(notices, shown, strict=True):
+                again = retranslate(tab.strings, text or "", new_lang)
+                updates[box] = gr.skip() if again is None else again
             return updates
 
-        outputs = {title, lang_box, *pages.values(), *(c for tab in tabs for c in tab.translated)}
-        lang_radio.change(relabel, inputs=lang_radio, outputs=list(outputs), api_visibility="private")
+        boxes = [box for _, box in notices]
+        outputs = {title, lang_box, *pages.values(), *(c for tab in tabs for c in tab.translated), *boxes}
+        lang_radio.change(relabel, inputs=[lang_radio, *boxes], outputs=list(outputs), api_visibility="private",
+                          show_progress="hidden")
     return demo

@@ -21,7 +21,7 @@ from ..memory import free_unused
 from ..model import ModelLoadError
 from ..safety import Scorecard, load_prompt_set
 from ..services import BusyError
-from ..services.comparison import AdapterChoice
+from ..services.comparison import AdapterChoice, CardProgress
 from . import compare_view as view
 from .compare_view import STRINGS, t
 from .tab import Tab
@@ -33,11 +33,6 @@ _USER_ERRORS = (PromptError, ModelLoadError, BusyError, ValueError)
 def _choice(source: str, run: str | None, hub: str | None) -> AdapterChoice:
     ref = (run or "") if source == "run" else (hub or "").strip() if source == "hub" else ""
     return AdapterChoice(source or "trained", ref)
-
-
-def _chart(frame: Any) -> Any:
-    """None for no rows: gr.BarPlot keeps its first frame's column types, so an empty first frame lost all bars."""
-    return frame if len(frame) else None
 
 
 def _gen_args(max_new_tokens: float, do_sample: bool, temperature: float, top_p: float,
@@ -74,7 +69,9 @@ class CompareTab(Tab):
     def compare(self, instruction: str, input_: str, source: str, run: str | None, hub: str | None,
                 max_new_tokens: float, do_sample: bool, temperature: float, top_p: float,
                 repetition_penalty: float, lang: str) -> Iterator[tuple[str, str, str, str, str]]:
-        """Stream both answers; a newer request, Stop, or a closed browser tab ends it within a token."""
+        """Stream both answers; a newer request, Stop, or a closed browser tab ends it within a token.
+        Times to first token count from here, the request (a first use's adapter load included)."""
+        t0 = time.perf_counter()
         self._refuse_if_training(lang)
         gen = _gen_args(max_new_tokens, do_sample, temperature, top_p, repetition_penalty)
         try:
@@ -82,7 +79,7 @@ class CompareTab(Tab):
         except PromptError as exc:
             raise self._error(exc, lang) from exc
         cancel = threading.Event()
-        stream = self.service.stream(_choice(source, run, hub), instruction, input_ or "", gen, cancel)
+        stream = self.service.stream(_choice(source, run, hub), instruction, input_ or "", gen, cancel, t0=t0)
         try:
             yield self._named({"base": "", "base_info": "", "lora": "", "lora_info": "", "outcome": t("running", lang)})
             for update in stream:
@@ -111,12 +108,12 @@ class CompareTab(Tab):
             prompts = load_prompt_set(upload if prompt_set == "upload" else "presets")
         except ValueError as exc:
             raise self._error(exc, lang) from exc
-        cancel, card = threading.Event(), Scorecard()
+        cancel = threading.Event()
         runner = self.service.scorecard(choice, prompts, gen, cancel)
         try:
-            yield self._card_outputs(card, lang, len(prompts), False, None)
-            for _, card in runner:
-                yield self._card_outputs(card, lang, len(prompts), False)
+            yield self._card_outputs(CardProgress(Scorecard(), len(prompts)), lang, None)
+            for _ in runner:  # a row done: the bar, the table and the charts grow with it
+                yield self._card_outputs(self.service.last_card, lang)
         except _USER_ERRORS as exc:
             raise self._error(exc, lang) from exc
         except torch.OutOfMemoryError as exc:
@@ -124,7 +121,8 @@ class CompareTab(Tab):
         finally:
             cancel.set()
             runner.close()
-        stopped = len(card.rows) < len(prompts)
+        progress = self.service.last_card
+        card, stopped = progress.card, progress.stopped
         adapter = choice.describe()
         if choice.source == "trained" and self.ws.training.job is not None:
             adapter += f" ({Path(self.ws.training.job.run_dir).name})"
@@ -134,18 +132,34 @@ class CompareTab(Tab):
                 "stopped": stopped,  # a partial card says so in the file too
                 "generation": dataclasses.asdict(gen), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         files = view.write_exports(card, meta) if card.rows else None
-        yield self._card_outputs(card, lang, len(prompts), stopped, files)
+        yield self._card_outputs(progress, lang, files)
 
     def _named(self, values: dict[str, Any]) -> dict[Any, Any]:
         """Updates keyed by component, from values keyed by the component's name in ``self.c``."""
         return {self.c[name]: value for name, value in values.items()}
 
-    def _card_outputs(self, card: Scorecard, lang: str, total: int, stopped: bool, *files: Any) -> dict[Any, Any]:
-        """The scorecard's summary, table and charts, and its export files when given."""
-        values = {"sc_summary": view.scorecard_summary(card, lang, total, stopped), "table": view.scorecard_table(card),
-                  "plot_harmful": _chart(view.rate_frame(card, "harmful")),
-                  "plot_benign": _chart(view.rate_frame(card, "benign"))}
+    def _card_outputs(self, progress: CardProgress, lang: str, *files: Any) -> dict[Any, Any]:
+        """The scorecard's bar, summary, table and charts, and its export files when given."""
+        card = progress.card
+        values = {**self._card_texts(progress, lang), "table": view.scorecard_table(card, lang),
+                  "plot_harmful": view.rate_frame(card, "harmful"), "plot_benign": view.rate_frame(card, "benign")}
         return self._named({**values, **({"files": files[0]} if files else {})})
+
+    @staticmethod
+    def _card_texts(progress: CardProgress, lang: str) -> dict[str, str]:
+        return {"sc_progress": view.progress_html(progress.done, progress.total, progress.eta_s, lang),
+                "sc_summary": view.scorecard_summary(progress.card, lang, progress.total, progress.stopped)}
+
+    def _rerender(self, lang: str) -> dict[Any, Any]:
+        """The messages on screen, in a new language: the last comparison's badges and outcome, the scorecard's
+        bar, summary and table (kept by the service as plain data); nothing where nothing was shown yet."""
+        out: dict[str, Any] = {}
+        if self.service.last is not None:
+            out.update({k: v for k, v in view.render_update(self.service.last, lang).items()
+                        if k in ("base_info", "lora_info", "outcome")})
+        if self.service.last_card is not None:
+            out.update(self._card_texts(self.service.last_card, lang))
+        return out
 
     def list_adapters(self, run: str | None) -> Any:
         runs = self.service.runs_with_adapter()
@@ -154,16 +168,38 @@ class CompareTab(Tab):
     def on_load(self, run: str | None, lang: str) -> dict[Any, Any]:
         source = "trained" if self.service.trained_available() else "run"
         return {self.c["source"]: gr.update(value=source), self.c["run"]: self.list_adapters(run),
-                self.status_md: self.status(lang)}
+                self.status_md: self.status(lang), self.follow: {"seen": self.service.trained_run(), "chose": False}}
 
     def status(self, lang: str) -> str:
         return view.status_line(self.service.status(), lang)
+
+    def on_tick(self, follow: dict[str, Any], run: str | None, lang: str) -> dict[Any, Any]:
+        """The status line; and when a run has just left a new adapter, the adapter choice follows it (the
+        just-trained adapter, and the newest run in the list) unless the user picked an adapter on this page."""
+        out: dict[Any, Any] = {self.status_md: self.status(lang)}
+        newest = self.service.trained_run()
+        if newest is None or newest == (follow or {}).get("seen"):
+            return {**out, self.c["source"]: gr.skip(), self.c["run"]: gr.skip(), self.follow: gr.skip()}
+        chose = bool((follow or {}).get("chose"))
+        out[self.follow] = {"seen": newest, "chose": chose}
+        out[self.c["source"]] = gr.skip() if chose else gr.update(value="trained")
+        runs = self.service.runs_with_adapter()
+        out[self.c["run"]] = gr.update(choices=runs, value=run if chose and run in runs else newest)
+        return out
+
+    @staticmethod
+    def on_user_choice(follow: dict[str, Any]) -> dict[str, Any]:
+        """The user picked an adapter source or run: new runs no longer change it."""
+        return {**(follow or {}), "chose": True}
 
     def build(self, lang: str) -> None:
         """Lay out the tab inside the current Blocks and wire its events (see the module docstring)."""
         self.status_md = self.relabel_with(gr.Markdown(self.status(lang), elem_id="kft-compare-status"),
                                            lambda lg: gr.update(value=self.status(lg)))
+        self.follow = gr.State({"seen": None, "chose": False})  # plain data: which trained run the page has followed
         self.c = {**self._build_inputs(lang), **self._build_panes(lang), **self._build_scorecard(lang)}
+        for name in ("base_info", "lora_info", "outcome", "sc_progress", "sc_summary"):
+            self.relabel_with(self.c[name], lambda lg, n=name: self._rerender(lg).get(n, gr.skip()))
         self._wire()
 
     def _build_inputs(self, lang: str) -> dict[str, Any]:
@@ -179,6 +215,7 @@ class CompareTab(Tab):
                 with gr.Row():
                     c["run"] = self.label(gr.Dropdown(runs, value=runs[0] if runs else "", label=t("run", lang),
                                                           allow_custom_value=True,  # checked by the service
+                                                          elem_id="kft-compare-run",
                                                           scale=4), "run")
                     c["refresh"] = self.label(gr.Button(t("refresh", lang), scale=1, min_width=80), "refresh", "value")
                 c["hub"] = self.label(gr.Textbox(value="", label=t("hub", lang), placeholder="owner/name", max_lines=1), "hub")
@@ -196,10 +233,14 @@ class CompareTab(Tab):
             c["max_new_tokens"] = self.label(gr.Slider(1, cap, value=min(g.max_new_tokens, cap), step=1,
                                                            label=t("max_new_tokens", lang), elem_id="kft-max-new-tokens"),
                                             "max_new_tokens")
-            c["do_sample"] = self.label(gr.Checkbox(value=g.do_sample, label=t("do_sample", lang)), "do_sample")
-            c["temperature"] = self.label(gr.Slider(0.05, 2.0, value=g.temperature, step=0.05,
-                                                        label=t("temperature", lang)), "temperature")
-            c["top_p"] = self.label(gr.Slider(0.05, 1.0, value=g.top_p, step=0.05, label=t("top_p", lang)), "top_p")
+            c["do_sample"] = self.label(gr.Checkbox(value=g.do_sample, label=t("do_sample", lang),
+                                                    elem_id="kft-do-sample"), "do_sample")
+            # temperature and top-p act only when sampling: greyed out while it is off
+            c["temperature"] = self.label(gr.Slider(0.05, 2.0, value=g.temperature, step=0.05, interactive=g.do_sample,
+                                                    label=t("temperature", lang), elem_id="kft-temperature"),
+                                          "temperature")
+            c["top_p"] = self.label(gr.Slider(0.05, 1.0, value=g.top_p, step=0.05, interactive=g.do_sample,
+                                              label=t("top_p", lang), elem_id="kft-top-p"), "top_p")
             c["repetition_penalty"] = self.label(gr.Slider(1.0, 2.0, value=g.repetition_penalty, step=0.05,
                                                                label=t("repetition_penalty", lang)), "repetition_penalty")
         return c
@@ -213,7 +254,8 @@ class CompareTab(Tab):
         with gr.Row(equal_height=True):
             for pane in ("base", "lora"):
                 with gr.Column():
-                    c[pane] = self.label(gr.Textbox(lines=12, max_lines=30, interactive=False, buttons=["copy"],
+                    # a fixed height (the text scrolls): both panes end level, so their badges line up
+                    c[pane] = self.label(gr.Textbox(lines=12, max_lines=12, interactive=False, buttons=["copy"],
                                                         label=t(f"{pane}_pane", lang), elem_id=f"kft-{pane}"),
                                         f"{pane}_pane")
                     c[f"{pane}_info"] = gr.Markdown(elem_id=f"kft-{pane}-info")
@@ -236,17 +278,27 @@ class CompareTab(Tab):
                                                               elem_id="kft-run-scorecard"), "run_scorecard", "value")
                 c["stop_scorecard"] = self.label(gr.Button(t("stop", lang), variant="stop", elem_id="kft-sc-stop"),
                                                 "stop", "value")
+            c["sc_progress"] = gr.HTML(elem_id="kft-sc-progress-box")
             c["sc_summary"] = gr.Markdown(elem_id="kft-sc-summary")
             with gr.Row():
+                empty = Scorecard()
                 for label in ("harmful", "benign"):
-                    plot = gr.BarPlot(None, x="model", y="rate", color="model", y_lim=[0, 1], sort=["base", "LoRA"],
-                                      label=t(f"plot_{label}", lang), height=240, elem_id=f"kft-plot-{label}")
+                    plot = gr.BarPlot(view.rate_frame(empty, label), x="bar", y="rate", color="model", y_lim=[0, 1],
+                                      sort="-x", x_title=" ", label=t(f"plot_{label}", lang), height=240,
+                                      elem_id=f"kft-plot-{label}")
                     c[f"plot_{label}"] = self.label(plot, f"plot_{label}")
-            c["table"] = self.label(gr.Dataframe(headers=view.TABLE_COLUMNS, wrap=True, interactive=False,
-                                                     label=t("table", lang), elem_id="kft-sc-table"), "table")
+            c["table"] = gr.Dataframe(headers=view.table_headers(lang), wrap=True, interactive=False,
+                                      column_widths=view.TABLE_WIDTHS, label=t("table", lang), elem_id="kft-sc-table")
+            self.relabel_with(c["table"], self._relabel_table)
             c["files"] = self.label(gr.File(file_count="multiple", interactive=False, label=t("exports", lang),
                                                 elem_id="kft-sc-files"), "exports")
         return c
+
+    def _relabel_table(self, lang: str) -> Any:
+        card = self.service.last_card
+        rows = view.scorecard_table(card.card, lang) if card is not None else None
+        return gr.update(label=t("table", lang), headers=view.table_headers(lang),
+                         **({"value": rows} if rows is not None else {}))
 
     def _wire(self) -> None:
         h, c, lang_box, status = self, self.c, self.lang_box, self.status_md
@@ -259,14 +311,22 @@ class CompareTab(Tab):
         gr.on([c["stop"].click, c["stop_scorecard"].click], h.stop, inputs=lang_box, outputs=c["outcome"],
               api_name="stop_generation", queue=False)
         c["run_scorecard"].click(h.scorecard, inputs=[c["prompt_set"], c["upload"], *adapter, *gen, lang_box],
-                                 outputs=[c["sc_summary"], c["table"], c["plot_harmful"], c["plot_benign"], c["files"]],
+                                 outputs=[c["sc_summary"], c["table"], c["plot_harmful"], c["plot_benign"], c["files"],
+                                          c["sc_progress"]],  # the bar last: the API's first five stay in place
                                  api_name="scorecard", show_progress="minimal")
         c["refresh"].click(h.list_adapters, inputs=c["run"], outputs=c["run"], api_name="list_adapters")
         c["preset"].input(lambda p: p or gr.skip(), inputs=c["preset"], outputs=c["instruction"],
                           api_visibility="private", queue=False)
-        gr.Timer(2.0).tick(h.status, inputs=lang_box, outputs=status, api_visibility="private", queue=False,
-                           show_progress="hidden")
+        c["do_sample"].change(lambda on: (gr.update(interactive=on), gr.update(interactive=on)), inputs=c["do_sample"],
+                              outputs=[c["temperature"], c["top_p"]], api_visibility="private", queue=False,
+                              show_progress="hidden")
+        for widget in (c["source"], c["run"]):  # .input: the user's own pick, not the tick's
+            widget.input(h.on_user_choice, inputs=h.follow, outputs=h.follow, api_visibility="private", queue=False,
+                         show_progress="hidden")
+        followed = [status, c["source"], c["run"], h.follow]
+        gr.Timer(2.0).tick(h.on_tick, inputs=[h.follow, c["run"], lang_box], outputs=followed,
+                           api_visibility="private", queue=False, show_progress="hidden")
         root = gr.context.Context.root_block
         if root is not None:
-            root.load(h.on_load, inputs=[c["run"], lang_box], outputs=[c["source"], c["run"], status],
-                      api_visibility="private", queue=False)
+            root.load(h.on_load, inputs=[c["run"], lang_box], outputs=followed,
+                      api_visibility="private", queue=False, show_progress="hidden")

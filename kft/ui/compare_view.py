@@ -16,6 +16,7 @@ from ..generate import BASE, LORA, PairUpdate, PaneStats
 from ..safety import Scorecard, detect_refusal, load_prompt_set
 from ..services.comparison import CompareStatus
 from .i18n import tr
+from .plots import fmt_duration
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tps": ("{v} 토큰/초 (두 창을 함께 생성)", "{v} tokens/s (both panes decode together)"),
     "tokens": ("{n} 토큰", "{n} tokens"),
     "running": ("생성 중…", "Generating…"),
+    "loading": ("⏳ 어댑터와 모델을 불러오는 중… (이 어댑터의 첫 생성)", "⏳ Loading the adapter / model… (this adapter's first use)"),
+    "loading_pane": ("⏳ 불러오는 중…", "⏳ loading…"),
     "done": ("완료.", "Done."),
     "cancelled": ("중지됨 (새 요청 또는 중지 버튼).", "Stopped (a newer request or the Stop button)."),
     "stopped": ("실행 중인 생성을 중지했습니다.", "The running generation was stopped."),
@@ -55,7 +58,7 @@ STRINGS: dict[str, tuple[str, str]] = {
                       "⏳ The GPU is busy training ({run}). Generation is refused until the run ends."),
     "idle": ("준비됨", "Ready"),
     "generating": ("생성 중", "Generating"),
-    "model": ("모델: {m}", "Model: {m}"),
+    "model": ("기본 모델: {m}", "Base model: {m}"),
     "no_model": ("모델: 아직 불러오지 않음 (첫 생성 때 불러옵니다)", "Model: not loaded yet (loaded on first use)"),
     "adapters": ("어댑터: {a}", "Adapters: {a}"),
     "bad_request": ("요청을 처리할 수 없습니다: {e}", "Cannot run this request: {e}"),
@@ -76,6 +79,16 @@ STRINGS: dict[str, tuple[str, str]] = {
     "run_scorecard": ("점수표 실행", "Run scorecard"),
     "need_upload": ("업로드한 .jsonl 파일이 없습니다.", "No .jsonl file was uploaded."),
     "sc_progress": ("{i}/{n} 프롬프트 완료", "{i}/{n} prompts done"),
+    "sc_eta": ("남은 시간 약 {eta}", "about {eta} left"),
+    "col_#": ("#", "#"),
+    "col_prompt": ("프롬프트", "Prompt"),
+    "col_label": ("유형", "Label"),
+    "col_base_refusal": ("base 거절", "base refused"),
+    "col_lora_refusal": ("LoRA 거절", "LoRA refused"),
+    "col_base_answer": ("base 답변", "base answer"),
+    "col_lora_answer": ("LoRA 답변", "LoRA answer"),
+    "yes": ("예", "yes"),
+    "no": ("아니오", "no"),
     "sc_stopped": ("중지됨: {i}/{n} 프롬프트까지의 결과입니다.", "Stopped: results of the first {i}/{n} prompts."),
     "sc_done": ("완료: {n} 프롬프트. 유해 요청 거절률 base {hb} → LoRA {hl} (높을수록 좋음); 일반 요청 과잉 거절률 "
                 "base {bb} → LoRA {bl} (낮을수록 좋음).",
@@ -88,7 +101,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "label_harmful": ("유해", "harmful"),
     "label_benign": ("일반", "benign"),
 }
-TABLE_COLUMNS = ["#", "label", "prompt", "base_answer", "base_refusal", "lora_answer", "lora_refusal"]
+# the refusal verdicts first, so they stay on screen at 1400 px; the answers, long, after them
+TABLE_COLUMNS = ["#", "prompt", "label", "base_refusal", "lora_refusal", "base_answer", "lora_answer"]
+TABLE_WIDTHS = ["4%", "26%", "8%", "9%", "9%", "22%", "22%"]
 _EXPORT_ROOT: Path | None = None
 _KEEP_EXPORTS = 20
 
@@ -129,6 +144,9 @@ def pane_info(text: str, stats: PaneStats, lang: str) -> str:
 
 def render_update(update: PairUpdate, lang: str) -> dict[str, str]:
     """What the panes show for one streamed update, by the tab's component names."""
+    if update.loading:
+        pane = t("loading_pane", lang)
+        return {"base": "", "base_info": pane, "lora": "", "lora_info": pane, "outcome": t("loading", lang)}
     outcome = t("cancelled" if update.cancelled else "done" if update.done else "running", lang)
     return {"base": update.base, "base_info": pane_info(update.base, update.stats[BASE], lang),
             "lora": update.lora, "lora_info": pane_info(update.lora, update.stats[LORA], lang), "outcome": outcome}
@@ -138,7 +156,7 @@ def status_line(s: CompareStatus, lang: str) -> str:
     if s.training:
         return t("busy_training", lang, run=s.training_run)
     parts = [f"**{t('generating' if s.generating else 'idle', lang)}**",
-             t("model", lang, m=s.model) if s.model else t("no_model", lang)]
+             t("model", lang, m=s.base) if s.base else t("no_model", lang)]
     if s.adapters:
         parts.append(t("adapters", lang, a=", ".join(s.adapters)))
     return " · ".join(parts)
@@ -148,17 +166,33 @@ def _rate(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
 
 
-def scorecard_table(card: Scorecard) -> pd.DataFrame:
-    rows = [{"#": i, "label": r["label"], "prompt": r["prompt"], "base_answer": r["base_answer"],
-             "base_refusal": "yes" if r["base_refusal"] else "no", "lora_answer": r["lora_answer"],
-             "lora_refusal": "yes" if r["lora_refusal"] else "no"} for i, r in enumerate(card.rows, start=1)]
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+def table_headers(lang: str) -> list[str]:
+    return [t(f"col_{key}", lang) for key in TABLE_COLUMNS]
+
+
+def scorecard_table(card: Scorecard, lang: str) -> pd.DataFrame:
+    """The rows shown, headers and values in the UI's language (the exports keep the card's English keys)."""
+    def verdict(refused: bool) -> str:
+        return t("yes" if refused else "no", lang)
+
+    rows = [[i, r["prompt"], t(f"label_{r['label']}", lang), verdict(r["base_refusal"]), verdict(r["lora_refusal"]),
+             r["base_answer"], r["lora_answer"]] for i, r in enumerate(card.rows, start=1)]
+    return pd.DataFrame(rows, columns=table_headers(lang))
 
 
 def rate_frame(card: Scorecard, label: str) -> pd.DataFrame:
-    """Bars for one label: model (base | LoRA) and its refusal rate (labels without prompts are left out)."""
-    data = [(name, card.rate(label, pane)) for name, pane in (("base", "base"), ("LoRA", "lora"))]
-    return pd.DataFrame([(m, r) for m, r in data if r is not None], columns=["model", "rate"])
+    """Bars for one label: model (base | LoRA), its refusal rate (0 before any prompt of the label is done) and
+    the bar's axis label with the value ("base · 25%"), so a 0% bar still reads as a value, not a missing bar.
+    The chart sorts the axis labels descending ("-x"), which keeps base before LoRA."""
+    data = [(name, card.rate(label, pane) or 0.0) for name, pane in (("base", "base"), ("LoRA", "lora"))]
+    return pd.DataFrame([(f"{m} · {r:.0%}", m, r) for m, r in data], columns=["bar", "model", "rate"])
+
+
+def progress_html(done: int, total: int, eta_s: float | None, lang: str) -> str:
+    """The scorecard's bar: prompts done of total, and the time left once a prompt has been timed."""
+    eta = f" · {t('sc_eta', lang, eta=fmt_duration(eta_s))}" if eta_s is not None and done < total else ""
+    return (f"<progress id='kft-sc-progress' style='width:100%' value='{done}' max='{max(total, 1)}'></progress>"
+            f"<div style='text-align:right'>{t('sc_progress', lang, i=done, n=total)}{eta}</div>")
 
 
 def scorecard_summary(card: Scorecard, lang: str, total: int, stopped: bool) -> str:

@@ -145,4 +145,6 @@ class RunsTab(Tab):
 
         self.compare.click(open_in_compare, inputs=[self.run, self.lang_box],
                            outputs=[tabs, compare.c["source"], compare.c["run"], self.notice_box],
-                           api_visibility="private", queue=False)
+                           api_visibility="private", queue=False).then(
+            compare.on_user_choice, inputs=compare.follow, outputs=compare.follow,  # a run the user opened stays
+            api_visibility="private", queue=False, show_progress="hidden")

@@ -31,8 +31,18 @@ def blocked_paths(settings: AppSettings) -> list[str]:
     return list(dict.fromkeys(str(p.expanduser().resolve()) for p in paths))  # unique, in order
 
 
-# long configuration names in the settings' labels (per_device_train_batch_size) wrap instead of being cut
-CSS = "label span, .block-info { overflow-wrap: anywhere; }"
+# long configuration names in the settings' labels (per_device_train_batch_size) wrap instead of being cut;
+# the data preview's long example rows wrap instead of running off the right edge;
+# at phone width the runs and scorecard tables keep readable columns and scroll sideways in their frame
+CSS = """label span, .block-info { overflow-wrap: anywhere; }
+#kft-preview pre, #kft-preview code { white-space: pre-wrap; overflow-wrap: anywhere; }
+@media (max-width: 700px) {
+  #kft-runs-table table, #kft-sc-table table { min-width: max-content !important; }
+  #kft-runs-table th, #kft-runs-table td, #kft-runs-table .body-cell,
+  #kft-sc-table th, #kft-sc-table td, #kft-sc-table .body-cell {
+    width: 140px !important; min-width: 140px !important; max-width: 140px !important; flex: 0 0 140px !important; }
+  #kft-gen-settings .form > .block { min-width: 100% !important; }  /* one control a line: no squeezed labels */
+}"""
 
 
 def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = None) -> Any:

@@ -131,7 +131,7 @@ class TrainTab(Tab):
             self.upload = self.label(gr.File(label=t("upload", lang), file_types=[".jsonl", ".json", ".csv", ".parquet"],
                                               type="filepath", visible=kind == "upload",
                                               elem_id="kft-upload"), "upload")
-            self._fields(form.DATA_FIELDS)
+            self._fields(form.DATA_FIELDS, hidden=set() if kind == "hub" else {"split"})  # split: Hub datasets only
             self.preview_btn = self.label(gr.Button(t("preview_btn", lang), elem_id="kft-preview-btn"), "preview_btn",
                                            "value")
             self.preview = gr.Markdown(elem_id="kft-preview")
@@ -208,8 +208,10 @@ class TrainTab(Tab):
                                 api_visibility="private", show_progress="hidden")
         self.push_btn.click(self.on_push, inputs=[self.push_repo, self.push_private, self.lang_box],
                             outputs=self.notice_box, api_name="push_to_hub")
-        self.data_kind.change(lambda k: (gr.update(visible=k == "hub"), gr.update(visible=k == "upload")),
-                              inputs=self.data_kind, outputs=[self.hub, self.upload], api_visibility="private")
+        self.data_kind.change(lambda k: (gr.update(visible=k == "hub"), gr.update(visible=k == "upload"),
+                                         gr.update(visible=k == "hub")),
+                              inputs=self.data_kind, outputs=[self.hub, self.upload, self.widgets["split"]],
+                              api_visibility="private")
         self.mode.change(lambda m: (gr.update(visible=m == "steps"), gr.update(visible=m == "epochs")),
                          inputs=self.mode, outputs=[self.widgets["max_steps"], self.widgets["num_train_epochs"]],
                          api_visibility="private")

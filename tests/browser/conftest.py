@@ -162,7 +162,8 @@ def shoot(page):
             last = region[1].bounding_box()
             bottom = last["y"] + last["height"] + scroll_y + 8
             page.screenshot(path=str(SCREENSHOTS / f"{name}-region.png"), full_page=True,
-                            clip={"x": 0, "y": max(top, 0), "width": VIEWPORT["width"], "height": bottom - max(top, 0)})
+                            clip={"x": 0, "y": max(top, 0), "width": page.viewport_size["width"],
+                                  "height": bottom - max(top, 0)})
         return path
 
     return _shoot

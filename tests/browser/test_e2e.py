@@ -104,10 +104,13 @@ def _set_slider(page, sel: str, value: int) -> None:
     raise AssertionError(f"{sel} did not take the value {value}")
 
 
+VIEWPORT_W = 1400
+
+
 def _open_app(page, url: str, tab: str = "tab_train") -> None:
     page.goto(url)
     page.get_by_role("tab", name=tr(COMMON, tab, EN)).click()
-    page.wait_for_selector("#kft-status" if tab == "tab_train" else "#kft-compare-status")
+    page.wait_for_selector({"tab_train": "#kft-status", "tab_compare": "#kft-compare-status"}.get(tab, "#kft-runs-table"))
 
 
 # ---- training --------------------------------------------------------------------------------------
@@ -214,7 +217,8 @@ def _bars(page, chart: str) -> dict[str, int]:
     bars = {}
     for bar in page.locator(f'{chart} path[aria-roledescription="bar"]').all():
         assert (bar.get_attribute("fill") or "none") != "none", "a bar is drawn without colour"
-        model, rate = re.fullmatch(r"model: (\S+); rate: ([0-9.]+)", bar.get_attribute("aria-label")).groups()
+        label = bar.get_attribute("aria-label")  # e.g. " : base · 25%; rate: 0.25; model: base"
+        model, rate = re.search(r"model: (\S+)", label).group(1), re.search(r"rate: ([0-9.]+)", label).group(1)
         bars[model] = round(100 * float(rate))
     return bars
 
@@ -253,13 +257,27 @@ def test_comparison_streams_both_panes_with_badges_then_scorecard_chart(page, ap
         assert _text(page, sel).startswith(_plain(compare_view.t(key, EN))), _text(page, sel)
         assert "tokens/s" in _text(page, sel)
     _wait_text(page, "#kft-compare-status", compare_view.t("idle", EN), timeout=30_000)
-    shoot("05-comparison", region=(page.get_by_role("tablist"), page.locator("#kft-lora-info")))
+    shoot("05-comparison-harmful", region=(page.get_by_role("tablist"), page.locator("#kft-lora-info")))
 
     # the scorecard over the 39 presets (few tokens each, to stay quick): summary, both bar charts, table, exports
+    assert _bars(page, "#kft-plot-harmful") == {"base": 0, "LoRA": 0}, "before any prompt: zero bars, not none"
+    assert "base · 0%" in _text(page, "#kft-plot-harmful")  # the value labels
     page.locator("#kft-gen-settings button.label-wrap").click()
     _set_slider(page, "#kft-max-new-tokens", SCORECARD_TOKENS)
     page.locator("#kft-run-scorecard").click()
+    # while it runs: a bar with the time left, and the table grows as rows finish
+    page.wait_for_function("() => Number(document.querySelector('#kft-sc-progress')?.getAttribute('value')) >= 2")
+    assert "left" in _text(page, "#kft-sc-progress-box") and "/39 prompts done" in _text(page, "#kft-sc-progress-box")
+    page.wait_for_function("() => document.querySelectorAll('#kft-sc-table .virtual-row, #kft-sc-table tbody tr')"
+                           ".length >= 2 && !document.querySelector('#kft-sc-summary').innerText.includes('Done')")
     _wait_text(page, "#kft-sc-summary", "Done: 39 prompts", timeout=300_000)
+    # the verdicts sit right after the prompt and its label, on screen at 1400 px, headers in the UI's language
+    headers = [h.inner_text().strip() for h in page.locator("#kft-sc-table th .header-content").all()]
+    names = [compare_view.t(f"col_{k}", EN) for k in compare_view.TABLE_COLUMNS]
+    assert headers == names, headers
+    for name in names[:5]:
+        box = page.locator("#kft-sc-table th").filter(has_text=name).first.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORT_W, (name, box)
     summary = _text(page, "#kft-sc-summary")
     for chart, kind in (("#kft-plot-harmful", "Harmful refused"), ("#kft-plot-benign", "benign over-refused")):
         base_pct, lora_pct = map(int, re.search(kind + r": base (\d+)% → LoRA (\d+)%", summary).groups())
@@ -274,6 +292,120 @@ def test_comparison_streams_both_panes_with_badges_then_scorecard_chart(page, ap
     assert len(card["rows"]) == 39 and card["meta"]["generation"]["max_new_tokens"] == SCORECARD_TOKENS
     _wait_text(page, "#kft-compare-status", compare_view.t("idle", EN), timeout=30_000)
     shoot("06-scorecard")
+
+    # at phone width the table keeps readable columns and scrolls sideways inside its frame, not the page
+    page.set_viewport_size({"width": 400, "height": 900})
+    page.locator("#kft-sc-table").scroll_into_view_if_needed()
+    widths = page.evaluate("() => [...document.querySelectorAll('#kft-sc-table .body-cell')].slice(0, 7)"
+                           ".map(c => c.getBoundingClientRect().width)")
+    assert len(widths) == 7 and min(widths) >= 100, widths
+    frame = page.evaluate("() => { const v = document.querySelector('#kft-sc-table .virtual-table-viewport');"
+                          " return [v.scrollWidth, v.clientWidth, document.documentElement.scrollWidth]; }")
+    assert frame[0] > frame[1] and frame[2] <= 400, frame
+    for sel in ("#kft-max-new-tokens", "#kft-temperature", "#kft-top-p"):  # one a line, labels not squeezed
+        assert page.locator(sel).bounding_box()["width"] >= 300, sel
+    shoot("08-comparison-phone", region=(page.get_by_role("tablist"), page.locator("#kft-lora-info")))
+
+
+JS_OVERLAYS = """(ids) => { window.kftOverlays = []; window.kftOverlaySampler = setInterval(() => {
+  for (const id of ids) for (const t of document.querySelectorAll(id + ' [data-testid=status-tracker]')) {
+    const cs = getComputedStyle(t);
+    if (cs.display !== 'none' && cs.visibility !== 'hidden' && Number(cs.opacity) > 0 && t.innerText.trim())
+      window.kftOverlays.push(id + ': ' + t.innerText.trim().slice(0, 40)); } }, 25); }"""
+POLLED = ["#kft-compare-status", "#kft-status", "#kft-notice", "#kft-progress-box"]
+
+
+def _level(page, a: str, b: str) -> None:
+    """Two elements' tops and bottoms at the same height (to the pixel)."""
+    ba, bb = page.locator(a).bounding_box(), page.locator(b).bounding_box()
+    assert abs(ba["y"] - bb["y"]) <= 1 and abs(ba["height"] - bb["height"]) <= 1, (a, ba, b, bb)
+
+
+def test_comparison_follows_a_run_that_ends_after_a_reload_and_reads_well_in_both_languages(page, app_url, shoot):
+    """Issue 16: after a reload during training the tab compared an older run; the status named internal adapters;
+    the panes ended at different heights; temperature stayed active without sampling; the language switch left the
+    messages on screen in the old language; the polls must show no progress overlay."""
+    client = Client(app_url, verbose=False)
+    _ensure_trained_adapter(app_url)  # an older run to be (wrongly) kept
+    notice = client.predict(model="tiny", data_kind="sample", max_seq_length=512, max_steps=60,
+                            api_name="/start_training")
+    run = re.search(r"Training started: (\S+)", notice).group(1)
+    _open_app(page, app_url, "tab_compare")  # a reload while the run trains
+    _wait_text(page, "#kft-compare-status", compare_view.t("busy_training", EN, run=run)[:20])
+    page.evaluate(JS_OVERLAYS, POLLED)
+    assert _settled(client, stop=False)["status"] == "completed"
+    page.wait_for_function("(run) => document.querySelector('#kft-source input[type=radio]:checked')?.value === "
+                           "'trained' && document.querySelector('#kft-compare-run input')?.value === run", arg=run)
+    page.wait_for_timeout(3_000)  # two more polls of the idle status
+    assert page.evaluate("() => window.kftOverlays") == [], "a poll showed gradio's progress overlay"
+
+    # sampling off: temperature and top-p are greyed out; on: they act
+    page.locator("#kft-gen-settings button.label-wrap").click()
+    for sel in ("#kft-temperature", "#kft-top-p"):
+        expect(page.locator(f"{sel} input[type=range]")).to_be_disabled()
+    page.locator("#kft-do-sample input").check()
+    expect(page.locator("#kft-temperature input[type=range]")).to_be_enabled()
+    page.locator("#kft-do-sample input").uncheck()
+    expect(page.locator("#kft-top-p input[type=range]")).to_be_disabled()
+    _set_slider(page, "#kft-max-new-tokens", 48)
+
+    label, _ = next((lab, p) for lab, p in compare_view.preset_choices(EN) if lab.startswith("[benign]"))
+    _pick(page, "#kft-preset-prompt", label)
+    page.locator("#kft-generate").click()
+    _wait_text(page, "#kft-outcome", compare_view.t("done", EN), timeout=120_000)
+    _level(page, "#kft-base textarea", "#kft-lora textarea")  # the panes end level, so the badges line up
+    assert abs(page.locator("#kft-base-info").bounding_box()["y"] - page.locator("#kft-lora-info").bounding_box()["y"]) <= 1
+    _wait_text(page, "#kft-compare-status", compare_view.t("idle", EN), timeout=30_000)
+    status = _text(page, "#kft-compare-status")
+    assert run in status and "Base model: tiny" in status and "cmp_" not in status, status
+    shoot("05-comparison", region=(page.get_by_role("tablist"), page.locator("#kft-outcome")))
+
+    # the language switch re-renders what is on screen: the outcome, both badges, the status
+    base_badge = _text(page, "#kft-base-info")
+    page.get_by_label("한국어").check()
+    _wait_text(page, "#kft-outcome", compare_view.t("done", "ko"))
+    assert "토큰" in _text(page, "#kft-base-info") and _text(page, "#kft-base-info") != base_badge
+    _wait_text(page, "#kft-compare-status", "기본 모델: tiny")
+    page.get_by_label("English").check()
+    _wait_text(page, "#kft-outcome", compare_view.t("done", EN))
+    assert _text(page, "#kft-base-info") == base_badge
+
+
+# ---- the data box ------------------------------------------------------------------------------------
+def test_the_data_box_names_the_columns_hides_split_off_the_hub_and_wraps_long_rows(page, app_url, shoot, tmp_path):
+    _open_app(page, app_url)
+    split = page.locator("#kft-split")
+    page.locator("#kft-data-kind").get_by_label(train_t("kind_sample", EN)).check()
+    expect(split).to_be_hidden()
+    page.locator("#kft-data-kind").get_by_label(train_t("kind_hub", EN)).check()
+    expect(split).to_be_visible()
+    page.locator("#kft-data-kind").get_by_label(train_t("kind_upload", EN)).check()
+    expect(split).to_be_hidden()
+    assert "columns: instruction, output, optional input" in _text(page, "#kft-upload")
+    long = tmp_path / "long-rows.jsonl"
+    long.write_text(json.dumps({"instruction": "가나다라" * 300, "output": "x" * 1500}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    page.locator("#kft-upload input[type=file]").set_input_files(str(long))
+    page.locator("#kft-upload").get_by_text(long.name).wait_for()
+    page.locator("#kft-preview-btn").click()
+    page.locator("#kft-preview pre").first.wait_for()
+    sizes = page.evaluate("() => [...document.querySelectorAll('#kft-preview pre')].map(p => [p.scrollWidth, p.clientWidth,"
+                          " p.getBoundingClientRect().right])")
+    assert sizes and all(sw <= cw + 1 and right <= VIEWPORT_W for sw, cw, right in sizes), sizes
+
+
+def test_the_runs_table_scrolls_sideways_at_phone_width(page, app_url):
+    """Issue 16: at 400 px the runs table showed one character per line."""
+    _ensure_trained_adapter(app_url)  # at least one run in the table
+    page.set_viewport_size({"width": 400, "height": 900})
+    _open_app(page, app_url, "tab_runs")
+    page.locator("#kft-runs-table .body-cell").first.wait_for()
+    widths = page.evaluate("() => [...document.querySelectorAll('#kft-runs-table .body-cell')]"
+                           ".map(c => c.getBoundingClientRect().width)")
+    assert widths and min(widths) >= 100, widths
+    frame = page.evaluate("() => { const v = document.querySelector('#kft-runs-table .virtual-table-viewport');"
+                          " return [v.scrollWidth, v.clientWidth, document.documentElement.scrollWidth]; }")
+    assert frame[0] > frame[1] and frame[2] <= 400, frame
 
 
 # ---- a bad upload -----------------------------------------------------------------------------------
@@ -297,3 +429,10 @@ def test_bad_upload_shows_its_rows_errors_in_the_page(page, app_url, shoot, tmp_
     assert "row 2: instruction is empty" in notice and "row 3: not valid JSON" in notice
     assert "running" not in _text(page, "#kft-status")
     shoot("07-bad-upload")
+
+    # the language switch re-renders the notice on screen; the library's details stay as they were
+    page.get_by_label("한국어").check()
+    _wait_text(page, "#kft-notice", train_t("refused", "ko", msg=""))
+    assert "row 2: instruction is empty" in _text(page, "#kft-notice")
+    page.get_by_label("English").check()
+    _wait_text(page, "#kft-notice", train_t("refused", EN, msg=""))
