@@ -229,10 +229,11 @@ def test_status_names_runs_and_the_base_model_not_internal_adapter_names(ws):
 
 def test_the_scorecard_keeps_its_progress_as_plain_data(ws):
     svc = ws.comparison
-    prompts = [{"prompt": f"질문 {i}", "label": "benign"} for i in range(3)]
+    prompts = [{"prompt": f"질문 {i}", "label": "benign"} for i in range(SCORECARD_BATCH_CPU + 2)]
     seen = []
     for n, _ in svc.scorecard(RUN, prompts, GenerationArgs(max_new_tokens=2)):
         p = svc.last_card
         seen.append((n, p.done, p.total, p.finished, p.eta_s is not None and p.eta_s >= 0))
-    assert seen == [(1, 1, 3, False, True), (2, 2, 3, False, True), (3, 3, 3, False, True)]
+    total = len(prompts)  # progress comes per batch of prompts decoded together
+    assert seen == [(SCORECARD_BATCH_CPU, SCORECARD_BATCH_CPU, total, False, True), (total, total, total, False, True)]
     assert svc.last_card.finished and not svc.last_card.stopped and svc.last_card.eta_s == 0
