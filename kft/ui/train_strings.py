@@ -90,6 +90,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "pv_rows": ("원본 {total}행 중 학습에 쓰일 행 {used}개 (오류 {errors}, 경고 {warnings})",
                 "{used} of {total} rows in the source will be trained on ({errors} errors, {warnings} warnings)"),
     "pv_tokens": ("토큰 길이", "Token lengths"),
+    "pv_sampled": ("모든 행을 검사했고, 토큰 길이와 길이 경고는 처음 {n:,}개 행에서 셌습니다 (큰 파일을 적은 메모리로 "
+                   "미리보기 위해서입니다. 학습을 시작하면 모든 행을 잽니다).",
+                   "Every row was checked; token lengths and length warnings are from the first {n:,} rows (so a "
+                   "large file is previewed in little memory; a run measures every row)."),
     "pv_examples": ("학습 템플릿으로 만든 예시 (EOS 포함, 학습 때와 똑같은 텍스트)",
                     "Rows rendered in the training template (with EOS, the exact training text)"),
     "pv_problems": ("행별 문제 ({n}개)", "Problems by row ({n})"),
