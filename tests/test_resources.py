@@ -82,3 +82,88 @@ def test_the_preview_says_how_many_rows_its_token_lengths_come_from():
     summary = {"rows_in_source": 9000, "rows_used": 9000, "errors": 0, "warnings": 0, "tokens": {}}
     assert "from the first 2,000 rows" in preview_markdown(DataPreview("x.csv", summary, measured=2000), "en")
     assert "first" not in preview_markdown(DataPreview("x.csv", summary), "en")
+
+
+# ---- disk: uploads, exports, checkpoints -------------------------------------------------------------------
+def _aged(path, days: float) -> None:
+    import os
+    import time
+
+    t = time.time() - days * 86400
+    os.utime(path, (t, t))
+
+
+def test_uploads_are_kept_by_age_and_total_size_but_never_one_a_run_points_to(tmp_path):
+    from kft.runs import RunDir
+    from kft.services import Limits, Workspace
+
+    ws = Workspace(tmp_path / "d", Limits(uploads_keep_bytes=3000, uploads_keep_days=7))
+    stored = []
+    for i in range(4):
+        (tmp_path / f"u{i}.jsonl").write_bytes(str(i).encode() * 1000)
+        stored.append(ws.uploads.store(tmp_path / f"u{i}.jsonl"))
+    assert all(p.is_file() for p in stored)  # all within the last 10 minutes: a run may be starting from them
+    for days, p in zip((9, 3, 2, 1), stored, strict=True):
+        _aged(p, days)
+    run = RunDir(ws.runs_dir / "20260101-000000")
+    run.path.mkdir()
+    run.write_json({"status": "completed", "config": {"data": {"source": str(stored[0])}}})
+    (tmp_path / "u4.jsonl").write_bytes(b"4" * 1000)
+    newest = ws.uploads.store(tmp_path / "u4.jsonl")
+    # u0 is old but a run points to it (it counts, though); u1 and u2 go for the total (5,000 bytes > 3,000)
+    assert [p.is_file() for p in (*stored, newest)] == [True, False, False, True, True]
+    _aged(stored[3], 8)
+    assert ws.uploads.prune() == [stored[3].name]  # older than 7 days
+
+
+def test_a_refused_upload_is_not_stored_and_its_copy_in_the_upload_folder_is_removed(tmp_path):
+    import pytest
+
+    from kft.services import Limits, Workspace
+
+    scratch = tmp_path / "gradio"
+    scratch.mkdir()
+    ws = Workspace(tmp_path / "d", Limits(max_upload_bytes=100), upload_scratch=scratch)
+    (scratch / "big.jsonl").write_bytes(b"x" * 101)
+    (scratch / "rows.pkl").write_bytes(b"x")
+    (tmp_path / "elsewhere.pkl").write_bytes(b"x")
+    for path in (scratch / "big.jsonl", scratch / "rows.pkl", tmp_path / "elsewhere.pkl"):
+        with pytest.raises(ValueError):
+            ws.uploads.store(path)
+    assert not (scratch / "big.jsonl").exists() and not (scratch / "rows.pkl").exists()
+    assert (tmp_path / "elsewhere.pkl").exists()  # only gradio's upload folder is tidied
+    assert not (ws.data_dir / "uploads").exists() or not list((ws.data_dir / "uploads").iterdir())
+    (scratch / "ok.jsonl").write_bytes(b"x")
+    stored = ws.uploads.store(scratch / "ok.jsonl")
+    ws.uploads.release(stored)  # its preview or run was refused
+    assert not stored.exists() and (scratch / "ok.jsonl").exists()
+    ws.uploads.release(scratch / "ok.jsonl")  # never a file outside the store
+    assert (scratch / "ok.jsonl").exists()
+
+
+def test_exports_share_one_temp_folder_emptied_at_start_and_capped_per_kind(tmp_path):
+    from kft.services import Workspace
+    from kft.services.exports import ExportFolder
+
+    ws = Workspace(tmp_path / "d")
+    first = ws.exports.new("settings")
+    (first / "kft-run.yaml").write_text("x", encoding="utf-8")
+    assert first.parent.parent == ws.exports.root and not first.is_relative_to(ws.data_dir)
+    again = Workspace(tmp_path / "d")  # a new process on the same data directory
+    assert again.exports.root == ws.exports.root and not first.exists()
+    capped = ExportFolder(tmp_path / "x", keep=3)
+    made = [capped.new("scorecards") for _ in range(5)]
+    assert [p.exists() for p in made] == [False, False, True, True, True]
+    assert capped.new("downloads", "abc") == capped.new("downloads", "abc")  # a key names one folder, reused
+
+
+def test_checkpoints_are_pruned_to_the_newest_and_the_run_resumes_from_the_last_complete(tmp_path, tiny_dir):
+    from conftest import tiny_config
+    from kft.runs import RunDir
+    from kft.train import TrainingJob
+
+    job = TrainingJob(tiny_config(5, save_steps=1, save_total_limit=2), tmp_path / "run").start()
+    assert job.join(300) and job.snapshot().status == "completed", job.snapshot().error
+    run = RunDir(tmp_path / "run")
+    assert [p.name for p in run.checkpoints()] == ["checkpoint-4", "checkpoint-5"]
+    assert run.last_complete_checkpoint().name == "checkpoint-5"

@@ -23,6 +23,8 @@ class Limits:
     read_only: bool = False
     allowed_models: tuple[str, ...] | None = None  # None = any
     max_upload_bytes: int = 200 * 1024**2
+    uploads_keep_bytes: int = 2 * 1024**3  # stored uploads no run points to: oldest removed beyond this total
+    uploads_keep_days: float = 7.0  # ... and removed once this old
 
     def refuse_if_read_only(self) -> None:
         if self.read_only:
