@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -43,13 +44,13 @@ def free_unused() -> None:
 def trim_heap() -> bool:
     """Arrow's pool and glibc's malloc_trim(0): free memory back to the system; False where neither is available."""
     trimmed = False
-    try:
-        import pyarrow
-
-        pyarrow.default_memory_pool().release_unused()
-        trimmed = True
-    except Exception:  # noqa: BLE001 - best effort
-        pass
+    pyarrow = sys.modules.get("pyarrow")  # only if loaded: importing it to free memory would cost 60 MB
+    if pyarrow is not None:
+        try:
+            pyarrow.default_memory_pool().release_unused()
+            trimmed = True
+        except Exception:  # noqa: BLE001 - best effort
+            pass
     try:
         import ctypes
         import ctypes.util

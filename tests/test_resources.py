@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import json
+import os
 import subprocess
 import sys
 
 from conftest import ROOT
 from kft.data import SAMPLE_PATH
+from rows import korean_csv
 
 SAMPLE_ROWS = [json.loads(line) for line in SAMPLE_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def korean_csv(path, megabytes: float) -> int:
-    """A CSV of Korean rows (the bundled sample, numbered) of about ``megabytes``; returns its row count."""
-    n = 0
-    with path.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["instruction", "input", "output"])
-        while f.tell() < megabytes * 1024**2:
-            r = SAMPLE_ROWS[n % len(SAMPLE_ROWS)]
-            w.writerow([f"{r['instruction']} ({n})", r["input"], r["output"]])
-            n += 1
-    return n
 
 
 PREVIEW_RSS = """
@@ -45,7 +33,7 @@ def test_a_large_upload_is_previewed_in_bounded_memory(tmp_path, tiny_dir):
     path = tmp_path / "big.csv"
     rows = korean_csv(path, 24)
     out = subprocess.run([sys.executable, "-c", PREVIEW_RSS, str(path)], capture_output=True, text=True, cwd=ROOT,
-                         timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["summary"]["rows_in_source"] == result["summary"]["rows_used"] == rows  # every row was checked
