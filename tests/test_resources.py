@@ -14,15 +14,17 @@ from rows import korean_csv
 SAMPLE_ROWS = [json.loads(line) for line in SAMPLE_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+# the peak is this process's VmHWM: ru_maxrss would count the RSS of the (large) pytest process that forked it
 PREVIEW_RSS = """
-import json, resource, sys
+import json, sys
 import psutil
 from kft.config import DataArgs
+from kft.memory import _vm_hwm_bytes
 from kft.preflight import load_tokenizer, preview_data
 load_tokenizer("tiny")
 start = psutil.Process().memory_info().rss
 pv = preview_data(DataArgs(source=sys.argv[1]), "tiny", 512)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = _vm_hwm_bytes()
 print(json.dumps({"growth_mb": (peak - start) / 2**20, "summary": pv.summary, "measured": pv.measured}))
 """
 
