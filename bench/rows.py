@@ -1,8 +1,10 @@
 """Benchmark rows: Korean sample text cut to token lengths like Korean instruction data under the
-Llama 3 tokenizer (150 to 450 tokens, mean about 313), written as a kft-readable .jsonl."""
+Llama 3 tokenizer (150 to 450 tokens, mean about 313), written as a kft-readable .jsonl; and a large Korean CSV
+of a given size (``korean_csv``) for the memory measurements of big uploads."""
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 from pathlib import Path
@@ -27,3 +29,19 @@ def make_rows(tokenizer, out: Path, n: int = 2000, seed: int = 3407) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     return out
+
+
+def korean_csv(path: Path, megabytes: float) -> int:
+    """A CSV of Korean rows (the bundled sample, numbered) of about ``megabytes``; returns its row count."""
+    from kft.data import SAMPLE_PATH
+
+    sample = [json.loads(line) for line in SAMPLE_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
+    n = 0
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["instruction", "input", "output"])
+        while f.tell() < megabytes * 1024**2:
+            r = sample[n % len(sample)]
+            w.writerow([f"{r['instruction']} ({n})", r["input"], r["output"]])
+            n += 1
+    return n

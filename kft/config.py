@@ -125,6 +125,8 @@ class TrainArgs:
     seed: int = setting(3407, "Seed for data order and dropout.", min=0, max=MAX_SEED, sft=True)
     save_steps: int = setting(0, "Save a checkpoint every N steps (0 = only the final adapter).", min=0,
                               server_max=1_000_000)
+    save_total_limit: int = setting(3, "Keep only the newest N checkpoints of a run (older ones are deleted; "
+                                    "a run resumes from the newest complete one).", min=1, server_max=1000, sft=True)
     padding_free: bool = setting(False, "Concatenate a micro-batch's rows into one sequence with no pad tokens; "
                                  "positions and attention restart at every row.")
     preset: str = setting("seed", "Name of the preset these settings came from (seed | fast); see kft/presets.py.",

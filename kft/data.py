@@ -1,16 +1,21 @@
 """Training rows: load (Hub id | local file | bundled sample), map columns, validate with row numbers.
 
 Row numbers are 1-based record positions in the source (for .jsonl the line, for .csv the data row after the header).
+Files are read row by row (``iter_records``; a .json file, which has no rows before it is parsed, up to
+``JSON_MAX_BYTES``), and a report keeps at most ``MAX_KEPT_PROBLEMS`` problems and, when asked, only the first rows,
+so checking a large upload takes bounded memory.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,10 @@ FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 REQUIRED = ("instruction", "output")
 MAX_CHARS_PER_FIELD = 100_000
 MAX_LISTED = 20
+MAX_KEPT_PROBLEMS = 1000  # problems a report keeps for listing; the others are only counted
+JSON_MAX_BYTES = 50 * 1024**2  # a .json file is parsed whole; bigger ones must be .jsonl (read row by row)
+TOKENIZE_BATCH = 512  # rows tokenized at once when measuring lengths
+_SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by errors="surrogateescape"
 _EXTRA_CELLS = "\x00extra"  # DictReader's key for cells beyond the header
 
 
@@ -52,15 +61,28 @@ class DataReport:
     warnings: list[RowProblem] = field(default_factory=list)
     token_lengths: list[int] = field(default_factory=list)
     total_rows: int = 0
+    used: int = 0  # rows that passed every check (``rows`` may keep only the first of them)
+    error_count: int = 0  # ``errors`` and ``warnings`` keep the first MAX_KEPT_PROBLEMS; these count all
+    warning_count: int = 0
+
+    def error(self, row: int, message: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_KEPT_PROBLEMS:
+            self.errors.append(RowProblem(row, message))
+
+    def warning(self, row: int, message: str) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < MAX_KEPT_PROBLEMS:
+            self.warnings.append(RowProblem(row, message))
 
     def summary(self) -> dict[str, Any]:
         """Row count and token-length percentiles."""
-        return {"source": self.source, "rows_in_source": self.total_rows, "rows_used": len(self.rows),
-                "errors": len(self.errors), "warnings": len(self.warnings), "tokens": percentiles(self.token_lengths)}
+        return {"source": self.source, "rows_in_source": self.total_rows, "rows_used": self.used,
+                "errors": self.error_count, "warnings": self.warning_count, "tokens": percentiles(self.token_lengths)}
 
     def problem_lines(self, limit: int = MAX_LISTED) -> list[str]:
         lines = [f"error: {p}" for p in self.errors[:limit]] + [f"warning: {p}" for p in self.warnings[:limit]]
-        more = max(0, len(self.errors) - limit) + max(0, len(self.warnings) - limit)
+        more = max(0, self.error_count - limit) + max(0, self.warning_count - limit)
         if more:
             lines.append(f"... and {more} more")
         return lines
@@ -80,17 +102,27 @@ def percentiles(values: Sequence[int]) -> dict[str, float]:
 
 def read_records(source: str, split: str = "train") -> list[Any]:
     """Raw records from the bundled sample, a local file or a Hub dataset (no validation yet)."""
+    return list(iter_records(source, split))
+
+
+def iter_records(source: str, split: str = "train") -> Iterator[Any]:
+    """Raw records one at a time (a local file is read row by row); problems are raised as DataError."""
     if source == SAMPLE_DATA:
-        return _read_file(SAMPLE_PATH)
+        return _iter_file(SAMPLE_PATH)
     path = Path(source).expanduser()
     if path.suffix.lower() in FILE_SUFFIXES or path.exists():
         if not path.is_file():
             raise DataError(f"Data file not found: {source}")
-        return _read_file(path)
+        return _iter_file(path)
     return _read_hub(source, split)
 
 
-def _read_hub(dataset_id: str, split: str) -> list[Any]:
+def count_records(source: str, split: str = "train") -> int:
+    """How many records the source holds, counted without keeping them."""
+    return sum(1 for _ in iter_records(source, split))
+
+
+def _read_hub(dataset_id: str, split: str) -> Iterator[Any]:
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - datasets is a requirement
@@ -101,7 +133,55 @@ def _read_hub(dataset_id: str, split: str) -> list[Any]:
         raise DataError(f"Could not load dataset {dataset_id!r} (split {split!r}) from the Hugging Face Hub: "
                         f"{type(exc).__name__}: {str(exc)[:300]}. Check the id and the network, "
                         f"or use the bundled sample ('{SAMPLE_DATA}') or a local .jsonl/.csv/.parquet file.") from exc
-    return [dict(r) for r in ds]
+    return (dict(r) for r in ds)  # the dataset is memory-mapped from the cache: rows are read as they are used
+
+
+def _blank(path: Path) -> bool:
+    """Whether the file holds nothing but whitespace (and a BOM), read in chunks."""
+    with path.open("rb") as f:
+        head = True
+        while chunk := f.read(1 << 20):
+            if head and chunk.startswith(b"\xef\xbb\xbf"):
+                chunk = chunk[3:]
+            head = False
+            if chunk.strip():
+                return False
+    return True
+
+
+def _iter_file(path: Path) -> Iterator[Any]:
+    suffix = path.suffix.lower()
+    if suffix not in FILE_SUFFIXES:
+        raise DataError(f"{path.name}: unsupported file type {suffix or '(none)'}; use one of {', '.join(FILE_SUFFIXES)}")
+    if suffix == ".parquet":
+        return _read_parquet(path)
+    if _blank(path):
+        raise DataError(f"{path.name} is empty: it holds no rows")
+    if suffix == ".jsonl":
+        return _read_jsonl(path)
+    if suffix == ".json":
+        return iter(_read_json(path))
+    return _read_csv(path.open("rb"), path.name)
+
+
+def _read_json(path: Path) -> list[Any]:
+    size = path.stat().st_size
+    if size > JSON_MAX_BYTES:
+        raise DataError(f"{path.name} is {size / 1024**2:,.0f} MB: a .json file is read whole, so this server reads "
+                        f"them up to {JSON_MAX_BYTES // 1024**2} MB. Save it as .jsonl (one object per line), "
+                        "which is read row by row.")
+    text, lossy = _decode(path.read_bytes(), path.name)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path.name} is not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+    if isinstance(data, dict):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            data = lists[0]
+    if not isinstance(data, list):
+        raise DataError(f"{path.name}: expected a JSON list of objects with instruction/input/output")
+    return _mark_lossy(data) if lossy else data
 
 
 def _decode(raw: bytes, name: str) -> tuple[str, bool]:
@@ -112,54 +192,34 @@ def _decode(raw: bytes, name: str) -> tuple[str, bool]:
         return raw.decode("utf-8-sig", errors="replace"), True
 
 
-def _read_file(path: Path) -> list[Any]:
-    suffix = path.suffix.lower()
-    if suffix not in FILE_SUFFIXES:
-        raise DataError(f"{path.name}: unsupported file type {suffix or '(none)'}; use one of {', '.join(FILE_SUFFIXES)}")
-    if suffix == ".parquet":
-        return _read_parquet(path)
-    raw = path.read_bytes()
-    if not raw.strip() or raw.strip() == b"\xef\xbb\xbf":
-        raise DataError(f"{path.name} is empty: it holds no rows")
-    text, lossy = _decode(raw, path.name)
-    if suffix == ".jsonl":
-        return _read_jsonl(raw, path.name)
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path.name} is not valid JSON (line {exc.lineno}): {exc.msg}") from exc
-        if isinstance(data, dict):
-            lists = [v for v in data.values() if isinstance(v, list)]
-            if len(lists) == 1:
-                data = lists[0]
-        if not isinstance(data, list):
-            raise DataError(f"{path.name}: expected a JSON list of objects with instruction/input/output")
-        return _mark_lossy(data) if lossy else data
-    rows = _read_csv(text, path.name)
-    return _mark_lossy(rows) if lossy else rows
+def _clean(value: Any) -> Any:
+    """A cell read with errors="surrogateescape": bytes that were not UTF-8 become U+FFFD, and the value is marked."""
+    if isinstance(value, str) and _SURROGATE.search(value):
+        return _Undecodable(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    return value
 
 
-def _read_csv(text: str, name: str) -> list[Any]:
-    """CSV rows as dicts; a row with more cells than the header is a row error, not cut (an unquoted comma)."""
+def _read_csv(raw: io.BufferedIOBase, name: str) -> Iterator[Any]:
+    """CSV rows as dicts, read row by row; a row with more cells than the header is a row error, not cut
+    (an unquoted comma)."""
     # above the per-field limit, so an over-long cell is reported by the row check with its row number
     csv.field_size_limit(max(csv.field_size_limit(), 4 * MAX_CHARS_PER_FIELD))
-    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA_CELLS)
-    rows: list[Any] = []
-    try:
-        for i, row in enumerate(reader, start=1):
-            extra = row.pop(_EXTRA_CELLS, None)
-            if extra is not None:
-                header = len(reader.fieldnames or [])
-                rows.append(_BadRecord(i, f"has {header + len(extra)} cells but the header has {header}: "
-                                          "quote cells that contain commas"))
-            else:
-                rows.append(row)
-    except csv.Error as exc:
-        raise DataError(f"{name}: unreadable CSV at line {reader.line_num}: {exc}") from exc
-    if reader.fieldnames is None:
-        raise DataError(f"{name} is empty: it holds no header and no rows")
-    return rows
+    with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+        reader = csv.DictReader(text, restkey=_EXTRA_CELLS)
+        try:
+            if reader.fieldnames is None:
+                raise DataError(f"{name} is empty: it holds no header and no rows")
+            reader.fieldnames = [str(_clean(n)) for n in reader.fieldnames]
+            for i, row in enumerate(reader, start=1):
+                extra = row.pop(_EXTRA_CELLS, None)
+                if extra is not None:
+                    header = len(reader.fieldnames or [])
+                    yield _BadRecord(i, f"has {header + len(extra)} cells but the header has {header}: "
+                                        "quote cells that contain commas")
+                else:
+                    yield {k: _clean(v) for k, v in row.items()}
+        except csv.Error as exc:
+            raise DataError(f"{name}: unreadable CSV at line {reader.line_num}: {exc}") from exc
 
 
 class _Undecodable(str):
@@ -171,12 +231,13 @@ def _mark_lossy(rows: list[Any]) -> list[Any]:
             if isinstance(r, dict) else r for r in rows]
 
 
-def iter_jsonl(raw: bytes) -> Iterator[tuple[int, Any, str | None]]:
-    """(line number, value, problem) per non-blank JSON Lines line (BOM ignored); problem is None when it parsed."""
-    lines = raw.split(b"\n")
-    if lines and lines[0].startswith(b"\xef\xbb\xbf"):
-        lines[0] = lines[0][3:]
+def iter_jsonl(raw: bytes | Iterable[bytes]) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, value, problem) per non-blank JSON Lines line (BOM ignored); problem is None when it parsed.
+    ``raw`` is the file's bytes or its lines (an open binary file, read line by line)."""
+    lines = raw.split(b"\n") if isinstance(raw, bytes) else raw
     for i, line in enumerate(lines, start=1):
+        if i == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
         if not line.strip():
             continue
         try:
@@ -190,12 +251,10 @@ def iter_jsonl(raw: bytes) -> Iterator[tuple[int, Any, str | None]]:
             yield i, None, f"not valid JSON: {exc.msg}"
 
 
-def _read_jsonl(raw: bytes, name: str) -> list[Any]:
-    records: list[Any] = [_BadRecord(i, problem) if problem else _Numbered(i, value)
-                          for i, value, problem in iter_jsonl(raw)]
-    if not records:
-        raise DataError(f"{name} is empty: it holds no rows")
-    return records
+def _read_jsonl(path: Path) -> Iterator[Any]:
+    with path.open("rb") as f:
+        for i, value, problem in iter_jsonl(f):
+            yield _BadRecord(i, problem) if problem else _Numbered(i, value)
 
 
 @dataclass
@@ -210,17 +269,24 @@ class _BadRecord:
     message: str
 
 
-def _read_parquet(path: Path) -> list[Any]:
+def _read_parquet(path: Path) -> Iterator[Any]:
     try:
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"{path.name} could not be read as Parquet: {exc}") from exc
-    rows = table.to_pylist()
-    if not rows:
+    if not pf.metadata.num_rows:
         raise DataError(f"{path.name} is empty: it holds no rows")
-    return rows
+    return _parquet_rows(pf, path.name)
+
+
+def _parquet_rows(pf: Any, name: str) -> Iterator[Any]:
+    try:
+        for batch in pf.iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{name} could not be read as Parquet: {exc}") from exc
 
 
 def _text(value: Any, column: str) -> tuple[str, str | None]:
@@ -236,59 +302,80 @@ def _text(value: Any, column: str) -> tuple[str, str | None]:
     return value, None
 
 
-def validate_records(records: list[Any], source: str) -> DataReport:
-    """Map columns and check every row; nothing is tokenized here."""
-    if not records:
-        raise DataError(f"{source} is empty: it holds no rows")
-    dict_rows = [r.value if isinstance(r, _Numbered) else r for r in records if not isinstance(r, _BadRecord)]
+def validate_records(records: Iterable[Any], source: str, keep: int | None = None) -> DataReport:
+    """Map columns and check every row, one at a time; ``keep`` = how many usable rows to keep (None: all).
+    Nothing is tokenized here."""
+    report = DataReport(source=source, rows=[])
     columns: set[str] = set()
-    for r in dict_rows:
-        if isinstance(r, dict):
-            columns.update(str(k).strip().lstrip("\ufeff") for k in r)
-    missing = [c for c in REQUIRED if c not in columns]
-    if dict_rows and missing:
-        raise DataError(f"{source}: missing required column(s) {missing}. Found columns: {sorted(columns) or 'none'}. "
-                        "Each row needs 'instruction' and 'output'; 'input' is optional.")
-    report = DataReport(source=source, rows=[], total_rows=len(records))
+    parsed = False
     for i, rec in enumerate(records, start=1):
+        report.total_rows = i
         if isinstance(rec, _BadRecord):
-            report.errors.append(RowProblem(rec.row, rec.message))
+            report.error(rec.row, rec.message)
             continue
+        parsed = True
         row_no = rec.row if isinstance(rec, _Numbered) else i
         value = rec.value if isinstance(rec, _Numbered) else rec
         if not isinstance(value, dict):
-            report.errors.append(RowProblem(row_no, f"expected an object with instruction/output, got {type(value).__name__}"))
+            report.error(row_no, f"expected an object with instruction/output, got {type(value).__name__}")
             continue
         value = {str(k).strip().lstrip("\ufeff"): v for k, v in value.items()}
-        row: dict[str, str] = {}
-        bad = False
-        for col in ("instruction", "input", "output"):
-            text, problem = _text(value.get(col), col)
-            if problem:
-                report.errors.append(RowProblem(row_no, problem))
-                bad = True
-            row[col] = text
-        for col in REQUIRED:
-            if not bad and not row[col].strip():
-                report.errors.append(RowProblem(row_no, f"{col} is empty"))
-                bad = True
-        if not bad:
-            row["_row"] = str(row_no)
-            report.rows.append(row)
-    if not report.rows and not report.errors:
+        columns.update(value)
+        row = _check_row(value, row_no, report)
+        if row is not None:
+            report.used += 1
+            if keep is None or len(report.rows) < keep:
+                report.rows.append(row)
+    if not report.total_rows:
+        raise DataError(f"{source} is empty: it holds no rows")
+    missing = [c for c in REQUIRED if c not in columns]
+    if parsed and missing:
+        raise DataError(f"{source}: missing required column(s) {missing}. Found columns: {sorted(columns) or 'none'}. "
+                        "Each row needs 'instruction' and 'output'; 'input' is optional.")
+    if not report.used and not report.error_count:
         raise DataError(f"{source} is empty: it holds no rows")
     return report
 
 
+def _check_row(value: dict[str, Any], row_no: int, report: DataReport) -> dict[str, str] | None:
+    """The row's instruction/input/output as text, or None after recording its problems."""
+    row: dict[str, str] = {}
+    bad = False
+    for col in ("instruction", "input", "output"):
+        text, problem = _text(value.get(col), col)
+        if problem:
+            report.error(row_no, problem)
+            bad = True
+        row[col] = text
+    for col in REQUIRED:
+        if not bad and not row[col].strip():
+            report.error(row_no, f"{col} is empty")
+            bad = True
+    if bad:
+        return None
+    row["_row"] = str(row_no)
+    return row
+
+
+def _token_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Token counts, tokenized a batch at a time (the ids of a large file at once took gigabytes)."""
+    lengths: list[int] = []
+    for i in range(0, len(texts), TOKENIZE_BATCH):
+        ids = tokenizer(texts[i:i + TOKENIZE_BATCH], add_special_tokens=True)["input_ids"]
+        lengths += [len(x) for x in ids]
+    return lengths
+
+
 def measure(report: DataReport, tokenizer: Any, template: PromptTemplate, max_seq_length: int,
             too_long: str = "drop") -> DataReport:
-    """Tokenize, record lengths and apply the too-long policy: drop (a warning per row), error, or truncate (a warning;
-    the cut answer ends without EOS, so teaches no stop; a row with no answer left is dropped)."""
+    """Tokenize the kept rows, record lengths and apply the too-long policy: drop (a warning per row), error, or
+    truncate (a warning; the cut answer ends without EOS, so teaches no stop; a row with no answer left is dropped)."""
     eos = tokenizer.eos_token or ""
     texts = [template.training_text(r["instruction"], r["input"], r["output"], eos) for r in report.rows]
     if not texts:
         return report
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+    lengths = _token_lengths(tokenizer, texts)
+    del texts
     kept: list[dict[str, str]] = []
     kept_lengths: list[int] = []
     for row, n in zip(report.rows, lengths, strict=True):
@@ -299,33 +386,35 @@ def measure(report: DataReport, tokenizer: Any, template: PromptTemplate, max_se
             continue
         msg = f"{n} tokens, longer than max_seq_length {max_seq_length}"
         if too_long == "error":
-            report.errors.append(RowProblem(row_no, msg))
+            report.error(row_no, msg)
         elif too_long == "truncate":
             prompt_len = len(tokenizer(template.generation_prompt(row["instruction"], row["input"]))["input_ids"])
             if prompt_len >= max_seq_length:
-                report.warnings.append(RowProblem(row_no, msg + "; dropped: the prompt alone fills the limit, no answer tokens would be left to learn from"))
+                report.warning(row_no, msg + "; dropped: the prompt alone fills the limit, no answer tokens would be left to learn from")
             else:
-                report.warnings.append(RowProblem(row_no, msg + "; truncated (its answer is cut and ends without EOS)"))
+                report.warning(row_no, msg + "; truncated (its answer is cut and ends without EOS)")
                 kept.append(row)
                 kept_lengths.append(max_seq_length)
         else:
-            report.warnings.append(RowProblem(row_no, msg + "; dropped"))
+            report.warning(row_no, msg + "; dropped")
+    report.used -= len(report.rows) - len(kept)
     report.rows, report.token_lengths = kept, kept_lengths
     return report
 
 
 def load_rows(args: DataArgs, tokenizer: Any | None = None, template: PromptTemplate = DEFAULT_TEMPLATE,
-              max_seq_length: int = 2048, skip_invalid: bool = False) -> DataReport:
-    """Read, validate and (with a tokenizer) measure; DataError lists every error row unless skip_invalid."""
-    records = read_records(args.source, args.split)
+              max_seq_length: int = 2048, skip_invalid: bool = False, keep: int | None = None) -> DataReport:
+    """Read, validate and (with a tokenizer) measure; DataError lists every error row unless skip_invalid.
+    ``keep=0`` checks every row without keeping any (a check before a run, in bounded memory)."""
+    records: Iterable[Any] = iter_records(args.source, args.split)
     if args.max_rows:
-        records = records[: args.max_rows]
-    report = validate_records(records, args.source)
+        records = itertools.islice(records, args.max_rows)
+    report = validate_records(records, args.source, keep)
     if tokenizer is not None:
         measure(report, tokenizer, template, max_seq_length, args.too_long)
-    if report.errors and not skip_invalid:
-        raise DataError(f"{args.source}: {len(report.errors)} problem row(s):\n" + "\n".join(report.problem_lines()))
-    if not report.rows:
+    if report.error_count and not skip_invalid:
+        raise DataError(f"{args.source}: {report.error_count} problem row(s):\n" + "\n".join(report.problem_lines()))
+    if not report.used:
         raise DataError(f"{args.source}: no usable rows left after validation:\n" + "\n".join(report.problem_lines()))
     logger.info("data %s: %s", args.source, report.summary())
     return report

@@ -7,6 +7,7 @@ dataset exists; ``preview_data``: a few rows in the exact training text, with le
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SAMPLE_DATA, TINY_MODEL, DataArgs
-from .data import FILE_SUFFIXES, DataError, load_rows, measure, read_records, validate_records
+from .data import FILE_SUFFIXES, DataError, iter_records, load_rows, measure, validate_records
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 HUB_TIMEOUT_S = 10.0
 PREVIEW_ROWS = 3
 PREVIEW_PROBLEMS = 500
+PREVIEW_MEASURED_ROWS = 2000  # rows whose tokens the preview counts (every row is checked)
 
 
 def _offline() -> bool:
@@ -95,7 +97,7 @@ def check_data(args: DataArgs) -> None:
     source = args.source.strip()
     path = Path(source).expanduser()
     if source == SAMPLE_DATA or path.exists() or path.suffix.lower() in FILE_SUFFIXES:
-        load_rows(args)  # DataError (a ValueError) lists every bad row
+        load_rows(args, keep=0)  # DataError (a ValueError) lists every bad row; no row is kept in memory
         return
     if not looks_like_hub_id(source):
         raise DataError(f"Data source {source!r} is not a Hugging Face dataset id (org/name), "
@@ -131,15 +133,18 @@ class DataPreview:
     problems: list[str] = field(default_factory=list)
     problem_count: int = 0
     tokenizer_note: str | None = None
+    measured: int = 0  # when not every usable row was measured: how many were (the first ones)
 
 
 def preview_data(args: DataArgs, model_name: str, max_seq_length: int, n_rows: int = PREVIEW_ROWS,
                  template: PromptTemplate = DEFAULT_TEMPLATE) -> DataPreview:
-    """Read, validate and measure like a run, but list every bad row; DataError only if the source is unreadable."""
-    records = read_records(args.source, args.split)
+    """Read and validate every row like a run (one at a time), measure the first PREVIEW_MEASURED_ROWS usable rows,
+    and list the bad rows; DataError only if the source is unreadable."""
+    records = iter_records(args.source, args.split)
     if args.max_rows:
-        records = records[: args.max_rows]
-    report = validate_records(records, args.source)
+        records = itertools.islice(records, args.max_rows)
+    report = validate_records(records, args.source, keep=PREVIEW_MEASURED_ROWS)
+    measured = len(report.rows) if report.used > len(report.rows) else 0  # 0: every usable row
     tokenizer, note = None, None
     try:
         tokenizer = load_tokenizer(model_name.strip())
@@ -153,4 +158,5 @@ def preview_data(args: DataArgs, model_name: str, max_seq_length: int, n_rows: i
     problems = sorted(report.errors, key=lambda p: p.row)
     lines = [f"error: {p}" for p in problems] + [f"warning: {p}" for p in sorted(report.warnings, key=lambda p: p.row)]
     return DataPreview(source=args.source, summary=report.summary(), examples=examples,
-                       problems=lines[:PREVIEW_PROBLEMS], problem_count=len(lines), tokenizer_note=note)
+                       problems=lines[:PREVIEW_PROBLEMS], problem_count=report.error_count + report.warning_count,
+                       tokenizer_note=note, measured=measured)

@@ -11,6 +11,8 @@ from pathlib import Path
 from .config import MAX_NEW_TOKENS_CAP
 from .configfile import parse_yes_no
 
+SHARE_MIN_PASSWORD = 12  # characters; --share with a shorter --auth password is refused
+
 
 @dataclass
 class AppSettings:
@@ -26,6 +28,7 @@ class AppSettings:
     read_only: bool = False  # comparison only, no training (KFT_READ_ONLY); for public links
     allowed_models: str | None = None  # KFT_ALLOWED_MODELS (comma-separated); None = any
     max_upload_mb: int = 200  # KFT_MAX_UPLOAD_MB; gradio refuses bigger files before storing
+    uploads_keep_mb: int = 2048  # KFT_UPLOADS_KEEP_MB: stored uploads no run points to, oldest removed beyond this
     lang: str = "ko"  # initial UI language, ko or en (KFT_LANG)
     verbose: bool = False  # also print other libraries' start-up and request lines (KFT_VERBOSE)
 
@@ -111,6 +114,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> AppSettings:
     p.add_argument("--allowed-models", default=env("KFT_ALLOWED_MODELS"),
                    help="comma-separated models that may be trained or compared (default: any)")
     p.add_argument("--max-upload-mb", type=int, default=_env_int(("KFT_MAX_UPLOAD_MB",), d.max_upload_mb))
+    p.add_argument("--uploads-keep-mb", type=int, default=_env_int(("KFT_UPLOADS_KEEP_MB",), d.uploads_keep_mb),
+                   help="stored uploads that no run points to are removed, oldest first, beyond this total")
     p.add_argument("--lang", choices=("ko", "en"), default=_env_lang(d.lang))
     p.add_argument("--verbose", action="store_true", default=bool(_env_bool("KFT_VERBOSE")),
                    help="also print other libraries' lines (bitsandbytes' CPU kernel notice, each httpx request)")
@@ -132,14 +137,21 @@ def check_settings(s: AppSettings) -> None:
         problems.append(f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS_CAP}, got {s.max_new_tokens}")
     if not 1 <= s.max_upload_mb <= 10_240:
         problems.append("--max-upload-mb must be between 1 and 10240")
+    if s.uploads_keep_mb < s.max_upload_mb:
+        problems.append(f"--uploads-keep-mb ({s.uploads_keep_mb}) must be at least --max-upload-mb ({s.max_upload_mb})")
     allowed = s.allowed_model_names()
     if allowed and s.default_model and s.default_model not in allowed:
         problems.append(f"--default-model {s.default_model!r} is not in --allowed-models {list(allowed)}")
     if s.auth:
         try:
-            s.auth_pairs()
+            short = [user for user, pw in s.auth_pairs() or [] if len(pw) < SHARE_MIN_PASSWORD]
         except ValueError as exc:
             problems.append(str(exc))
+        else:
+            if s.share and short:
+                problems.append(f"--share with a password shorter than {SHARE_MIN_PASSWORD} characters is refused "
+                                f"(user {', '.join(map(repr, short))}): a share link is public, and a short password "
+                                f"can be guessed. Use a password of at least {SHARE_MIN_PASSWORD} characters in --auth.")
     if problems:
         raise SystemExit("kft: " + "\n".join(problems))
 

@@ -91,6 +91,34 @@ def test_unauthenticated_calls_are_refused(public):
     assert "/start_training" in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
 
 
+def test_failed_logins_are_throttled_per_client_address(tmp_path):
+    """Gradio's login took 200 wrong passwords in 0.4 s; after MAX_FAILURES in the window an address waits."""
+    from kft.services.login import MAX_FAILURES, LoginThrottle
+
+    settings = AppSettings(port=free_port(), data_dir=str(tmp_path / "d"), lang="en", auth=f"{AUTH[0]}:{AUTH[1]}")
+    with running_app(settings) as (url, ws), httpx.Client() as http:
+        for _ in range(MAX_FAILURES):
+            assert http.post(f"{url}login", data={"username": AUTH[0], "password": "wrong"}).status_code == 400
+        for password in ("wrong", AUTH[1]):  # now even the right password waits
+            refused = http.post(f"{url}login", data={"username": AUTH[0], "password": password})
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+            assert "Too many failed logins from this address" in refused.json()["detail"]
+        assert ws.logins.retry_after("10.0.0.9") == 0  # another address is not held back
+    clock = [0.0]
+    throttle = LoginThrottle(max_failures=2, window_s=60, clock=lambda: clock[0])
+    throttle.failed("a"), throttle.failed("a")
+    assert throttle.retry_after("a") == 60
+    clock[0] = 60.0  # the window slides past the failures
+    assert throttle.retry_after("a") == 0
+
+
+def test_share_with_a_short_password_is_refused_at_start():
+    with pytest.raises(SystemExit, match="--share with a password shorter than 12 characters is refused"):
+        check_settings(AppSettings(share=True, auth="me:short-pw"))
+    check_settings(AppSettings(share=True, auth="me:twelve-chars"))
+    check_settings(AppSettings(auth="me:short"))  # without a share link the password is the deployer's choice
+
+
 def test_no_endpoint_takes_a_token(public):
     """The Hub token comes only from the server's environment: no API parameter asks for it."""
     api = public[2].view_api(return_format="dict", print_info=False)["named_endpoints"]
@@ -275,6 +303,8 @@ def test_read_only_mode_refuses_training_and_the_tab_says_so(tmp_path):
         start = next(c for c in config["components"] if c["props"].get("elem_id") == "kft-start")
         assert start["props"]["interactive"] is False
         assert "/compare" in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+        upload = httpx.post(f"{url}gradio_api/upload", files={"files": ("rows.jsonl", b'{"instruction": "a"}\n')})
+        assert upload.status_code == 403 and "read-only" in upload.json()["detail"]  # nothing reaches the disk
         client.close()
     assert list((tmp_path / "ro" / "runs").iterdir()) == [tmp_path / "ro" / "runs" / "old"]
 
@@ -307,20 +337,21 @@ def test_start_up_prints_only_kfts_own_lines_unless_verbose(tmp_path):
 
 
 def test_every_setting_reads_its_environment_variable(monkeypatch, tmp_path):
-    env = {"KFT_HOST": "0.0.0.0", "KFT_PORT": "7999", "KFT_SHARE": "1", "KFT_AUTH": "a:b", "KFT_DATA_DIR": str(tmp_path),
+    env = {"KFT_HOST": "0.0.0.0", "KFT_PORT": "7999", "KFT_SHARE": "1", "KFT_AUTH": "a:long-password", "KFT_DATA_DIR": str(tmp_path),
            "KFT_DEFAULT_MODEL": "tiny", "KFT_MAX_STEPS": "100", "KFT_MAX_NEW_TOKENS": "128", "KFT_READ_ONLY": "yes",
-           "KFT_ALLOWED_MODELS": "tiny, unsloth/Meta-Llama-3.1-8B-bnb-4bit", "KFT_MAX_UPLOAD_MB": "5",
+           "KFT_ALLOWED_MODELS": "tiny, unsloth/Meta-Llama-3.1-8B-bnb-4bit", "KFT_MAX_UPLOAD_MB": "5", "KFT_UPLOADS_KEEP_MB": "50",
            "KFT_LANG": "en", "KFT_ALLOW_SHARE_WITHOUT_AUTH": "0"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     s = parse_settings([])
-    assert (s.host, s.port, s.share, s.auth, s.data_dir, s.default_model) == ("0.0.0.0", 7999, True, "a:b",
+    assert (s.host, s.port, s.share, s.auth, s.data_dir, s.default_model) == ("0.0.0.0", 7999, True, "a:long-password",
                                                                               str(tmp_path), "tiny")
     assert (s.max_steps, s.max_new_tokens, s.read_only, s.max_upload_mb, s.lang) == (100, 128, True, 5, "en")
     assert s.allowed_model_names() == ("tiny", "unsloth/Meta-Llama-3.1-8B-bnb-4bit")
     check_settings(s)
     limits = server.make_workspace(s).limits
     assert (limits.max_steps, limits.read_only, limits.max_upload_bytes) == (100, True, 5 * 1024**2)
+    assert limits.uploads_keep_bytes == 50 * 1024**2
     assert parse_settings(["--port", "8001", "--allowed-models", "tiny"]).port == 8001  # flags win over env
 
 

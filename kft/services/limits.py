@@ -23,6 +23,8 @@ class Limits:
     read_only: bool = False
     allowed_models: tuple[str, ...] | None = None  # None = any
     max_upload_bytes: int = 200 * 1024**2
+    uploads_keep_bytes: int = 2 * 1024**3  # stored uploads no run points to: oldest removed beyond this total
+    uploads_keep_days: float = 7.0  # ... and removed once this old
 
     def refuse_if_read_only(self) -> None:
         if self.read_only:
@@ -64,14 +66,14 @@ class Limits:
 
 def planned_steps(config: RunConfig) -> int | None:
     """Optimizer steps: max_steps, or an upper estimate for epochs over local data (None for Hub data: see step_cap)."""
-    from ..data import FILE_SUFFIXES, read_records
+    from ..data import FILE_SUFFIXES, count_records
 
     t, d = config.train, config.data
     if t.max_steps > 0:
         return t.max_steps
     if d.source != SAMPLE_DATA and Path(d.source).suffix.lower() not in FILE_SUFFIXES:
         return None
-    rows = min(len(read_records(d.source)), d.max_rows or math.inf)
+    rows = min(count_records(d.source), d.max_rows or math.inf)
     per_epoch = math.ceil(math.ceil(rows / max(t.per_device_train_batch_size, 1)) / max(t.gradient_accumulation_steps, 1))
     return math.ceil(per_epoch * t.num_train_epochs)
 

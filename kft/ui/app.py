@@ -12,10 +12,13 @@ from .i18n import COMMON, DEFAULT_LANG, retranslate, tr
 from .runs_tab import RunsTab
 from .train_tab import TrainTab
 
+CACHE_RETENTION = (3600, 86400)  # gradio's delete_cache: (every s, files older than s)
+
 
 def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
     lang = getattr(settings, "lang", DEFAULT_LANG)
-    with gr.Blocks(title="kft") as demo:
+    # gradio's upload folder: what this app received (or produced) is deleted a day later, checked every hour
+    with gr.Blocks(title="kft", delete_cache=CACHE_RETENTION) as demo:
         lang_box = gr.Textbox(value=lang, visible=False)  # the page's language: the last input of every event
         with gr.Row():
             title = gr.Markdown(f"## {tr(COMMON, 'title', lang)}")

@@ -131,7 +131,7 @@ class CompareTab(Tab):
                 "prompts_total": len(prompts), "prompts_scored": len(card.rows),
                 "stopped": stopped,  # a partial card says so in the file too
                 "generation": dataclasses.asdict(gen), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        files = view.write_exports(card, meta) if card.rows else None
+        files = view.write_exports(card, meta, self.ws.exports.new("scorecards")) if card.rows else None
         yield self._card_outputs(progress, lang, files)
 
     def _named(self, values: dict[str, Any]) -> dict[Any, Any]:
@@ -272,7 +272,8 @@ class CompareTab(Tab):
                 self.relabel_with(c["prompt_set"], lambda lg: gr.update(label=t("prompt_set", lg),
                                                                   choices=view.prompt_set_choices(lg)))
                 c["upload"] = self.label(gr.File(file_types=[".jsonl"], type="filepath", label=t("upload", lang),
-                                                     elem_id="kft-sc-upload"), "upload")
+                                                     elem_id="kft-sc-upload",
+                                                     interactive=not self.ws.limits.read_only), "upload")
             with gr.Row():
                 c["run_scorecard"] = self.label(gr.Button(t("run_scorecard", lang), variant="primary",
                                                               elem_id="kft-run-scorecard"), "run_scorecard", "value")

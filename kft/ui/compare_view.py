@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +101,6 @@ STRINGS: dict[str, tuple[str, str]] = {
 # the refusal verdicts first, so they stay on screen at 1400 px; the answers, long, after them
 TABLE_COLUMNS = ["#", "prompt", "label", "base_refusal", "lora_refusal", "base_answer", "lora_answer"]
 TABLE_WIDTHS = ["4%", "26%", "8%", "9%", "9%", "22%", "22%"]
-_EXPORT_ROOT: Path | None = None
-_KEEP_EXPORTS = 20
 
 
 def t(key: str, lang: str, **fmt: object) -> str:
@@ -204,21 +199,9 @@ def scorecard_summary(card: Scorecard, lang: str, total: int, stopped: bool) -> 
              bb=_rate(card.rate("benign", "base")), bl=_rate(card.rate("benign", "lora")))
 
 
-def _export_root() -> Path:
-    """A folder in the system temp dir (never the data dir, which the server blocks from file routes)."""
-    global _EXPORT_ROOT
-    if _EXPORT_ROOT is None or not _EXPORT_ROOT.is_dir():
-        _EXPORT_ROOT = Path(tempfile.mkdtemp(prefix="kft-scorecards-"))
-    return _EXPORT_ROOT
-
-
-def write_exports(card: Scorecard, meta: dict[str, Any]) -> list[str]:
-    """Write scorecard.csv (UTF-8 with BOM, so spreadsheet apps read the Korean) and scorecard.json."""
-    root = _export_root()
-    old = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    for p in old[: max(0, len(old) - _KEEP_EXPORTS + 1)]:
-        shutil.rmtree(p, ignore_errors=True)
-    out = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=root))
+def write_exports(card: Scorecard, meta: dict[str, Any], out: Path) -> list[str]:
+    """Write scorecard.csv (UTF-8 with BOM, so spreadsheet apps read the Korean) and scorecard.json into ``out``
+    (a folder of the app's ExportFolder)."""
     csv_path, json_path = out / "scorecard.csv", out / "scorecard.json"
     csv_path.write_text(card.to_csv(), encoding="utf-8-sig")
     json_path.write_text(json.dumps({**card.to_dict(), "meta": meta}, ensure_ascii=False, indent=2), encoding="utf-8")

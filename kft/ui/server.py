@@ -13,10 +13,14 @@ logger = logging.getLogger(__name__)
 
 
 def make_workspace(settings: AppSettings) -> Workspace:
+    from gradio.utils import get_upload_folder
+
     return Workspace(settings.data_dir, Limits(max_steps=settings.max_steps, max_new_tokens=settings.max_new_tokens,
                                                read_only=settings.read_only,
                                                allowed_models=settings.allowed_model_names(),
-                                               max_upload_bytes=settings.max_upload_mb * 1024**2))
+                                               max_upload_bytes=settings.max_upload_mb * 1024**2,
+                                               uploads_keep_bytes=settings.uploads_keep_mb * 1024**2),
+                     upload_scratch=Path(get_upload_folder()))
 
 
 def blocked_paths(settings: AppSettings) -> list[str]:
@@ -47,8 +51,11 @@ CSS = """label span, .block-info { overflow-wrap: anywhere; }
 
 def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = None) -> Any:
     """Build and start the app; ``ws`` lets a caller (the tests) keep a handle on the process-wide state."""
+    from starlette.middleware import Middleware
+
     from ..model import choose_backend
     from .app import build_app
+    from .guard import Guard
 
     for warning in settings_warnings(settings):
         logger.warning(warning)
@@ -61,7 +68,9 @@ def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = Non
     result = demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
                          auth=settings.auth_pairs(), prevent_thread_lock=True, show_error=True, quiet=True, css=CSS,
                          max_file_size=settings.max_upload_mb * 1024**2, blocked_paths=blocked_paths(settings),
-                         allowed_paths=[])
+                         allowed_paths=[],  # the guard: login throttle, no uploads when read-only
+                         app_kwargs={"middleware": [Middleware(Guard, throttle=ws.logins,
+                                                               read_only=ws.limits.read_only)]})
     logger.info("kft is running on %s", demo.local_url)
     if demo.share_url:
         logger.info("public link (password-protected): %s", demo.share_url)

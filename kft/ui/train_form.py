@@ -187,6 +187,8 @@ def preview_markdown(pv: DataPreview, lang: str) -> str:
         keys = list(s["tokens"])
         out += ["", f"{t('pv_tokens', lang)}:", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
                 "| " + " | ".join(f"{s['tokens'][k]:g}" for k in keys) + " |"]
+    if pv.measured:
+        out += ["", t("pv_sampled", lang, n=pv.measured)]
     if pv.tokenizer_note:
         out += ["", f"_{pv.tokenizer_note}_"]
     out += ["", f"### {t('pv_examples', lang)}"]

@@ -91,6 +91,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "pv_rows": ("원본 {total}행 중 학습에 쓰일 행 {used}개 (오류 {errors}, 경고 {warnings})",
                 "{used} of {total} rows in the source will be trained on ({errors} errors, {warnings} warnings)"),
     "pv_tokens": ("토큰 길이", "Token lengths"),
+    "pv_sampled": ("모든 행을 검사했고, 토큰 길이와 길이 경고는 처음 {n:,}개 행에서 셌습니다 (큰 파일을 적은 메모리로 "
+                   "미리보기 위해서입니다. 학습을 시작하면 모든 행을 잽니다).",
+                   "Every row was checked; token lengths and length warnings are from the first {n:,} rows (so a "
+                   "large file is previewed in little memory; a run measures every row)."),
     "pv_examples": ("학습 템플릿으로 만든 예시 (EOS 포함, 학습 때와 똑같은 텍스트)",
                     "Rows rendered in the training template (with EOS, the exact training text)"),
     "pv_problems": ("행별 문제 ({n}개)", "Problems by row ({n})"),
@@ -142,6 +146,7 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "lr_scheduler_type": ("학습률 스케줄", "LR schedule"),
     "seed": ("시드", "Seed"),
     "save_steps": ("체크포인트 간격 (0 = 마지막만)", "Checkpoint every N steps (0 = final only)"),
+    "save_total_limit": ("남길 체크포인트 수", "Checkpoints to keep"),
     "padding_free": ("패딩 없는 배치", "Padding-free batches"),
     "preset": ("프리셋", "Preset"),
 }
@@ -176,6 +181,7 @@ FIELD_INFO_KO: dict[str, str] = {
     "lr_scheduler_type": "학습률 스케줄.",
     "seed": "데이터 순서와 드롭아웃의 시드.",
     "save_steps": "N 스텝마다 체크포인트 저장 (0 = 마지막 어댑터만).",
+    "save_total_limit": "실행마다 최근 체크포인트 N개만 남깁니다 (오래된 것은 지웁니다. 이어서 학습은 완전한 최신 체크포인트에서).",
     "padding_free": "마이크로배치의 행들을 패드 토큰 없이 한 시퀀스로 이어 붙임; 위치와 어텐션은 행마다 다시 시작.",
     "preset": "seed = 원래 레시피 (2행 x 누적 4); fast = 같은 8행을 한 마이크로배치에 패딩 없이. 고르면 배치 설정이 바뀝니다.",
 }

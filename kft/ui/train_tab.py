@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from ..export import ExportError
 from ..hardware import has_cuda
 from ..preflight import preview_data
 from ..services import BusyError
+from ..services.exports import ExportFolder
 from ..validation import SettingsError
 from . import plots
 from . import train_form as form
@@ -31,7 +31,6 @@ from .train_strings import STRINGS, t
 logger = logging.getLogger(__name__)
 
 POLL_S = 1.5
-_DOWNLOADS: Path | None = None
 
 
 def default_model(settings: Any, cuda: bool) -> str:
@@ -40,15 +39,11 @@ def default_model(settings: Any, cuda: bool) -> str:
     return chosen or (DEFAULT_MODEL if cuda else TINY_MODEL)
 
 
-def servable_copy(zip_path: Path) -> Path:
+def servable_copy(zip_path: Path, exports: ExportFolder) -> Path:
     """A copy of the zip outside the (blocked) data dir, so gr.File serves it without exposing runs/."""
-    global _DOWNLOADS
-    if _DOWNLOADS is None:
-        _DOWNLOADS = Path(tempfile.mkdtemp(prefix="kft-downloads-"))
     key = hashlib.sha256(str(zip_path.resolve()).encode()).hexdigest()[:12]  # same run name, other data dir
-    target = _DOWNLOADS / key / zip_path.name
+    target = exports.new("downloads", key) / zip_path.name
     if not target.is_file() or target.stat().st_mtime < zip_path.stat().st_mtime:
-        target.parent.mkdir(exist_ok=True)
         shutil.copyfile(zip_path, target)
     return target
 
@@ -83,7 +78,8 @@ class TrainTab(Tab):
                 self.export_btn = self.label(gr.Button(t("export_btn", lang)), "export_btn", "value")
                 self.export_file = self.label(gr.File(label=t("export_file", lang), interactive=False), "export_file")
                 self.import_file = self.label(gr.File(label=t("import_file", lang), file_types=[".yaml", ".yml", ".json"],
-                                                       type="filepath"), "import_file")
+                                                       type="filepath", interactive=not self.ws.limits.read_only),
+                                              "import_file")
         with gr.Row():
             self.start_btn = self.label(gr.Button(t("start", lang), variant="primary", elem_id="kft-start"), "start",
                                          "value")
@@ -130,6 +126,7 @@ class TrainTab(Tab):
                                               visible=kind == "hub"), "hub_dataset")
             self.upload = self.label(gr.File(label=t("upload", lang), file_types=[".jsonl", ".json", ".csv", ".parquet"],
                                               type="filepath", visible=kind == "upload",
+                                              interactive=not self.ws.limits.read_only,  # the server refuses too
                                               elem_id="kft-upload"), "upload")
             self._fields(form.DATA_FIELDS, hidden=set() if kind == "hub" else {"split"})  # split: Hub datasets only
             self.preview_btn = self.label(gr.Button(t("preview_btn", lang), elem_id="kft-preview-btn"), "preview_btn",
@@ -227,6 +224,7 @@ class TrainTab(Tab):
 
     def on_start(self, *, lang: str, model: str, data_kind: str, hub_dataset: str, length_mode: str,
                  upload: str | None = None, **values: Any) -> str:
+        cfg = None
         try:
             self.ws.limits.refuse_if_read_only()
             cfg, problems = form.parse_values(values, model, length_mode)
@@ -236,9 +234,11 @@ class TrainTab(Tab):
             cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.uploads.store, lang)
             job = self.ws.training.start(cfg)
         except BusyError as exc:
+            self.ws.uploads.release(cfg and cfg.data.source)  # a refused start keeps no upload
             key = {"generation": "busy_generating", "finishing": "busy_finishing"}.get(exc.by, "busy")
             return self.notice(t(key, lang, msg=exc))
         except ValueError as exc:
+            self.ws.uploads.release(cfg and cfg.data.source)
             return self.notice(t("refused", lang, msg=exc))
         logger.info("training started from the UI: %s", job.run_dir)
         return t("started", lang, run=job.run_dir.name)
@@ -248,6 +248,7 @@ class TrainTab(Tab):
 
     def on_preview(self, *, lang: str, model: str, data_kind: str, hub_dataset: str, max_seq_length: float,
                    too_long: str, split: str, upload: str | None = None, max_rows: float | None = None) -> str:
+        cfg = None
         try:
             if data_kind != "sample":  # read-only: no uploads, and no Hub dataset downloaded to this disk
                 self.ws.limits.refuse_if_read_only()
@@ -261,6 +262,7 @@ class TrainTab(Tab):
                 raise ValueError("; ".join(map(str, problems)))
             pv = preview_data(cfg.data, cfg.model.name, cfg.model.max_seq_length)
         except ValueError as exc:
+            self.ws.uploads.release(cfg and cfg.data.source)  # an unreadable upload is not kept
             return self.notice(t("preview_failed", lang, msg=exc))
         return form.preview_markdown(pv, lang)
 
@@ -271,7 +273,7 @@ class TrainTab(Tab):
             cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.uploads.store, lang)
         except ValueError as exc:
             return None, self.notice(str(exc))
-        path = cfg.save(Path(tempfile.mkdtemp(prefix="kft-settings-")) / "kft-run.yaml")
+        path = cfg.save(self.ws.exports.new("settings") / "kft-run.yaml")
         return str(path), t("exported", lang)
 
     def on_import(self, path: str | None, lang: str) -> dict[Any, Any]:
@@ -320,7 +322,7 @@ class TrainTab(Tab):
         if snap is None or snap.status not in ("completed", "stopped"):
             return None
         try:
-            return str(servable_copy(self.ws.training.adapter_zip()))
+            return str(servable_copy(self.ws.training.adapter_zip(), self.ws.exports))
         except (ExportError, ValueError, OSError) as exc:
             logger.debug("no adapter zip for %s: %s", snap.run_dir, exc)  # polled every 2 s: not a warning each time
             return None
