@@ -198,6 +198,12 @@ def load_adapter(loaded: LoadedModel, adapter_dir: str | Path, name: str = "defa
         loaded.model.load_adapter(str(adapter_dir), adapter_name=name)
     else:
         loaded.model = PeftModel.from_pretrained(loaded.model, str(adapter_dir), adapter_name=name)
+        if loaded.backend == "unsloth":
+            # Unsloth's own LoRA path, as get_peft_model sets it for training: without it PEFT computes the LoRA in
+            # fp32 and the answers differ from the trained model's (0.35 on logits up to 10 on an H200, 2026-11-30)
+            from unsloth import FastLanguageModel
+
+            loaded.model = FastLanguageModel.patch_peft_model(loaded.model, use_gradient_checkpointing=False)
     loaded.model.set_adapter(name)
     return loaded
 
