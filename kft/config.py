@@ -16,6 +16,7 @@ from typing import Any
 DEFAULT_MODEL = "unsloth/Meta-Llama-3.1-8B-bnb-4bit"
 DEFAULT_DATASET = "jojo0217/korean_safe_conversation"
 TINY_MODEL = "tiny"
+SMALL_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"  # a real instruct model that knows Korean and trains on a CPU (~1 GB)
 SAMPLE_DATA = "sample"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DTYPES = ("bfloat16", "float16", "float32")

@@ -90,7 +90,7 @@ def test_start_returns_at_once_and_run_completes_with_live_data(app, client):
     assert "Training started" in notice and time.time() - t0 < 20
     assert not ws.training.job.done  # Start returned while the run goes on in the background
     out = _wait(client, _finished)
-    summary, status_md, progress, loss, lr, mem, log, report, run_dir, zip_path = out
+    summary, status_md, progress, loss, lr, mem, log, report, run_dir, zip_path, *_buttons = out
     assert summary["status"] == "completed" and "**Status:** completed" in status_md
     assert summary["loss_points"] == 4 and [row[0] for row in loss["data"]] == [1, 2, 3, 4]
     series = {"allocated", "reserved"} if torch.cuda.is_available() else {"RSS (process)"}
@@ -363,3 +363,36 @@ def test_start_while_the_ended_run_frees_memory_says_so(tmp_path, monkeypatch):
     values = form.config_to_values(RunConfig())
     notice = tab.on_start(lang="en", model="tiny", data_kind="sample", hub_dataset="", length_mode="steps", **values)
     assert "still freeing its memory" in notice and "already in progress" not in notice
+
+
+def test_start_and_stop_are_enabled_only_when_they_can_act(tmp_path):
+    """Start stayed enabled during a run and Stop was red while idle; each poll now follows the run's state."""
+    ws = Workspace(tmp_path)
+    tab = _tab(ws)
+    assert tab.stop_btn.interactive is False and tab.stop_btn.variant == "secondary"  # as first drawn
+    idle = tab.on_status("en")
+    assert idle[tab.start_btn]["interactive"] is True
+    assert idle[tab.stop_btn]["interactive"] is False and idle[tab.stop_btn]["variant"] == "secondary"
+    for status, going in (("loading", True), ("running", True), ("stopping", True), ("completed", False),
+                          ("failed", False)):
+        ws.training.job = SimpleNamespace(done=not going, run_dir=tmp_path / "r",
+                                          snapshot=lambda s=status: JobSnapshot(s, "runs/r"))
+        out = tab.on_status("en")
+        assert out[tab.start_btn]["interactive"] is (not going), status
+        assert out[tab.stop_btn]["interactive"] is going, status
+        assert out[tab.stop_btn]["variant"] == ("stop" if going else "secondary"), status
+
+
+def test_the_model_list_offers_a_small_real_model_and_says_which_is_which(tmp_path):
+    from kft.config import SMALL_MODEL
+    from kft.preflight import check_model_available
+
+    tab = _tab(Workspace(tmp_path))
+    labels = dict((name, label) for label, name in tab._choices("en"))
+    assert set(labels) == {"unsloth/Meta-Llama-3.1-8B-bnb-4bit", SMALL_MODEL, "tiny"}
+    assert "about 1 GB" in labels[SMALL_MODEL] and "knows Korean" in labels[SMALL_MODEL]
+    assert "random weights" in labels["tiny"] and "5.7 GB" in labels["unsloth/Meta-Llama-3.1-8B-bnb-4bit"]
+    assert tab.model_default == "tiny" or torch.cuda.is_available()  # tiny stays the offline (CPU) default
+    assert "약 1 GB" in dict((n, lab) for lab, n in tab._choices("ko"))[SMALL_MODEL]
+    with pytest.raises(ValueError, match="cannot be found offline"):  # loaded like any Hub id: refused offline
+        check_model_available(SMALL_MODEL)

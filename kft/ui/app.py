@@ -21,6 +21,7 @@ def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
             title = gr.Markdown(f"## {tr(COMMON, 'title', lang)}")
             lang_radio = gr.Radio(choices=[("한국어", "ko"), ("English", "en")], value=lang,
                                   label=tr(COMMON, "lang", lang), scale=0, min_width=220)
+        intro = gr.Markdown(tr(COMMON, "intro", lang), elem_id="kft-intro")
         tabs = [TrainTab(ws, settings, lang_box), CompareTab(ws, settings, lang_box), RunsTab(ws, settings, lang_box)]
         with gr.Tabs() as tab_row:
             pages = {}
@@ -31,12 +32,13 @@ def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
         tabs[2].connect_compare(tabs[1], tab_row)
 
         def relabel(new_lang: str) -> dict[Any, Any]:
-            updates = {title: gr.update(value=f"## {tr(COMMON, 'title', new_lang)}"), lang_box: new_lang}
+            updates = {title: gr.update(value=f"## {tr(COMMON, 'title', new_lang)}"), lang_box: new_lang,
+                       intro: gr.update(value=tr(COMMON, "intro", new_lang))}
             updates.update({page: gr.update(label=tr(COMMON, f"tab_{key}", new_lang)) for key, page in pages.items()})
             for tab in tabs:
                 updates.update(tab.relabel(new_lang))
             return updates
 
-        outputs = {title, lang_box, *pages.values(), *(c for tab in tabs for c in tab.translated)}
+        outputs = {title, intro, lang_box, *pages.values(), *(c for tab in tabs for c in tab.translated)}
         lang_radio.change(relabel, inputs=lang_radio, outputs=list(outputs), api_visibility="private")
     return demo

@@ -13,10 +13,17 @@ from .i18n import tr
 STRINGS: dict[str, tuple[str, str]] = {
     "model_box": ("모델", "Model"),
     "model": ("기본 모델 (Hub id, 로컬 폴더 또는 tiny)", "Base model (Hub id, local directory or tiny)"),
-    "model_info": ("Llama 3.1 8B 4-bit가 GPU 기본값입니다. 'tiny'는 오프라인 테스트용 작은 모델입니다.",
-                   "Llama 3.1 8B 4-bit is the GPU default. 'tiny' is the small offline test model."),
-    "choice_llama": ("Llama 3.1 8B 4-bit (Unsloth)", "Llama 3.1 8B 4-bit (Unsloth)"),
-    "choice_tiny": ("tiny (오프라인 테스트 모델)", "tiny (offline test model)"),
+    "model_info": ("Llama 3.1 8B 4-bit가 GPU 기본값입니다. Qwen2.5 0.5B Instruct는 한국어를 아는 작은 실제 모델로 "
+                   "CPU에서도 학습할 수 있습니다 (처음 한 번 Hub에서 내려받기). 'tiny'는 오프라인 기본값이며 가중치가 무작위라 "
+                   "의미 없는 글을 씁니다 (앱이 돌아가는지 확인하는 용도).",
+                   "Llama 3.1 8B 4-bit is the GPU default. Qwen2.5 0.5B Instruct is a small real model that knows "
+                   "Korean and trains on a CPU (downloaded from the Hub once). 'tiny' is the offline default: its "
+                   "weights are random and it writes noise (to check that the app works)."),
+    "choice_llama": ("Llama 3.1 8B 4-bit (Unsloth) · 약 5.7 GB · GPU", "Llama 3.1 8B 4-bit (Unsloth) · about 5.7 GB · GPU"),
+    "choice_small": ("Qwen2.5 0.5B Instruct · 약 1 GB · 한국어 가능, CPU 가능, 인터넷 필요",
+                     "Qwen2.5 0.5B Instruct · about 1 GB · knows Korean, CPU-friendly, needs the network"),
+    "choice_tiny": ("tiny (오프라인 테스트 모델, 무작위 가중치: 의미 없는 글)",
+                    "tiny (offline test model, random weights: writes noise)"),
     "no_gpu": ("⚠️ GPU를 찾지 못했습니다: CPU에서 실행 중이므로 작은 오프라인 모델(tiny)이 기본값입니다. "
                "8B 모델 학습에는 CUDA GPU가 필요합니다.",
                "⚠️ No GPU found: running on the CPU, so the small offline model (tiny) is the default. "
