@@ -124,8 +124,9 @@ class TrainArgs:
     lr_scheduler_type: str = setting("linear", "Learning-rate schedule.", choices=scheduler_names, max_chars=64,
                                      sft=True)
     seed: int = setting(3407, "Seed for data order and dropout.", min=0, max=MAX_SEED, sft=True)
-    save_steps: int = setting(0, "Save a checkpoint every N steps (0 = only the final adapter).", min=0,
-                              server_max=1_000_000)
+    save_steps: int | None = setting(None, "Save a checkpoint every N steps (empty = auto: about ten over the run, "
+                                     "at least 10 steps apart; 0 = only the final adapter).", min=0,
+                                     server_max=1_000_000, widget="auto_int")
     padding_free: bool = setting(False, "Concatenate a micro-batch's rows into one sequence with no pad tokens; "
                                  "positions and attention restart at every row.")
     preset: str = setting("seed", "Name of the preset these settings came from (seed | fast); see kft/presets.py.",

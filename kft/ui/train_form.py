@@ -53,7 +53,7 @@ def to_widget(name: str, value: Any) -> Any:
         return list(value)
     if widget == "zero_is_none":
         return value or 0  # 0 = None (an empty widget would make the API parameter required)
-    return value
+    return value  # auto_int: None (auto) shows as an empty number box
 
 
 def config_to_values(cfg: RunConfig) -> dict[str, Any]:
@@ -78,6 +78,8 @@ def _from_widget(name: str, value: Any) -> Any:
         return tuple(value or ())
     if spec.widget == "zero_is_none":
         return None if value in (None, "", 0) else _number(value, int)
+    if spec.widget == "auto_int":
+        return None if value is None or str(value).strip() in ("", "auto") else _number(value, int)
     if spec.base == "bool":
         return _flag(value)
     if spec.base in ("int", "float"):

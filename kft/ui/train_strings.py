@@ -147,7 +147,7 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "max_grad_norm": ("그래디언트 클리핑 노름", "Max gradient norm"),
     "lr_scheduler_type": ("학습률 스케줄", "LR schedule"),
     "seed": ("시드", "Seed"),
-    "save_steps": ("체크포인트 간격 (0 = 마지막만)", "Checkpoint every N steps (0 = final only)"),
+    "save_steps": ("체크포인트 간격 (비우면 자동, 0 = 마지막만)", "Checkpoint every N steps (empty = auto, 0 = final only)"),
     "padding_free": ("패딩 없는 배치", "Padding-free batches"),
     "preset": ("프리셋", "Preset"),
 }
@@ -181,7 +181,8 @@ FIELD_INFO_KO: dict[str, str] = {
     "max_grad_norm": "그래디언트 노름을 이 값으로 자릅니다 (0 = 자르지 않음).",
     "lr_scheduler_type": "학습률 스케줄.",
     "seed": "데이터 순서와 드롭아웃의 시드.",
-    "save_steps": "N 스텝마다 체크포인트 저장 (0 = 마지막 어댑터만).",
+    "save_steps": "N 스텝마다 체크포인트 저장. 비우면 자동: 실행 길이에 맞춰 약 10번 (최소 10스텝 간격, 최근 3개 보관); "
+                  "0 = 마지막 어댑터만.",
     "padding_free": "마이크로배치의 행들을 패드 토큰 없이 한 시퀀스로 이어 붙임; 위치와 어텐션은 행마다 다시 시작.",
     "preset": "seed = 원래 레시피 (2행 x 누적 4); fast = 같은 8행을 한 마이크로배치에 패딩 없이. 고르면 배치 설정이 바뀝니다.",
 }
