@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 FINAL_STATES = ("completed", "stopped", "failed", "interrupted")
 FAULT_ENV = "KFT_INJECT_FAULT_AT_STEP"  # test hook: raise inside the run at this step
+PACE_WINDOW = 10  # tokens/s and the ETA are measured over the last this-many logged steps (single steps jump)
 
 
 @dataclass
@@ -103,6 +104,7 @@ class TrainingJob:
         self._last_log: tuple[float, int] | None = None
         self._first_log: tuple[float, int] | None = None  # for the whole run's average at the end
         self._pace: tuple[float, int] | None = None  # (time, step) when the trainer began, for the ETA
+        self._window: deque[tuple[float, int, int]] = deque(maxlen=PACE_WINDOW + 1)  # (time, step, tokens) logged
         self.data_summary: dict[str, Any] | None = None
         self.tokens_seen = 0  # real (non-pad) tokens trained on so far (credited by _Recorder)
         self._collated: deque[int] = deque()  # counts of batches not yet trained
@@ -176,9 +178,12 @@ class TrainingJob:
             elapsed = (s.elapsed_s if s.finished else time.time() - self._t0) if self._t0 else 0.0
             eta = None
             if self._pace is not None and s.total_steps and not s.finished and s.step > self._pace[1]:
-                # the pace of this session's steps only: not the model load, not a resumed run's earlier steps
-                per_step = (time.time() - self._pace[0]) / (s.step - self._pace[1])
-                eta = per_step * (s.total_steps - s.step)
+                # the pace of this session's steps only: not the model load, not a resumed run's earlier steps;
+                # over the last logged steps once there are some (one slow or fast step made the ETA swing)
+                (t0, step0, _), (t1, step1, _) = (self._window[0], self._window[-1]) if len(self._window) > 1 else (
+                    (self._pace[0], self._pace[1], 0), (time.time(), s.step, 0))
+                per_step = (t1 - t0) / (step1 - step0) if step1 > step0 else 0.0
+                eta = max(per_step * (s.total_steps - s.step), 0.0)
             return replace(s, losses=list(s.losses), learning_rates=list(s.learning_rates), memory=list(s.memory),
                            elapsed_s=elapsed, eta_s=eta, log_tail=list(self._log), log_count=self._log_count)
 
@@ -199,6 +204,7 @@ class TrainingJob:
         if self._last_log is not None and now > self._last_log[0] and tokens_seen > self._last_log[1]:
             tps = (tokens_seen - self._last_log[1]) / (now - self._last_log[0])
         self._last_log = (now, tokens_seen)
+        smooth = self._smoothed_tps(now, step, tokens_seen)
         self._first_log = self._first_log or (now, tokens_seen)
         row = {"step": step, "time": round(now - self._t0, 3), "tokens_seen": tokens_seen,
                "tokens_per_s": round(tps, 1) if tps else None,
@@ -208,13 +214,26 @@ class TrainingJob:
                 self._snap.losses.append((step, float(logs["loss"])))
             if "learning_rate" in logs:
                 self._snap.learning_rates.append((step, float(logs["learning_rate"])))
-            if tps:
-                self._snap.tokens_per_s = tps
+            if smooth:
+                self._snap.tokens_per_s = smooth
         if is_main():
             self.run.append_metrics(row)
         if "loss" in logs:
             self._note(f"step {step}: loss {logs['loss']:.4f}, lr {logs.get('learning_rate', 0):.2e}"
-                       + (f", {tps:,.0f} tokens/s" if tps else ""))
+                       + (f", {smooth:,.0f} tokens/s" if smooth else ""))
+
+    def _smoothed_tps(self, now: float, step: int, tokens_seen: int) -> float | None:
+        """Tokens/s over the last PACE_WINDOW logged steps (each step's own rate jumped 189, 876, 375, 3,021 ...)."""
+        with self._lock:
+            if self._window and step < self._window[-1][1]:
+                self._window.clear()  # a resumed run logs from its checkpoint again: start the window afresh
+            if not self._window or step > self._window[-1][1]:  # an eval or end-of-run log repeats the step
+                self._window.append((now, step, tokens_seen))
+            first, last = self._window[0], self._window[-1]
+        now, tokens_seen = last[0], last[2]
+        if now > first[0] and tokens_seen > first[2]:
+            return (tokens_seen - first[2]) / (now - first[0])
+        return None
 
     def _sampler(self) -> None:
         while not self._done.is_set():
