@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 AUTO_CHECKPOINTS = 10  # save_steps auto: about this many checkpoints over a run ...
 AUTO_MIN_STEPS = 10  # ... at least this many steps apart
 AUTO_KEEP = 3  # and only the newest few are kept (resume needs the last complete one)
+EVAL_POINTS = 10  # with a held-out share: the evaluation loss about this many times over a run
 
 
 def save_kwargs(t: Any) -> dict[str, Any]:
@@ -45,6 +46,9 @@ def sft_kwargs(config: RunConfig, run_dir: str | Path, capability: tuple[int, in
                   optim=optim, fp16=dtype == "float16", bf16=dtype == "bfloat16", report_to="none",
                   dataset_text_field="text", max_length=config.model.max_seq_length, disable_tqdm=True,
                   dataloader_num_workers=0, dataloader_pin_memory=capability is not None, **save_kwargs(t))
+    if t.eval_share > 0:  # below 1: transformers' share of the total steps (known for epochs too)
+        kwargs.update(eval_strategy="steps", eval_steps=1 / EVAL_POINTS,
+                      per_device_eval_batch_size=t.per_device_train_batch_size)
     if is_distributed():
         # DDP through torchrun / accelerate launch: LoRA leaves no unused parameters
         kwargs.update(ddp_find_unused_parameters=False)

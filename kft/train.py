@@ -45,6 +45,8 @@ class JobSnapshot:
     step: int = 0
     total_steps: int = 0
     losses: list[tuple[int, float]] = field(default_factory=list)
+    eval_losses: list[tuple[int, float]] = field(default_factory=list)  # on the held-out share, if any
+    watch: list[dict[str, Any]] = field(default_factory=list)  # the watch prompts' answers (kft.watch)
     learning_rates: list[tuple[int, float]] = field(default_factory=list)
     memory: list[tuple[float, float, float]] = field(default_factory=list)
     memory_label: str = ""
@@ -138,7 +140,10 @@ class TrainingJob:
         self._set(step=plan.step,
                   losses=[(r["step"], float(r["loss"])) for r in rows if isinstance(r.get("loss"), (int, float))],
                   learning_rates=[(r["step"], float(r["learning_rate"])) for r in rows
-                                  if isinstance(r.get("learning_rate"), (int, float))])
+                                  if isinstance(r.get("learning_rate"), (int, float))],
+                  eval_losses=[(r["step"], float(r["eval_loss"])) for r in rows
+                               if isinstance(r.get("eval_loss"), (int, float))],
+                  watch=plan.run.truncate_watch(plan.step))
         self._note(f"resuming {plan.run.name} from {plan.checkpoint.name} (step {plan.step})")
 
     def start(self) -> TrainingJob:
@@ -185,6 +190,7 @@ class TrainingJob:
                 per_step = (t1 - t0) / (step1 - step0) if step1 > step0 else 0.0
                 eta = max(per_step * (s.total_steps - s.step), 0.0)
             return replace(s, losses=list(s.losses), learning_rates=list(s.learning_rates), memory=list(s.memory),
+                           eval_losses=list(s.eval_losses), watch=list(s.watch),
                            elapsed_s=elapsed, eta_s=eta, log_tail=list(self._log), log_count=self._log_count)
 
     def _set(self, **kw: Any) -> None:
@@ -214,10 +220,14 @@ class TrainingJob:
                 self._snap.losses.append((step, float(logs["loss"])))
             if "learning_rate" in logs:
                 self._snap.learning_rates.append((step, float(logs["learning_rate"])))
+            if "eval_loss" in logs:
+                self._snap.eval_losses.append((step, float(logs["eval_loss"])))
             if smooth:
                 self._snap.tokens_per_s = smooth
         if is_main():
             self.run.append_metrics(row)
+        if "eval_loss" in logs:
+            self._note(f"step {step}: evaluation loss {logs['eval_loss']:.4f}")
         if "loss" in logs:
             self._note(f"step {step}: loss {logs['loss']:.4f}, lr {logs.get('learning_rate', 0):.2e}"
                        + (f", {smooth:,.0f} tokens/s" if smooth else ""))
@@ -311,15 +321,39 @@ class TrainingJob:
         self._note(f"data: {len(report.rows)} rows; tokens {report.summary()['tokens']}")
         for line in report.problem_lines(5):
             self._note(line)
-        dataset = to_text_dataset(report, self.template, tok.eos_token)
+        dataset, held_out = self._split(to_text_dataset(report, self.template, tok.eos_token))
         from trl import SFTTrainer
         ensure_trl_cpu_kernel()
         args = to_sft_config(cfg, self.run_dir, cuda_capability())
-        trainer = SFTTrainer(model=self.loaded.model, args=args, train_dataset=dataset, processing_class=tok,
-                             callbacks=[_Recorder(self), *self._extra_callbacks])
+        trainer = SFTTrainer(model=self.loaded.model, args=args, train_dataset=dataset, eval_dataset=held_out,
+                             processing_class=tok, callbacks=[_Recorder(self), *self._extra_callbacks])
         trainer.data_collator = _CountingCollator(trainer.data_collator, self)
         trainer.remove_callback(PrinterCallback)  # progress goes through the job's log, not stdout
         return trainer, start_mem
+
+    def _split(self, dataset: Any) -> tuple[Any, Any | None]:
+        """(training rows, held-out rows or None): train.eval_share of the rows, drawn with the run's seed."""
+        share = self.config.train.eval_share
+        if share <= 0:
+            return dataset, None
+        parts = dataset.train_test_split(test_size=max(share, 1 / len(dataset)), seed=self.config.train.seed)
+        self._note(f"evaluation: {len(parts['test'])} rows held out, {len(parts['train'])} trained on")
+        return parts["train"], parts["test"]
+
+    def _watch(self, step: int) -> None:
+        """The watch prompts answered by the model as it is at this step (kft.watch); recorded and written."""
+        from . import watch
+
+        by_kind = watch.prompts(self.config.train)
+        if not by_kind or not is_main() or step % self.config.train.watch_every:
+            return
+        rows = watch.watch(self.loaded, self.template, step, by_kind)
+        with self._lock:
+            self._snap.watch.extend(rows)
+        for row in rows:
+            self.run.append_watch(row)
+        self._note(f"step {step}: watch: " + ", ".join(f"{r['kind']} {'refused' if r['refusal'] else 'answered'}"
+                                                       for r in rows))
 
     def _save_adapter(self) -> None:
         if not is_main():
@@ -398,6 +432,7 @@ class _Recorder(TrainerCallback):
         self._credit(1 if self._substeps else args.gradient_accumulation_steps)
         self._substeps = 0
         self.job._set(step=state.global_step)
+        self.job._watch(state.global_step)
         if self.fault_at is not None and state.global_step >= self.fault_at:
             raise RuntimeError(f"injected fault at step {state.global_step} ({FAULT_ENV})")
         control.should_training_stop |= self.job._stop.is_set()

@@ -149,6 +149,10 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "seed": ("시드", "Seed"),
     "save_steps": ("체크포인트 간격 (비우면 자동, 0 = 마지막만)", "Checkpoint every N steps (empty = auto, 0 = final only)"),
     "padding_free": ("패딩 없는 배치", "Padding-free batches"),
+    "eval_share": ("평가용으로 떼어 둘 비율 (0 = 끔)", "Held-out evaluation share (0 = off)"),
+    "watch_every": ("거절 관찰 간격 (스텝, 0 = 끔)", "Watch the refusal every N steps (0 = off)"),
+    "watch_harmful": ("관찰용 유해 프롬프트", "Harmful watch prompt"),
+    "watch_benign": ("관찰용 무해 프롬프트", "Benign watch prompt"),
     "preset": ("프리셋", "Preset"),
 }
 
@@ -183,6 +187,11 @@ FIELD_INFO_KO: dict[str, str] = {
     "seed": "데이터 순서와 드롭아웃의 시드.",
     "save_steps": "N 스텝마다 체크포인트 저장. 비우면 자동: 실행 길이에 맞춰 약 10번 (최소 10스텝 간격, 최근 3개 보관); "
                   "0 = 마지막 어댑터만.",
+    "eval_share": "이 비율의 행을 학습에서 빼 두고 그 손실(평가 손실)을 학습 손실 옆에 그립니다 (0 = 끔, seed는 모든 행으로 학습).",
+    "watch_every": "N 스텝마다 어댑터가 관찰 프롬프트 두 개에 짧게 답합니다 (48토큰, greedy): 거절이 생기는 과정이 "
+                   "진행 상황 아래 타임라인에 보이고 실행 폴더의 refusals.jsonl에 기록됩니다 (0 = 끔).",
+    "watch_harmful": "거절하게 되어야 할 유해 프롬프트.",
+    "watch_benign": "계속 답해야 할 무해 프롬프트.",
     "padding_free": "마이크로배치의 행들을 패드 토큰 없이 한 시퀀스로 이어 붙임; 위치와 어텐션은 행마다 다시 시작.",
     "preset": "seed = 원래 레시피 (2행 x 누적 4); fast = 같은 8행을 한 마이크로배치에 패딩 없이. 고르면 배치 설정이 바뀝니다.",
 }
