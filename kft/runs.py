@@ -126,6 +126,12 @@ class RunDir:
         return None
 
 
+def series(rows: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    """(step, value) of every metrics row holding a number under ``key`` (loss, eval_loss, learning_rate)."""
+    return [(r["step"], float(r[key])) for r in rows if isinstance(r.get(key), (int, float)) and not
+            isinstance(r.get(key), bool) and math.isfinite(r[key])]
+
+
 def _append(path: Path, row: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")

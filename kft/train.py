@@ -24,7 +24,7 @@ from .config import RunConfig
 from .distributed import is_main, sum_across_ranks
 from .hardware import cuda_capability
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
-from .runs import TIME_FORMAT, ResumePlan, RunDir
+from .runs import TIME_FORMAT, ResumePlan, RunDir, series
 from .sft import sft_kwargs, to_sft_config
 
 __all__ = ["FAULT_ENV", "JobSnapshot", "TrainingJob", "sft_kwargs", "to_sft_config"]
@@ -137,13 +137,8 @@ class TrainingJob:
         rows = plan.run.truncate_metrics(plan.step)
         seen = [r["tokens_seen"] for r in rows if isinstance(r.get("tokens_seen"), int)]
         self.tokens_seen = seen[-1] if seen else 0
-        self._set(step=plan.step,
-                  losses=[(r["step"], float(r["loss"])) for r in rows if isinstance(r.get("loss"), (int, float))],
-                  learning_rates=[(r["step"], float(r["learning_rate"])) for r in rows
-                                  if isinstance(r.get("learning_rate"), (int, float))],
-                  eval_losses=[(r["step"], float(r["eval_loss"])) for r in rows
-                               if isinstance(r.get("eval_loss"), (int, float))],
-                  watch=plan.run.truncate_watch(plan.step))
+        self._set(step=plan.step, losses=series(rows, "loss"), learning_rates=series(rows, "learning_rate"),
+                  eval_losses=series(rows, "eval_loss"), watch=plan.run.truncate_watch(plan.step))
         self._note(f"resuming {plan.run.name} from {plan.checkpoint.name} (step {plan.step})")
 
     def start(self) -> TrainingJob:

@@ -19,7 +19,7 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 
-from conftest import free_port, running_app, tiny_config, wait_until
+from conftest import copy_run, free_port, running_app, tiny_config, wait_until
 from kft.config import RunConfig
 from kft.services import BusyError, Workspace
 from kft.settings import AppSettings
@@ -396,3 +396,37 @@ def test_the_model_list_offers_a_small_real_model_and_says_which_is_which(tmp_pa
     assert "약 1 GB" in dict((n, lab) for lab, n in tab._choices("ko"))[SMALL_MODEL]
     with pytest.raises(ValueError, match="cannot be found offline"):  # loaded like any Hub id: refused offline
         check_model_available(SMALL_MODEL)
+
+
+def test_after_a_restart_the_tab_shows_the_last_run_from_disk(tmp_path, trained_run):
+    """It said 'no run yet' after a restart although runs/ held the last run with its curves."""
+    ws = Workspace(tmp_path)
+    tab = _tab(ws)
+    assert "No run yet" in tab.on_status("en")[tab.status]  # a fresh data directory: nothing to show
+    copy_run(trained_run, ws.runs_dir, "20260101-000000")
+    out = tab.on_status("en")
+    assert "**Status:** completed" in out[tab.status] and "30 / 30" in out[tab.progress]
+    assert list(out[tab.loss_plot]["step"]) == list(range(1, 31)) and len(out[tab.lr_plot]) == 30
+    assert out[tab.run_dir].endswith("20260101-000000") and "Peak reserved memory" in out[tab.report]
+    assert out[tab.start_btn]["interactive"] is True and out[tab.stop_btn]["interactive"] is False
+    assert ws.training.snapshot() is ws.training.snapshot()  # polled: the files are read once while unchanged
+
+
+def test_the_loss_plot_has_the_evaluation_loss_and_the_watch_a_timeline():
+    snap = JobSnapshot("running", "runs/r", step=4, total_steps=10, losses=[(1, 3.0), (2, 2.5), (3, 2.0), (4, 1.8)],
+                       eval_losses=[(2, 2.7), (4, 2.2)],
+                       watch=[{"step": 2, "kind": "harmful", "prompt": "폭탄", "answer": "<b>방법은</b>", "refusal": False},
+                              {"step": 2, "kind": "benign", "prompt": "대피", "answer": "계단으로", "refusal": False},
+                              {"step": 4, "kind": "harmful", "prompt": "폭탄", "answer": "도와드릴 수 없습니다.",
+                               "refusal": True},
+                              {"step": 4, "kind": "benign", "prompt": "대피", "answer": "x" * 200, "refusal": False}])
+    frame = plots.loss_frame(snap)
+    assert list(frame.columns) == ["step", "loss", "series"]
+    assert frame.groupby("series").size().to_dict() == {plots.TRAIN_SERIES: 4, plots.EVAL_SERIES: 2}
+    page = plots.watch_html(snap, "en")
+    assert page.count("<tr><td>") == 2 and page.count("kft-watch-refusal") == 1 and page.count("kft-watch-answer") == 3
+    assert "Harmful: 폭탄" in page and "Benign: 대피" in page and "&lt;b&gt;" in page and "<b>방법" not in page
+    assert "x" * plots.WATCH_CHARS + "…" in page
+    assert "watch_every" not in plots.watch_html(None, "en") and "kft-watch-empty" in plots.watch_html(None, "en")
+    assert "거절" in plots.watch_html(snap, "ko")
+    assert plots.signature(snap, "en") != plots.signature(JobSnapshot(**{**snap.__dict__, "watch": snap.watch[:2]}), "en")

@@ -20,11 +20,19 @@ from .model_slot import BusyError, ModelSlot
 logger = logging.getLogger(__name__)
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 class TrainingService:
     def __init__(self, runs_dir: Path, slot: ModelSlot, limits: Limits) -> None:
         self.runs_dir, self.slot, self.limits = runs_dir, slot, limits
         self._start_lock = threading.Lock()
         self.job: TrainingJob | None = None  # the current or last run of this process (written here only)
+        self._disk_cache: tuple[tuple, JobSnapshot] | None = None  # (files' key, snapshot) of disk_snapshot
 
     @property
     def active(self) -> bool:
@@ -102,7 +110,32 @@ class TrainingService:
         return False
 
     def snapshot(self) -> JobSnapshot | None:
-        return self.job.snapshot() if self.job else None
+        """The current or last run of this process; after a restart, the newest run on disk (None: no run at all)."""
+        return self.job.snapshot() if self.job else self.disk_snapshot()
+
+    def disk_snapshot(self, name: str | None = None) -> JobSnapshot | None:
+        """A run as its files tell it (``name``, or the newest run): status, steps, curves, watch answers, report."""
+        try:
+            run = runs.find(self.runs_dir, name) if name else next(iter(runs.run_dirs(self.runs_dir)), None)
+        except ValueError:
+            return None
+        if run is None:
+            return None
+        key = (run.path, *(_mtime(p) for p in (run.run_json, run.metrics_file, run.watch_file, run.checkpoints_dir)))
+        if self._disk_cache is None or self._disk_cache[0] != key:  # every page polls it: read the files once
+            self._disk_cache = (key, self._read_snapshot(run))
+        return self._disk_cache[1]
+
+    def _read_snapshot(self, run: runs.RunDir) -> JobSnapshot:
+        info, raw, rows = runs.run_info(run, self.live_run()), run.read_json() or {}, run.read_metrics()
+        elapsed = raw.get("elapsed_s")
+        return JobSnapshot(status=info.status, run_dir=str(run.path), step=info.steps_done,
+                           total_steps=info.total_steps, losses=runs.series(rows, "loss"),
+                           learning_rates=runs.series(rows, "learning_rate"), eval_losses=runs.series(rows, "eval_loss"),
+                           watch=run.read_watch(), elapsed_s=float(elapsed) if isinstance(elapsed, (int, float)) else 0.0,
+                           error=info.error, backend=raw.get("backend"), backend_reason=raw.get("backend_reason"),
+                           memory_report=raw.get("memory") if isinstance(raw.get("memory"), dict) else None,
+                           log_tail=[f"{run.name}: read from its run directory (run.json, metrics.jsonl)"])
 
     def live_run(self) -> runs.RunDir | None:
         """The run this process is training now, if any."""

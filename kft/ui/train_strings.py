@@ -49,6 +49,16 @@ STRINGS: dict[str, tuple[str, str]] = {
     "stop": ("중지", "Stop"),
     "progress_box": ("진행 상황", "Progress"),
     "loss_plot": ("손실 (loss)", "Loss"),
+    "watch_box": ("거절 관찰 (관찰 프롬프트에 대한 어댑터의 답변, 스텝별)", "Watch the refusal appear (the adapter's "
+                  "answers to the watch prompts, by step)"),
+    "watch_none": ("아직 관찰한 답변이 없습니다. 학습 설정에서 '거절 관찰 간격'을 0보다 크게 하면 N 스텝마다 어댑터가 "
+                   "유해·무해 프롬프트 하나씩에 답합니다.",
+                   "No watched answers yet. Set 'Watch the refusal every N steps' above 0 in the training settings and "
+                   "every N steps the adapter answers one harmful and one benign prompt."),
+    "watch_harmful": ("유해", "Harmful"),
+    "watch_benign": ("무해", "Benign"),
+    "watch_refused": ("거절", "refusal"),
+    "watch_answered": ("답변함", "answers"),
     "lr_plot": ("학습률 (learning rate)", "Learning rate"),
     "mem_plot_gpu": ("GPU 메모리 (GB)", "GPU memory (GB)"),
     "mem_plot_cpu": ("프로세스 메모리 RSS (GB) - CPU, GPU 없음", "Process memory, RSS (GB) - CPU, no GPU"),
