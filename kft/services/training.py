@@ -18,6 +18,7 @@ from .limits import Limits, step_cap
 from .model_slot import BusyError, ModelSlot
 
 logger = logging.getLogger(__name__)
+DISK_CACHE = 32  # runs whose snapshot read from disk is kept
 
 
 def _mtime(path: Path) -> float | None:
@@ -32,7 +33,7 @@ class TrainingService:
         self.runs_dir, self.slot, self.limits = runs_dir, slot, limits
         self._start_lock = threading.Lock()
         self.job: TrainingJob | None = None  # the current or last run of this process (written here only)
-        self._disk_cache: tuple[tuple, JobSnapshot] | None = None  # (files' key, snapshot) of disk_snapshot
+        self._disk_cache: dict[Path, tuple[tuple, JobSnapshot]] = {}  # run -> (its files' times, snapshot)
 
     @property
     def active(self) -> bool:
@@ -122,9 +123,12 @@ class TrainingService:
         if run is None:
             return None
         key = (run.path, *(_mtime(p) for p in (run.run_json, run.metrics_file, run.watch_file, run.checkpoints_dir)))
-        if self._disk_cache is None or self._disk_cache[0] != key:  # every page polls it: read the files once
-            self._disk_cache = (key, self._read_snapshot(run))
-        return self._disk_cache[1]
+        cached = self._disk_cache.get(run.path)
+        if cached is None or cached[0] != key:  # every page polls it: read the files once while they are unchanged
+            if len(self._disk_cache) > DISK_CACHE:
+                self._disk_cache.clear()
+            cached = self._disk_cache[run.path] = (key, self._read_snapshot(run))
+        return cached[1]
 
     def _read_snapshot(self, run: runs.RunDir) -> JobSnapshot:
         info, raw, rows = runs.run_info(run, self.live_run()), run.read_json() or {}, run.read_metrics()
