@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import tiny_config
+from conftest import as_killed_after, tiny_config
 from kft.config import RunConfig, TrainArgs
 from kft.sft import save_kwargs, sft_kwargs
 from kft.ui import train_form as form
@@ -43,12 +43,7 @@ def test_a_default_run_can_be_resumed(tmp_path, tiny_dir):
     assert job.join(300) and job.snapshot().status == "completed", job.snapshot().error
     run = RunDir(tmp_path / "run")
     assert [c.name for c in run.checkpoints()] == ["checkpoint-10", "checkpoint-12"]
-    raw = run.read_json()
-    raw["status"] = "running"  # as if the app was killed after checkpoint-10 was written
-    run.write_json(raw)
-    import shutil
-
-    shutil.rmtree(run.checkpoints_dir / "checkpoint-12")
+    as_killed_after(run, 10)
     plan = resume_plan(run)
     assert (plan.step, plan.checkpoint.name) == (10, "checkpoint-10")
     resumed = TrainingJob(RunConfig.from_dict(plan.config), plan.run.path, resume=plan).start()
