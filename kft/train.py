@@ -23,6 +23,7 @@ from .compat import ensure_trl_cpu_kernel
 from .config import RunConfig
 from .distributed import is_main, sum_across_ranks
 from .hardware import cuda_capability
+from .pace import Pace
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
 from .runs import TIME_FORMAT, ResumePlan, RunDir, series
 from .sft import sft_kwargs, to_sft_config
@@ -33,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 FINAL_STATES = ("completed", "stopped", "failed", "interrupted")
 FAULT_ENV = "KFT_INJECT_FAULT_AT_STEP"  # test hook: raise inside the run at this step
-PACE_WINDOW = 10  # tokens/s and the ETA are measured over the last this-many logged steps (single steps jump)
 
 
 @dataclass
@@ -106,7 +106,7 @@ class TrainingJob:
         self._last_log: tuple[float, int] | None = None
         self._first_log: tuple[float, int] | None = None  # for the whole run's average at the end
         self._pace: tuple[float, int] | None = None  # (time, step) when the trainer began, for the ETA
-        self._window: deque[tuple[float, int, int]] = deque(maxlen=PACE_WINDOW + 1)  # (time, step, tokens) logged
+        self._window = Pace()  # tokens/s and the ETA over the last logged steps
         self.data_summary: dict[str, Any] | None = None
         self.tokens_seen = 0  # real (non-pad) tokens trained on so far (credited by _Recorder)
         self._collated: deque[int] = deque()  # counts of batches not yet trained
@@ -180,9 +180,7 @@ class TrainingJob:
             if self._pace is not None and s.total_steps and not s.finished and s.step > self._pace[1]:
                 # the pace of this session's steps only: not the model load, not a resumed run's earlier steps;
                 # over the last logged steps once there are some (one slow or fast step made the ETA swing)
-                (t0, step0, _), (t1, step1, _) = (self._window[0], self._window[-1]) if len(self._window) > 1 else (
-                    (self._pace[0], self._pace[1], 0), (time.time(), s.step, 0))
-                per_step = (t1 - t0) / (step1 - step0) if step1 > step0 else 0.0
+                per_step = self._window.per_step() or (time.time() - self._pace[0]) / (s.step - self._pace[1])
                 eta = max(per_step * (s.total_steps - s.step), 0.0)
             return replace(s, losses=list(s.losses), learning_rates=list(s.learning_rates), memory=list(s.memory),
                            eval_losses=list(s.eval_losses), watch=list(s.watch),
@@ -205,7 +203,8 @@ class TrainingJob:
         if self._last_log is not None and now > self._last_log[0] and tokens_seen > self._last_log[1]:
             tps = (tokens_seen - self._last_log[1]) / (now - self._last_log[0])
         self._last_log = (now, tokens_seen)
-        smooth = self._smoothed_tps(now, step, tokens_seen)
+        with self._lock:
+            smooth = self._window.log(now, step, tokens_seen)
         self._first_log = self._first_log or (now, tokens_seen)
         row = {"step": step, "time": round(now - self._t0, 3), "tokens_seen": tokens_seen,
                "tokens_per_s": round(tps, 1) if tps else None,
@@ -227,18 +226,6 @@ class TrainingJob:
             self._note(f"step {step}: loss {logs['loss']:.4f}, lr {logs.get('learning_rate', 0):.2e}"
                        + (f", {smooth:,.0f} tokens/s" if smooth else ""))
 
-    def _smoothed_tps(self, now: float, step: int, tokens_seen: int) -> float | None:
-        """Tokens/s over the last PACE_WINDOW logged steps (each step's own rate jumped 189, 876, 375, 3,021 ...)."""
-        with self._lock:
-            if self._window and step < self._window[-1][1]:
-                self._window.clear()  # a resumed run logs from its checkpoint again: start the window afresh
-            if not self._window or step > self._window[-1][1]:  # an eval or end-of-run log repeats the step
-                self._window.append((now, step, tokens_seen))
-            first, last = self._window[0], self._window[-1]
-        now, tokens_seen = last[0], last[2]
-        if now > first[0] and tokens_seen > first[2]:
-            return (tokens_seen - first[2]) / (now - first[0])
-        return None
 
     def _sampler(self) -> None:
         while not self._done.is_set():
@@ -339,10 +326,9 @@ class TrainingJob:
         """The watch prompts answered by the model as it is at this step (kft.watch); recorded and written."""
         from . import watch
 
-        by_kind = watch.prompts(self.config.train)
-        if not by_kind or not is_main() or step % self.config.train.watch_every:
+        rows = watch.at_step(self.loaded, self.template, self.config.train, step) if is_main() else []
+        if not rows:
             return
-        rows = watch.watch(self.loaded, self.template, step, by_kind)
         with self._lock:
             self._snap.watch.extend(rows)
         for row in rows:

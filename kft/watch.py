@@ -50,3 +50,9 @@ def watch(loaded: Any, template: PromptTemplate, step: int, by_kind: dict[str, s
     finally:
         for_training(loaded)
     return rows
+
+
+def at_step(loaded: Any, template: PromptTemplate, t: TrainArgs, step: int) -> list[dict[str, Any]]:
+    """The watch rows due at this step: none when the watch is off or the step is not a multiple of N."""
+    by_kind = prompts(t)
+    return watch(loaded, template, step, by_kind) if by_kind and step % t.watch_every == 0 else []

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 from conftest import tiny_config
 from kft import train
-from kft.train import PACE_WINDOW, TrainingJob
+from kft.pace import PACE_WINDOW
+from kft.train import TrainingJob
 
 
 def _job(tmp_path, monkeypatch, clock):
