@@ -27,7 +27,7 @@ def test_the_default_run_checkpoints_and_keeps_the_seed_settings(tmp_path):
     kw = sft_kwargs(RunConfig(), tmp_path, None)
     assert (kw["save_strategy"], kw["save_steps"], kw["seed"], kw["max_steps"]) == ("steps", 10, 3407, 60)
     values = form.config_to_values(RunConfig())
-    assert values["save_steps"] is None  # shown as an empty box (auto)
+    assert values["save_steps"] == "auto"  # not None: an empty widget makes the API parameter required
     for shown, parsed in ((None, None), ("", None), ("auto", None), (0, 0), (25, 25), ("25", 25)):
         assert form.values_to_config({**values, "save_steps": shown}, "tiny").train.save_steps == parsed
     assert RunConfig().problems("train") == []
@@ -48,3 +48,24 @@ def test_a_default_run_can_be_resumed(tmp_path, tiny_dir):
     assert (plan.step, plan.checkpoint.name) == (10, "checkpoint-10")
     resumed = TrainingJob(RunConfig.from_dict(plan.config), plan.run.path, resume=plan).start()
     assert resumed.join(300) and resumed.snapshot().status == "completed" and resumed.snapshot().step == 12
+
+
+def test_save_steps_is_optional_through_the_api_and_takes_a_number(tmp_path):
+    """An empty (None) widget made /start_training require save_steps."""
+    from gradio_client import Client
+
+    from conftest import free_port, running_app
+    from kft.settings import AppSettings
+
+    settings = AppSettings(port=free_port(), data_dir=str(tmp_path / "data"), lang="en")
+    with running_app(settings) as (url, ws):
+        client = Client(url, verbose=False)
+        params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/start_training"]
+        save = next(p for p in params["parameters"] if p["parameter_name"] == "save_steps")
+        assert save["parameter_has_default"] and save["parameter_default"] == "auto"
+        refused = client.predict(model="tiny", data_kind="sample", save_steps="1.5", api_name="/start_training")
+        assert "save_steps" in refused and "whole number" in refused
+        started = client.predict(model="tiny", data_kind="sample", max_steps=1, save_steps=3, max_seq_length=256,
+                                 api_name="/start_training")
+        assert "Training started" in started and ws.training.job.config.train.save_steps == 3
+        assert ws.training.job.join(300)
