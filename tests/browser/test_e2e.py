@@ -297,9 +297,9 @@ def test_runs_tab_shows_a_runs_curve_and_overlays_a_second(page, app_url, shoot)
     client = Client(app_url, verbose=False)
     _settled(client)
     names = client.predict(None, "en", api_name="/list_runs")[1]["choices"]
-    for _ in range(max(0, 2 - len(names))):  # two runs to overlay (when this test runs alone)
+    for i in range(max(0, 2 - len(names))):  # two runs to overlay (when this test runs alone), curves that differ
         client.predict(model="tiny", data_kind="sample", max_seq_length=512, max_steps=8, eval_share=0.05,
-                       api_name="/start_training")
+                       learning_rate=(1e-2, 3e-3)[i], api_name="/start_training")
         _settled(client, stop=False)
     names = [n if isinstance(n, str) else n[1] for n in client.predict(None, "en", api_name="/list_runs")[1]["choices"]]
     _open_app(page, app_url, "tab_runs")
