@@ -242,7 +242,7 @@ def test_plots_from_a_snapshot():
                        losses=[(1, 8.3), (2, 8.1)], learning_rates=[(1, 0.0), (2, 1e-4)],
                        memory=[(0.5, 1.0, 2.0), (1.5, 1.5, 2.5)], memory_label="GPU memory (GB)",
                        tokens_per_s=1234.0, elapsed_s=10.0, eta_s=10.0)
-    assert plots.loss_frame(snap).values.tolist() == [[1, 8.3], [2, 8.1]]
+    assert plots.loss_frame(snap).values.tolist() == [[1, 8.3, plots.TRAIN_SERIES], [2, 8.1, plots.TRAIN_SERIES]]
     mem = plots.memory_frame(snap)
     assert mem["series"].tolist() == ["allocated", "reserved", "allocated", "reserved"]
     assert "2 / 4 (50%)" in plots.progress_html(snap) and plots.fmt_duration(3725) == "1:02:05"
