@@ -430,3 +430,14 @@ def test_the_loss_plot_has_the_evaluation_loss_and_the_watch_a_timeline():
     assert "watch_every" not in plots.watch_html(None, "en") and "kft-watch-empty" in plots.watch_html(None, "en")
     assert "거절" in plots.watch_html(snap, "ko")
     assert plots.signature(snap, "en") != plots.signature(JobSnapshot(**{**snap.__dict__, "watch": snap.watch[:2]}), "en")
+
+
+def test_training_status_after_a_restart_through_the_api(tmp_path, trained_run):
+    """The app started on a data directory that holds a finished run: /training_status describes it."""
+    settings = AppSettings(port=free_port(), data_dir=str(tmp_path), lang="en")
+    copy_run(trained_run, tmp_path / "runs", "20260101-000000")
+    with running_app(settings) as (url, _ws):
+        summary, status_md, *_rest = Client(url, verbose=False).predict(api_name="/training_status")
+    assert (summary["status"], summary["run"], summary["step"], summary["loss_points"]) == (
+        "completed", "20260101-000000", 30, 30)
+    assert "No run yet" not in status_md
