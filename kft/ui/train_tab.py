@@ -340,7 +340,7 @@ class TrainTab(Tab):
 
     def _buttons(self, snap: Any) -> dict[Any, Any]:
         """Start only while no run goes (and training is allowed here), Stop only while one does."""
-        going = snap is not None and not snap.finished
+        going = self.ws.training.active and snap is not None and not snap.finished  # not a run read from disk
         return {self.start_btn: gr.update(interactive=not going and not self.ws.limits.read_only),
                 self.stop_btn: gr.update(interactive=going, variant="stop" if going else "secondary")}
 
