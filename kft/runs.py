@@ -43,6 +43,7 @@ class RunDir:
     adapter = property(lambda self: self.path / "adapter", doc="the saved adapter (PEFT format + template.json)")
     run_json = property(lambda self: self.path / "run.json")
     metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    watch_file = property(lambda self: self.path / "refusals.jsonl", doc="the watch prompts' answers during training")
     checkpoints_dir = property(lambda self: self.path / "checkpoints")
     zip_file = property(lambda self: self.path / f"{self.path.name}-adapter.zip")
 
@@ -65,32 +66,27 @@ class RunDir:
         tmp.replace(self.run_json)
 
     def append_metrics(self, row: dict[str, Any]) -> None:
-        with open(self.metrics_file, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        _append(self.metrics_file, row)
+
+    def append_watch(self, row: dict[str, Any]) -> None:
+        _append(self.watch_file, row)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Rows of metrics.jsonl (unreadable lines, such as one cut by a kill, are left out)."""
-        rows = []
-        try:
-            lines = self.metrics_file.read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return []
-        for line in lines:
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get("step"), int):
-                rows.append(row)
-        return rows
+        return _read_rows(self.metrics_file)
+
+    def read_watch(self) -> list[dict[str, Any]]:
+        """Rows of refusals.jsonl: {step, kind, prompt, answer, refusal}."""
+        return _read_rows(self.watch_file)
 
     def truncate_metrics(self, step: int) -> list[dict[str, Any]]:
         """Keep metrics.jsonl rows up to ``step`` (a resumed run logs the later steps again); return them."""
-        rows = [r for r in self.read_metrics() if r["step"] <= step]
-        tmp = self.path / "metrics.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(self.metrics_file)
-        return rows
+        return _truncate(self.metrics_file, step)
+
+    def truncate_watch(self, step: int) -> list[dict[str, Any]]:
+        """Keep refusals.jsonl rows up to ``step`` (a resumed run answers the later steps again); return them."""
+        return _truncate(self.watch_file, step) if self.watch_file.is_file() else []
+
 
     def checkpoints(self) -> list[Path]:
         """checkpoint-N directories of the run, by step."""
@@ -128,6 +124,42 @@ class RunDir:
                 return ckpt
             logger.debug("skipping incomplete %s/%s: %s", self.name, ckpt.name, "; ".join(problems))
         return None
+
+
+def series(rows: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    """(step, value) of every metrics row holding a number under ``key`` (loss, eval_loss, learning_rate)."""
+    return [(r["step"], float(r[key])) for r in rows if isinstance(r.get(key), (int, float)) and not
+            isinstance(r.get(key), bool) and math.isfinite(r[key])]
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """The JSON-lines rows of a run file that carry an integer step (a line cut by a kill is left out)."""
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
+def _truncate(path: Path, step: int) -> list[dict[str, Any]]:
+    rows = [r for r in _read_rows(path) if r["step"] <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+    return rows
 
 
 @dataclass

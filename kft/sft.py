@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,21 @@ from .hardware import resolve_dtype
 from .runs import RunDir
 
 logger = logging.getLogger(__name__)
+
+AUTO_CHECKPOINTS = 10  # save_steps auto: about this many checkpoints over a run ...
+AUTO_MIN_STEPS = 10  # ... at least this many steps apart
+EVAL_POINTS = 10  # with a held-out share: the evaluation loss about this many times over a run
+
+
+def save_kwargs(t: Any) -> dict[str, Any]:
+    """The SFTConfig checkpoint settings for ``train.save_steps`` (None = auto: from the run's length)."""
+    if t.save_steps == 0:
+        return {"save_strategy": "no", "save_steps": 500}
+    if t.save_steps:
+        return {"save_strategy": "steps", "save_steps": t.save_steps}
+    # by epochs the total is unknown here: a save_steps below 1 is transformers' share of the total steps
+    every = max(AUTO_MIN_STEPS, math.ceil(t.max_steps / AUTO_CHECKPOINTS)) if t.max_steps > 0 else 1 / AUTO_CHECKPOINTS
+    return {"save_strategy": "steps", "save_steps": every}  # train.save_total_limit keeps the newest few
 
 
 def sft_kwargs(config: RunConfig, run_dir: str | Path, capability: tuple[int, int] | None) -> dict[str, Any]:
@@ -27,9 +43,11 @@ def sft_kwargs(config: RunConfig, run_dir: str | Path, capability: tuple[int, in
     kwargs: dict[str, Any] = {s.name: getattr(t, s.name) for s in specs("train") if s.sft}
     kwargs.update(output_dir=str(RunDir(run_dir).checkpoints_dir), max_steps=t.max_steps if t.max_steps > 0 else -1,
                   optim=optim, fp16=dtype == "float16", bf16=dtype == "bfloat16", report_to="none",
-                  save_strategy="steps" if t.save_steps else "no", save_steps=t.save_steps or 500,
                   dataset_text_field="text", max_length=config.model.max_seq_length, disable_tqdm=True,
-                  dataloader_num_workers=0, dataloader_pin_memory=capability is not None)
+                  dataloader_num_workers=0, dataloader_pin_memory=capability is not None, **save_kwargs(t))
+    if t.eval_share > 0:  # below 1: transformers' share of the total steps (known for epochs too)
+        kwargs.update(eval_strategy="steps", eval_steps=1 / EVAL_POINTS,
+                      per_device_eval_batch_size=t.per_device_train_batch_size)
     if is_distributed():
         # DDP through torchrun / accelerate launch: LoRA leaves no unused parameters
         kwargs.update(ddp_find_unused_parameters=False)

@@ -23,8 +23,9 @@ from .compat import ensure_trl_cpu_kernel
 from .config import RunConfig
 from .distributed import is_main, sum_across_ranks
 from .hardware import cuda_capability
+from .pace import Pace
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
-from .runs import TIME_FORMAT, ResumePlan, RunDir
+from .runs import TIME_FORMAT, ResumePlan, RunDir, series
 from .sft import sft_kwargs, to_sft_config
 
 __all__ = ["FAULT_ENV", "JobSnapshot", "TrainingJob", "sft_kwargs", "to_sft_config"]
@@ -44,6 +45,8 @@ class JobSnapshot:
     step: int = 0
     total_steps: int = 0
     losses: list[tuple[int, float]] = field(default_factory=list)
+    eval_losses: list[tuple[int, float]] = field(default_factory=list)  # on the held-out share, if any
+    watch: list[dict[str, Any]] = field(default_factory=list)  # the watch prompts' answers (kft.watch)
     learning_rates: list[tuple[int, float]] = field(default_factory=list)
     memory: list[tuple[float, float, float]] = field(default_factory=list)
     memory_label: str = ""
@@ -103,6 +106,7 @@ class TrainingJob:
         self._last_log: tuple[float, int] | None = None
         self._first_log: tuple[float, int] | None = None  # for the whole run's average at the end
         self._pace: tuple[float, int] | None = None  # (time, step) when the trainer began, for the ETA
+        self._window = Pace()  # tokens/s and the ETA over the last logged steps
         self.data_summary: dict[str, Any] | None = None
         self.tokens_seen = 0  # real (non-pad) tokens trained on so far (credited by _Recorder)
         self._collated: deque[int] = deque()  # counts of batches not yet trained
@@ -133,10 +137,8 @@ class TrainingJob:
         rows = plan.run.truncate_metrics(plan.step)
         seen = [r["tokens_seen"] for r in rows if isinstance(r.get("tokens_seen"), int)]
         self.tokens_seen = seen[-1] if seen else 0
-        self._set(step=plan.step,
-                  losses=[(r["step"], float(r["loss"])) for r in rows if isinstance(r.get("loss"), (int, float))],
-                  learning_rates=[(r["step"], float(r["learning_rate"])) for r in rows
-                                  if isinstance(r.get("learning_rate"), (int, float))])
+        self._set(step=plan.step, losses=series(rows, "loss"), learning_rates=series(rows, "learning_rate"),
+                  eval_losses=series(rows, "eval_loss"), watch=plan.run.truncate_watch(plan.step))
         self._note(f"resuming {plan.run.name} from {plan.checkpoint.name} (step {plan.step})")
 
     def start(self) -> TrainingJob:
@@ -176,10 +178,12 @@ class TrainingJob:
             elapsed = (s.elapsed_s if s.finished else time.time() - self._t0) if self._t0 else 0.0
             eta = None
             if self._pace is not None and s.total_steps and not s.finished and s.step > self._pace[1]:
-                # the pace of this session's steps only: not the model load, not a resumed run's earlier steps
-                per_step = (time.time() - self._pace[0]) / (s.step - self._pace[1])
-                eta = per_step * (s.total_steps - s.step)
+                # the pace of this session's steps only: not the model load, not a resumed run's earlier steps;
+                # over the last logged steps once there are some (one slow or fast step made the ETA swing)
+                per_step = self._window.per_step() or (time.time() - self._pace[0]) / (s.step - self._pace[1])
+                eta = max(per_step * (s.total_steps - s.step), 0.0)
             return replace(s, losses=list(s.losses), learning_rates=list(s.learning_rates), memory=list(s.memory),
+                           eval_losses=list(s.eval_losses), watch=list(s.watch),
                            elapsed_s=elapsed, eta_s=eta, log_tail=list(self._log), log_count=self._log_count)
 
     def _set(self, **kw: Any) -> None:
@@ -199,6 +203,8 @@ class TrainingJob:
         if self._last_log is not None and now > self._last_log[0] and tokens_seen > self._last_log[1]:
             tps = (tokens_seen - self._last_log[1]) / (now - self._last_log[0])
         self._last_log = (now, tokens_seen)
+        with self._lock:
+            smooth = self._window.log(now, step, tokens_seen)
         self._first_log = self._first_log or (now, tokens_seen)
         row = {"step": step, "time": round(now - self._t0, 3), "tokens_seen": tokens_seen,
                "tokens_per_s": round(tps, 1) if tps else None,
@@ -208,13 +214,18 @@ class TrainingJob:
                 self._snap.losses.append((step, float(logs["loss"])))
             if "learning_rate" in logs:
                 self._snap.learning_rates.append((step, float(logs["learning_rate"])))
-            if tps:
-                self._snap.tokens_per_s = tps
+            if "eval_loss" in logs:
+                self._snap.eval_losses.append((step, float(logs["eval_loss"])))
+            if smooth:
+                self._snap.tokens_per_s = smooth
         if is_main():
             self.run.append_metrics(row)
+        if "eval_loss" in logs:
+            self._note(f"step {step}: evaluation loss {logs['eval_loss']:.4f}")
         if "loss" in logs:
             self._note(f"step {step}: loss {logs['loss']:.4f}, lr {logs.get('learning_rate', 0):.2e}"
-                       + (f", {tps:,.0f} tokens/s" if tps else ""))
+                       + (f", {smooth:,.0f} tokens/s" if smooth else ""))
+
 
     def _sampler(self) -> None:
         while not self._done.is_set():
@@ -292,15 +303,38 @@ class TrainingJob:
         self._note(f"data: {len(report.rows)} rows; tokens {report.summary()['tokens']}")
         for line in report.problem_lines(5):
             self._note(line)
-        dataset = to_text_dataset(report, self.template, tok.eos_token)
+        dataset, held_out = self._split(to_text_dataset(report, self.template, tok.eos_token))
         from trl import SFTTrainer
         ensure_trl_cpu_kernel()
         args = to_sft_config(cfg, self.run_dir, cuda_capability())
-        trainer = SFTTrainer(model=self.loaded.model, args=args, train_dataset=dataset, processing_class=tok,
-                             callbacks=[_Recorder(self), *self._extra_callbacks])
+        trainer = SFTTrainer(model=self.loaded.model, args=args, train_dataset=dataset, eval_dataset=held_out,
+                             processing_class=tok, callbacks=[_Recorder(self), *self._extra_callbacks])
         trainer.data_collator = _CountingCollator(trainer.data_collator, self)
         trainer.remove_callback(PrinterCallback)  # progress goes through the job's log, not stdout
         return trainer, start_mem
+
+    def _split(self, dataset: Any) -> tuple[Any, Any | None]:
+        """(training rows, held-out rows or None): train.eval_share of the rows, drawn with the run's seed."""
+        share = self.config.train.eval_share
+        if share <= 0:
+            return dataset, None
+        parts = dataset.train_test_split(test_size=max(share, 1 / len(dataset)), seed=self.config.train.seed)
+        self._note(f"evaluation: {len(parts['test'])} rows held out, {len(parts['train'])} trained on")
+        return parts["train"], parts["test"]
+
+    def _watch(self, step: int) -> None:
+        """The watch prompts answered by the model as it is at this step (kft.watch); recorded and written."""
+        from . import watch
+
+        rows = watch.at_step(self.loaded, self.template, self.config.train, step) if is_main() else []
+        if not rows:
+            return
+        with self._lock:
+            self._snap.watch.extend(rows)
+        for row in rows:
+            self.run.append_watch(row)
+        self._note(f"step {step}: watch: " + ", ".join(f"{r['kind']} {'refused' if r['refusal'] else 'answered'}"
+                                                       for r in rows))
 
     def _save_adapter(self) -> None:
         if not is_main():
@@ -379,6 +413,7 @@ class _Recorder(TrainerCallback):
         self._credit(1 if self._substeps else args.gradient_accumulation_steps)
         self._substeps = 0
         self.job._set(step=state.global_step)
+        self.job._watch(state.global_step)
         if self.fault_at is not None and state.global_step >= self.fault_at:
             raise RuntimeError(f"injected fault at step {state.global_step} ({FAULT_ENV})")
         control.should_training_stop |= self.job._stop.is_set()

@@ -94,6 +94,19 @@ def copy_run(trained_run, runs_dir: Path, name: str) -> Path:
     return dst
 
 
+def as_killed_after(run, step: int) -> dict:
+    """A finished run made to look as if the app was killed after checkpoint-``step``: run.json says running and the
+    later checkpoints are gone. Returns run.json as it was."""
+    import shutil
+
+    raw = run.read_json()
+    run.write_json({**raw, "status": "running"})
+    for ckpt in run.checkpoints():
+        if int(ckpt.name.split("-")[1]) > step:
+            shutil.rmtree(ckpt)
+    return raw
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

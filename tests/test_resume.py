@@ -172,12 +172,53 @@ def test_runs_tab_lists_runs_relabels_and_opens_a_run_in_the_comparison_tab(tmp_
     assert set(tab.relabel("ko")) == set(tab.translated) and tab.translated
     demo = build_app(ws)
     opener = _event(demo, "open_in_compare")
-    tabs, source, run, notice = opener.outputs
+    tabs, source, run, notice, *panes = opener.outputs
     out = opener.fn("r2", "en")
     assert (out[tabs].selected, out[source]["value"], out[run]["value"], out[notice]) == ("compare", "run", "r2", "")
+    assert {p.elem_id for p in panes} >= {"kft-base", "kft-lora", "kft-base-info", "kft-lora-info", "kft-outcome"}
+    assert all(out[p] == "" for p in panes)  # the previous adapter's answers are cleared
     assert "holds no saved adapter" in opener.fn("r1", "en")[notice]
     _run(runs, "r3", status="completed")  # a run that finished after the app was built
     on_load = _event(demo, "on_load", owner="RunsTab")
-    table, dropdown, _ = on_load.outputs
+    table, dropdown, *_ = on_load.outputs
     out = on_load.fn("en")
     assert "r3" in out[table]["run"].tolist() and "r3" in out[dropdown]["choices"]  # a new page sees the runs of now
+
+
+def test_runs_tab_shows_a_runs_curve_overlays_another_and_offers_resume_only_where_it_can_act(tmp_path):
+    import gradio as gr
+
+    from kft.services import Limits, Workspace
+    from kft.ui import plots, runs_tab
+
+    runs = tmp_path / "runs"
+    done = _run(runs, "done", status="completed")
+    RunDir(done).append_metrics({"step": 1, "loss": 3.0})
+    RunDir(done).append_metrics({"step": 2, "loss": 2.5, "eval_loss": 2.8})
+    cut = _run(runs, "cut", pid=999_999_999)  # its process is gone: interrupted, with a complete checkpoint
+    _checkpoint(cut, 3)
+    for step, loss in ((1, 4.0), (2, 3.5), (3, 3.0)):
+        RunDir(cut).append_metrics({"step": step, "loss": loss})
+    ws = Workspace(tmp_path)
+    with gr.Blocks():
+        tab = runs_tab.RunsTab(ws, None, gr.Textbox("en", visible=False))
+        tab.build("en")
+    assert tab.resume.variant == "secondary" and tab.resume.interactive is True  # "cut" is picked: resumable
+    out = tab.on_select("done", "", "en")
+    assert out[tab.resume]["interactive"] is False  # a completed run cannot be resumed: not offered
+    assert out[tab.curve].groupby("series").size().to_dict() == {f"done · {plots.TRAIN_SERIES}": 2,
+                                                                 f"done · {plots.EVAL_SERIES}": 1}
+    both = tab.on_select("done", "cut", "en")[tab.curve]
+    assert set(both["series"]) == {f"done · {plots.TRAIN_SERIES}", f"done · {plots.EVAL_SERIES}",
+                                   f"cut · {plots.TRAIN_SERIES}"}
+    assert list(both[both["series"] == f"cut · {plots.TRAIN_SERIES}"]["loss"]) == [4.0, 3.5, 3.0]
+    assert tab.on_select("cut", "", "en")[tab.resume]["interactive"] is True
+    loaded = tab.on_load("en")
+    assert loaded[tab.run]["value"] == "cut" and len(loaded[tab.curve]) == 3 and loaded[tab.overlay]["value"] == ""
+    assert all(v == gr.skip() for v in tab.on_tick("cut", loaded[tab.shown], "done", "en").values())
+    ticked = tab.on_tick("cut", "", "done", "en")  # the table changed: the curves come again, overlay kept
+    assert len(ticked[tab.curve]) == 6
+    with gr.Blocks():
+        read_only = runs_tab.RunsTab(Workspace(tmp_path, Limits(read_only=True)), None, gr.Textbox("en", visible=False))
+        read_only.build("en")
+    assert read_only.resume.interactive is False

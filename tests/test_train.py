@@ -1,10 +1,9 @@
 import json
-import shutil
 
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import as_killed_after, tiny_config
 from kft.train import FAULT_ENV, TrainingJob
 
 
@@ -143,10 +142,7 @@ def test_a_resumed_job_restores_itself_on_start_and_hands_its_model_over(tmp_pat
     run = RunDir(tmp_path / "run")
     rows = run.read_metrics()
     at_4 = [r["tokens_seen"] for r in rows if r["step"] == 4][-1]
-    raw = run.read_json()
-    raw["status"] = "running"  # as if the app was killed after checkpoint-4 was written
-    run.write_json(raw)
-    shutil.rmtree(run.checkpoints_dir / "checkpoint-6")
+    raw = as_killed_after(run, 4)
     plan = resume_plan(run)
     assert (plan.step, plan.checkpoint.name) == (4, "checkpoint-4")
 

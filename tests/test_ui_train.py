@@ -19,7 +19,7 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 
-from conftest import free_port, running_app, tiny_config, wait_until
+from conftest import copy_run, free_port, running_app, tiny_config, wait_until
 from kft.config import RunConfig
 from kft.services import BusyError, Workspace
 from kft.settings import AppSettings
@@ -90,7 +90,7 @@ def test_start_returns_at_once_and_run_completes_with_live_data(app, client):
     assert "Training started" in notice and time.time() - t0 < 20
     assert not ws.training.job.done  # Start returned while the run goes on in the background
     out = _wait(client, _finished)
-    summary, status_md, progress, loss, lr, mem, log, report, run_dir, zip_path = out
+    summary, status_md, progress, loss, lr, mem, log, report, run_dir, zip_path, *_buttons = out
     assert summary["status"] == "completed" and "**Status:** completed" in status_md
     assert summary["loss_points"] == 4 and [row[0] for row in loss["data"]] == [1, 2, 3, 4]
     series = {"allocated", "reserved"} if torch.cuda.is_available() else {"RSS (process)"}
@@ -242,7 +242,7 @@ def test_plots_from_a_snapshot():
                        losses=[(1, 8.3), (2, 8.1)], learning_rates=[(1, 0.0), (2, 1e-4)],
                        memory=[(0.5, 1.0, 2.0), (1.5, 1.5, 2.5)], memory_label="GPU memory (GB)",
                        tokens_per_s=1234.0, elapsed_s=10.0, eta_s=10.0)
-    assert plots.loss_frame(snap).values.tolist() == [[1, 8.3], [2, 8.1]]
+    assert plots.loss_frame(snap).values.tolist() == [[1, 8.3, plots.TRAIN_SERIES], [2, 8.1, plots.TRAIN_SERIES]]
     mem = plots.memory_frame(snap)
     assert mem["series"].tolist() == ["allocated", "reserved", "allocated", "reserved"]
     assert "2 / 4 (50%)" in plots.progress_html(snap) and plots.fmt_duration(3725) == "1:02:05"
@@ -363,3 +363,81 @@ def test_start_while_the_ended_run_frees_memory_says_so(tmp_path, monkeypatch):
     values = form.config_to_values(RunConfig())
     notice = tab.on_start(lang="en", model="tiny", data_kind="sample", hub_dataset="", length_mode="steps", **values)
     assert "still freeing its memory" in notice and "already in progress" not in notice
+
+
+def test_start_and_stop_are_enabled_only_when_they_can_act(tmp_path):
+    """Start stayed enabled during a run and Stop was red while idle; each poll now follows the run's state."""
+    ws = Workspace(tmp_path)
+    tab = _tab(ws)
+    assert tab.stop_btn.interactive is False and tab.stop_btn.variant == "secondary"  # as first drawn
+    idle = tab.on_status("en")
+    assert idle[tab.start_btn]["interactive"] is True
+    assert idle[tab.stop_btn]["interactive"] is False and idle[tab.stop_btn]["variant"] == "secondary"
+    for status, going in (("loading", True), ("running", True), ("stopping", True), ("completed", False),
+                          ("failed", False)):
+        ws.training.job = SimpleNamespace(done=not going, run_dir=tmp_path / "r",
+                                          snapshot=lambda s=status: JobSnapshot(s, "runs/r"))
+        out = tab.on_status("en")
+        assert out[tab.start_btn]["interactive"] is (not going), status
+        assert out[tab.stop_btn]["interactive"] is going, status
+        assert out[tab.stop_btn]["variant"] == ("stop" if going else "secondary"), status
+
+
+def test_the_model_list_offers_a_small_real_model_and_says_which_is_which(tmp_path):
+    from kft.config import SMALL_MODEL
+    from kft.preflight import check_model_available
+
+    tab = _tab(Workspace(tmp_path))
+    labels = dict((name, label) for label, name in tab._choices("en"))
+    assert set(labels) == {"unsloth/Meta-Llama-3.1-8B-bnb-4bit", SMALL_MODEL, "tiny"}
+    assert "about 1 GB" in labels[SMALL_MODEL] and "knows Korean" in labels[SMALL_MODEL]
+    assert "random weights" in labels["tiny"] and "5.7 GB" in labels["unsloth/Meta-Llama-3.1-8B-bnb-4bit"]
+    assert tab.model_default == "tiny" or torch.cuda.is_available()  # tiny stays the offline (CPU) default
+    assert "약 1 GB" in dict((n, lab) for lab, n in tab._choices("ko"))[SMALL_MODEL]
+    with pytest.raises(ValueError, match="cannot be found offline"):  # loaded like any Hub id: refused offline
+        check_model_available(SMALL_MODEL)
+
+
+def test_after_a_restart_the_tab_shows_the_last_run_from_disk(tmp_path, trained_run):
+    """It said 'no run yet' after a restart although runs/ held the last run with its curves."""
+    ws = Workspace(tmp_path)
+    tab = _tab(ws)
+    assert "No run yet" in tab.on_status("en")[tab.status]  # a fresh data directory: nothing to show
+    copy_run(trained_run, ws.runs_dir, "20260101-000000")
+    out = tab.on_status("en")
+    assert "**Status:** completed" in out[tab.status] and "30 / 30" in out[tab.progress]
+    assert list(out[tab.loss_plot]["step"]) == list(range(1, 31)) and len(out[tab.lr_plot]) == 30
+    assert out[tab.run_dir].endswith("20260101-000000") and "Peak reserved memory" in out[tab.report]
+    assert out[tab.start_btn]["interactive"] is True and out[tab.stop_btn]["interactive"] is False
+    assert ws.training.snapshot() is ws.training.snapshot()  # polled: the files are read once while unchanged
+
+
+def test_the_loss_plot_has_the_evaluation_loss_and_the_watch_a_timeline():
+    snap = JobSnapshot("running", "runs/r", step=4, total_steps=10, losses=[(1, 3.0), (2, 2.5), (3, 2.0), (4, 1.8)],
+                       eval_losses=[(2, 2.7), (4, 2.2)],
+                       watch=[{"step": 2, "kind": "harmful", "prompt": "폭탄", "answer": "<b>방법은</b>", "refusal": False},
+                              {"step": 2, "kind": "benign", "prompt": "대피", "answer": "계단으로", "refusal": False},
+                              {"step": 4, "kind": "harmful", "prompt": "폭탄", "answer": "도와드릴 수 없습니다.",
+                               "refusal": True},
+                              {"step": 4, "kind": "benign", "prompt": "대피", "answer": "x" * 200, "refusal": False}])
+    frame = plots.loss_frame(snap)
+    assert list(frame.columns) == ["step", "loss", "series"]
+    assert frame.groupby("series").size().to_dict() == {plots.TRAIN_SERIES: 4, plots.EVAL_SERIES: 2}
+    page = plots.watch_html(snap, "en")
+    assert page.count("<tr><td>") == 2 and page.count("kft-watch-refusal") == 1 and page.count("kft-watch-answer") == 3
+    assert "Harmful: 폭탄" in page and "Benign: 대피" in page and "&lt;b&gt;" in page and "<b>방법" not in page
+    assert "x" * plots.WATCH_CHARS + "…" in page
+    assert "watch_every" not in plots.watch_html(None, "en") and "kft-watch-empty" in plots.watch_html(None, "en")
+    assert "거절" in plots.watch_html(snap, "ko")
+    assert plots.signature(snap, "en") != plots.signature(JobSnapshot(**{**snap.__dict__, "watch": snap.watch[:2]}), "en")
+
+
+def test_training_status_after_a_restart_through_the_api(tmp_path, trained_run):
+    """The app started on a data directory that holds a finished run: /training_status describes it."""
+    settings = AppSettings(port=free_port(), data_dir=str(tmp_path), lang="en")
+    copy_run(trained_run, tmp_path / "runs", "20260101-000000")
+    with running_app(settings) as (url, _ws):
+        summary, status_md, *_rest = Client(url, verbose=False).predict(api_name="/training_status")
+    assert (summary["status"], summary["run"], summary["step"], summary["loss_points"]) == (
+        "completed", "20260101-000000", 30, 30)
+    assert "No run yet" not in status_md

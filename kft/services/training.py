@@ -18,6 +18,14 @@ from .limits import Limits, step_cap
 from .model_slot import BusyError, ModelSlot
 
 logger = logging.getLogger(__name__)
+DISK_CACHE = 32  # runs whose snapshot read from disk is kept
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 class TrainingService:
@@ -25,6 +33,7 @@ class TrainingService:
         self.runs_dir, self.slot, self.limits = runs_dir, slot, limits
         self._start_lock = threading.Lock()
         self.job: TrainingJob | None = None  # the current or last run of this process (written here only)
+        self._disk_cache: dict[Path, tuple[tuple, JobSnapshot]] = {}  # run -> (its files' times, snapshot)
 
     @property
     def active(self) -> bool:
@@ -102,7 +111,35 @@ class TrainingService:
         return False
 
     def snapshot(self) -> JobSnapshot | None:
-        return self.job.snapshot() if self.job else None
+        """The current or last run of this process; after a restart, the newest run on disk (None: no run at all)."""
+        return self.job.snapshot() if self.job else self.disk_snapshot()
+
+    def disk_snapshot(self, name: str | None = None) -> JobSnapshot | None:
+        """A run as its files tell it (``name``, or the newest run): status, steps, curves, watch answers, report."""
+        try:
+            run = runs.find(self.runs_dir, name) if name else next(iter(runs.run_dirs(self.runs_dir)), None)
+        except ValueError:
+            return None
+        if run is None:
+            return None
+        key = (run.path, *(_mtime(p) for p in (run.run_json, run.metrics_file, run.watch_file, run.checkpoints_dir)))
+        cached = self._disk_cache.get(run.path)
+        if cached is None or cached[0] != key:  # every page polls it: read the files once while they are unchanged
+            if len(self._disk_cache) > DISK_CACHE:
+                self._disk_cache.clear()
+            cached = self._disk_cache[run.path] = (key, self._read_snapshot(run))
+        return cached[1]
+
+    def _read_snapshot(self, run: runs.RunDir) -> JobSnapshot:
+        info, raw, rows = runs.run_info(run, self.live_run()), run.read_json() or {}, run.read_metrics()
+        elapsed = raw.get("elapsed_s")
+        return JobSnapshot(status=info.status, run_dir=str(run.path), step=info.steps_done,
+                           total_steps=info.total_steps, losses=runs.series(rows, "loss"),
+                           learning_rates=runs.series(rows, "learning_rate"), eval_losses=runs.series(rows, "eval_loss"),
+                           watch=run.read_watch(), elapsed_s=float(elapsed) if isinstance(elapsed, (int, float)) else 0.0,
+                           error=info.error, backend=raw.get("backend"), backend_reason=raw.get("backend_reason"),
+                           memory_report=raw.get("memory") if isinstance(raw.get("memory"), dict) else None,
+                           log_tail=[f"{run.name}: read from its run directory (run.json, metrics.jsonl)"])
 
     def live_run(self) -> runs.RunDir | None:
         """The run this process is training now, if any."""

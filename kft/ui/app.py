@@ -24,6 +24,7 @@ def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
             title = gr.Markdown(f"## {tr(COMMON, 'title', lang)}")
             lang_radio = gr.Radio(choices=[("한국어", "ko"), ("English", "en")], value=lang,
                                   label=tr(COMMON, "lang", lang), scale=0, min_width=220)
+        intro = gr.Markdown(tr(COMMON, "intro", lang), elem_id="kft-intro")
         tabs = [TrainTab(ws, settings, lang_box), CompareTab(ws, settings, lang_box), RunsTab(ws, settings, lang_box)]
         with gr.Tabs() as tab_row:
             pages = {}
@@ -37,7 +38,8 @@ def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
         notices = [(tab, tab.notice_box) for tab in tabs if getattr(tab, "notice_box", None) is not None]
 
         def relabel(new_lang: str, *shown: str) -> dict[Any, Any]:
-            updates = {title: gr.update(value=f"## {tr(COMMON, 'title', new_lang)}"), lang_box: new_lang}
+            updates = {title: gr.update(value=f"## {tr(COMMON, 'title', new_lang)}"), lang_box: new_lang,
+                       intro: gr.update(value=tr(COMMON, "intro", new_lang))}
             updates.update({page: gr.update(label=tr(COMMON, f"tab_{key}", new_lang)) for key, page in pages.items()})
             for tab in tabs:
                 updates.update(tab.relabel(new_lang))
@@ -47,7 +49,7 @@ def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
             return updates
 
         boxes = [box for _, box in notices]
-        outputs = {title, lang_box, *pages.values(), *(c for tab in tabs for c in tab.translated), *boxes}
+        outputs = {title, intro, lang_box, *pages.values(), *(c for tab in tabs for c in tab.translated), *boxes}
         lang_radio.change(relabel, inputs=[lang_radio, *boxes], outputs=list(outputs), api_visibility="private",
                           show_progress="hidden")
     return demo

@@ -10,6 +10,17 @@ DEFAULT_LANG = "ko"
 
 COMMON: dict[str, tuple[str, str]] = {
     "title": ("kft · 한국어 안전 LoRA 미세조정", "kft · Korean safety LoRA fine-tuning"),
+    "intro": ("Llama 3.1 8B 같은 기본 모델에 한국어 안전 데이터로 LoRA 어댑터를 학습하고, 학습 전후 답변을 나란히 비교합니다. "
+              "순서: **① 학습** (모델과 데이터를 고르고 시작; 몇 스텝마다 어댑터가 고정 프롬프트 두 개에 답해 거절이 "
+              "생기는 과정을 보여 줍니다) → **② 비교** (같은 질문에 기본 모델과 LoRA의 답변) → **③ 스코어카드** (비교 탭 "
+              "아래: 유해 질문 거절률은 오르고 무해 질문 과잉 거절은 오르지 않았는지). `tiny`는 가중치가 무작위인 "
+              "오프라인 테스트 모델이라 의미 없는 글을 씁니다: 앱이 도는지 확인하는 용도입니다.",
+              "Trains a LoRA adapter on Korean safety data for a base model such as Llama 3.1 8B, then shows the "
+              "answers before and after side by side. The path: **① Train** (pick a model and data, start; every few "
+              "steps the adapter can answer two fixed prompts, so you watch the refusal appear) → **② Compare** (the "
+              "base model and the LoRA answer the same question) → **③ Scorecard** (below the comparison: harmful "
+              "prompts refused more, benign prompts not over-refused). `tiny` is an offline test model with random "
+              "weights that writes noise: it shows that the app works, not what training does."),
     "lang": ("언어 / Language", "Language / 언어"),
     "tab_train": ("학습", "Training"),
     "tab_compare": ("비교", "Comparison"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,49 @@ from ..train import JobSnapshot
 from .train_strings import status_text, t
 
 LOG_LINES = 12  # what the log box shows without scrolling
+TRAIN_SERIES, EVAL_SERIES = "training", "evaluation (held out)"
+WATCH_CHARS = 80  # of each watch answer shown in the timeline (the whole answer is its tooltip)
 
 
-def loss_frame(snap: JobSnapshot | None) -> pd.DataFrame:
-    return pd.DataFrame(snap.losses if snap else [], columns=["step", "loss"])
+def loss_frame(snap: JobSnapshot | None, name: str = "") -> pd.DataFrame:
+    """Long format (step, loss, series): the training loss and, with a held-out share, the evaluation loss."""
+    prefix = f"{name} · " if name else ""
+    rows = [(step, loss, f"{prefix}{TRAIN_SERIES}") for step, loss in (snap.losses if snap else [])]
+    rows += [(step, loss, f"{prefix}{EVAL_SERIES}") for step, loss in (snap.eval_losses if snap else [])]
+    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+
+
+def watch_html(snap: JobSnapshot | None, lang: str) -> str:
+    """The watch prompts' answers as a timeline: one row per watched step, a refusal badge and the answer's start."""
+    rows = snap.watch if snap else []
+    if not rows:
+        return f"<div id='kft-watch-empty' style='opacity:.7'>{html.escape(t('watch_none', lang))}</div>"
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    head = "".join(f"<th>{html.escape(t('watch_' + k, lang))}: {html.escape(_prompt_of(rows, k))}</th>" for k in kinds)
+    body = []
+    for step in dict.fromkeys(r["step"] for r in rows):
+        cells = {r["kind"]: r for r in rows if r["step"] == step}
+        body.append(f"<tr><td>{step}</td>" + "".join(_watch_cell(cells.get(k), lang) for k in kinds) + "</tr>")
+    return (f"<table id='kft-watch-table' style='width:100%;table-layout:fixed'><thead><tr>"
+            f"<th style='width:5em'>{html.escape(t('step', lang))}</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def _prompt_of(rows: list[dict[str, Any]], kind: str) -> str:
+    return next((str(r.get("prompt", "")) for r in reversed(rows) if r["kind"] == kind), "")
+
+
+def _watch_cell(row: dict[str, Any] | None, lang: str) -> str:
+    if row is None:
+        return "<td></td>"
+    refused = bool(row.get("refusal"))
+    badge = t("watch_refused" if refused else "watch_answered", lang)
+    colour = "#1a7f37" if refused else "#6e7781"
+    answer = str(row.get("answer", ""))
+    short = answer[:WATCH_CHARS] + ("…" if len(answer) > WATCH_CHARS else "")
+    return (f"<td class='kft-watch-{'refusal' if refused else 'answer'}'><span style='color:white;background:{colour};"
+            f"border-radius:4px;padding:0 .4em;font-size:.85em'>{html.escape(badge)}</span> "
+            f"<span title='{html.escape(answer)}'>{html.escape(short)}</span></td>")
 
 
 def lr_frame(snap: JobSnapshot | None) -> pd.DataFrame:
@@ -98,7 +138,8 @@ def summary(snap: JobSnapshot | None) -> dict[str, Any]:
         return {"status": "idle", "run_dir": None, "step": 0, "total_steps": 0, "loss_points": 0}
     return {"status": snap.status, "run_dir": snap.run_dir, "run": Path(snap.run_dir).name,
             "step": snap.step, "total_steps": snap.total_steps, "loss_points": len(snap.losses),
-            "last_loss": snap.losses[-1][1] if snap.losses else None, "lr_points": len(snap.learning_rates),
+            "last_loss": snap.losses[-1][1] if snap.losses else None, "eval_points": len(snap.eval_losses),
+            "watch_points": len(snap.watch), "lr_points": len(snap.learning_rates),
             "memory_points": len(snap.memory), "memory_label": snap.memory_label,
             "tokens_per_s": snap.tokens_per_s, "elapsed_s": round(snap.elapsed_s, 2), "eta_s": snap.eta_s,
             "error": snap.error, "backend": snap.backend, "finished": snap.finished,
@@ -110,4 +151,5 @@ def signature(snap: JobSnapshot | None, lang: str) -> str:
     if snap is None:
         return f"idle|{lang}"
     return "|".join(map(str, (snap.run_dir, snap.status, snap.step, len(snap.losses), len(snap.memory),
+                              len(snap.eval_losses), len(snap.watch),
                               len(snap.log_tail), snap.log_tail[-1:] if snap.log_tail else "", lang)))

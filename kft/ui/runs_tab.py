@@ -14,6 +14,7 @@ from gradio.context import Context
 from ..runs import RunInfo
 from ..services import BusyError
 from .i18n import tr
+from .plots import loss_frame
 from .tab import Tab
 from .train_strings import status_text
 
@@ -23,10 +24,11 @@ POLL_S = 5.0
 STRINGS: dict[str, tuple[str, str]] = {
     "intro": ("데이터 폴더의 모든 실행입니다. 앱이 실행 중에 꺼지면(재시작, 강제 종료) 그 실행은 **중단됨**으로 "
               "표시되고, 마지막 **완전한** 체크포인트에서 이어서 학습할 수 있습니다 (체크포인트 간격: 학습 설정의 "
-              "`save_steps`). 어댑터가 있는 실행은 비교 탭에서 열 수 있습니다.",
+              "`save_steps`, 비우면 자동). 실행을 고르면 손실 곡선이 보이고, 다른 실행의 곡선을 겹쳐 볼 수 있습니다. 어댑터가 있는 실행은 비교 탭에서 열 수 있습니다.",
               "Every run in the data directory. A run that was going when the app stopped (restart, kill) shows as "
               "**interrupted** and can be resumed from its last **complete** checkpoint (checkpoint interval: "
-              "`save_steps` in the training settings). A run with an adapter can be opened in the comparison tab."),
+              "`save_steps` in the training settings, automatic when empty). Pick a run to see its loss curve, and another "
+              "to overlay theirs. A run with an adapter can be opened in the comparison tab."),
     "table": ("실행 목록", "Runs"),
     "run": ("실행", "Run"),
     "refresh": ("새로고침", "Refresh"),
@@ -38,7 +40,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "cannot_resume": ("이어서 학습할 수 없습니다: {msg}", "Cannot resume: {msg}"),
     "no_adapter": ("{run}에는 저장된 어댑터가 없습니다.", "{run} holds no saved adapter."),
     "pick_run": ("실행을 고르세요.", "Pick a run."),
+    "overlay": ("곡선 겹쳐 보기 (다른 실행)", "Overlay the curve of another run"),
+    "curve": ("선택한 실행의 손실 (평가 손실이 있으면 함께)", "The chosen run's loss (and evaluation loss, if any)"),
 }
+PANES = ("base", "base_info", "lora", "lora_info", "outcome")  # the comparison tab's answers, cleared on opening a run
 COLUMNS: dict[str, tuple[str, str]] = {
     "run": ("실행", "run"), "status": ("상태", "status"), "model": ("모델", "model"), "data": ("데이터", "data"),
     "steps": ("스텝", "steps"), "settings": ("설정", "settings"), "final_loss": ("마지막 손실", "final loss"),
@@ -82,12 +87,18 @@ class RunsTab(Tab):
             self.run = self.label(gr.Dropdown([r.name for r in runs], value=self._default(runs), label=t("run", lang),
                                               allow_custom_value=True, scale=3, elem_id="kft-runs-run"), "run")
             self.refresh = self.label(gr.Button(t("refresh", lang), scale=1), "refresh", "value")
-            self.resume = self.label(gr.Button(t("resume", lang), variant="primary", scale=2,
-                                               interactive=not self.ws.limits.read_only, elem_id="kft-resume"),
-                                     "resume", "value")
+            self.resume = self.label(gr.Button(t("resume", lang), variant="secondary", scale=2,
+                                               interactive=self._resumable(runs, self._default(runs)),
+                                               elem_id="kft-resume"), "resume", "value")
             self.compare = self.label(gr.Button(t("compare", lang), scale=2, elem_id="kft-runs-compare"),
                                       "compare", "value")
         self.notice_box = gr.Markdown(elem_id="kft-runs-notice")
+        with gr.Row():
+            self.overlay = self.label(gr.Dropdown(["", *(r.name for r in runs)], value="", label=t("overlay", lang),
+                                                  scale=1, elem_id="kft-runs-overlay"), "overlay")
+            self.curve = self.label(gr.LinePlot(self._curves(self._default(runs), ""), x="step", y="loss",
+                                                color="series", label=t("curve", lang), scale=3,
+                                                elem_id="kft-runs-curve"), "curve")
         self.shown = gr.State("")
         self._wire()
 
@@ -96,15 +107,35 @@ class RunsTab(Tab):
         resumable = [r.name for r in runs if r.resumable]
         return resumable[0] if resumable else (runs[0].name if runs else None)
 
+    def _resumable(self, runs: list[RunInfo], run: str | None) -> bool:
+        return not self.ws.limits.read_only and any(r.name == run and r.resumable for r in runs)
+
+    def _curves(self, run: str | None, overlay: str | None) -> pd.DataFrame:
+        """The loss (and evaluation loss) of the chosen run, and of a second one overlaid."""
+        names = list(dict.fromkeys(n for n in (run, overlay) if n))
+        frames = [loss_frame(self.ws.training.disk_snapshot(n), n) for n in names]
+        return pd.concat(frames, ignore_index=True) if frames else loss_frame(None)
+
+    def on_select(self, run: str | None, overlay: str | None, lang: str) -> dict[Any, Any]:
+        """A run (or the overlay) chosen: its curve, and Resume enabled only if that run can be resumed."""
+        return {self.curve: self._curves(run, overlay),
+                self.resume: gr.update(interactive=self._resumable(self.ws.training.runs(), run))}
+
     def _wire(self) -> None:
-        outputs = [self.table, self.run, self.shown]
-        self.refresh.click(self.on_list, inputs=[self.run, self.lang_box], outputs=outputs, api_name="list_runs")
+        outputs = [self.table, self.run, self.shown, self.overlay, self.resume]
+        for box in (self.run, self.overlay):
+            box.input(self.on_select, inputs=[self.run, self.overlay, self.lang_box], outputs=[self.curve, self.resume],
+                      api_visibility="private", show_progress="hidden", queue=False)
+        self.refresh.click(self.on_list, inputs=[self.run, self.lang_box], outputs=outputs, api_name="list_runs").then(
+            self.on_select, inputs=[self.run, self.overlay, self.lang_box], outputs=[self.curve, self.resume],
+            api_visibility="private", show_progress="hidden", queue=False)
         self.resume.click(self.on_resume, inputs=[self.run, self.lang_box], outputs=self.notice_box,
                           api_name="resume_run")
         # a page opened (or reloaded) now sees the runs of now, not those of when the app was built
-        Context.root_block.load(self.on_load, inputs=[self.lang_box], outputs=outputs,
+        Context.root_block.load(self.on_load, inputs=[self.lang_box], outputs=[*outputs, self.curve],
                                 api_visibility="private", show_progress="hidden", queue=False)
-        gr.Timer(POLL_S).tick(self.on_tick, inputs=[self.run, self.shown, self.lang_box], outputs=outputs,
+        gr.Timer(POLL_S).tick(self.on_tick, inputs=[self.run, self.shown, self.overlay, self.lang_box],
+                              outputs=[*outputs, self.curve],
                               api_visibility="private", show_progress="hidden", queue=False)
 
     def on_list(self, run: str | None, lang: str) -> dict[Any, Any]:
@@ -112,16 +143,22 @@ class RunsTab(Tab):
         names = [r.name for r in runs]
         frame = runs_frame(runs, lang)
         value = run if run in names else self._default(runs)
-        return {self.table: frame, self.run: gr.update(choices=names, value=value), self.shown: frame.to_json()}
+        return {self.table: frame, self.run: gr.update(choices=names, value=value), self.shown: frame.to_json(),
+                self.overlay: gr.update(choices=["", *names]), self.resume: gr.update(interactive=self._resumable(runs, value))}
 
     def on_load(self, lang: str) -> dict[Any, Any]:
-        """A page opened or reloaded: the runs of now, and the default run picked among them."""
-        return self.on_list(None, lang)
+        """A page opened or reloaded: the runs of now, and the default run picked among them, with its curve."""
+        update = self.on_list(None, lang)
+        return {**update, self.overlay: gr.update(choices=update[self.overlay]["choices"], value=""),
+                self.curve: self._curves(update[self.run]["value"], "")}
 
-    def on_tick(self, run: str | None, shown: str, lang: str) -> dict[Any, Any]:
-        """Like on_list, but sends nothing when the table has not changed since this page last got it."""
+    def on_tick(self, run: str | None, shown: str, overlay: str | None, lang: str) -> dict[Any, Any]:
+        """Like on_list (and the curves), but sends nothing when the table has not changed since this page got it."""
         update = self.on_list(run, lang)
-        return self.unchanged(list(update)) if update[self.shown] == shown else update
+        if update[self.shown] == shown:
+            return self.unchanged([*update, self.curve])
+        overlay = overlay if overlay in update[self.overlay]["choices"] else ""
+        return {**update, self.curve: self._curves(update[self.run]["value"], overlay)}
 
     def on_resume(self, run: str | None, lang: str) -> str:
         if not run:
@@ -136,15 +173,19 @@ class RunsTab(Tab):
     def connect_compare(self, compare: Any, tabs: gr.Tabs) -> None:
         """The "open in the comparison tab" button: select the run there and switch tabs."""
 
+        panes = [compare.c[name] for name in PANES if name in compare.c]
+
         def open_in_compare(run: str | None, lang: str) -> dict[Any, Any]:
             names = self.ws.comparison.runs_with_adapter()
             if run not in names:
-                return {**self.unchanged([tabs, compare.c["source"], compare.c["run"]]), self.notice_box: f"⚠️ {t('no_adapter', lang, run=run) if run else t('pick_run', lang)}"}
+                return {**self.unchanged([tabs, compare.c["source"], compare.c["run"], *panes]), self.notice_box: f"⚠️ {t('no_adapter', lang, run=run) if run else t('pick_run', lang)}"}
+            # the panes held the previous adapter's answers: cleared, so nothing reads as this run's
             return {tabs: gr.Tabs(selected="compare"), compare.c["source"]: gr.update(value="run"),
-                    compare.c["run"]: gr.update(choices=names, value=run), self.notice_box: ""}
+                    compare.c["run"]: gr.update(choices=names, value=run), self.notice_box: "",
+                    **{pane: "" for pane in panes}}
 
         self.compare.click(open_in_compare, inputs=[self.run, self.lang_box],
-                           outputs=[tabs, compare.c["source"], compare.c["run"], self.notice_box],
+                           outputs=[tabs, compare.c["source"], compare.c["run"], self.notice_box, *panes],
                            api_visibility="private", queue=False).then(
             compare.on_user_choice, inputs=compare.follow, outputs=compare.follow,  # a run the user opened stays
             api_visibility="private", queue=False, show_progress="hidden")

@@ -53,6 +53,8 @@ def to_widget(name: str, value: Any) -> Any:
         return list(value)
     if widget == "zero_is_none":
         return value or 0  # 0 = None (an empty widget would make the API parameter required)
+    if widget == "auto_int":
+        return "auto" if value is None else value  # not None: an empty widget would make the API parameter required
     return value
 
 
@@ -78,6 +80,8 @@ def _from_widget(name: str, value: Any) -> Any:
         return tuple(value or ())
     if spec.widget == "zero_is_none":
         return None if value in (None, "", 0) else _number(value, int)
+    if spec.widget == "auto_int":
+        return None if value is None or str(value).strip() in ("", "auto") else _number(value, int)
     if spec.base == "bool":
         return _flag(value)
     if spec.base in ("int", "float"):
@@ -210,6 +214,8 @@ def make_widget(name: str, value: Any, lang: str, visible: bool = True) -> gr.co
         return gr.CheckboxGroup(choices=list(spec.default), value=value, **common)
     if spec.widget == "auto_none":
         return gr.Dropdown(choices=["auto", *spec.allowed()], value=value, **common)
+    if spec.widget == "auto_int":  # "auto", 0, or any whole number typed in
+        return gr.Dropdown(choices=["auto", 0], value=value, allow_custom_value=True, **common)
     if spec.widget == "unsloth_bool":
         return gr.Dropdown(choices=["unsloth", "true", "false"], value=value, **common)
     if spec.choices is not None:  # a callable: names transformers knows, and others may be typed

@@ -13,10 +13,17 @@ from .i18n import tr
 STRINGS: dict[str, tuple[str, str]] = {
     "model_box": ("모델", "Model"),
     "model": ("기본 모델 (Hub id, 로컬 폴더 또는 tiny)", "Base model (Hub id, local directory or tiny)"),
-    "model_info": ("Llama 3.1 8B 4-bit가 GPU 기본값입니다. 'tiny'는 오프라인 테스트용 작은 모델입니다.",
-                   "Llama 3.1 8B 4-bit is the GPU default. 'tiny' is the small offline test model."),
-    "choice_llama": ("Llama 3.1 8B 4-bit (Unsloth)", "Llama 3.1 8B 4-bit (Unsloth)"),
-    "choice_tiny": ("tiny (오프라인 테스트 모델)", "tiny (offline test model)"),
+    "model_info": ("Llama 3.1 8B 4-bit가 GPU 기본값입니다. Qwen2.5 0.5B Instruct는 한국어를 아는 작은 실제 모델로 "
+                   "CPU에서도 학습할 수 있습니다 (처음 한 번 Hub에서 내려받기). 'tiny'는 오프라인 기본값이며 가중치가 무작위라 "
+                   "의미 없는 글을 씁니다 (앱이 돌아가는지 확인하는 용도).",
+                   "Llama 3.1 8B 4-bit is the GPU default. Qwen2.5 0.5B Instruct is a small real model that knows "
+                   "Korean and trains on a CPU (downloaded from the Hub once). 'tiny' is the offline default: its "
+                   "weights are random and it writes noise (to check that the app works)."),
+    "choice_llama": ("Llama 3.1 8B 4-bit (Unsloth) · 약 5.7 GB · GPU", "Llama 3.1 8B 4-bit (Unsloth) · about 5.7 GB · GPU"),
+    "choice_small": ("Qwen2.5 0.5B Instruct · 약 1 GB · 한국어 가능, CPU 가능, 인터넷 필요",
+                     "Qwen2.5 0.5B Instruct · about 1 GB · knows Korean, CPU-friendly, needs the network"),
+    "choice_tiny": ("tiny (오프라인 테스트 모델, 무작위 가중치: 의미 없는 글)",
+                    "tiny (offline test model, random weights: writes noise)"),
     "no_gpu": ("⚠️ GPU를 찾지 못했습니다: CPU에서 실행 중이므로 작은 오프라인 모델(tiny)이 기본값입니다. "
                "8B 모델 학습에는 CUDA GPU가 필요합니다.",
                "⚠️ No GPU found: running on the CPU, so the small offline model (tiny) is the default. "
@@ -43,6 +50,16 @@ STRINGS: dict[str, tuple[str, str]] = {
     "stop": ("중지", "Stop"),
     "progress_box": ("진행 상황", "Progress"),
     "loss_plot": ("손실 (loss)", "Loss"),
+    "watch_box": ("거절 관찰 (관찰 프롬프트에 대한 어댑터의 답변, 스텝별)", "Watch the refusal appear (the adapter's "
+                  "answers to the watch prompts, by step)"),
+    "watch_none": ("아직 관찰한 답변이 없습니다. 학습 설정에서 '거절 관찰 간격'을 0보다 크게 하면 N 스텝마다 어댑터가 "
+                   "유해·무해 프롬프트 하나씩에 답합니다.",
+                   "No watched answers yet. Set 'Watch the refusal every N steps' above 0 in the training settings and "
+                   "every N steps the adapter answers one harmful and one benign prompt."),
+    "watch_harmful": ("유해", "Harmful"),
+    "watch_benign": ("무해", "Benign"),
+    "watch_refused": ("거절", "refusal"),
+    "watch_answered": ("답변함", "answers"),
     "lr_plot": ("학습률 (learning rate)", "Learning rate"),
     "mem_plot_gpu": ("GPU 메모리 (GB)", "GPU memory (GB)"),
     "mem_plot_cpu": ("프로세스 메모리 RSS (GB) - CPU, GPU 없음", "Process memory, RSS (GB) - CPU, no GPU"),
@@ -145,9 +162,13 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "max_grad_norm": ("그래디언트 클리핑 노름", "Max gradient norm"),
     "lr_scheduler_type": ("학습률 스케줄", "LR schedule"),
     "seed": ("시드", "Seed"),
-    "save_steps": ("체크포인트 간격 (0 = 마지막만)", "Checkpoint every N steps (0 = final only)"),
+    "save_steps": ("체크포인트 간격 (비우면 자동, 0 = 마지막만)", "Checkpoint every N steps (empty = auto, 0 = final only)"),
     "save_total_limit": ("남길 체크포인트 수", "Checkpoints to keep"),
     "padding_free": ("패딩 없는 배치", "Padding-free batches"),
+    "eval_share": ("평가용으로 떼어 둘 비율 (0 = 끔)", "Held-out evaluation share (0 = off)"),
+    "watch_every": ("거절 관찰 간격 (스텝, 0 = 끔)", "Watch the refusal every N steps (0 = off)"),
+    "watch_harmful": ("관찰용 유해 프롬프트", "Harmful watch prompt"),
+    "watch_benign": ("관찰용 무해 프롬프트", "Benign watch prompt"),
     "preset": ("프리셋", "Preset"),
 }
 
@@ -180,7 +201,13 @@ FIELD_INFO_KO: dict[str, str] = {
     "max_grad_norm": "그래디언트 노름을 이 값으로 자릅니다 (0 = 자르지 않음).",
     "lr_scheduler_type": "학습률 스케줄.",
     "seed": "데이터 순서와 드롭아웃의 시드.",
-    "save_steps": "N 스텝마다 체크포인트 저장 (0 = 마지막 어댑터만).",
+    "save_steps": "N 스텝마다 체크포인트 저장. 비우면 자동: 실행 길이에 맞춰 약 10번 (최소 10스텝 간격, 최근 3개 보관); "
+                  "0 = 마지막 어댑터만.",
+    "eval_share": "이 비율의 행을 학습에서 빼 두고 그 손실(평가 손실)을 학습 손실 옆에 그립니다 (0 = 끔, seed는 모든 행으로 학습).",
+    "watch_every": "N 스텝마다 어댑터가 관찰 프롬프트 두 개에 짧게 답합니다 (48토큰, greedy): 거절이 생기는 과정이 "
+                   "진행 상황 아래 타임라인에 보이고 실행 폴더의 refusals.jsonl에 기록됩니다 (0 = 끔).",
+    "watch_harmful": "거절하게 되어야 할 유해 프롬프트.",
+    "watch_benign": "계속 답해야 할 무해 프롬프트.",
     "save_total_limit": "실행마다 최근 체크포인트 N개만 남깁니다 (오래된 것은 지웁니다. 이어서 학습은 완전한 최신 체크포인트에서).",
     "padding_free": "마이크로배치의 행들을 패드 토큰 없이 한 시퀀스로 이어 붙임; 위치와 어텐션은 행마다 다시 시작.",
     "preset": "seed = 원래 레시피 (2행 x 누적 4); fast = 같은 8행을 한 마이크로배치에 패딩 없이. 고르면 배치 설정이 바뀝니다.",

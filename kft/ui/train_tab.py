@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 from gradio.context import Context
 
-from ..config import DEFAULT_MODEL, TINY_MODEL, DataArgs, RunConfig
+from ..config import DEFAULT_MODEL, SMALL_MODEL, TINY_MODEL, DataArgs, RunConfig
 from ..export import ExportError
 from ..hardware import has_cuda
 from ..preflight import preview_data
@@ -31,6 +31,7 @@ from .train_strings import STRINGS, t
 logger = logging.getLogger(__name__)
 
 POLL_S = 1.5
+MODEL_CHOICES = (("llama", DEFAULT_MODEL), ("small", SMALL_MODEL), ("tiny", TINY_MODEL))  # (label key, model name)
 
 
 def default_model(settings: Any, cuda: bool) -> str:
@@ -83,7 +84,8 @@ class TrainTab(Tab):
         with gr.Row():
             self.start_btn = self.label(gr.Button(t("start", lang), variant="primary", elem_id="kft-start"), "start",
                                          "value")
-            self.stop_btn = self.label(gr.Button(t("stop", lang), variant="stop", elem_id="kft-stop"), "stop", "value")
+            self.stop_btn = self.label(gr.Button(t("stop", lang), variant="secondary", interactive=False,
+                                                 elem_id="kft-stop"), "stop", "value")
         self.notice_box = gr.Markdown(elem_id="kft-notice")
         self._progress_box()
         self._result_box()
@@ -94,8 +96,8 @@ class TrainTab(Tab):
         allowed = self.ws.limits.allowed_models
         if allowed:
             return [(m, m) for m in allowed]
-        choices = [(t("choice_llama", lang), DEFAULT_MODEL), (t("choice_tiny", lang), TINY_MODEL)]
-        if self.model_default not in (DEFAULT_MODEL, TINY_MODEL):
+        choices = [(t(f"choice_{key}", lang), name) for key, name in MODEL_CHOICES]
+        if self.model_default not in dict(MODEL_CHOICES).values():
             choices.append((self.model_default, self.model_default))
         return choices
 
@@ -158,13 +160,16 @@ class TrainTab(Tab):
             self.status = gr.Markdown(plots.status_markdown(None, lang), elem_id="kft-status")
             self.progress = gr.HTML(plots.progress_html(None), elem_id="kft-progress-box")
             with gr.Row():
-                self.loss_plot = self.label(gr.LinePlot(x="step", y="loss", label=t("loss_plot", lang),
+                self.loss_plot = self.label(gr.LinePlot(x="step", y="loss", color="series", label=t("loss_plot", lang),
                                                          elem_id="kft-loss-plot"), "loss_plot")
                 self.lr_plot = self.label(gr.LinePlot(x="step", y="learning_rate", label=t("lr_plot", lang),
                                                        elem_id="kft-lr-plot"), "lr_plot")
                 mem_key = "mem_plot_gpu" if self.cuda else "mem_plot_cpu"
                 self.mem_plot = self.label(gr.LinePlot(x="seconds", y="GB", color="series", label=t(mem_key, lang),
                                                         elem_id="kft-mem-plot"), mem_key)
+            self.watch_title = gr.Markdown(f"**{t('watch_box', lang)}**")
+            self.relabel_with(self.watch_title, lambda new: gr.update(value=f"**{t('watch_box', new)}**"))
+            self.watch = gr.HTML(plots.watch_html(None, lang), elem_id="kft-watch")
             self.log = self.label(gr.Textbox(label=t("log", lang), lines=plots.LOG_LINES, max_lines=plots.LOG_LINES,
                                               interactive=False, elem_id="kft-log"), "log")
 
@@ -189,7 +194,7 @@ class TrainTab(Tab):
         kw = {"model": self.model, "data_kind": self.data_kind, "hub_dataset": self.hub, "upload": self.upload,
               "length_mode": self.mode, **self.widgets, "lang": self.lang_box}
         self.status_out = status_out = [self.summary, self.status, self.progress, self.loss_plot, self.lr_plot, self.mem_plot,
-                      self.log, self.report, self.run_dir, self.zip, self.shown]
+                      self.log, self.report, self.run_dir, self.zip, self.shown, self.start_btn, self.stop_btn, self.watch]
         self.start_btn.click(self.on_start, inputs_kwargs=kw, outputs=self.notice_box, api_name="start_training")
         self.stop_btn.click(self.on_stop, inputs=[self.lang_box], outputs=self.notice_box, api_name="stop_training")
         pv = {k: kw[k] for k in ("model", "data_kind", "hub_dataset", "upload", "max_seq_length", "too_long",
@@ -335,7 +340,13 @@ class TrainTab(Tab):
                 self.lr_plot: plots.lr_frame(snap), self.mem_plot: plots.memory_frame(snap),
                 self.log: plots.log_text(snap), self.report: plots.report_text(snap),
                 self.run_dir: snap.run_dir if snap else "", self.zip: self._zip_for(snap),
-                self.shown: plots.signature(snap, lang)}
+                self.shown: plots.signature(snap, lang), self.watch: plots.watch_html(snap, lang), **self._buttons(snap)}
+
+    def _buttons(self, snap: Any) -> dict[Any, Any]:
+        """Start only while no run goes (and training is allowed here), Stop only while one does."""
+        going = self.ws.training.active and snap is not None and not snap.finished  # not a run read from disk
+        return {self.start_btn: gr.update(interactive=not going and not self.ws.limits.read_only),
+                self.stop_btn: gr.update(interactive=going, variant="stop" if going else "secondary")}
 
     def on_tick(self, shown: str, lang: str) -> dict[Any, Any]:
         """Like on_status, but sends nothing when nothing changed since this page's last update."""

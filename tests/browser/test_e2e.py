@@ -26,6 +26,7 @@ expect = pytest.importorskip("playwright.sync_api", reason="playwright is not in
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
 EN = "en"
+WATCH_EVERY = 5  # the watch prompts answered every this many steps
 MAX_STEPS = 1000  # far more than needed (~10 steps/s on 2 cores): the test watches, reloads, then stops it
 SCORECARD_TOKENS = 24
 
@@ -110,7 +111,8 @@ VIEWPORT_W = 1400
 def _open_app(page, url: str, tab: str = "tab_train") -> None:
     page.goto(url)
     page.get_by_role("tab", name=tr(COMMON, tab, EN)).click()
-    page.wait_for_selector({"tab_train": "#kft-status", "tab_compare": "#kft-compare-status"}.get(tab, "#kft-runs-table"))
+    page.wait_for_selector({"tab_train": "#kft-status", "tab_compare": "#kft-compare-status",
+                            "tab_runs": "#kft-runs-table"}[tab])
 
 
 # ---- training --------------------------------------------------------------------------------------
@@ -132,20 +134,32 @@ def test_training_live_plots_survive_a_reload_then_stop_report_and_download(page
     shoot("01-training-data-preview")
 
     # start: the run goes on in the background; the loss plot gains points and the progress bar moves
+    expect(page.locator("#kft-stop")).to_be_disabled()  # nothing to stop while idle
     _fill_number(page, "#kft-max_steps", MAX_STEPS)
+    _fill_number(page, "#kft-watch_every", WATCH_EVERY)
     page.locator("#kft-start").click()
     _wait_text(page, "#kft-notice", train_t("started", EN, run=""))
     run = re.search(r"Training started: (\S+)", _text(page, "#kft-notice")).group(1)
     _wait_text(page, "#kft-status", "running")
+    expect(page.locator("#kft-start")).to_be_disabled()  # each enabled only when it can act
+    expect(page.locator("#kft-stop")).to_be_enabled()
     points = _wait_points(page, "#kft-loss-plot", 1)
     step, total = _wait_progress(page, 0)
     assert total == MAX_STEPS
-    more_points = _wait_points(page, "#kft-loss-plot", max(points, 20), timeout=120_000)  # a curve worth a picture
+    more_points = _wait_points(page, "#kft-loss-plot", max(points, 20), timeout=300_000)  # a curve worth a picture
     later_step, _ = _wait_progress(page, step)
     assert more_points > points and later_step > step
     assert _points(page, "#kft-lr-plot") >= 1 and _points(page, "#kft-mem-plot") >= 1
     assert _box(page, "#kft-run-dir").endswith(run)
+    # watch the refusal appear: every WATCH_EVERY steps a row of the two prompts' answers with their badges
+    page.wait_for_function("() => document.querySelectorAll('#kft-watch-table tbody tr').length >= 2",
+                           timeout=180_000)
+    first_row = page.locator("#kft-watch-table tbody tr").first
+    assert first_row.locator("td").first.inner_text().strip() == str(WATCH_EVERY)
+    assert page.locator("#kft-watch td.kft-watch-refusal, #kft-watch td.kft-watch-answer").count() >= 4
     shoot("02-training-mid-run", region=(page.locator("#kft-start"), page.locator("#kft-log")))
+    page.locator("#kft-watch").scroll_into_view_if_needed()
+    shoot("08-refusal-timeline", region=(page.locator("#kft-loss-plot"), page.locator("#kft-watch")))
 
     # a real reload: the page re-attaches to the same run, with its history, and it keeps going
     page.reload()
@@ -164,6 +178,8 @@ def test_training_live_plots_survive_a_reload_then_stop_report_and_download(page
     _wait_text(page, "#kft-status", "stopped", timeout=120_000)
     final_step, total = _progress(page)
     assert later_step <= final_step < total
+    expect(page.locator("#kft-start")).to_be_enabled()
+    expect(page.locator("#kft-stop")).to_be_disabled()
     page.wait_for_function("() => { const e = document.querySelector('#kft-memory-report textarea');"
                            " return !!e && e.value.includes('Peak reserved memory'); }")
     assert "seconds used for training" in _box(page, "#kft-memory-report")
@@ -406,6 +422,29 @@ def test_the_runs_table_scrolls_sideways_at_phone_width(page, app_url):
     frame = page.evaluate("() => { const v = document.querySelector('#kft-runs-table .virtual-table-viewport');"
                           " return [v.scrollWidth, v.clientWidth, document.documentElement.scrollWidth]; }")
     assert frame[0] > frame[1] and frame[2] <= 400, frame
+
+
+# ---- runs ----------------------------------------------------------------------------------------------
+def test_runs_tab_shows_a_runs_curve_and_overlays_a_second(page, app_url, shoot):
+    client = Client(app_url, verbose=False)
+    _settled(client)
+    names = client.predict(None, "en", api_name="/list_runs")[1]["choices"]
+    for i in range(max(0, 2 - len(names))):  # two runs to overlay (when this test runs alone), curves that differ
+        client.predict(model="tiny", data_kind="sample", max_seq_length=512, max_steps=8, eval_share=0.05,
+                       learning_rate=(1e-2, 3e-3)[i], api_name="/start_training")
+        _settled(client, stop=False)
+    names = [n if isinstance(n, str) else n[1] for n in client.predict(None, "en", api_name="/list_runs")[1]["choices"]]
+    _open_app(page, app_url, "tab_runs")
+    page.wait_for_selector("#kft-runs-curve")
+    _pick(page, "#kft-runs-run", names[0])
+    one = _wait_points(page, "#kft-runs-curve", 1)
+    expect(page.locator("#kft-resume")).to_be_disabled()  # a finished run: nothing to resume
+    page.keyboard.press("Escape")  # the run picker's list can stay open: pick within the overlay picker
+    page.locator("#kft-runs-overlay input").click()
+    page.locator("#kft-runs-overlay").get_by_role("option", name=names[1], exact=True).click()
+    two = _wait_points(page, "#kft-runs-curve", one)
+    assert two > one
+    shoot("09-runs-curves", region=(page.locator("#kft-runs-run"), page.locator("#kft-runs-curve")))
 
 
 # ---- a bad upload -----------------------------------------------------------------------------------
