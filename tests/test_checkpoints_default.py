@@ -11,12 +11,12 @@ from kft.ui import train_form as form
 
 
 @pytest.mark.parametrize(("max_steps", "save_steps", "expected"), [
-    (60, None, {"save_strategy": "steps", "save_steps": 10, "save_total_limit": 3}),  # the seed: every 10 steps
-    (1000, None, {"save_strategy": "steps", "save_steps": 100, "save_total_limit": 3}),
-    (4, None, {"save_strategy": "steps", "save_steps": 10, "save_total_limit": 3}),  # short runs: at least 10 apart
-    (0, None, {"save_strategy": "steps", "save_steps": 0.1, "save_total_limit": 3}),  # epochs: a tenth of the total
+    (60, None, {"save_strategy": "steps", "save_steps": 10}),  # the seed: every 10 steps
+    (1000, None, {"save_strategy": "steps", "save_steps": 100}),
+    (4, None, {"save_strategy": "steps", "save_steps": 10}),  # short runs: at least 10 apart
+    (0, None, {"save_strategy": "steps", "save_steps": 0.1}),  # epochs: a tenth of the total
     (60, 0, {"save_strategy": "no", "save_steps": 500}),  # 0 = only the final adapter, as before
-    (60, 7, {"save_strategy": "steps", "save_steps": 7}),  # as given, nothing deleted
+    (60, 7, {"save_strategy": "steps", "save_steps": 7}),  # as given
 ])
 def test_save_steps_auto_follows_the_runs_length(max_steps, save_steps, expected):
     assert save_kwargs(TrainArgs(max_steps=max_steps, save_steps=save_steps)) == expected
@@ -26,6 +26,7 @@ def test_the_default_run_checkpoints_and_keeps_the_seed_settings(tmp_path):
     assert TrainArgs().save_steps is None
     kw = sft_kwargs(RunConfig(), tmp_path, None)
     assert (kw["save_strategy"], kw["save_steps"], kw["seed"], kw["max_steps"]) == ("steps", 10, 3407, 60)
+    assert kw["save_total_limit"] == 3  # train.save_total_limit: only the newest checkpoints are kept
     values = form.config_to_values(RunConfig())
     assert values["save_steps"] == "auto"  # not None: an empty widget makes the API parameter required
     for shown, parsed in ((None, None), ("", None), ("auto", None), (0, 0), (25, 25), ("25", 25)):
