@@ -6,6 +6,7 @@ Each run writes its RunDir (kft.runs). The config was validated upstream; the mo
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -62,6 +63,10 @@ class JobSnapshot:
         return self.status in FINAL_STATES
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the adapter's weights stopped being finite: the run fails and its adapter is not saved."""
+
+
 def _classify(exc: BaseException) -> str:
     """A failure in plain words."""
     from .data import DataError
@@ -71,6 +76,8 @@ def _classify(exc: BaseException) -> str:
     if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
         return ("out of memory: the GPU ran out of memory. Lower the batch size or max_seq_length, "
                 f"or use 4-bit loading. ({str(exc)[:200]})")
+    if isinstance(exc, TrainingDiverged):
+        return str(exc)
     if isinstance(exc, DataError):
         return f"bad data: {exc}"
     if isinstance(exc, ModelLoadError):
@@ -92,6 +99,7 @@ class TrainingJob:
         self._loaded = loaded
         self._extra_callbacks = callbacks or []
         self._stop = threading.Event()
+        self._diverged: str | None = None  # what stopped being finite, set by the recorder
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -252,6 +260,7 @@ class TrainingJob:
             self._write_run_json()
             t_train = time.time()
             trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
+            self._refuse_if_diverged()
             self._save_adapter()
             self._finish("stopped" if self._stop.is_set() else "completed", None, start_mem, time.time() - t_train)
         except _StoppedBeforeStart:
@@ -301,6 +310,19 @@ class TrainingJob:
         trainer.data_collator = _CountingCollator(trainer.data_collator, self)
         trainer.remove_callback(PrinterCallback)  # progress goes through the job's log, not stdout
         return trainer, start_mem
+
+    def _refuse_if_diverged(self) -> None:
+        """TrainingDiverged if a logged loss or a trained weight is NaN or inf (nothing broken is saved as trained)."""
+        import torch
+
+        what = self._diverged
+        if what is None:
+            bad = [n for n, p in self.loaded.model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+            what = f"the adapter's weights ({len(bad)} tensors, e.g. {bad[0]})" if bad else None
+        if what:
+            raise TrainingDiverged(f"training diverged: {what} stopped being finite (NaN or inf), so no adapter is "
+                                   "saved. Lower the learning rate or the weight decay, or clip gradients "
+                                   "(max_grad_norm)")
 
     def _save_adapter(self) -> None:
         if not is_main():
@@ -393,3 +415,8 @@ class _Recorder(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
         if logs:
             self.job._record_log(state.global_step, logs, sum_across_ranks(self.job.tokens_seen))
+            loss = logs.get("loss")
+            if isinstance(loss, (int, float)) and not math.isfinite(loss) and self.job._diverged is None:
+                self.job._diverged = f"the loss (step {state.global_step}: {loss})"
+                control.should_training_stop = True  # the run fails when train() returns
+        return control
