@@ -17,6 +17,7 @@ from typing import Any
 
 from .config import SAMPLE_DATA, DataArgs
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
+from .validation import INVALID_UNICODE, valid_text
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 REQUIRED = ("instruction", "output")
 MAX_CHARS_PER_FIELD = 100_000
 MAX_LISTED = 20
-_EXTRA_CELLS = "\x00extra"  # DictReader's key for cells beyond the header
+_EXTRA_CELLS = "\x00extra"
+TOO_DEEP = "nested too deeply to read as JSON (a row is an object of text fields)"  # DictReader's key for cells beyond the header
 
 
 class DataError(ValueError):
@@ -121,7 +123,13 @@ def _read_file(path: Path) -> list[Any]:
     raw = path.read_bytes()
     if not raw.strip() or raw.strip() == b"\xef\xbb\xbf":
         raise DataError(f"{path.name} is empty: it holds no rows")
+    if b"\x00" in raw[:65536]:  # no UTF-8 text holds NUL bytes: UTF-16 text, or not text at all
+        raise DataError(f"{path.name} is not UTF-8 text: it holds NUL bytes, so it is binary data or text saved as "
+                        f"UTF-16. Save it as UTF-8 {suffix} (in Excel: CSV UTF-8).")
     text, lossy = _decode(raw, path.name)
+    if lossy and suffix == ".csv" and "\ufffd" in text.split("\n", 1)[0]:
+        raise DataError(f"{path.name} is not UTF-8 text (its header holds bytes that are not UTF-8): save it as "
+                        "CSV UTF-8")
     if suffix == ".jsonl":
         return _read_jsonl(raw, path.name)
     if suffix == ".json":
@@ -129,6 +137,8 @@ def _read_file(path: Path) -> list[Any]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path.name} is not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+        except RecursionError:
+            raise DataError(f"{path.name}: {TOO_DEEP}") from None
         if isinstance(data, dict):
             lists = [v for v in data.values() if isinstance(v, list)]
             if len(lists) == 1:
@@ -144,7 +154,7 @@ def _read_csv(text: str, name: str) -> list[Any]:
     """CSV rows as dicts; a row with more cells than the header is a row error, not cut (an unquoted comma)."""
     # above the per-field limit, so an over-long cell is reported by the row check with its row number
     csv.field_size_limit(max(csv.field_size_limit(), 4 * MAX_CHARS_PER_FIELD))
-    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA_CELLS)
+    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA_CELLS, strict=True)
     rows: list[Any] = []
     try:
         for i, row in enumerate(reader, start=1):
@@ -156,6 +166,9 @@ def _read_csv(text: str, name: str) -> list[Any]:
             else:
                 rows.append(row)
     except csv.Error as exc:
+        if "end of data" in str(exc):  # a quote opened and never closed swallows every row after it
+            raise DataError(f"{name}: a quote (\") opened near line {reader.line_num} is never closed, so the rest "
+                            "of the file reads as one cell: close it, or write a quote inside a cell as \"\"") from exc
         raise DataError(f"{name}: unreadable CSV at line {reader.line_num}: {exc}") from exc
     if reader.fieldnames is None:
         raise DataError(f"{name} is empty: it holds no header and no rows")
@@ -188,6 +201,8 @@ def iter_jsonl(raw: bytes) -> Iterator[tuple[int, Any, str | None]]:
             yield i, json.loads(text), None
         except json.JSONDecodeError as exc:
             yield i, None, f"not valid JSON: {exc.msg}"
+        except RecursionError:
+            yield i, None, TOO_DEEP
 
 
 def _read_jsonl(raw: bytes, name: str) -> list[Any]:
@@ -229,8 +244,10 @@ def _text(value: Any, column: str) -> tuple[str, str | None]:
         return "", None
     if isinstance(value, _Undecodable):
         return str(value), f"{column} holds bytes that are not valid UTF-8 (save the file as UTF-8)"
-    if not isinstance(value, str):
-        return str(value), f"{column} is a {type(value).__name__}, expected text"
+    if not isinstance(value, str):  # not str(value): a deeply nested list would not print
+        return "", f"{column} is a {type(value).__name__}, expected text"
+    if not valid_text(value):
+        return "", f"{column} {INVALID_UNICODE}"
     if len(value) > MAX_CHARS_PER_FIELD:
         return value, f"{column} is {len(value):,} characters long (limit {MAX_CHARS_PER_FIELD:,})"
     return value, None
