@@ -8,6 +8,7 @@ import gradio as gr
 
 from ..services import Workspace
 from .compare_tab import CompareTab
+from .guard import GuardedBlocks
 from .i18n import COMMON, DEFAULT_LANG, tr
 from .runs_tab import RunsTab
 from .train_tab import TrainTab
@@ -15,7 +16,7 @@ from .train_tab import TrainTab
 
 def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
     lang = getattr(settings, "lang", DEFAULT_LANG)
-    with gr.Blocks(title="kft") as demo:
+    with GuardedBlocks(title="kft", data_dir=ws.data_dir) as demo:
         lang_box = gr.Textbox(value=lang, visible=False)  # the page's language: the last input of every event
         with gr.Row():
             title = gr.Markdown(f"## {tr(COMMON, 'title', lang)}")

@@ -1,0 +1,103 @@
+"""The last line at the UI edge: whatever a request sends, its reply is a result or a kft message.
+
+Every kft refusal has one shape: its text starts with ``REFUSAL`` (``Tab.notice`` and ``Tab.error`` write it).
+Gradio's own preprocessing (a choice not offered, a number it cannot read, too few values) and any exception kft did
+not expect become such a message here; the traceback goes to the server log, never to the page. The classes of bad
+input are still fixed where they enter (kft.validation, the form's parser, the file readers): this only catches what
+slips past them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio.exceptions import Error
+
+from .i18n import DEFAULT_LANG, LANGS, tr
+
+logger = logging.getLogger(__name__)
+
+REFUSAL = "⚠️"
+STRINGS: dict[str, tuple[str, str]] = {
+    "bad_value": ("값이 항목에 맞지 않아 요청을 처리할 수 없습니다: {field} (고를 수 없는 선택지, 읽을 수 없는 숫자나 "
+                  "형식). 값을 확인하세요.",
+                  "Refused: the value sent for {field} does not fit that field (a choice not offered, or a number or "
+                  "type it cannot take). Check the value."),
+    "a_value": ("보낸 값", "a value"),
+    "unexpected": ("예상하지 못한 문제로 요청을 끝내지 못했습니다 (자세한 내용은 서버 로그에 있습니다). 값을 확인하고 다시 "
+                   "시도하세요.",
+                   "The request could not be completed because of an unexpected problem (the details are in the "
+                   "server log). Check the values and try again."),
+}
+
+
+def refusal(message: str) -> str:
+    """``message`` in the one shape of a kft refusal."""
+    return message if message.startswith(REFUSAL) else f"{REFUSAL} {message}"
+
+
+def _lang(values: list[Any]) -> str:
+    """The language: the last input of every kft event (the page's default if it is not one)."""
+    last = values[-1] if values else None
+    return last if isinstance(last, str) and last in LANGS else DEFAULT_LANG
+
+
+def _failing_field(block_fn: Any, inputs: list[Any]) -> str | None:
+    """The label of the first input gradio could not preprocess (None if it cannot be told)."""
+    for block, value in zip(block_fn.inputs, inputs, strict=False):
+        try:
+            if not getattr(block, "data_model", None):  # files are checked on their way to the cache
+                block.preprocess(value)
+        except Exception:  # noqa: BLE001 - we only look for the one that fails
+            return str(getattr(block, "label", None) or block.get_block_name())[:80]
+    return None
+
+
+class GuardedBlocks(gr.Blocks):
+    """gr.Blocks whose events answer every request with a result or a kft message (paths under ``data_dir`` shown
+    relative to it)."""
+
+    def __init__(self, *args: Any, data_dir: str | Path | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.data_dir = data_dir
+
+    async def preprocess_data(self, block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False) -> Any:
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except Exception as exc:  # noqa: BLE001 - gradio's own checks of what a request sent
+            lang = _lang(inputs)
+            field = _failing_field(block_fn, inputs) or tr(STRINGS, "a_value", lang)
+            logger.info("request to %s refused before it ran: %s", block_fn.api_name, str(exc)[:300])
+            raise Error(refusal(tr(STRINGS, "bad_value", lang, field=field)), print_exception=False) from exc
+
+    async def call_function(self, block_fn: Any, processed_input: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().call_function(block_fn, processed_input, *args, **kwargs)
+        except Error as exc:
+            exc.message = scrub_paths(str(exc.message), self.data_dir)
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last resort: log it, answer in kft's words
+            logger.exception("unexpected error in %s", block_fn.api_name or block_fn.name)
+            lang = _lang(processed_input if isinstance(processed_input, list) else [])
+            raise Error(refusal(tr(STRINGS, "unexpected", lang)), print_exception=False) from exc
+
+
+def _gradio_cache() -> str:
+    return str(Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve())
+
+
+def scrub_paths(text: str, data_dir: str | Path | None) -> str:
+    """``text`` with the server's absolute paths shown as names: relative to the data directory (runs/..., uploads/...),
+    and a file in Gradio's upload cache as its name only; text that is not valid Unicode is escaped (it cannot be
+    sent as JSON)."""
+    if data_dir is not None:
+        root = str(Path(data_dir).resolve()).rstrip(os.sep) + os.sep
+        text = text.replace(root, "").replace(root.rstrip(os.sep), ".")
+    text = re.sub(re.escape(_gradio_cache() + os.sep) + r"[^/\s'\"]+/", "", text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates echoed back, as \\ud800
