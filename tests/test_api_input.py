@@ -79,8 +79,8 @@ def test_preview_refuses_a_hub_id_too_long_to_be_one(app):
 @pytest.mark.parametrize(("changes", "expected"), [
     (dict(instruction="hello \ud800"), "the prompt holds text that is not valid Unicode"),
     (dict(instruction="hello", max_new_tokens=float("nan")), "max_new_tokens must be a finite number"),
-    (dict(instruction="hello", do_sample=True, temperature=1e-300), "the value sent for Temperature does not fit"),
-    (dict(instruction="hello", repetition_penalty=1e308), "the value sent for Repetition penalty does not fit"),
+    (dict(instruction="hello", do_sample=True, temperature=1e-300), "Temperature is out of its range (0.05 to 2.0)"),
+    (dict(instruction="hello", repetition_penalty=1e308), "Repetition penalty is out of its range (1.0 to 2.0)"),
 ])
 def test_comparison_refuses_invalid_prompts_and_decoding_values(app, changes, expected):
     url, _ = app
@@ -90,7 +90,9 @@ def test_comparison_refuses_invalid_prompts_and_decoding_values(app, changes, ex
 def test_a_value_gradio_itself_refuses_is_answered_in_kfts_shape(app):
     url, _ = app
     text = kft_text(call_api(url, "/start_training", **{**FAST, "dtype": "bogus"}))
-    assert "does not fit that field" in text and "dtype" in text
+    assert "the value sent for Compute dtype (dtype) is not one of its choices" in text
+    text = kft_text(call_api(url, "/start_training", **{**FAST, "max_rows": {"a": 1}}))
+    assert "max_rows must be a number" in text  # a number widget passes the raw value on: kft's parser answers
 
 
 def test_an_unexpected_exception_becomes_a_kft_message_and_the_app_keeps_serving(app, monkeypatch, caplog):
@@ -165,3 +167,12 @@ def test_status_and_messages_show_names_relative_to_the_data_directory(app):
     event, outputs = call_api(url, "/training_status", lang="en")
     assert outputs[0]["run_dir"].startswith("runs/"), outputs[0]
     assert str(ws.data_dir) not in json.dumps(outputs, ensure_ascii=False)
+
+
+def test_the_runs_table_names_an_uploaded_file_relative_to_the_data_directory(tmp_path):
+    from kft.runs import RunInfo
+    from kft.ui.runs_tab import runs_frame
+
+    info = RunInfo("r1", "completed", tmp_path / "runs" / "r1")
+    info.data = str(tmp_path / "uploads" / "0123abcd-rows.csv")
+    assert runs_frame([info], "en", tmp_path).iloc[0, 3] == "uploads/0123abcd-rows.csv"

@@ -30,6 +30,12 @@ STRINGS: dict[str, tuple[str, str]] = {
                   "Refused: the value sent for {field} does not fit that field (a choice not offered, or a number or "
                   "type it cannot take). Check the value."),
     "a_value": ("보낸 값", "a value"),
+    "not_a_choice": ("{field}: 보낸 값은 고를 수 있는 선택지가 아닙니다.", "Refused: the value sent for {field} is not one of "
+                     "its choices."),
+    "out_of_range": ("{field}: 보낸 값이 범위({lo} ~ {hi})를 벗어났습니다.", "Refused: the value sent for {field} is out of "
+                     "its range ({lo} to {hi})."),
+    "bad_file_type": ("{field}: 이 형식의 파일은 받지 않습니다 (받는 형식: {types}).", "Refused: {field} does not take "
+                      "this file type (accepted: {types})."),
     "unexpected": ("예상하지 못한 문제로 요청을 끝내지 못했습니다 (자세한 내용은 서버 로그에 있습니다). 값을 확인하고 다시 "
                    "시도하세요.",
                    "The request could not be completed because of an unexpected problem (the details are in the "
@@ -48,15 +54,31 @@ def _lang(values: list[Any]) -> str:
     return last if isinstance(last, str) and last in LANGS else DEFAULT_LANG
 
 
-def _failing_field(block_fn: Any, inputs: list[Any]) -> str | None:
-    """The label of the first input gradio could not preprocess (None if it cannot be told)."""
-    for block, value in zip(block_fn.inputs, inputs, strict=False):
+def _failing_block(block_fn: Any, inputs: list[Any], why: str) -> Any:
+    """The first input gradio could not take (None if it cannot be told)."""
+    pairs = list(zip(block_fn.inputs, inputs, strict=False))
+    for block, value in pairs:
         try:
             if not getattr(block, "data_model", None):  # files are checked on their way to the cache
                 block.preprocess(value)
         except Exception:  # noqa: BLE001 - we only look for the one that fails
-            return str(getattr(block, "label", None) or block.get_block_name())[:80]
+            return block
+    if "file type" in why.lower():
+        return next((b for b, v in pairs if getattr(b, "file_types", None) and v), None)
     return None
+
+
+def _refused_value(block_fn: Any, inputs: list[Any], why: str, lang: str) -> str:
+    """What kft says about a value gradio's preprocessing refused (gradio's own words name Python types)."""
+    block = _failing_block(block_fn, inputs, why)
+    field = str(getattr(block, "label", None) or tr(STRINGS, "a_value", lang))[:80]
+    if block is not None and "file type" in why.lower():
+        return tr(STRINGS, "bad_file_type", lang, field=field, types=", ".join(block.file_types))
+    if block is not None and ("maximum" in why or "minimum" in why) and hasattr(block, "maximum"):
+        return tr(STRINGS, "out_of_range", lang, field=field, lo=block.minimum, hi=block.maximum)
+    if "choices" in why:
+        return tr(STRINGS, "not_a_choice", lang, field=field)
+    return tr(STRINGS, "bad_value", lang, field=field)
 
 
 class GuardedBlocks(gr.Blocks):
@@ -71,10 +93,9 @@ class GuardedBlocks(gr.Blocks):
         try:
             return await super().preprocess_data(block_fn, inputs, state, explicit_call)
         except Exception as exc:  # noqa: BLE001 - gradio's own checks of what a request sent
-            lang = _lang(inputs)
-            field = _failing_field(block_fn, inputs) or tr(STRINGS, "a_value", lang)
             logger.info("request to %s refused before it ran: %s", block_fn.api_name, str(exc)[:300])
-            raise Error(refusal(tr(STRINGS, "bad_value", lang, field=field)), print_exception=False) from exc
+            text = _refused_value(block_fn, inputs, str(exc), _lang(inputs))
+            raise Error(refusal(text), print_exception=False) from exc
 
     async def call_function(self, block_fn: Any, processed_input: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -83,9 +104,21 @@ class GuardedBlocks(gr.Blocks):
             exc.message = scrub_paths(str(exc.message), self.data_dir)
             raise
         except Exception as exc:  # noqa: BLE001 - the last resort: log it, answer in kft's words
-            logger.exception("unexpected error in %s", block_fn.api_name or block_fn.name)
-            lang = _lang(processed_input if isinstance(processed_input, list) else [])
-            raise Error(refusal(tr(STRINGS, "unexpected", lang)), print_exception=False) from exc
+            raise _unexpected(block_fn, processed_input if isinstance(processed_input, list) else []) from exc
+
+    async def postprocess_data(self, block_fn: Any, predictions: Any, state: Any) -> Any:
+        try:
+            return await super().postprocess_data(block_fn, predictions, state)
+        except Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an output gradio could not send
+            raise _unexpected(block_fn, []) from exc
+
+
+def _unexpected(block_fn: Any, inputs: list[Any]) -> Error:
+    """The answer to an exception kft did not expect (logged here with its traceback)."""
+    logger.exception("unexpected error in %s", block_fn.api_name or block_fn.name)
+    return Error(refusal(tr(STRINGS, "unexpected", _lang(inputs))), print_exception=False)
 
 
 def _gradio_cache() -> str:
