@@ -101,7 +101,7 @@ def _read_hub(dataset_id: str, split: str) -> list[Any]:
         ds = datasets.load_dataset(dataset_id, split=split)
     except Exception as exc:  # noqa: BLE001 - offline, unknown id, bad split: all end the same way
         raise DataError(f"Could not load dataset {dataset_id!r} (split {split!r}) from the Hugging Face Hub: "
-                        f"{type(exc).__name__}: {str(exc)[:300]}. Check the id and the network, "
+                        f"{str(exc)[:300]}. Check the id and the network, "
                         f"or use the bundled sample ('{SAMPLE_DATA}') or a local .jsonl/.csv/.parquet file.") from exc
     return [dict(r) for r in ds]
 

@@ -90,7 +90,7 @@ def resolve_model_path(name: str) -> str:
 
 
 def _load_error(name: str, exc: Exception) -> ModelLoadError:
-    return ModelLoadError(f"Could not load model {name!r}: {type(exc).__name__}: {str(exc)[:300]}. If it is a "
+    return ModelLoadError(f"Could not load model {name!r}: {str(exc)[:300]}. If it is a "
                           "Hub id, this machine needs network access or the model in its Hugging Face cache; "
                           "otherwise give a local model directory, or 'tiny' for the offline tiny model.")
 

@@ -72,7 +72,7 @@ def _classify(exc: BaseException) -> str:
     from .data import DataError
     from .model import ModelLoadError
 
-    text = f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {exc}"  # matched below; the page gets the message, the log the traceback
     if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
         return ("out of memory: the GPU ran out of memory. Lower the batch size or max_seq_length, "
                 f"or use 4-bit loading. ({str(exc)[:200]})")
@@ -82,7 +82,7 @@ def _classify(exc: BaseException) -> str:
         return f"bad data: {exc}"
     if isinstance(exc, ModelLoadError):
         return f"missing model: {exc}"
-    return text[:1000]
+    return f"the run stopped on an unexpected problem: {str(exc)[:1000] or type(exc).__name__}"
 
 
 class TrainingJob:
