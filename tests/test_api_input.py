@@ -176,3 +176,10 @@ def test_the_runs_table_names_an_uploaded_file_relative_to_the_data_directory(tm
     info = RunInfo("r1", "completed", tmp_path / "runs" / "r1")
     info.data = str(tmp_path / "uploads" / "0123abcd-rows.csv")
     assert runs_frame([info], "en", tmp_path).iloc[0, 3] == "uploads/0123abcd-rows.csv"
+
+
+def test_a_file_of_a_type_not_taken_is_named_even_when_another_value_is_wrong_too(app):
+    url, _ = app
+    text = kft_text(call_api(url, "/scorecard", prompt_set="upload", upload=upload(url, "set.yaml", b"a: 1\n"),
+                             **{**{k: v for k, v in COMPARE.items() if k != "input_"}, "source": []}))
+    assert "does not take this file type (accepted: .jsonl)" in text

@@ -57,14 +57,14 @@ def _lang(values: list[Any]) -> str:
 def _failing_block(block_fn: Any, inputs: list[Any], why: str) -> Any:
     """The first input gradio could not take (None if it cannot be told)."""
     pairs = list(zip(block_fn.inputs, inputs, strict=False))
+    if "file type" in why.lower():  # said of a file before any value is preprocessed
+        return next((b for b, v in pairs if getattr(b, "file_types", None) and v), None)
     for block, value in pairs:
         try:
             if not getattr(block, "data_model", None):  # files are checked on their way to the cache
                 block.preprocess(value)
         except Exception:  # noqa: BLE001 - we only look for the one that fails
             return block
-    if "file type" in why.lower():
-        return next((b for b, v in pairs if getattr(b, "file_types", None) and v), None)
     return None
 
 
@@ -72,8 +72,8 @@ def _refused_value(block_fn: Any, inputs: list[Any], why: str, lang: str) -> str
     """What kft says about a value gradio's preprocessing refused (gradio's own words name Python types)."""
     block = _failing_block(block_fn, inputs, why)
     field = str(getattr(block, "label", None) or tr(STRINGS, "a_value", lang))[:80]
-    if block is not None and "file type" in why.lower():
-        return tr(STRINGS, "bad_file_type", lang, field=field, types=", ".join(block.file_types))
+    if getattr(block, "file_types", None) and "file type" in why.lower():
+        return tr(STRINGS, "bad_file_type", lang, field=field, types=", ".join(map(str, block.file_types)))
     if block is not None and ("maximum" in why or "minimum" in why) and hasattr(block, "maximum"):
         return tr(STRINGS, "out_of_range", lang, field=field, lo=block.minimum, hi=block.maximum)
     if "choices" in why:
@@ -94,7 +94,12 @@ class GuardedBlocks(gr.Blocks):
             return await super().preprocess_data(block_fn, inputs, state, explicit_call)
         except Exception as exc:  # noqa: BLE001 - gradio's own checks of what a request sent
             logger.info("request to %s refused before it ran: %s", block_fn.api_name, str(exc)[:300])
-            text = _refused_value(block_fn, inputs, str(exc), _lang(inputs))
+            lang = _lang(inputs)
+            try:
+                text = _refused_value(block_fn, inputs, str(exc), lang)
+            except Exception:  # noqa: BLE001 - naming the field must never be what fails
+                logger.exception("could not name the refused value of %s", block_fn.api_name)
+                text = tr(STRINGS, "bad_value", lang, field=tr(STRINGS, "a_value", lang))
             raise Error(refusal(text), print_exception=False) from exc
 
     async def call_function(self, block_fn: Any, processed_input: Any, *args: Any, **kwargs: Any) -> Any:
