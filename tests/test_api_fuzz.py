@@ -26,7 +26,7 @@ from conftest import call_raw, free_port, running_app
 from kft.settings import AppSettings
 from kft.ui.guard import REFUSAL
 
-EXAMPLES = int(os.environ.get("KFT_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("KFT_FUZZ_EXAMPLES", "120"))  # about 15 s; 60 s on a busy 2-core machine
 PYTHON_TEXT = ("Traceback", "Error:", "object has no attribute", "maximum recursion", "codec", "Errno",
                "Exception", "NoneType", "not subscriptable", "unsupported operand", "invalid literal")
 CALLS: Counter[str] = Counter()  # generated calls per endpoint (the long run prints them)
