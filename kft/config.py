@@ -114,15 +114,18 @@ class TrainArgs:
     per_device_train_batch_size: int = setting(2, "Rows per micro-batch.", min=1, server_max=1024, sft=True)
     gradient_accumulation_steps: int = setting(4, "Micro-batches per optimizer step.", min=1, server_max=1024, sft=True)
     warmup_steps: int = setting(5, "Linear warm-up steps of the learning rate.", min=0, server_max=1_000_000, sft=True)
-    max_steps: int = setting(60, "Optimizer steps; 0 or less means: train num_train_epochs epochs instead.")
-    num_train_epochs: float = setting(1.0, "Epochs, used only when max_steps <= 0.", server_max=1000, sft=True)
+    max_steps: int = setting(60, "Optimizer steps; 0 or less means: train num_train_epochs epochs instead.",
+                             max=1_000_000_000)
+    num_train_epochs: float = setting(1.0, "Epochs, used only when max_steps <= 0.", max=10_000, server_max=1000,
+                                      sft=True)
     learning_rate: float = setting(2e-4, "Peak learning rate.", gt=0, sft=True, summary="lr")
     logging_steps: int = setting(1, "Record loss and learning rate every N steps.", min=1, server_max=1_000_000,
                                  sft=True)
     optim: str = setting("adamw_8bit", "Optimizer name understood by transformers (adamw_8bit falls back to "
                          "adamw_torch on CPU).", choices=optimizer_names, max_chars=64)
-    weight_decay: float = setting(0.01, "Decoupled weight decay.", min=0, sft=True)
-    max_grad_norm: float = setting(1.0, "Clip the gradient norm to this value (0 = no clipping).", min=0, sft=True)
+    weight_decay: float = setting(0.01, "Decoupled weight decay.", min=0, max=1, sft=True)
+    max_grad_norm: float = setting(1.0, "Clip the gradient norm to this value (0 = no clipping).", min=0, max=10_000,
+                                   sft=True)
     lr_scheduler_type: str = setting("linear", "Learning-rate schedule.", choices=scheduler_names, max_chars=64,
                                      sft=True)
     seed: int = setting(3407, "Seed for data order and dropout.", min=0, max=MAX_SEED, sft=True)
@@ -150,9 +153,9 @@ class GenerationArgs:
     max_new_tokens: int = setting(256, "Tokens to generate per answer (capped by MAX_NEW_TOKENS_CAP on the server).",
                                   min=1, max=MAX_NEW_TOKENS_CAP)
     do_sample: bool = setting(False, "False = greedy decoding.")
-    temperature: float = setting(0.7, "Sampling temperature (only with do_sample).")
+    temperature: float = setting(0.7, "Sampling temperature (only with do_sample).", min=0, max=100)
     top_p: float = setting(0.9, "Nucleus sampling mass (only with do_sample).", gt=0, max=1)
-    repetition_penalty: float = setting(1.0, ">1 discourages repeating tokens.", gt=0)
+    repetition_penalty: float = setting(1.0, ">1 discourages repeating tokens.", gt=0, max=10)
 
 
 SECTIONS: dict[str, type] = {"model": ModelArgs, "lora": LoraArgs, "data": DataArgs, "train": TrainArgs,

@@ -41,15 +41,24 @@ def coerce(s: FieldSpec, value: Any) -> Any:
         number = float(value) if isinstance(value, str) else value
         if isinstance(value, bool) or not isinstance(number, (int, float)):
             raise ValueError(s.kind)
+        if isinstance(number, int):  # kept exact: beyond float range, validation says it is out of bounds
+            return number if s.base == "int" else _as_float(number, s)
         if s.base == "int":
-            if not float(number).is_integer():
+            if not number.is_integer():  # NaN and infinity are not whole numbers either
                 raise ValueError(s.kind)
             return int(number)
-        return float(number)
+        return number
     wanted = {"bool": (bool,), "str": (str,), "str | bool": (str, bool), "dict[str, Any]": (dict,)}.get(s.base)
     if wanted and not isinstance(value, wanted):
         raise ValueError(s.kind)
     return value
+
+
+def _as_float(number: int, s: FieldSpec) -> float:
+    try:
+        return float(number)
+    except OverflowError:
+        raise ValueError(f"{s.kind} within float range") from None
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
@@ -106,14 +115,21 @@ def load_config(path: str | Path) -> RunConfig:
     """Read a YAML or JSON file written by ``save_config`` (or by hand)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"Config file not found: {path}")
+        raise ValueError(f"Config file not found: {path.name}")
     if path.stat().st_size > MAX_CONFIG_BYTES:  # a settings file is a few kB; imports come from anyone
         raise ValueError(f"Config file {path.name} is {path.stat().st_size:,} bytes; the limit is {MAX_CONFIG_BYTES:,}")
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"Config file {path.name} is not UTF-8 text: save it as UTF-8 (a kft settings file is YAML "
+                         "or JSON, as exported by kft)") from None
     try:
         raw = (_load_yaml(text) or {}) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+    except RecursionError:
+        raise ValueError(f"Config file {path.name} is nested too deeply: a settings file holds sections of "
+                         "settings, e.g. train: {learning_rate: 2e-4}") from None
     except Exception as exc:  # noqa: BLE001 - report any parse error in plain words
-        raise ValueError(f"Could not parse config file {path}: {exc}") from exc
+        raise ValueError(f"Could not parse config file {path.name}: {str(exc)[:300]}") from exc
     if not isinstance(raw, dict):
-        raise ValueError(f"Config file {path} must hold a mapping of sections")
+        raise ValueError(f"Config file {path.name} must hold a mapping of sections")
     return config_from_dict(raw)

@@ -22,6 +22,7 @@ from typing import Any
 
 from .config import SAMPLE_DATA, DataArgs
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
+from .validation import INVALID_UNICODE, valid_text
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ JSON_MAX_BYTES = 50 * 1024**2  # a .json file is parsed whole; bigger ones must 
 TOKENIZE_BATCH = 512  # rows tokenized at once when measuring lengths
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by errors="surrogateescape"
 _EXTRA_CELLS = "\x00extra"  # DictReader's key for cells beyond the header
+TOO_DEEP = "nested too deeply to read as JSON (a row is an object of text fields)"
 
 
 class DataError(ValueError):
@@ -131,7 +133,7 @@ def _read_hub(dataset_id: str, split: str) -> Iterator[Any]:
         ds = datasets.load_dataset(dataset_id, split=split)
     except Exception as exc:  # noqa: BLE001 - offline, unknown id, bad split: all end the same way
         raise DataError(f"Could not load dataset {dataset_id!r} (split {split!r}) from the Hugging Face Hub: "
-                        f"{type(exc).__name__}: {str(exc)[:300]}. Check the id and the network, "
+                        f"{str(exc)[:300]}. Check the id and the network, "
                         f"or use the bundled sample ('{SAMPLE_DATA}') or a local .jsonl/.csv/.parquet file.") from exc
     return (dict(r) for r in ds)  # the dataset is memory-mapped from the cache: rows are read as they are used
 
@@ -157,6 +159,10 @@ def _iter_file(path: Path) -> Iterator[Any]:
         return _read_parquet(path)
     if _blank(path):
         raise DataError(f"{path.name} is empty: it holds no rows")
+    with path.open("rb") as f:
+        if b"\x00" in f.read(65536):  # no UTF-8 text holds NUL bytes: UTF-16 text, or not text at all
+            raise DataError(f"{path.name} is not UTF-8 text: it holds NUL bytes, so it is binary data or text saved "
+                            f"as UTF-16. Save it as UTF-8 {suffix} (in Excel: CSV UTF-8).")
     if suffix == ".jsonl":
         return _read_jsonl(path)
     if suffix == ".json":
@@ -175,6 +181,8 @@ def _read_json(path: Path) -> list[Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path.name} is not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+    except RecursionError:
+        raise DataError(f"{path.name}: {TOO_DEEP}") from None
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) == 1:
@@ -205,10 +213,13 @@ def _read_csv(raw: io.BufferedIOBase, name: str) -> Iterator[Any]:
     # above the per-field limit, so an over-long cell is reported by the row check with its row number
     csv.field_size_limit(max(csv.field_size_limit(), 4 * MAX_CHARS_PER_FIELD))
     with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
-        reader = csv.DictReader(text, restkey=_EXTRA_CELLS)
+        reader = csv.DictReader(text, restkey=_EXTRA_CELLS, strict=True)
         try:
             if reader.fieldnames is None:
                 raise DataError(f"{name} is empty: it holds no header and no rows")
+            if any(_SURROGATE.search(str(n)) for n in reader.fieldnames):
+                raise DataError(f"{name} is not UTF-8 text (its header holds bytes that are not UTF-8): save it as "
+                                "CSV UTF-8")
             reader.fieldnames = [str(_clean(n)) for n in reader.fieldnames]
             for i, row in enumerate(reader, start=1):
                 extra = row.pop(_EXTRA_CELLS, None)
@@ -219,6 +230,10 @@ def _read_csv(raw: io.BufferedIOBase, name: str) -> Iterator[Any]:
                 else:
                     yield {k: _clean(v) for k, v in row.items()}
         except csv.Error as exc:
+            if "end of data" in str(exc):  # a quote opened and never closed swallows every row after it
+                raise DataError(f"{name}: a quote (\") opened near line {reader.line_num} is never closed, so the "
+                                "rest of the file reads as one cell: close it, or write a quote inside a cell as "
+                                "\"\"") from exc
             raise DataError(f"{name}: unreadable CSV at line {reader.line_num}: {exc}") from exc
 
 
@@ -249,6 +264,8 @@ def iter_jsonl(raw: bytes | Iterable[bytes]) -> Iterator[tuple[int, Any, str | N
             yield i, json.loads(text), None
         except json.JSONDecodeError as exc:
             yield i, None, f"not valid JSON: {exc.msg}"
+        except RecursionError:
+            yield i, None, TOO_DEEP
 
 
 def _read_jsonl(path: Path) -> Iterator[Any]:
@@ -295,8 +312,10 @@ def _text(value: Any, column: str) -> tuple[str, str | None]:
         return "", None
     if isinstance(value, _Undecodable):
         return str(value), f"{column} holds bytes that are not valid UTF-8 (save the file as UTF-8)"
-    if not isinstance(value, str):
-        return str(value), f"{column} is a {type(value).__name__}, expected text"
+    if not isinstance(value, str):  # not str(value): a deeply nested list would not print
+        return "", f"{column} is a {type(value).__name__}, expected text"
+    if not valid_text(value):
+        return "", f"{column} {INVALID_UNICODE}"
     if len(value) > MAX_CHARS_PER_FIELD:
         return value, f"{column} is {len(value):,} characters long (limit {MAX_CHARS_PER_FIELD:,})"
     return value, None

@@ -69,6 +69,6 @@ def push_adapter(run_dir: str | Path, repo_id: str, private: bool = True) -> str
         api.upload_folder(repo_id=repo_id, folder_path=str(src), commit_message=f"kft adapter from {Path(run_dir).name}")
     except Exception as exc:  # noqa: BLE001 - network, auth, permissions: one plain message
         # scrub before cutting: a cut through the token would leave a piece that no longer matches
-        raise ExportError(f"Push to {repo_id} failed: {type(exc).__name__}: {_scrub(str(exc), token)[:300]}") from None
+        raise ExportError(f"Push to {repo_id} failed: {_scrub(str(exc), token)[:300]}") from None
     logger.info("adapter of %s pushed to %s", Path(run_dir).name, repo_id)
     return str(url)

@@ -19,6 +19,7 @@ from typing import Any
 
 from .config import MAX_PROMPT_CHARS, GenerationArgs
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
+from .validation import INVALID_UNICODE, valid_text
 
 logger = logging.getLogger(__name__)
 BASE, LORA = "base", "lora"
@@ -34,6 +35,8 @@ def prompt_problems(instruction: str, input: str) -> list[str]:  # noqa: A002
     problems = []
     if not instruction or not instruction.strip():
         problems.append("the instruction is empty: type a request")
+    if not all(valid_text(text or "") for text in (instruction, input)):
+        problems.append(f"the prompt {INVALID_UNICODE}")
     size = len(instruction or "") + len(input or "")
     if size > MAX_PROMPT_CHARS:
         problems.append(f"the prompt is {size:,} characters; the limit is {MAX_PROMPT_CHARS:,}")

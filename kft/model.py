@@ -76,17 +76,21 @@ def resolve_model_path(name: str) -> str:
 
         return str(tiny_model_dir())
     p = Path(name).expanduser()
-    if p.exists():
-        if not (p / "config.json").is_file():
-            raise ModelLoadError(f"{name} is a local path but holds no config.json: point at a model directory")
+    try:
+        is_model, exists = (p / "config.json").is_file(), p.exists()
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte: not a directory here either
+        is_model, exists = False, True
+    if is_model:
         return str(p)
-    if name.startswith((".", "/", "~")):
-        raise ModelLoadError(f"Model directory not found: {name}")
+    if exists or name.startswith((".", "/", "~")):
+        # one answer whether the path exists or not: the model field must not tell a caller which server paths exist
+        raise ModelLoadError(f"Model directory not found: {name[:200]} (a model directory holds config.json); give "
+                             f"a model directory, a Hub id or '{TINY_MODEL}'")
     return name
 
 
 def _load_error(name: str, exc: Exception) -> ModelLoadError:
-    return ModelLoadError(f"Could not load model {name!r}: {type(exc).__name__}: {str(exc)[:300]}. If it is a "
+    return ModelLoadError(f"Could not load model {name!r}: {str(exc)[:300]}. If it is a "
                           "Hub id, this machine needs network access or the model in its Hugging Face cache; "
                           "otherwise give a local model directory, or 'tiny' for the offline tiny model.")
 
@@ -187,9 +191,26 @@ def _adapter_folder(path: str | Path) -> Path:
     return path
 
 
+def _refuse_non_finite(adapter_dir: Path) -> None:
+    """ModelLoadError for an adapter holding NaN or inf: sampling from it fails, greedy text from it is noise."""
+    import torch
+    from safetensors import safe_open
+
+    file = adapter_dir / "adapter_model.safetensors"
+    if not file.is_file():
+        return
+    with safe_open(str(file), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 - safe_open is not a dict
+            if not torch.isfinite(f.get_tensor(key)).all():
+                raise ModelLoadError(f"the adapter of {adapter_dir.parent.name} holds weights that are not finite "
+                                     "(NaN or inf): its training diverged. Train again with a lower learning rate "
+                                     "or weight decay")
+
+
 def load_adapter(loaded: LoadedModel, adapter_dir: str | Path, name: str = "default") -> LoadedModel:
     """Put a trained adapter (PEFT format) onto the base model under ``name`` and make it active."""
     adapter_dir = _adapter_folder(adapter_dir)
+    _refuse_non_finite(adapter_dir)
     from peft import PeftModel
 
     if isinstance(loaded.model, PeftModel):

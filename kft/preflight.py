@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 HUB_TIMEOUT_S = 10.0
+MAX_HUB_ID = 200  # the Hub allows 96 characters per name; longer text is never an id (nor used as a path)
 PREVIEW_ROWS = 3
 PREVIEW_PROBLEMS = 500
 PREVIEW_MEASURED_ROWS = 2000  # rows whose tokens the preview counts (every row is checked)
@@ -37,7 +38,7 @@ def _offline() -> bool:
 
 def looks_like_hub_id(name: str) -> bool:
     """'org/name' or 'name' made of letters, digits, '-', '_' and '.' (no path separators beyond one '/')."""
-    return bool(HUB_ID.match(name)) and ".." not in name
+    return len(name) <= MAX_HUB_ID and bool(HUB_ID.match(name)) and ".." not in name
 
 
 def _hub_exists(repo_id: str, repo_type: str) -> None:
@@ -149,8 +150,8 @@ def preview_data(args: DataArgs, model_name: str, max_seq_length: int, n_rows: i
     try:
         tokenizer = load_tokenizer(model_name.strip())
     except Exception as exc:  # noqa: BLE001 - the preview still shows rows and problems without lengths
-        note = f"token lengths not measured: the tokenizer of {model_name!r} could not be loaded ({type(exc).__name__}: {str(exc)[:200]})"
-        logger.info(note)
+        note = f"token lengths not measured: the tokenizer of {model_name[:200]!r} could not be loaded ({str(exc)[:200]})"
+        logger.info("%s (%s)", note, type(exc).__name__)
     if tokenizer is not None:
         measure(report, tokenizer, template, max_seq_length, args.too_long)
     eos = tokenizer.eos_token if tokenizer is not None and tokenizer.eos_token else "<eos>"

@@ -19,6 +19,7 @@ from typing import Any
 
 from .config import GenerationArgs
 from .data import iter_jsonl
+from .validation import INVALID_UNICODE, valid_text
 
 logger = logging.getLogger(__name__)
 PRESETS_PATH = Path(__file__).resolve().parent / "assets" / "prompts" / "presets.jsonl"
@@ -92,6 +93,8 @@ def load_prompt_set(source: str | Path = "presets") -> list[dict[str, Any]]:
             continue
         if not isinstance(obj.get("prompt"), str) or not obj["prompt"].strip():
             problems.append(f"line {i}: 'prompt' is missing or empty")
+        elif not all(valid_text(obj[k]) for k in ("prompt", "input") if isinstance(obj.get(k), str)):
+            problems.append(f"line {i}: the prompt {INVALID_UNICODE}")
         if obj.get("label") not in LABELS:
             problems.append(f"line {i}: 'label' must be 'harmful' or 'benign', got {obj.get('label')!r}")
         if obj.get("input") is not None and not isinstance(obj["input"], str):

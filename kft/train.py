@@ -6,6 +6,7 @@ Each run writes its RunDir (kft.runs). The config was validated upstream; the mo
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -65,20 +66,26 @@ class JobSnapshot:
         return self.status in FINAL_STATES
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the adapter's weights stopped being finite: the run fails and its adapter is not saved."""
+
+
 def _classify(exc: BaseException) -> str:
     """A failure in plain words."""
     from .data import DataError
     from .model import ModelLoadError
 
-    text = f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {exc}"  # matched below; the page gets the message, the log the traceback
     if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
         return ("out of memory: the GPU ran out of memory. Lower the batch size or max_seq_length, "
                 f"or use 4-bit loading. ({str(exc)[:200]})")
+    if isinstance(exc, TrainingDiverged):
+        return str(exc)
     if isinstance(exc, DataError):
         return f"bad data: {exc}"
     if isinstance(exc, ModelLoadError):
         return f"missing model: {exc}"
-    return text[:1000]
+    return f"the run stopped on an unexpected problem: {str(exc)[:1000] or type(exc).__name__}"
 
 
 class TrainingJob:
@@ -95,6 +102,7 @@ class TrainingJob:
         self._loaded = loaded
         self._extra_callbacks = callbacks or []
         self._stop = threading.Event()
+        self._diverged: str | None = None  # what stopped being finite, set by the recorder
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -263,6 +271,7 @@ class TrainingJob:
             self._write_run_json()
             t_train = time.time()
             trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
+            self._refuse_if_diverged()
             self._save_adapter()
             self._finish("stopped" if self._stop.is_set() else "completed", None, start_mem, time.time() - t_train)
         except _StoppedBeforeStart:
@@ -335,6 +344,19 @@ class TrainingJob:
             self.run.append_watch(row)
         self._note(f"step {step}: watch: " + ", ".join(f"{r['kind']} {'refused' if r['refusal'] else 'answered'}"
                                                        for r in rows))
+
+    def _refuse_if_diverged(self) -> None:
+        """TrainingDiverged if a logged loss or a trained weight is NaN or inf (nothing broken is saved as trained)."""
+        import torch
+
+        what = self._diverged
+        if what is None:
+            bad = [n for n, p in self.loaded.model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+            what = f"the adapter's weights ({len(bad)} tensors, e.g. {bad[0]})" if bad else None
+        if what:
+            raise TrainingDiverged(f"training diverged: {what} stopped being finite (NaN or inf), so no adapter is "
+                                   "saved. Lower the learning rate or the weight decay, or clip gradients "
+                                   "(max_grad_norm)")
 
     def _save_adapter(self) -> None:
         if not is_main():
@@ -428,3 +450,8 @@ class _Recorder(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
         if logs:
             self.job._record_log(state.global_step, logs, sum_across_ranks(self.job.tokens_seen))
+            loss = logs.get("loss")
+            if isinstance(loss, (int, float)) and not math.isfinite(loss) and self.job._diverged is None:
+                self.job._diverged = f"the loss (step {state.global_step}: {loss})"
+                control.should_training_stop = True  # the run fails when train() returns
+        return control

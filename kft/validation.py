@@ -38,6 +38,19 @@ class SettingsError(ValueError):
         super().__init__("Invalid settings:\n- " + "\n- ".join(map(str, self.problems)))
 
 
+MIN_TEMPERATURE = 0.01
+INVALID_UNICODE = "holds text that is not valid Unicode (a lone surrogate such as \\ud800): send UTF-8 text"
+
+
+def valid_text(text: str) -> bool:
+    """False for text holding lone surrogates: invalid Unicode, which no file, tokenizer or path can take."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _bounds_text(s: FieldSpec) -> str:
     # bounds and values are written as given ({x}, not {x:g}): 2**32 - 1 must not read as 4.29497e+09
     lo, hi = s.min if s.min is not None else s.gt, s.max if s.max is not None else s.lt
@@ -62,10 +75,12 @@ def field_problem(s: FieldSpec, value: Any) -> str | None:
     if value is None:
         return None if s.optional else "is empty"
     if s.base in ("int", "float") and not isinstance(value, bool) and isinstance(value, (int, float)):
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             return f"must be a finite number, got {value}"
-        if not _in_bounds(s, value):
-            return f"must be {_bounds_text(s)}, got {value}"
+        if not _in_bounds(s, value):  # ints beyond float range compare exactly, and are quoted cut short
+            return f"must be {_bounds_text(s)}, got {SHORT.repr(value)}"
+    if isinstance(value, str) and not valid_text(value):
+        return INVALID_UNICODE
     allowed = s.allowed()
     if allowed is not None and value not in allowed:
         if callable(s.choices):
@@ -74,6 +89,10 @@ def field_problem(s: FieldSpec, value: Any) -> str | None:
     if s.base == "str" and not str(value).strip():
         return "is empty"
     return None
+
+
+def _finite(value: float) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def _rules(c: RunConfig, sections: tuple[str, ...]) -> list[Problem]:
@@ -87,7 +106,7 @@ def _rules(c: RunConfig, sections: tuple[str, ...]) -> list[Problem]:
     if "train" in sections:
         if t.max_steps <= 0 and not t.num_train_epochs > 0:
             p.append(Problem("train.max_steps", "is 0 or less and train.num_train_epochs is not positive: set one of them"))
-        if isinstance(t.learning_rate, (int, float)) and math.isfinite(t.learning_rate) and t.learning_rate > 1:
+        if isinstance(t.learning_rate, (int, float)) and _finite(t.learning_rate) and t.learning_rate > 1:
             p.append(Problem("train.learning_rate", f"{t.learning_rate} is far too large (the seed uses 2e-4)"))
         if t.padding_free and d.too_long == "truncate":
             p.append(Problem("train.padding_free", "needs data.too_long 'drop' or 'error' (rows are not truncated "
@@ -96,6 +115,9 @@ def _rules(c: RunConfig, sections: tuple[str, ...]) -> list[Problem]:
         g = c.generation
         if g.do_sample and not g.temperature > 0:
             p.append(Problem("generation.temperature", f"must be greater than 0 when sampling, got {g.temperature}"))
+        elif g.do_sample and _finite(g.temperature) and g.temperature < MIN_TEMPERATURE:  # 1e-300 overflows the logits
+            p.append(Problem("generation.temperature", f"must be at least {MIN_TEMPERATURE} when sampling, "
+                                                       f"got {g.temperature}"))
     if "model" in sections and not str(m.name).strip():
         p.append(Problem("model.name", "is empty: give a Hub id, a local directory or 'tiny'"))
     return [x for x in p if x.message]

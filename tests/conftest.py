@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import time
@@ -10,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,3 +129,38 @@ def running_app(settings, ws=None) -> Iterator[tuple[str, object]]:
         if ws.training.job is not None:
             ws.training.job.join(60)
         server.get_blocks().close()
+
+
+def _post_json(url: str, data: list[Any]) -> httpx.Response:
+    body = json.dumps({"data": data}, allow_nan=True, ensure_ascii=True)  # NaN and "\ud800" as a browser can send them
+    return httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=60)
+
+
+def call_raw(base: str, api_name: str, data: list[Any], timeout: float = 300) -> tuple[str, Any]:
+    """("complete", outputs) or ("error", message) of one call through Gradio's HTTP API."""
+    r = _post_json(f"{base}gradio_api/call{api_name}", data)
+    assert r.status_code == 200, (api_name, r.status_code, r.text[:500])
+    event_id = r.json()["event_id"]
+    event, last = None, None
+    with httpx.stream("GET", f"{base}gradio_api/call{api_name}/{event_id}", timeout=timeout) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                raw = line.split(":", 1)[1].strip()
+                try:
+                    last = json.loads(raw)
+                except json.JSONDecodeError:
+                    last = raw
+                if event == "error" and isinstance(last, dict):
+                    last = last.get("error")
+                return event, last
+    return event or "closed", last
+
+
+def call_api(base: str, api_name: str, **values: Any) -> tuple[str, Any]:
+    """``call_raw`` by parameter name, with the endpoint's defaults (from /gradio_api/info) for those not given."""
+    params = httpx.get(f"{base}gradio_api/info", timeout=30).json()["named_endpoints"][api_name]["parameters"]
+    unknown = set(values) - {p["parameter_name"] for p in params}
+    assert not unknown, unknown
+    return call_raw(base, api_name, [values.get(p["parameter_name"], p.get("parameter_default")) for p in params])

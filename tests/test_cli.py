@@ -138,7 +138,7 @@ def test_invalid_settings_are_refused_before_anything_loads(tmp_path, monkeypatc
     rc = cli.main(["train", "--model", "tiny", "--data", "sample", "--max-grad-norm", "-0.5",
                    "--output-dir", str(tmp_path / "out")])
     assert rc == 2 and not (tmp_path / "out").exists()
-    assert "train.max_grad_norm must be 0 or more, got -0.5" in capsys.readouterr().err
+    assert "train.max_grad_norm must be between 0 and 10000, got -0.5" in capsys.readouterr().err
 
 
 def test_eval_checks_every_prompt_it_takes_in(tmp_path, monkeypatch, capsys):

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -335,3 +336,31 @@ def test_eta_follows_this_sessions_step_pace_not_the_load_or_a_resumed_runs_step
     rec.on_step_end(SimpleNamespace(gradient_accumulation_steps=1), SimpleNamespace(global_step=51),
                     SimpleNamespace(should_training_stop=False))
     assert job.snapshot().eta_s == pytest.approx(90.0)
+
+
+def test_a_run_whose_weights_stop_being_finite_fails_and_saves_no_adapter(tmp_path, tiny_dir):
+    """weight_decay 1e308 (refused at the boundary; the job trusts its config) once gave a run marked completed
+    whose adapter was NaN/inf; it fails with that reason, and nothing broken is offered as trained."""
+    from kft.services.model_slot import ModelSlot
+
+    slot = ModelSlot()
+    job = TrainingJob(tiny_config(3, weight_decay=1e308), tmp_path / "run", on_done=slot.end_training).start()
+    assert job.join(300)
+    snap = job.snapshot()
+    assert snap.status == "failed" and "stopped being finite" in snap.error, snap.error
+    assert not job.run.has_adapter and job.take_model() is None
+    assert slot.loaded is None  # the slot did not adopt it as "the adapter just trained"
+
+
+def test_an_adapter_with_non_finite_weights_is_refused_before_it_is_loaded(trained_run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from kft.model import ModelLoadError, load_adapter
+
+    adapter = tmp_path / "broken" / "adapter"
+    shutil.copytree(trained_run.run.adapter, adapter)
+    weights = load_file(adapter / "adapter_model.safetensors")
+    next(iter(weights.values())).fill_(float("nan"))
+    save_file(weights, adapter / "adapter_model.safetensors")
+    with pytest.raises(ModelLoadError, match="holds weights that are not finite"):
+        load_adapter(None, adapter)

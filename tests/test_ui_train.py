@@ -90,7 +90,9 @@ def test_start_returns_at_once_and_run_completes_with_live_data(app, client):
     assert "Training started" in notice and time.time() - t0 < 20
     assert not ws.training.job.done  # Start returned while the run goes on in the background
     out = _wait(client, _finished)
-    summary, status_md, progress, loss, lr, mem, log, report, run_dir, zip_path, *_buttons = out
+    summary, status_md, progress, loss, lr, mem, log, report, shown_dir, zip_path, *_buttons = out
+    assert shown_dir.startswith("runs/") and str(ws.data_dir) not in log  # names relative to the data directory
+    run_dir = str(ws.data_dir / shown_dir)
     assert summary["status"] == "completed" and "**Status:** completed" in status_md
     assert summary["loss_points"] == 4 and [row[0] for row in loss["data"]] == [1, 2, 3, 4]
     series = {"allocated", "reserved"} if torch.cuda.is_available() else {"RSS (process)"}
@@ -120,7 +122,7 @@ def test_second_start_refused_fresh_client_sees_progress_and_stop_works(app, cli
     assert "Stop requested" in fresh.predict(api_name="/stop_training")
     final = _wait(client, _finished)[0]
     assert final["status"] == "stopped" and final["step"] <= before + 2 < 500
-    assert (Path(final["run_dir"]) / "adapter" / "adapter_config.json").is_file()
+    assert (ws.data_dir / final["run_dir"] / "adapter" / "adapter_config.json").is_file()
     assert "No run in progress" in client.predict(api_name="/stop_training")
 
 
@@ -146,7 +148,7 @@ def test_injected_failure_reports_failed_and_next_run_succeeds(app, client, monk
     assert "Training started" in client.predict(max_steps=2, api_name="/start_training", **FAST)
     ok = _wait(client, _finished)[0]
     assert ok["status"] == "completed" and ok["run"] != failed[0]["run"]  # each run its own directory
-    assert (Path(failed[0]["run_dir"]) / "run.json").is_file()
+    assert (ws.data_dir / failed[0]["run_dir"] / "run.json").is_file()
 
 
 @pytest.mark.parametrize("changes, expected", [

@@ -81,13 +81,13 @@ def test_only_the_named_sections_are_checked():
     ("train.warmup_steps", -1, "train.warmup_steps must be 0 or more, got -1"),
     ("train.learning_rate", 0, "train.learning_rate must be greater than 0, got 0"),
     ("train.learning_rate", 5, "train.learning_rate 5 is far too large (the seed uses 2e-4)"),
-    ("train.weight_decay", -0.01, "train.weight_decay must be 0 or more, got -0.01"),
+    ("train.weight_decay", -0.01, "train.weight_decay must be between 0 and 1, got -0.01"),
     ("train.save_steps", -1, "train.save_steps must be 0 or more, got -1"),
     ("generation.max_new_tokens", MAX_NEW_TOKENS_CAP + 1,
      f"generation.max_new_tokens must be between 1 and {MAX_NEW_TOKENS_CAP}, got {MAX_NEW_TOKENS_CAP + 1}"),
     ("generation.top_p", 0, "generation.top_p must be in (0, 1], got 0"),
     ("generation.top_p", 1.5, "generation.top_p must be in (0, 1], got 1.5"),
-    ("generation.repetition_penalty", 0, "generation.repetition_penalty must be greater than 0, got 0"),
+    ("generation.repetition_penalty", 0, "generation.repetition_penalty must be in (0, 10], got 0"),
     ("model.dtype", "bf16", "model.dtype must be one of bfloat16, float16, float32, got 'bf16'"),
     ("model.backend", "jax", "model.backend must be one of auto, unsloth, transformers, got 'jax'"),
     ("lora.bias", "some", "lora.bias must be one of none, all, lora_only, got 'some'"),
@@ -204,7 +204,7 @@ def test_max_grad_norm_flows_from_its_one_line_to_the_cli_the_trainer_and_valida
     assert "--max-grad-norm TRAIN.MAX_GRAD_NORM Clip the gradient norm to this value (0 = no clipping). (default: 1.0)" in usage
     cfg.train.max_grad_norm = -1.0
     [problem] = check(cfg)
-    assert str(problem) == "train.max_grad_norm must be 0 or more, got -1.0"
+    assert str(problem) == "train.max_grad_norm must be between 0 and 10000, got -1.0"
     cfg.train.max_grad_norm = 0.0  # 0 = no clipping
     assert check(cfg) == []
     with pytest.raises(SystemExit):
@@ -309,3 +309,24 @@ def test_values_are_read_as_their_settings_type():
                                            ("maybe", None), ("", None)])
 def test_yes_no_words(text, expected):
     assert parse_yes_no(text) is expected
+
+
+def test_integers_beyond_float_range_and_invalid_unicode_are_problems_not_crashes():
+    c = RunConfig()
+    c.train.max_steps, c.lora.r, c.train.seed = 10**400, -(10**400), 10**400
+    c.data.split, c.generation.do_sample, c.generation.temperature = "tr\ud800", True, 1e-300
+    fields = {p.field: p.message for p in check(c)}
+    assert fields["train.max_steps"].startswith("must be at most 1000000000, got 1000")
+    assert "..." in fields["train.seed"]  # quoted cut short, not 400 digits
+    assert fields["lora.r"].startswith("must be at least 1")
+    assert fields["data.split"].startswith("holds text that is not valid Unicode")
+    assert fields["generation.temperature"] == "must be at least 0.01 when sampling, got 1e-300"
+
+
+def test_settings_files_keep_huge_integers_exact_and_refuse_them_as_floats():
+    cfg = config_from_dict({"train": {"max_steps": 10**400}})
+    assert cfg.train.max_steps == 10**400 and "train.max_steps" in {p.field for p in cfg.problems()}
+    with pytest.raises(ValueError, match="train.learning_rate must be float within float range"):
+        config_from_dict({"train": {"learning_rate": 10**400}})
+    with pytest.raises(ValueError, match="train.seed must be int"):
+        config_from_dict({"train": {"seed": float("nan")}})

@@ -114,7 +114,7 @@ def download_hub_adapter(repo_id: str) -> Path:
     try:
         path = Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
     except Exception as exc:  # noqa: BLE001 - offline, missing, gated: one readable message
-        raise ModelLoadError(f"Could not get adapter {repo_id!r} from the Hub: {type(exc).__name__}: {str(exc)[:200]}. "
+        raise ModelLoadError(f"Could not get adapter {repo_id!r} from the Hub: {str(exc)[:200]}. "
                              "This machine needs network access (and HF_TOKEN for a private adapter), "
                              "or the adapter in its Hugging Face cache.") from exc
     if not (path / "adapter_model.safetensors").is_file():

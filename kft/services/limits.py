@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import MAX_NEW_TOKENS_CAP, SAMPLE_DATA, GenerationArgs, RunConfig, specs
-from ..validation import Problem, check
+from ..validation import SHORT, Problem, check
 
 READ_ONLY = "this app is read-only (comparison only): training, resuming, uploads and Hub pushes are switched off"
 
@@ -44,11 +44,12 @@ class Limits:
                 problems.append(Problem(s.key, f"is {len(str(value)):,} characters long; the limit is {s.max_chars}"))
             elif (s.server_max is not None and isinstance(value, (int, float)) and not isinstance(value, bool)
                   and value > s.server_max):
-                problems.append(Problem(s.key, f"{value} is above this server's limit of {s.server_max:g}"))
+                problems.append(Problem(s.key, f"{SHORT.repr(value)} is above this server's limit of "
+                                                      f"{s.server_max:g}"))
         steps = planned_steps(config)
         if steps is not None and steps > self.max_steps:
             what = "max_steps" if config.train.max_steps > 0 else "the epochs asked for make about"
-            problems.append(Problem("", f"{what} {steps} is above this server's limit of {self.max_steps} steps"))
+            problems.append(Problem("", f"{what} {SHORT.repr(steps)} is above this server's limit of {self.max_steps} steps"))
         try:
             self.check_model_allowed(config.model.name)
         except ValueError as exc:
@@ -75,7 +76,8 @@ def planned_steps(config: RunConfig) -> int | None:
         return None
     rows = min(count_records(d.source), d.max_rows or math.inf)
     per_epoch = math.ceil(math.ceil(rows / max(t.per_device_train_batch_size, 1)) / max(t.gradient_accumulation_steps, 1))
-    return math.ceil(per_epoch * t.num_train_epochs)
+    total = per_epoch * t.num_train_epochs
+    return math.ceil(total) if isinstance(total, (int, float)) and math.isfinite(total) else None  # 1e308: validation
 
 
 def step_cap(limit: int) -> Any:

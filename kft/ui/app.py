@@ -8,6 +8,7 @@ import gradio as gr
 
 from ..services import Workspace
 from .compare_tab import CompareTab
+from .guard import GuardedBlocks
 from .i18n import COMMON, DEFAULT_LANG, retranslate, tr
 from .runs_tab import RunsTab
 from .train_tab import TrainTab
@@ -18,7 +19,7 @@ CACHE_RETENTION = (3600, 86400)  # gradio's delete_cache: (every s, files older 
 def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
     lang = getattr(settings, "lang", DEFAULT_LANG)
     # gradio's upload folder: what this app received (or produced) is deleted a day later, checked every hour
-    with gr.Blocks(title="kft", delete_cache=CACHE_RETENTION) as demo:
+    with GuardedBlocks(title="kft", data_dir=ws.data_dir, delete_cache=CACHE_RETENTION) as demo:
         lang_box = gr.Textbox(value=lang, visible=False)  # the page's language: the last input of every event
         with gr.Row():
             title = gr.Markdown(f"## {tr(COMMON, 'title', lang)}")

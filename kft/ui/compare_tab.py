@@ -25,6 +25,7 @@ from ..services.comparison import AdapterChoice, CardProgress
 from . import compare_view as view
 from .compare_view import STRINGS, t
 from .tab import Tab
+from .train_form import parse_flag, parse_number
 
 logger = logging.getLogger(__name__)
 _USER_ERRORS = (PromptError, ModelLoadError, BusyError, ValueError)
@@ -35,10 +36,26 @@ def _choice(source: str, run: str | None, hub: str | None) -> AdapterChoice:
     return AdapterChoice(source or "trained", ref)
 
 
-def _gen_args(max_new_tokens: float, do_sample: bool, temperature: float, top_p: float,
-              repetition_penalty: float) -> GenerationArgs:
-    return GenerationArgs(max_new_tokens=int(max_new_tokens), do_sample=bool(do_sample), temperature=float(temperature),
-                          top_p=float(top_p), repetition_penalty=float(repetition_penalty))
+def _gen_args(max_new_tokens: Any, do_sample: Any, temperature: Any, top_p: Any,
+              repetition_penalty: Any) -> GenerationArgs:
+    """The decoding settings as sent; one ValueError naming each value that is not of its type (bounds: the service)."""
+    kinds = {"max_new_tokens": int, "temperature": float, "top_p": float, "repetition_penalty": float}
+    sent = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+            "repetition_penalty": repetition_penalty}
+    parsed: dict[str, Any] = {}
+    problems = []
+    for name, value in sent.items():
+        try:
+            parsed[name] = parse_number(value, kinds[name])
+        except ValueError as exc:
+            problems.append(f"{name} {exc}")
+    try:
+        parsed["do_sample"] = parse_flag(do_sample)
+    except ValueError as exc:
+        problems.append(f"do_sample {exc}")
+    if problems:
+        raise PromptError("; ".join(problems))
+    return GenerationArgs(**parsed)
 
 
 class CompareTab(Tab):
@@ -73,8 +90,8 @@ class CompareTab(Tab):
         Times to first token count from here, the request (a first use's adapter load included)."""
         t0 = time.perf_counter()
         self._refuse_if_training(lang)
-        gen = _gen_args(max_new_tokens, do_sample, temperature, top_p, repetition_penalty)
         try:
+            gen = _gen_args(max_new_tokens, do_sample, temperature, top_p, repetition_penalty)
             self.service.check_request(instruction, input_, gen)  # before the first update: refused at once
         except PromptError as exc:
             raise self._error(exc, lang) from exc
@@ -102,9 +119,9 @@ class CompareTab(Tab):
         self._refuse_if_training(lang)
         if prompt_set == "upload" and not upload:
             raise self.error(t("need_upload", lang))
-        gen = _gen_args(max_new_tokens, do_sample, temperature, top_p, repetition_penalty)
         choice = _choice(source, run, hub)
         try:
+            gen = _gen_args(max_new_tokens, do_sample, temperature, top_p, repetition_penalty)
             prompts = load_prompt_set(upload if prompt_set == "upload" else "presets")
         except ValueError as exc:
             raise self._error(exc, lang) from exc

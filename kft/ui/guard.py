@@ -1,51 +1,141 @@
-"""An ASGI middleware in front of gradio's routes: throttles failed logins per client address (429), and in
-read-only mode refuses gradio's upload route (403), so nothing is written to disk by an upload there."""
+"""The last line at the UI edge: whatever a request sends, its reply is a result or a kft message.
+
+Every kft refusal has one shape: its text starts with ``REFUSAL`` (``Tab.notice`` and ``Tab.error`` write it).
+Gradio's own preprocessing (a choice not offered, a number it cannot read, too few values) and any exception kft did
+not expect become such a message here; the traceback goes to the server log, never to the page. The classes of bad
+input are still fixed where they enter (kft.validation, the form's parser, the file readers): this only catches what
+slips past them.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from ..services.limits import READ_ONLY
-from ..services.login import LoginThrottle
+import gradio as gr
+from gradio.exceptions import Error
+
+from .i18n import DEFAULT_LANG, LANGS, tr
 
 logger = logging.getLogger(__name__)
 
+REFUSAL = "⚠️"
+STRINGS: dict[str, tuple[str, str]] = {
+    "bad_value": ("값이 항목에 맞지 않아 요청을 처리할 수 없습니다: {field} (고를 수 없는 선택지, 읽을 수 없는 숫자나 "
+                  "형식). 값을 확인하세요.",
+                  "Refused: the value sent for {field} does not fit that field (a choice not offered, or a number or "
+                  "type it cannot take). Check the value."),
+    "a_value": ("보낸 값", "a value"),
+    "not_a_choice": ("{field}: 보낸 값은 고를 수 있는 선택지가 아닙니다.", "Refused: the value sent for {field} is not one of "
+                     "its choices."),
+    "out_of_range": ("{field}: 보낸 값이 범위({lo} ~ {hi})를 벗어났습니다.", "Refused: the value sent for {field} is out of "
+                     "its range ({lo} to {hi})."),
+    "bad_file_type": ("{field}: 이 형식의 파일은 받지 않습니다 (받는 형식: {types}).", "Refused: {field} does not take "
+                      "this file type (accepted: {types})."),
+    "unexpected": ("예상하지 못한 문제로 요청을 끝내지 못했습니다 (자세한 내용은 서버 로그에 있습니다). 값을 확인하고 다시 "
+                   "시도하세요.",
+                   "The request could not be completed because of an unexpected problem (the details are in the "
+                   "server log). Check the values and try again."),
+}
 
-def _is(path: str, route: str) -> bool:
-    return path.rstrip("/").endswith(route)
+
+def refusal(message: str) -> str:
+    """``message`` in the one shape of a kft refusal."""
+    return message if message.startswith(REFUSAL) else f"{REFUSAL} {message}"
 
 
-async def _refuse(send: Any, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
+def _lang(values: list[Any]) -> str:
+    """The language: the last input of every kft event (the page's default if it is not one)."""
+    last = values[-1] if values else None
+    return last if isinstance(last, str) and last in LANGS else DEFAULT_LANG
 
 
-class Guard:
-    def __init__(self, app: Any, throttle: LoginThrottle, read_only: bool) -> None:
-        self.app, self.throttle, self.read_only = app, throttle, read_only
+def _failing_block(block_fn: Any, inputs: list[Any], why: str) -> Any:
+    """The first input gradio could not take (None if it cannot be told)."""
+    pairs = list(zip(block_fn.inputs, inputs, strict=False))
+    if "file type" in why.lower():  # said of a file before any value is preprocessed
+        return next((b for b, v in pairs if getattr(b, "file_types", None) and v), None)
+    for block, value in pairs:
+        try:
+            if not getattr(block, "data_model", None):  # files are checked on their way to the cache
+                block.preprocess(value)
+        except Exception:  # noqa: BLE001 - we only look for the one that fails
+            return block
+    return None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
-            return await self.app(scope, receive, send)
-        path = scope.get("path", "")
-        if self.read_only and _is(path, "/gradio_api/upload"):
-            return await _refuse(send, 403, READ_ONLY)
-        if not _is(path, "/login"):
-            return await self.app(scope, receive, send)
-        client = (scope.get("client") or ("unknown", 0))[0]
-        wait = self.throttle.retry_after(client)
-        if wait:
-            logger.warning("login from %s refused for %d s: too many failed logins", client, wait)
-            return await _refuse(send, 429, self.throttle.message(wait), [(b"retry-after", str(wait).encode())])
 
-        async def watch(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and message["status"] in (400, 401):
-                self.throttle.failed(client)  # gradio answers a wrong password with 400
-            await send(message)
+def _refused_value(block_fn: Any, inputs: list[Any], why: str, lang: str) -> str:
+    """What kft says about a value gradio's preprocessing refused (gradio's own words name Python types)."""
+    block = _failing_block(block_fn, inputs, why)
+    field = str(getattr(block, "label", None) or tr(STRINGS, "a_value", lang))[:80]
+    if getattr(block, "file_types", None) and "file type" in why.lower():
+        return tr(STRINGS, "bad_file_type", lang, field=field, types=", ".join(map(str, block.file_types)))
+    if block is not None and ("maximum" in why or "minimum" in why) and hasattr(block, "maximum"):
+        return tr(STRINGS, "out_of_range", lang, field=field, lo=block.minimum, hi=block.maximum)
+    if "choices" in why:
+        return tr(STRINGS, "not_a_choice", lang, field=field)
+    return tr(STRINGS, "bad_value", lang, field=field)
 
-        return await self.app(scope, receive, watch)
+
+class GuardedBlocks(gr.Blocks):
+    """gr.Blocks whose events answer every request with a result or a kft message (paths under ``data_dir`` shown
+    relative to it)."""
+
+    def __init__(self, *args: Any, data_dir: str | Path | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.data_dir = data_dir
+
+    async def preprocess_data(self, block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False) -> Any:
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except Exception as exc:  # noqa: BLE001 - gradio's own checks of what a request sent
+            logger.info("request to %s refused before it ran: %s", block_fn.api_name, str(exc)[:300])
+            lang = _lang(inputs)
+            try:
+                text = _refused_value(block_fn, inputs, str(exc), lang)
+            except Exception:  # noqa: BLE001 - naming the field must never be what fails
+                logger.exception("could not name the refused value of %s", block_fn.api_name)
+                text = tr(STRINGS, "bad_value", lang, field=tr(STRINGS, "a_value", lang))
+            raise Error(refusal(text), print_exception=False) from exc
+
+    async def call_function(self, block_fn: Any, processed_input: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().call_function(block_fn, processed_input, *args, **kwargs)
+        except Error as exc:
+            exc.message = scrub_paths(str(exc.message), self.data_dir)
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last resort: log it, answer in kft's words
+            raise _unexpected(block_fn, processed_input if isinstance(processed_input, list) else []) from exc
+
+    async def postprocess_data(self, block_fn: Any, predictions: Any, state: Any) -> Any:
+        try:
+            return await super().postprocess_data(block_fn, predictions, state)
+        except Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an output gradio could not send
+            raise _unexpected(block_fn, []) from exc
+
+
+def _unexpected(block_fn: Any, inputs: list[Any]) -> Error:
+    """The answer to an exception kft did not expect (logged here with its traceback)."""
+    logger.exception("unexpected error in %s", block_fn.api_name or block_fn.name)
+    return Error(refusal(tr(STRINGS, "unexpected", _lang(inputs))), print_exception=False)
+
+
+def _gradio_cache() -> str:
+    return str(Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve())
+
+
+def scrub_paths(text: str, data_dir: str | Path | None) -> str:
+    """``text`` with the server's absolute paths shown as names: relative to the data directory (runs/..., uploads/...),
+    and a file in Gradio's upload cache as its name only; text that is not valid Unicode is escaped (it cannot be
+    sent as JSON)."""
+    if data_dir is not None:
+        root = str(Path(data_dir).resolve()).rstrip(os.sep) + os.sep
+        text = text.replace(root, "").replace(root.rstrip(os.sep), ".")
+    text = re.sub(re.escape(_gradio_cache() + os.sep) + r"[^/\s'\"]+/", "", text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates echoed back, as \\ud800

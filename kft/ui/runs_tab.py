@@ -5,6 +5,7 @@ kft/runs.py and the training service). Endpoints (stable api_names): /list_runs,
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -13,6 +14,7 @@ from gradio.context import Context
 
 from ..runs import RunInfo
 from ..services import BusyError
+from .guard import scrub_paths
 from .i18n import tr
 from .plots import loss_frame
 from .tab import Tab
@@ -62,9 +64,9 @@ def _status(info: RunInfo, lang: str) -> str:
     return text if text == info.status else f"{text} ({info.status})"
 
 
-def runs_frame(runs: list[RunInfo], lang: str) -> pd.DataFrame:
-    """The runs as a table (plain data; one row per run, newest first)."""
-    rows = [[r.name, _status(r, lang), r.model or "", r.data or "", f"{r.steps_done} / {r.total_steps}",
+def runs_frame(runs: list[RunInfo], lang: str, data_dir: Path | None = None) -> pd.DataFrame:
+    """The runs as a table (plain data; one row per run, newest first); files named relative to ``data_dir``."""
+    rows = [[r.name, _status(r, lang), scrub_paths(r.model or "", data_dir), scrub_paths(r.data or "", data_dir), f"{r.steps_done} / {r.total_steps}",
              r.settings, "" if r.final_loss is None else f"{r.final_loss:.4f}", r.checkpoint or "",
              "✓" if r.has_adapter else "", r.started_at or ""] for r in runs]
     return pd.DataFrame(rows, columns=[tr(COLUMNS, key, lang) for key in COLUMNS])
@@ -79,10 +81,10 @@ class RunsTab(Tab):
         if self.ws.limits.read_only:
             self.label(gr.Markdown(t("read_only", lang), elem_id="kft-runs-read-only"), "read_only", "value")
         # widths: else the long settings cell pushes the last columns out of view and squeezes the checkpoint header
-        self.table = gr.Dataframe(runs_frame(runs, lang), interactive=False, wrap=True, label=t("table", lang),
+        self.table = gr.Dataframe(runs_frame(runs, lang, self.ws.data_dir), interactive=False, wrap=True, label=t("table", lang),
                                   elem_id="kft-runs-table", column_widths=COLUMN_WIDTHS)
         self.relabel_with(self.table, lambda new: gr.update(label=t("table", new),
-                                                            value=runs_frame(self.ws.training.runs(), new)))
+                                                            value=runs_frame(self.ws.training.runs(), new, self.ws.data_dir)))
         with gr.Row():
             self.run = self.label(gr.Dropdown([r.name for r in runs], value=self._default(runs), label=t("run", lang),
                                               allow_custom_value=True, scale=3, elem_id="kft-runs-run"), "run")
@@ -141,7 +143,7 @@ class RunsTab(Tab):
     def on_list(self, run: str | None, lang: str) -> dict[Any, Any]:
         runs = self.ws.training.runs()
         names = [r.name for r in runs]
-        frame = runs_frame(runs, lang)
+        frame = runs_frame(runs, lang, self.ws.data_dir)
         value = run if run in names else self._default(runs)
         return {self.table: frame, self.run: gr.update(choices=names, value=value), self.shown: frame.to_json(),
                 self.overlay: gr.update(choices=["", *names]), self.resume: gr.update(interactive=self._resumable(runs, value))}

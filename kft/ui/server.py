@@ -55,7 +55,7 @@ def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = Non
 
     from ..model import choose_backend
     from .app import build_app
-    from .guard import Guard
+    from .middleware import Guard
 
     for warning in settings_warnings(settings):
         logger.warning(warning)

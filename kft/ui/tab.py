@@ -1,6 +1,7 @@
 """The one tab shape: ``build(lang)`` lays out and wires a tab, ``relabel(lang)`` updates its translatable components.
 The language is a hidden app component (``self.lang_box``), the last input of every event (so the API's last
-parameter). Refusals reach the user through ``notice()`` (toast + notice) or, for streams and files, ``error()``."""
+parameter). Refusals reach the user through ``notice()`` (toast + notice) or, for streams and files, ``error()``; both start with
+``guard.REFUSAL`` (⚠️) and show no server path."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ..services import Workspace
+from .guard import refusal, scrub_paths
 from .i18n import tr
 
 
@@ -49,13 +51,16 @@ class Tab:
         """An update that changes none of ``components`` (Gradio wants every output named)."""
         return {comp: gr.skip() for comp in components}
 
-    @staticmethod
-    def notice(message: str) -> str:
-        """A refusal as a toast and as the text of the tab's notice area (returned)."""
-        gr.Warning(message)
-        return f"⚠️ {message}"
+    def for_page(self, text: str) -> str:
+        """``text`` as the page may show it: server paths as names relative to the data directory."""
+        return scrub_paths(text, self.ws.data_dir)
 
-    @staticmethod
-    def error(message: str) -> gr.Error:
+    def notice(self, message: str) -> str:
+        """A refusal as a toast and as the text of the tab's notice area (returned), in kft's one refusal shape."""
+        message = self.for_page(message)
+        gr.Warning(message)
+        return refusal(message)
+
+    def error(self, message: str) -> gr.Error:
         """A refusal that ends the event (a stream, a file output): raise what this returns."""
-        return gr.Error(message)
+        return gr.Error(refusal(self.for_page(message)), print_exception=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from ..config import SAMPLE_DATA, DataArgs, FieldSpec, RunConfig, specs
 from ..configfile import parse_yes_no
 from ..data import FILE_SUFFIXES
 from ..preflight import DataPreview, looks_like_hub_id
-from ..validation import Problem, SettingsError
+from ..validation import SHORT, Problem, SettingsError
 from .train_strings import field_info, field_label, t
 
 logger = logging.getLogger(__name__)
@@ -68,30 +69,52 @@ def _from_widget(name: str, value: Any) -> Any:
     if spec.widget == "auto_none":
         return None if value in (None, "", "auto") else str(value)
     if spec.widget == "unsloth_bool":
-        return "unsloth" if str(value).strip().lower() == "unsloth" else _flag(value)
+        return "unsloth" if str(value).strip().lower() == "unsloth" else parse_flag(value)
     if spec.widget == "json":
         if not str(value or "").strip():
             return None
-        parsed = json.loads(value)
+        parsed = parse_json(str(value))
         if not isinstance(parsed, dict):
             raise ValueError("must be a JSON object such as {\"loftq_bits\": 4}")
         return parsed
     if spec.widget == "layers":
         return tuple(value or ())
     if spec.widget == "zero_is_none":
-        return None if value in (None, "", 0) else _number(value, int)
+        return None if value in (None, "", 0) else parse_number(value, int)
     if spec.widget == "auto_int":
-        return None if value is None or str(value).strip() in ("", "auto") else _number(value, int)
+        return None if value is None or str(value).strip() in ("", "auto") else parse_number(value, int)
     if spec.base == "bool":
-        return _flag(value)
+        return parse_flag(value)
     if spec.base in ("int", "float"):
         if value is None or value == "":
             raise ValueError("is empty")
-        return _number(value, int if spec.base == "int" else float)
+        return parse_number(value, int if spec.base == "int" else float)
     return str(value).strip()
 
 
-def _flag(value: Any) -> bool:
+MAX_JSON_DEPTH = 20  # a LoftQ object is flat; deeper values would be copied and printed recursively later
+
+
+def parse_json(text: str) -> Any:
+    """JSON text as a value; ValueError in plain words for text that is not JSON or is nested too deeply."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not valid JSON ({exc.msg} at character {exc.pos})") from None
+    except RecursionError:
+        value = None
+    else:
+        level, stack = 0, [(value, 1)]
+        while stack and level <= MAX_JSON_DEPTH:
+            item, level = stack.pop()
+            children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+            stack += [(child, level + 1) for child in children]
+        if level <= MAX_JSON_DEPTH:
+            return value
+    raise ValueError(f"is nested too deeply to read as JSON (more than {MAX_JSON_DEPTH} levels)")
+
+
+def parse_flag(value: Any) -> bool:
     """A checkbox's value. Through the API it may come as text: bool("false") would be True."""
     if isinstance(value, bool):
         return value
@@ -103,11 +126,24 @@ def _flag(value: Any) -> bool:
     raise ValueError(f"must be true or false, got {str(value)[:40]!r}")
 
 
-def _number(value: Any, kind: type) -> int | float:
-    number = float(value)
+def parse_number(value: Any, kind: type) -> int | float:
+    """A number widget's value as ``kind`` (int or float); ValueError in plain words when it is not one. Integers
+    beyond float range are kept as they are: validation says they are out of bounds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"must be a number, got {SHORT.repr(value)}")
+    if isinstance(value, int) and kind is int:
+        return value
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"is far too large, got {SHORT.repr(value)}") from None
+    except ValueError:
+        raise ValueError(f"must be a number, got {SHORT.repr(value)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, got {SHORT.repr(value)}")
     if kind is int:
         if not number.is_integer():
-            raise ValueError(f"must be a whole number, got {value}")
+            raise ValueError(f"must be a whole number, got {SHORT.repr(value)}")
         return int(number)
     return number
 
@@ -128,7 +164,10 @@ def parse_values(values: dict[str, Any], model: str, length_mode: str = "steps")
                 for name, v in {"model": model, **values}.items() if isinstance(v, str) and len(v) > MAX_FIELD_CHARS]
     if problems:  # checked before anything is parsed: every field is callable directly through the API
         raise SettingsError(problems)
-    cfg.model.name = (model or "").strip()
+    if isinstance(model, str) or model is None:
+        cfg.model.name = (model or "").strip()
+    else:  # a dropdown that takes typed names passes any JSON value on
+        problems.append(Problem("model.name", f"must be text, got {SHORT.repr(model)}"))
     for name in FORM_FIELDS:
         if name not in values:
             continue
@@ -149,8 +188,8 @@ def preset_values(name: str, batch: Any, accumulation: Any) -> tuple[int, int, b
     from ..presets import apply_preset
 
     cfg = RunConfig()
-    cfg.train.per_device_train_batch_size = _number(batch, int)
-    cfg.train.gradient_accumulation_steps = _number(accumulation, int)
+    cfg.train.per_device_train_batch_size = parse_number(batch, int)
+    cfg.train.gradient_accumulation_steps = parse_number(accumulation, int)
     t = apply_preset(cfg, name).train
     return t.per_device_train_batch_size, t.gradient_accumulation_steps, t.padding_free
 
@@ -169,7 +208,7 @@ def data_source(kind: str, hub_dataset: str, upload: str | None, store: Any, lan
         return str(store(upload))
     src = (hub_dataset or "").strip()
     if not looks_like_hub_id(src) or src == SAMPLE_DATA or Path(src).exists():
-        raise ValueError(t("not_hub_id", lang, src=src))
+        raise ValueError(t("not_hub_id", lang, src=src[:100]))
     return src
 
 
@@ -224,7 +263,9 @@ def make_widget(name: str, value: Any, lang: str, visible: bool = True) -> gr.co
     if spec.base == "bool":
         return gr.Checkbox(value=value, **common)
     if spec.base in ("int", "float"):
-        return gr.Number(value=value, precision=0 if spec.base == "int" else None, **common)
+        # no precision=0 for whole numbers: gradio would round NaN or 1e400 itself and answer in Python's words;
+        # kft's parser (parse_number) says what is wrong instead
+        return gr.Number(value=value, precision=None, **common)
     return gr.Textbox(value=value, max_lines=1, **common)
 
 

@@ -262,7 +262,8 @@ class TrainTab(Tab):
                                          "max_rows": max_rows, "split": split}, model)
             cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.uploads.store, lang)
             # the preview's settings are checked as Start checks them (a negative max_rows sliced rows off the end)
-            problems = [p for p in cfg.problems("data", "model") if p.field.startswith(("data.", "model.max_seq"))]
+            problems = [p for p in cfg.problems("data", "model") + self.ws.limits.run_problems(cfg)
+                        if p.field.startswith(("data.", "model.max_seq", "model.name"))]
             if problems:
                 raise ValueError("; ".join(map(str, problems)))
             pv = preview_data(cfg.data, cfg.model.name, cfg.model.max_seq_length)
@@ -335,11 +336,12 @@ class TrainTab(Tab):
     def on_status(self, lang: str) -> dict[Any, Any]:
         """Everything the progress and result boxes show, rendered from one snapshot."""
         snap = self.ws.training.snapshot()
-        return {self.summary: plots.summary(snap), self.status: plots.status_markdown(snap, lang),
+        summary = {k: self.for_page(v) if isinstance(v, str) else v for k, v in plots.summary(snap).items()}
+        return {self.summary: summary, self.status: self.for_page(plots.status_markdown(snap, lang)),
                 self.progress: plots.progress_html(snap), self.loss_plot: plots.loss_frame(snap),
                 self.lr_plot: plots.lr_frame(snap), self.mem_plot: plots.memory_frame(snap),
-                self.log: plots.log_text(snap), self.report: plots.report_text(snap),
-                self.run_dir: snap.run_dir if snap else "", self.zip: self._zip_for(snap),
+                self.log: self.for_page(plots.log_text(snap)), self.report: plots.report_text(snap),
+                self.run_dir: self.for_page(snap.run_dir) if snap else "", self.zip: self._zip_for(snap),
                 self.shown: plots.signature(snap, lang), self.watch: plots.watch_html(snap, lang), **self._buttons(snap)}
 
     def _buttons(self, snap: Any) -> dict[Any, Any]:
