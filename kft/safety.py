@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import GenerationArgs
-from .data import iter_jsonl
+from .datafiles import iter_jsonl
 from .validation import INVALID_UNICODE, valid_text
 
 logger = logging.getLogger(__name__)

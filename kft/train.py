@@ -13,7 +13,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,64 +28,13 @@ from .pace import Pace
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
 from .runs import TIME_FORMAT, ResumePlan, RunDir, series
 from .sft import sft_kwargs, to_sft_config
+from .snapshot import JobSnapshot, TrainingDiverged, classify
 
-__all__ = ["FAULT_ENV", "JobSnapshot", "TrainingJob", "sft_kwargs", "to_sft_config"]
+__all__ = ["FAULT_ENV", "JobSnapshot", "TrainingDiverged", "TrainingJob", "sft_kwargs", "to_sft_config"]
 
 logger = logging.getLogger(__name__)
 
-FINAL_STATES = ("completed", "stopped", "failed", "interrupted")
 FAULT_ENV = "KFT_INJECT_FAULT_AT_STEP"  # test hook: raise inside the run at this step
-
-
-@dataclass
-class JobSnapshot:
-    """Plain data describing a job at one moment (what the UI and CLI render)."""
-
-    status: str
-    run_dir: str
-    step: int = 0
-    total_steps: int = 0
-    losses: list[tuple[int, float]] = field(default_factory=list)
-    eval_losses: list[tuple[int, float]] = field(default_factory=list)  # on the held-out share, if any
-    watch: list[dict[str, Any]] = field(default_factory=list)  # the watch prompts' answers (kft.watch)
-    learning_rates: list[tuple[int, float]] = field(default_factory=list)
-    memory: list[tuple[float, float, float]] = field(default_factory=list)
-    memory_label: str = ""
-    tokens_per_s: float | None = None
-    elapsed_s: float = 0.0
-    eta_s: float | None = None
-    log_tail: list[str] = field(default_factory=list)
-    log_count: int = 0  # lines logged since the start (log_tail keeps only the last ones)
-    error: str | None = None
-    backend: str | None = None
-    backend_reason: str | None = None
-    memory_report: dict[str, Any] | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINAL_STATES
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the adapter's weights stopped being finite: the run fails and its adapter is not saved."""
-
-
-def _classify(exc: BaseException) -> str:
-    """A failure in plain words."""
-    from .data import DataError
-    from .model import ModelLoadError
-
-    text = f"{type(exc).__name__}: {exc}"  # matched below; the page gets the message, the log the traceback
-    if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
-        return ("out of memory: the GPU ran out of memory. Lower the batch size or max_seq_length, "
-                f"or use 4-bit loading. ({str(exc)[:200]})")
-    if isinstance(exc, TrainingDiverged):
-        return str(exc)
-    if isinstance(exc, DataError):
-        return f"bad data: {exc}"
-    if isinstance(exc, ModelLoadError):
-        return f"missing model: {exc}"
-    return f"the run stopped on an unexpected problem: {str(exc)[:1000] or type(exc).__name__}"
 
 
 class TrainingJob:
@@ -280,7 +229,7 @@ class TrainingJob:
         except BaseException as exc:  # noqa: BLE001 - the app must keep serving whatever happened
             logger.error("training failed: %s", traceback.format_exc())
             try:
-                self._finish("failed", _classify(exc), start_mem, time.time() - t_train)
+                self._finish("failed", classify(exc), start_mem, time.time() - t_train)
             finally:
                 self._loaded = None  # even if the report could not be written: the model must be let go
         finally:

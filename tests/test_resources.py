@@ -56,9 +56,9 @@ def test_a_big_json_file_is_refused_with_what_to_do_instead(tmp_path, monkeypatc
     """A .json file is parsed whole; past the limit it must be .jsonl, which is read row by row."""
     import pytest
 
-    from kft import data
+    from kft import data, datafiles
 
-    monkeypatch.setattr(data, "JSON_MAX_BYTES", 100)
+    monkeypatch.setattr(datafiles, "JSON_MAX_BYTES", 100)
     p = tmp_path / "rows.json"
     p.write_text(json.dumps(SAMPLE_ROWS[:5], ensure_ascii=False), encoding="utf-8")
     with pytest.raises(data.DataError, match=r"read whole.*Save it as \.jsonl"):

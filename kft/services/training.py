@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .. import export, preflight, runs
 from ..config import RunConfig
-from ..train import JobSnapshot, TrainingJob
+from ..snapshot import JobSnapshot
+from ..train import TrainingJob
 from ..validation import Problem, SettingsError, check
 from .limits import Limits, step_cap
 from .model_slot import BusyError, ModelSlot
