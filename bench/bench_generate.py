@@ -90,6 +90,25 @@ def exactness(gen) -> dict:
             "max_abs_logit": alone.abs().max().item()}
 
 
+def with_random_lora(model: str, backend: str):
+    """The model in 4-bit with a fresh LoRA whose B matrices are small random values (so LoRA answers differ)."""
+    if backend == "unsloth":
+        import unsloth  # noqa: F401  (first: it patches transformers, peft and trl)
+    import torch
+
+    from kft.config import LoraArgs, ModelArgs
+    from kft.model import attach_lora, for_inference, load_base
+
+    loaded = attach_lora(load_base(ModelArgs(name=model, backend=backend)), LoraArgs())
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in loaded.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    for_inference(loaded)
+    return loaded
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -99,21 +118,11 @@ def main() -> None:
     ap.add_argument("--runs", default="turn1,turn8,turn32,sequential",
                     help="comma-separated: batched, turnN (panes taking turns, N tokens a turn), sequential")
     a = ap.parse_args()
-    if a.backend == "unsloth":
-        import unsloth  # noqa: F401
+    loaded = with_random_lora(a.model, a.backend)
     import torch
 
-    from kft.config import LoraArgs, ModelArgs
     from kft.generate import SideBySideGenerator
-    from kft.model import attach_lora, for_inference, load_base
 
-    loaded = attach_lora(load_base(ModelArgs(name=a.model, backend=a.backend)), LoraArgs())
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in loaded.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    for_inference(loaded)
     result = {"backend": a.backend, "tokens": a.tokens, "card": torch.cuda.get_device_name(0)}
     runs = {}
     for name in a.runs.split(","):

@@ -22,22 +22,15 @@ def main() -> None:
     ap.add_argument("--single", type=int, default=6)
     ap.add_argument("--batch", type=int, default=16)
     a = ap.parse_args()
-    if a.backend == "unsloth":
-        import unsloth  # noqa: F401
+    from bench_generate import with_random_lora
+
+    loaded = with_random_lora(a.model, a.backend)
     import torch
 
-    from kft.config import GenerationArgs, LoraArgs, ModelArgs
+    from kft.config import GenerationArgs
     from kft.generate import SideBySideGenerator, generate_pair
-    from kft.model import attach_lora, for_inference, load_base
     from kft.safety import load_prompt_set, run_scorecard
 
-    loaded = attach_lora(load_base(ModelArgs(name=a.model, backend=a.backend)), LoraArgs())
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in loaded.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    for_inference(loaded)
     prompts, gen = load_prompt_set("presets"), GenerationArgs(max_new_tokens=a.tokens)
     generator = SideBySideGenerator(loaded)
     result = {"backend": a.backend, "card": torch.cuda.get_device_name(0), "prompts": len(prompts), "tokens": a.tokens}
