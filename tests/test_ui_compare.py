@@ -316,3 +316,16 @@ def test_a_loading_update_shows_loading_in_the_outcome_and_both_panes():
     shown = view.render_update(PairUpdate(loading=True), "en")
     assert shown["outcome"] == view.t("loading", "en") and "Loading the adapter / model" in shown["outcome"]
     assert shown["base_info"] == shown["lora_info"] == view.t("loading_pane", "en") and shown["base"] == ""
+
+
+def test_app_a_new_adapters_first_request_shows_loading_through_the_api(app, trained_run):
+    """Issue 16: the first comparison with an adapter not yet in memory shows loading as a state (before: empty panes)."""
+    from kft.ui import compare_view as view
+
+    ws, client, _ = app
+    copy_run(trained_run, ws.runs_dir, "r-load")
+    job = client.submit(*_compare_args(max_new_tokens=2, run="r-load"), api_name="/compare")
+    job.result()
+    outcomes = [out[-1] for out in job.outputs()]
+    assert view.t("loading", "en") in outcomes and outcomes[-1] == view.t("done", "en")
+    assert outcomes.index(view.t("loading", "en")) < len(outcomes) - 1
