@@ -248,8 +248,11 @@ class ComparisonService:
         t0 = time.perf_counter() if t0 is None else t0
         gen = gen or GenerationArgs()
         seed = secrets.randbelow(2**31) if seed is None else seed
-        cancel = cancel or threading.Event()
-        self.check_request(instruction, input, gen)
+        self.check_request(instruction, input, gen)  # at the call, before any update: a refusal comes at once
+        return self._stream(choice, instruction, input, gen, cancel or threading.Event(), seed, t0)
+
+    def _stream(self, choice: AdapterChoice, instruction: str, input: str, gen: GenerationArgs,  # noqa: A002
+                cancel: threading.Event, seed: int, t0: float) -> Iterator[PairUpdate]:
         with self._turn(cancel) as got:
             if not got:
                 yield PairUpdate(done=True, cancelled=True)

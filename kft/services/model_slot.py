@@ -142,7 +142,8 @@ class ModelSlot:
             with self._lock:
                 del self._adapters[name]
             logger.info("adapter %r unloaded to make room", name)
-            free_unused()
+        if len(extra) >= MAX_EXTRA_ADAPTERS:
+            free_unused()  # once, after the adapters made room
         name = _adapter_name(key, self._adapters)
         load(self._loaded, adapter_dir, name)
         with self._lock:

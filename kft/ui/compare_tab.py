@@ -90,13 +90,12 @@ class CompareTab(Tab):
         Times to first token count from here, the request (a first use's adapter load included)."""
         t0 = time.perf_counter()
         self._refuse_if_training(lang)
-        try:
+        cancel = threading.Event()
+        try:  # the service checks the request at the call, before the first update
             gen = _gen_args(max_new_tokens, do_sample, temperature, top_p, repetition_penalty)
-            self.service.check_request(instruction, input_, gen)  # before the first update: refused at once
+            stream = self.service.stream(_choice(source, run, hub), instruction, input_ or "", gen, cancel, t0=t0)
         except PromptError as exc:
             raise self._error(exc, lang) from exc
-        cancel = threading.Event()
-        stream = self.service.stream(_choice(source, run, hub), instruction, input_ or "", gen, cancel, t0=t0)
         try:
             yield self._named({"base": "", "base_info": "", "lora": "", "lora_info": "", "outcome": t("running", lang)})
             for update in stream:
