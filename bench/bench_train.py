@@ -3,7 +3,8 @@
     PYTHONPATH=.:bench python bench/bench_train.py --path unsloth|baseline|fast --model CKPT --data ROWS.jsonl --steps N --out R.json
 
 unsloth  = the project's default path (Unsloth 4-bit, seed configuration)
-baseline = plain transformers + PEFT + bitsandbytes nf4 QLoRA (this process never imports unsloth)
+baseline = plain transformers + PEFT + bitsandbytes nf4 QLoRA (this process never imports unsloth); tf_seed is the same
+tf_fast  = the "fast" preset on that backend
 fast     = the project's "fast" preset on Unsloth (8 rows in one padding-free micro-batch)
 fast_padded = the same 8 rows in one padded micro-batch
 fast_gc  = fast with gradient checkpointing kept on the GPU (no offload of activations to CPU memory)
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 WARM = 5
+PATHS = ["unsloth", "baseline", "tf_seed", "tf_fast", "fast", "fast_padded", "fast_gc", "fast_nogc"]
 
 
 def config_for(path: str, model: str, data: str, steps: int):
@@ -28,10 +30,10 @@ def config_for(path: str, model: str, data: str, steps: int):
 
     cfg = RunConfig()
     cfg.model.name, cfg.data.source, cfg.train.max_steps = model, data, steps
-    cfg.model.backend = "transformers" if path == "baseline" else "unsloth"
-    if path == "baseline":
+    cfg.model.backend = cfg_backend(path)
+    if cfg.model.backend == "transformers":
         cfg.lora.use_gradient_checkpointing = True
-    if path in ("fast", "fast_padded", "fast_gc", "fast_nogc"):
+    if path in ("fast", "fast_padded", "fast_gc", "fast_nogc", "tf_fast"):
         apply_preset(cfg, "fast")
     if path == "fast_padded":
         cfg.train.padding_free = False
@@ -42,15 +44,19 @@ def config_for(path: str, model: str, data: str, steps: int):
     return cfg
 
 
+def cfg_backend(path: str) -> str:
+    return "transformers" if path == "baseline" or path.startswith("tf_") else "unsloth"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--path", required=True, choices=["unsloth", "baseline", "fast", "fast_padded", "fast_gc", "fast_nogc"])
+    ap.add_argument("--path", required=True, choices=PATHS)
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    if a.path != "baseline":
+    if cfg_backend(a.path) == "unsloth":
         import unsloth  # noqa: F401  (before trl/transformers/peft)
     from kft.runs import RunDir
     from kft.train import TrainingJob

@@ -44,7 +44,10 @@ def sft_kwargs(config: RunConfig, run_dir: str | Path, capability: tuple[int, in
     kwargs.update(output_dir=str(RunDir(run_dir).checkpoints_dir), max_steps=t.max_steps if t.max_steps > 0 else -1,
                   optim=optim, fp16=dtype == "float16", bf16=dtype == "bfloat16", report_to="none",
                   dataset_text_field="text", max_length=config.model.max_seq_length, disable_tqdm=True,
-                  dataloader_num_workers=0, dataloader_pin_memory=capability is not None, **save_kwargs(t))
+                  dataloader_num_workers=0, dataloader_pin_memory=capability is not None,
+                  # the Trainer's NaN filter reads every micro-batch's loss back from the GPU (a host sync each) and
+                  # hides a NaN from the log; kft.train stops a run whose logged loss is not finite instead
+                  logging_nan_inf_filter=False, **save_kwargs(t))
     if t.eval_share > 0:  # below 1: transformers' share of the total steps (known for epochs too)
         kwargs.update(eval_strategy="steps", eval_steps=1 / EVAL_POINTS,
                       per_device_eval_batch_size=t.per_device_train_batch_size)

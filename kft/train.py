@@ -5,6 +5,7 @@ Each run writes its RunDir (kft.runs). The config was validated upstream; the mo
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from torch.profiler import record_function
 from transformers import PrinterCallback, TrainerCallback
 
 from . import memory
@@ -262,10 +264,11 @@ class TrainingJob:
         for line in report.problem_lines(5):
             self._note(line)
         dataset, held_out = self._split(to_text_dataset(report, self.template, tok.eos_token))
-        from trl import SFTTrainer
+        from .trainer import lean_trainer_class
+
         ensure_trl_cpu_kernel()
         args = to_sft_config(cfg, self.run_dir, cuda_capability())
-        trainer = SFTTrainer(model=self.loaded.model, args=args, train_dataset=dataset, eval_dataset=held_out,
+        trainer = lean_trainer_class()(model=self.loaded.model, args=args, train_dataset=dataset, eval_dataset=held_out,
                              processing_class=tok, callbacks=[_Recorder(self), *self._extra_callbacks])
         trainer.data_collator = _CountingCollator(trainer.data_collator, self)
         trainer.remove_callback(PrinterCallback)  # progress goes through the job's log, not stdout
@@ -343,11 +346,26 @@ class _CountingCollator:
         self.inner, self.job = inner, job
 
     def __call__(self, features: Any) -> Any:
+        with record_function("kft.collate"):
+            return self._collate(features)
+
+    def _collate(self, features: Any) -> Any:
         batch = self.inner(features)
         mask = batch.get("attention_mask") if hasattr(batch, "get") else None
         # queued, not added: the loader collates one batch ahead (adding here counts it untrained, twice on resume)
         self.job._collated.append(int(mask.sum()) if mask is not None else int(batch["input_ids"].numel()))
         return batch
+
+
+def _marked(label: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Run the callback inside a profiler range (bench/profile_train.py names the step's parts by them)."""
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def marked(*a: Any, **kw: Any) -> Any:
+            with record_function(label):
+                return fn(*a, **kw)
+        return marked
+    return wrap
 
 
 class _StoppedBeforeStart(Exception):
@@ -379,6 +397,7 @@ class _Recorder(TrainerCallback):
         self.job._write_run_json()  # steps done, as far as the checkpoint just written
         return control
 
+    @_marked("kft.on_step_end")
     def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
         # on_substep_end runs for each micro-batch but the last; a patched loop without it gets all credited here
         self._credit(1 if self._substeps else args.gradient_accumulation_steps)
@@ -390,12 +409,14 @@ class _Recorder(TrainerCallback):
         control.should_training_stop |= self.job._stop.is_set()
         return control
 
+    @_marked("kft.on_substep_end")
     def on_substep_end(self, args, state, control, **kw):  # noqa: ANN001
         self._credit(1)
         self._substeps += 1
         control.should_training_stop |= self.job._stop.is_set()
         return control
 
+    @_marked("kft.on_log")
     def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
         if logs:
             self.job._record_log(state.global_step, logs, sum_across_ranks(self.job.tokens_seen))

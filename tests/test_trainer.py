@@ -1,0 +1,88 @@
+"""kft.trainer: the step without host syncs trains exactly like TRL's own SFTTrainer and logs the same numbers."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import tiny_config
+
+from kft.presets import apply_preset
+
+
+def _run(tmp_path, name, cfg, monkeypatch, stock: bool):
+    import kft.trainer as lean
+    from kft.train import TrainingJob
+
+    if stock:
+        from trl import SFTTrainer
+
+        monkeypatch.setattr(lean, "lean_trainer_class", lambda: SFTTrainer)
+    else:
+        monkeypatch.undo()
+    job = TrainingJob(cfg, tmp_path / name).start()
+    assert job.join(600)
+    assert job.snapshot().status == "completed", job.snapshot().error
+    return [r for r in job.run.read_metrics() if "loss" in r]
+
+
+@pytest.mark.parametrize("preset", ["seed", "fast"])
+def test_the_lean_step_trains_exactly_like_trls_trainer(tmp_path, tiny_dir, monkeypatch, preset):
+    """Same seed, same rows: the loss curve, gradient norms and token counts match TRL's SFTTrainer to the last bit
+    (the loss is computed by the same operations in the same order). With one micro-batch per logged step (fast)
+    entropy and token accuracy match too; with several (seed) kft weights them by tokens, TRL by micro-batch."""
+    cfg = apply_preset(tiny_config(6), preset)
+    ref = _run(tmp_path, "stock", cfg, monkeypatch, stock=True)
+    got = _run(tmp_path, "lean", cfg, monkeypatch, stock=False)
+    assert [r["step"] for r in got] == [r["step"] for r in ref] == list(range(1, 7))
+    for a, b in zip(got, ref, strict=True):
+        assert a["loss"] == b["loss"]
+        assert a["grad_norm"] == b["grad_norm"]
+        assert a["num_tokens"] == b["num_tokens"]
+        assert a["tokens_seen"] == b["tokens_seen"]
+        if preset == "fast":
+            assert a["entropy"] == pytest.approx(b["entropy"], rel=1e-6)
+            assert a["mean_token_accuracy"] == pytest.approx(b["mean_token_accuracy"], rel=1e-6)
+        else:
+            assert 0 < a["entropy"] and 0 <= a["mean_token_accuracy"] <= 1
+
+
+def _reads_in_step(tmp_path, monkeypatch, stock: bool) -> list[str]:
+    """Where the training loop read a tensor's value back (.item() or bool()) outside logging."""
+    import traceback
+
+    import torch
+
+    import kft.sft as sft
+    import kft.trainer as lean
+    from kft.train import TrainingJob
+
+    calls: list[str] = []
+
+    def counting(original):
+        def read(self, *a):
+            calls.append("".join(traceback.format_stack(limit=6)))
+            return original(self, *a)
+        return read
+
+    if stock:  # TRL's trainer with the Trainer's NaN filter, as before kft.trainer
+        from trl import SFTTrainer
+
+        monkeypatch.setattr(lean, "lean_trainer_class", lambda: SFTTrainer)
+        kwargs = sft.sft_kwargs
+        monkeypatch.setattr(sft, "sft_kwargs", lambda *a: {**kwargs(*a), "logging_nan_inf_filter": True})
+    cfg = apply_preset(tiny_config(4), "fast")  # padding-free: no attention mask for transformers to inspect
+    cfg.train.logging_steps = 2
+    cfg.train.optim = "adamw_torch_fused"  # the CPU's plain Adam reads its step count with .item() per tensor
+    monkeypatch.setattr(torch.Tensor, "item", counting(torch.Tensor.item))
+    monkeypatch.setattr(torch.Tensor, "__bool__", counting(torch.Tensor.__bool__))
+    job = TrainingJob(cfg, tmp_path / ("stock" if stock else "lean")).start()
+    assert job.join(600)
+    monkeypatch.undo()
+    assert job.snapshot().status == "completed", job.snapshot().error
+    return [c for c in calls if ("compute_loss" in c or "_run_epoch" in c) and "_maybe_log" not in c]
+
+
+def test_the_lean_step_reads_nothing_back_from_the_device_between_logs(tmp_path, tiny_dir, monkeypatch):
+    """Between two logs the step reads no value back (TRL's compute_loss read three per micro-batch, the Trainer's
+    NaN filter two more). Counted on the CPU, where .item() and bool() are the calls that wait for a GPU."""
+    assert len(_reads_in_step(tmp_path, monkeypatch, stock=True)) >= 4 * 5  # the check sees them when they are there
+    assert _reads_in_step(tmp_path, monkeypatch, stock=False) == []
