@@ -9,6 +9,7 @@ fast     = the project's "fast" preset on Unsloth (8 rows in one padding-free mi
 fast_padded = the same 8 rows in one padded micro-batch
 fast_gc  = fast with gradient checkpointing kept on the GPU (no offload of activations to CPU memory)
 fast_nogc = fast without gradient checkpointing (no recomputation; more memory)
+Modifiers after '+' (bench_train.config_for): padded, gpu_gc, nogc, gc=N, optim=NAME, fused.
 Steady-state figures are taken between step WARM and the last step (compilation excluded); the time to
 the first finished step is measured from Start (load + compile included).
 """
@@ -21,36 +22,54 @@ import time
 from pathlib import Path
 
 WARM = 5
-PATHS = ["unsloth", "baseline", "tf_seed", "tf_fast", "fast", "fast_padded", "fast_gc", "fast_nogc"]
+
+
+ALIASES = {"fast_padded": "fast+padded", "fast_gc": "fast+gpu_gc", "fast_nogc": "fast+nogc", "baseline": "tf_seed"}
 
 
 def config_for(path: str, model: str, data: str, steps: int):
+    """The RunConfig of ``path``: a base (unsloth = seed, fast, tf_seed, tf_fast) and modifiers joined by '+':
+    padded (no padding-free), gpu_gc (checkpointing on the GPU, not offloaded), nogc, gc=N (only N layers
+    checkpoint, on the GPU), optim=NAME, fused (optim adamw_torch_fused)."""
     from kft.config import RunConfig
     from kft.presets import apply_preset
 
+    base, *mods = ALIASES.get(path, path).split("+")
     cfg = RunConfig()
     cfg.model.name, cfg.data.source, cfg.train.max_steps = model, data, steps
     cfg.model.backend = cfg_backend(path)
     if cfg.model.backend == "transformers":
         cfg.lora.use_gradient_checkpointing = True
-    if path in ("fast", "fast_padded", "fast_gc", "fast_nogc", "tf_fast"):
+    if base in ("fast", "tf_fast"):
         apply_preset(cfg, "fast")
-    if path == "fast_padded":
-        cfg.train.padding_free = False
-    if path == "fast_gc":  # checkpointing kept on the GPU instead of Unsloth's offload to CPU memory
-        cfg.lora.use_gradient_checkpointing = True
-    if path == "fast_nogc":
-        cfg.lora.use_gradient_checkpointing = False
+    elif base not in ("unsloth", "tf_seed", "seed"):
+        raise SystemExit(f"unknown path {path!r}")
+    for mod in mods:
+        key, _, value = mod.partition("=")
+        if key == "padded":
+            cfg.train.padding_free = False
+        elif key == "gpu_gc":
+            cfg.lora.use_gradient_checkpointing = True
+        elif key == "nogc":
+            cfg.lora.use_gradient_checkpointing = False
+        elif key == "gc":
+            cfg.lora.use_gradient_checkpointing, cfg.lora.checkpoint_layers = True, int(value)
+        elif key == "optim":
+            cfg.train.optim = value
+        elif key == "fused":
+            cfg.train.optim = "adamw_torch_fused"
+        else:
+            raise SystemExit(f"unknown modifier {mod!r} in {path!r}")
     return cfg
 
 
 def cfg_backend(path: str) -> str:
-    return "transformers" if path == "baseline" or path.startswith("tf_") else "unsloth"
+    return "transformers" if ALIASES.get(path, path).startswith("tf_") else "unsloth"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--path", required=True, choices=PATHS)
+    ap.add_argument("--path", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--steps", type=int, default=20)

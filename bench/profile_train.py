@@ -1,8 +1,9 @@
 """Where a whole training step goes: kft's TrainingJob and TRL's SFTTrainer under torch.profiler.
 
-    PYTHONPATH=.:bench python bench/profile_train.py --path fast --model CKPT --data ROWS.jsonl --out DIR
+    PYTHONPATH=.:bench python bench/profile_train.py --paths seed,fast,fast+gc=16 --model CKPT --data ROWS.jsonl --out DIR
 
-Runs ``--steps`` optimizer steps through kft's own TrainingJob, records steps WAIT+1 .. WAIT+ACTIVE with
+For each path (bench_train.config_for; one process, one backend), runs ``--steps`` optimizer steps through kft's
+own TrainingJob, times the steps outside the profiled window, records steps WAIT+2 .. WAIT+1+ACTIVE with
 torch.profiler, and names each part of the step with a ``record_function`` range put around the Trainer's
 pieces here (kft's own pieces carry their marks in the code: ``kft.collate``, ``kft.on_step_end``, ``kft.on_log``):
 
@@ -15,7 +16,8 @@ pieces here (kft's own pieces carry their marks in the code: ``kft.collate``, ``
 
 Then the model alone: forward + backward of the same collated micro-batches (no metrics, no optimizer), timed
 with the GPU synchronised before and after. ``outside_share`` = 1 - model-alone time / step time: the part of
-the step that is not the model's forward and backward. Writes ``profile_train_<path>.json`` into DIR.
+the step that is not the model's forward and backward (per token: the batches differ). Writes ``<tag>_<path>.json``
+into DIR; run it on an older kft (PYTHONPATH) for a same-run "before".
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-WAIT = 6  # steps before the profiler records (the first steps compile)
-ACTIVE = 4  # steps recorded
+WAIT = 4  # steps before the profiler records (the first steps compile)
+ACTIVE = 3  # steps recorded (after one warm-up step); the steps after them are timed without the profiler
 
 RANGES = ("step.data", "step.forward", "step.backward", "step.clip", "step.optimizer", "step.log")
 
@@ -58,9 +60,8 @@ class _Profiler:
     """A TrainerCallback that marks the trainer's pieces and steps the profiler at each optimizer step."""
 
     def __init__(self, wait: int, active: int) -> None:
-        from torch.profiler import ProfilerActivity, profile, schedule
-
         import torch
+        from torch.profiler import ProfilerActivity, profile, schedule
 
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
         self.prof = profile(activities=acts, schedule=schedule(wait=wait, warmup=1, active=active, repeat=1))
@@ -89,10 +90,9 @@ class _Profiler:
         self._t = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-        now = time.perf_counter()
-        self.step_times.append(now - self._t)
-        self._t = now
-        self.prof.step()
+        self.step_times.append(time.perf_counter() - self._t)
+        self.prof.step()  # when the active steps end this collects the trace: not counted in any step
+        self._t = time.perf_counter()
 
     def on_train_end(self, args, state, control, **kw):  # noqa: ANN001
         self.prof.stop()
@@ -183,57 +183,97 @@ def _keep_trainer(holder: dict):
         train.TrainingJob._prepare = original
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--path", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--steps", type=int, default=WAIT + ACTIVE + 2)
-    ap.add_argument("--out", required=True)
-    a = ap.parse_args()
-    from bench_train import cfg_backend, config_for
+def profile_path(path: str, a: argparse.Namespace) -> dict[str, Any]:
+    """One run of ``path``: step times outside the profiled window, the breakdown inside it, the model alone."""
+    import gc
 
-    if cfg_backend(a.path) == "unsloth":
-        import unsloth  # noqa: F401  (before trl/transformers/peft)
+    from bench_train import config_for
 
+    from kft import memory
     from kft.runs import RunDir
     from kft.train import TrainingJob
 
     out = Path(a.out)
-    run = RunDir(out / f"profile-{a.path}-{int(time.time())}")
-    config = config_for(a.path, a.model, a.data, a.steps)
+    run = RunDir(out / f"profile-{path.replace('+', '_').replace('=', '')}-{int(time.time())}")
+    config = config_for(path, a.model, a.data, a.steps)
     config.train.save_steps = 0  # no checkpoints: the marks wrap the optimizer and scheduler, which pickle
     config = config.validate()
     prof = _Profiler(WAIT, ACTIVE)
     holder: dict[str, Any] = {}
+    t0 = time.time()
     with _keep_trainer(holder):
         job = TrainingJob(config, run.path, callbacks=[prof]).start()
         job.join()
     snap = job.snapshot()
+    result: dict[str, Any] = {"path": path, "status": snap.status, "error": snap.error, "backend": snap.backend}
     if snap.status != "completed":
-        raise SystemExit(f"run {snap.status}: {snap.error}")
-    trainer = holder["trainer"]
-    steady = prof.step_times[WAIT + 1: WAIT + 1 + ACTIVE]
+        print(f"{path}: run {snap.status}: {snap.error}", flush=True)
+        return result
+    rows = [r for r in run.read_metrics() if "loss" in r]
+    info = run.read_json() or {}
+    # steady steps: after the first two (compilation), outside the profiler's warm-up and active steps
+    steady = [t for i, t in enumerate(prof.step_times, 1) if i > 2 and not WAIT < i <= WAIT + 1 + ACTIVE]
     step_s = statistics.median(steady)
-    result: dict[str, Any] = {"path": a.path, "backend": snap.backend, "step_s": round(step_s, 4),
-                              "step_times": [round(t, 4) for t in prof.step_times]}
+    tokens = [b["tokens_seen"] - a_["tokens_seen"] for a_, b in zip(rows, rows[1:], strict=False)]
+    step_tokens = statistics.mean(tokens[1:]) if len(tokens) > 1 else float("nan")
+    result.update(step_s=round(step_s, 4), tokens_per_step=round(step_tokens, 1),
+                  tokens_per_s=round(step_tokens / step_s, 1), first_step_s=rows[0]["time"] if rows else None,
+                  peak_reserved_gb=(info.get("memory") or {}).get("peak_reserved_gb"),
+                  losses=[round(r["loss"], 4) for r in rows], step_times=[round(t, 4) for t in prof.step_times],
+                  log=[line for line in snap.log_tail if "checkpointing" in line])
     result.update(breakdown(prof.prof, ACTIVE))
+    trainer = holder["trainer"]
     loader = trainer.get_train_dataloader()
-    accum = config.train.gradient_accumulation_steps
     it = iter(loader)
-    batches = [next(it) for _ in range(accum)]
-    tokens = sum(int(b["attention_mask"].sum()) if "attention_mask" in b else int(b["input_ids"].numel())
-                 for b in batches)
+    batches = [next(it) for _ in range(config.train.gradient_accumulation_steps)]
+    alone_tokens = sum(int(b["attention_mask"].sum()) if "attention_mask" in b else int(b["input_ids"].numel())
+                       for b in batches)
     alone = model_alone(trainer, batches)
-    result.update(model_alone_s=round(alone, 4), tokens_per_step=tokens,
-                  outside_share=round(max(0.0, 1 - alone / step_s), 3),
-                  model_alone_tokens_per_s=round(tokens / alone, 1), step_tokens_per_s=round(tokens / step_s, 1))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"profile_train_{a.path}.json").write_text(json.dumps(result, indent=2))
+    per_token_alone, per_token_step = alone / alone_tokens, step_s / step_tokens
+    result.update(model_alone_s=round(alone, 4), model_alone_tokens=alone_tokens,
+                  model_alone_tokens_per_s=round(1 / per_token_alone, 1),
+                  outside_share=round(max(0.0, 1 - per_token_alone / per_token_step), 3), wall_s=round(time.time() - t0, 1))
     r = result["ranges"]
-    print(f"{a.path}: step {step_s * 1e3:.0f} ms, model alone {alone * 1e3:.0f} ms, outside {result['outside_share']:.0%}; "
+    print(f"{path}: {result['tokens_per_s']:,.0f} tok/s, step {step_s * 1e3:.0f} ms, peak {result['peak_reserved_gb']} GB, "
+          f"model alone {1 / per_token_alone:,.0f} tok/s, outside {result['outside_share']:.0%}; cpu/gpu ms "
           + ", ".join(f"{k.split('.')[1]} {v['cpu_ms']:.0f}/{v.get('gpu_ms', 0):.0f}" for k, v in r.items()
                       if k.startswith("step.")) + f"; syncs {result['host_syncs_per_step']}", flush=True)
+    del trainer, holder, loader, it, batches
+    job.take_model()
+    gc.collect()
+    memory.free_unused()
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--paths", required=True, help="comma-separated bench_train paths, all of one backend")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--steps", type=int, default=WAIT + 1 + ACTIVE + 8)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--tag", default="", help="prefix of the JSON file names (e.g. before / after)")
+    a = ap.parse_args()
+    from bench_train import cfg_backend
+
+    paths = a.paths.split(",")
+    if len({cfg_backend(p) for p in paths}) != 1:
+        raise SystemExit("one backend per process: unsloth patches transformers for the whole process")
+    if cfg_backend(paths[0]) == "unsloth":
+        import unsloth  # noqa: F401  (before trl/transformers/peft)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        try:
+            result = profile_path(path, a)
+        except Exception as exc:  # noqa: BLE001 - one failing variant must not cost the others
+            import traceback
+
+            traceback.print_exc()
+            result = {"path": path, "status": "crashed", "error": repr(exc)[:500]}
+            print(f"{path}: crashed: {exc!r}"[:300], flush=True)
+        name = f"{a.tag + '_' if a.tag else ''}{path.replace('+', '_').replace('=', '')}.json"
+        (out / name).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -88,6 +88,10 @@ class LoraArgs:
     bias: str = setting("none", "Which biases to train: none | all | lora_only.", choices=("none", "all", "lora_only"))
     use_gradient_checkpointing: str | bool = setting("unsloth", '"unsloth" (offloaded checkpointing), True, or False.',
                                                      choices=("unsloth", True, False), widget="unsloth_bool")
+    checkpoint_layers: int | None = setting(None, "With gradient checkpointing on: how many decoder layers recompute "
+                                            "their activations in the backward pass; the others keep them (faster, "
+                                            "more memory). Empty = all layers, as the recipe.", min=0,
+                                            server_max=1000, widget="auto_int")
     random_state: int = setting(3407, "Seed for the adapter's initial weights.", min=0, max=MAX_SEED)
     use_rslora: bool = setting(False, "Rank-stabilised LoRA scaling.")
     loftq_config: dict[str, Any] | None = setting(None, "LoftQ initialisation settings, or None.", widget="json",

@@ -254,6 +254,21 @@ def for_inference(loaded: LoadedModel) -> None:
         loaded.model.eval()
 
 
+def limit_checkpointing(model: Any, layers: int | None) -> tuple[int, int]:
+    """Let only the first ``layers`` decoder layers recompute activations (gradient checkpointing); the others keep
+    them. Call after the trainer turned checkpointing on (Unsloth's train() turns it on in every layer).
+    Returns (layers checkpointing, decoder layers)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    blocks = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    on = [m for m in blocks if getattr(m, "gradient_checkpointing", False)]
+    if layers is not None:
+        for m in on[layers:]:
+            m.gradient_checkpointing = False
+        on = on[:layers]
+    return len(on), len(blocks)
+
+
 def for_training(loaded: LoadedModel) -> None:
     if loaded.backend == "unsloth":
         from unsloth import FastLanguageModel

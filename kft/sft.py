@@ -47,7 +47,9 @@ def sft_kwargs(config: RunConfig, run_dir: str | Path, capability: tuple[int, in
                   dataloader_num_workers=0, dataloader_pin_memory=capability is not None,
                   # the Trainer's NaN filter reads every micro-batch's loss back from the GPU (a host sync each) and
                   # hides a NaN from the log; kft.train stops a run whose logged loss is not finite instead
-                  logging_nan_inf_filter=False, **save_kwargs(t))
+                  logging_nan_inf_filter=False,
+                  # TRL turns checkpointing on by default: on the transformers backend that overrode lora's False
+                  gradient_checkpointing=bool(config.lora.use_gradient_checkpointing), **save_kwargs(t))
     if t.eval_share > 0:  # below 1: transformers' share of the total steps (known for epochs too)
         kwargs.update(eval_strategy="steps", eval_steps=1 / EVAL_POINTS,
                       per_device_eval_batch_size=t.per_device_train_batch_size)

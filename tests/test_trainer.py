@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import tiny_config
 
+from conftest import tiny_config
 from kft.presets import apply_preset
 
 

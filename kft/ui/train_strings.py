@@ -144,6 +144,7 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "lora_dropout": ("LoRA 드롭아웃", "LoRA dropout"),
     "bias": ("바이어스 학습", "Bias"),
     "use_gradient_checkpointing": ("그래디언트 체크포인팅", "Gradient checkpointing"),
+    "checkpoint_layers": ("체크포인팅할 레이어 수 (비우면 전부)", "Checkpointed layers (empty = all)"),
     "random_state": ("어댑터 초기화 시드", "Adapter init seed"),
     "use_rslora": ("rsLoRA 사용", "Use rsLoRA"),
     "loftq_config": ("LoftQ 설정 (JSON, 비우면 없음)", "LoftQ config (JSON, empty = none)"),
@@ -183,6 +184,8 @@ FIELD_INFO_KO: dict[str, str] = {
     "lora_dropout": "어댑터 입력의 드롭아웃.",
     "bias": "학습할 바이어스: none | all | lora_only.",
     "use_gradient_checkpointing": "\"unsloth\" (오프로딩 체크포인팅), true 또는 false.",
+    "checkpoint_layers": "체크포인팅이 켜져 있을 때 역전파에서 활성값을 다시 계산할 디코더 레이어 수. 나머지 레이어는 "
+                         "활성값을 메모리에 둡니다 (더 빠르고 메모리를 더 씀). 비우면 전부 (레시피 그대로).",
     "random_state": "어댑터 초기 가중치의 시드.",
     "use_rslora": "랭크 안정화 LoRA 스케일.",
     "loftq_config": "LoftQ 초기화 설정 (JSON 객체), 비우면 사용 안 함.",
