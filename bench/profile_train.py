@@ -1,23 +1,23 @@
-"""Where a whole training step goes: kft's TrainingJob and TRL's SFTTrainer under torch.profiler.
+"""Where a whole training step goes: kft's TrainingJob and TRL's SFTTrainer, step by step.
 
     PYTHONPATH=.:bench python bench/profile_train.py --paths seed,fast,fast+gc=16 --model CKPT --data ROWS.jsonl --out DIR
 
-For each path (bench_train.config_for; one process, one backend), runs ``--steps`` optimizer steps through kft's
-own TrainingJob, times the steps outside the profiled window, records steps WAIT+2 .. WAIT+1+ACTIVE with
-torch.profiler, and names each part of the step with a ``record_function`` range put around the Trainer's
-pieces here (kft's own pieces carry their marks in the code: ``kft.collate``, ``kft.on_step_end``, ``kft.on_log``):
+For each path (bench_train.config_for; one process, one backend) runs ``--steps`` optimizer steps through kft's own
+TrainingJob and names each part of the step with a range put around the Trainer's pieces here (kft's own pieces
+carry ``record_function`` marks in the code: ``kft.collate``, ``kft.on_step_end``, ``kft.on_log``):
 
     step.data       fetching the micro-batches (collator, num_items_in_batch)
     step.forward    compute_loss: the model's forward, the loss and TRL's per-step metrics
-    step.backward   accelerator.backward (the kernels run on autograd's thread: counted as backward)
+    step.backward   accelerator.backward
     step.clip       gradient norm and clipping
     step.optimizer  optimizer.step + scheduler + zero_grad
-    step.log        _maybe_log_save_evaluate: logging (the loss .item()), checkpoints, callbacks' on_log
+    step.log        _maybe_log_save_evaluate: logging (the loss read back), checkpoints, callbacks' on_log
 
-Then the model alone: forward + backward of the same collated micro-batches (no metrics, no optimizer), timed
-with the GPU synchronised before and after. ``outside_share`` = 1 - model-alone time / step time: the part of
-the step that is not the model's forward and backward (per token: the batches differ). Writes ``<tag>_<path>.json``
-into DIR; run it on an older kft (PYTHONPATH) for a same-run "before".
+Each range's CPU wall and GPU wall (CUDA events at its start and end: no sync) per steady step (after the first
+two, which compile); ``fwd_bwd_share_gpu`` = the GPU's forward + backward time / the step's wall time.
+Then the model alone: forward + backward of one step's worth of collated micro-batches (no metrics, no optimizer),
+timed with the GPU synchronised; ``outside_share`` = 1 - (model-alone time / step time) per token.
+Writes ``<tag>_<path>.json`` into DIR; run it on an older kft (PYTHONPATH) for a same-run "before".
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-WAIT = 4  # steps before the profiler records (the first steps compile)
-ACTIVE = 3  # steps recorded (after one warm-up step); the steps after them are timed without the profiler
+WAIT = 4  # with --trace: steps before the traced one (after one warm-up step)
 
 RANGES = ("step.data", "step.forward", "step.backward", "step.clip", "step.optimizer", "step.log")
 
@@ -43,31 +42,88 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _mark(obj: Any, attr: str, label: str) -> None:
-    """Wrap ``obj.attr`` in a record_function range named ``label`` (in this process only)."""
-    from torch.profiler import record_function
+class _Ranges:
+    """Per-step timing of the marked ranges: CPU wall (perf_counter) and GPU wall (CUDA events recorded on the
+    stream when the CPU enters and leaves the range, so no sync: the GPU time between the two points, idle gaps
+    inside included). Also counts the Python-visible read-backs (.item(), bool(), .tolist()) per step."""
 
-    inner = getattr(obj, attr)
+    def __init__(self) -> None:
+        import torch
 
-    def wrapped(*a, **kw):
-        with record_function(label):
-            return inner(*a, **kw)
+        self.cuda = torch.cuda.is_available()
+        self.on = False
+        self.cpu: dict[str, float] = {}
+        self.events: list[tuple[str, Any, Any]] = []
+        self.reads = 0
+        self.steps = 0
 
-    setattr(obj, attr, wrapped)
+    def mark(self, obj: Any, attr: str, label: str) -> None:
+        """Wrap ``obj.attr`` (in this process only) in a record_function range and, while on, in timers."""
+        import torch
+        from torch.profiler import record_function
+
+        inner = getattr(obj, attr)
+
+        def wrapped(*a, **kw):
+            if not self.on:
+                with record_function(label):
+                    return inner(*a, **kw)
+            start = end = None
+            if self.cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+            t0 = time.perf_counter()
+            try:
+                with record_function(label):
+                    return inner(*a, **kw)
+            finally:
+                self.cpu[label] = self.cpu.get(label, 0.0) + time.perf_counter() - t0
+                if end is not None:
+                    end.record()
+                    self.events.append((label, start, end))
+
+        setattr(obj, attr, wrapped)
+
+    def count_reads(self) -> None:
+        import torch
+
+        for name in ("item", "__bool__", "tolist"):
+            original = getattr(torch.Tensor, name)
+
+            def counting(t, *a, _original=original):
+                if self.on:
+                    self.reads += 1
+                return _original(t, *a)
+
+            setattr(torch.Tensor, name, counting)
+
+    def result(self) -> dict[str, Any]:
+        _sync()
+        gpu: dict[str, float] = {}
+        for label, start, end in self.events:
+            gpu[label] = gpu.get(label, 0.0) + start.elapsed_time(end) / 1e3
+        n = max(self.steps, 1)
+        return {"timed_steps": self.steps, "reads_per_step": round(self.reads / n, 1),
+                "ranges": {k: {"cpu_ms": round(self.cpu.get(k, 0.0) / n * 1e3, 2),
+                               "gpu_ms": round(gpu.get(k, 0.0) / n * 1e3, 2)} for k in RANGES}}
 
 
 class _Profiler:
-    """A TrainerCallback that marks the trainer's pieces and steps the profiler at each optimizer step."""
+    """A TrainerCallback: marks the trainer's pieces, times every step, and times the ranges of the steady steps
+    (after the first two, which compile). With ``trace`` (CPU runs; on a GPU the trace of an 8B step takes
+    minutes to digest) a torch.profiler trace of one step adds the host syncs and the top kernels."""
 
-    def __init__(self, wait: int, active: int) -> None:
-        import torch
-        from torch.profiler import ProfilerActivity, profile, schedule
-
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-        self.prof = profile(activities=acts, schedule=schedule(wait=wait, warmup=1, active=active, repeat=1))
+    def __init__(self, trace: bool) -> None:
         self.step_times: list[float] = []
         self._t = 0.0
         self.trainer = None
+        self.ranges = _Ranges()
+        self.prof = None
+        if trace:
+            from torch.profiler import ProfilerActivity, profile, schedule
+
+            self.prof = profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=WAIT, warmup=1, active=1,
+                                                                                      repeat=1))
 
     # transformers' TrainerCallback protocol, duck-typed (the job adds it after its own recorder)
     def __getattr__(self, name: str):
@@ -76,53 +132,43 @@ class _Profiler:
         raise AttributeError(name)
 
     def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kw):  # noqa: ANN001
-        t = self.trainer
-        _mark(t, "get_batch_samples", "step.data")
-        _mark(t, "compute_loss", "step.forward")
-        _mark(t.accelerator, "backward", "step.backward")
-        _mark(t.accelerator, "clip_grad_norm_", "step.clip")
-        _mark(optimizer, "step", "step.optimizer")
-        _mark(lr_scheduler, "step", "step.optimizer")
-        _mark(t.model, "zero_grad", "step.optimizer")
-        _mark(t, "_maybe_log_save_evaluate", "step.log")
-        self.prof.start()
+        t, r = self.trainer, self.ranges
+        r.mark(t, "get_batch_samples", "step.data")
+        r.mark(t, "compute_loss", "step.forward")
+        r.mark(t.accelerator, "backward", "step.backward")
+        r.mark(t.accelerator, "clip_grad_norm_", "step.clip")
+        r.mark(optimizer, "step", "step.optimizer")
+        r.mark(lr_scheduler, "step", "step.optimizer")
+        r.mark(t.model, "zero_grad", "step.optimizer")
+        r.mark(t, "_maybe_log_save_evaluate", "step.log")
+        r.count_reads()
+        if self.prof is not None:
+            self.prof.start()
         _sync()
         self._t = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
         self.step_times.append(time.perf_counter() - self._t)
-        self.prof.step()  # when the active steps end this collects the trace: not counted in any step
+        if self.ranges.on:
+            self.ranges.steps += 1
+        traced = self.prof is not None and WAIT < len(self.step_times) <= WAIT + 2
+        self.ranges.on = len(self.step_times) >= 2 and not traced  # the trace's steps are not timed
+        if self.prof is not None:
+            self.prof.step()
         self._t = time.perf_counter()
 
     def on_train_end(self, args, state, control, **kw):  # noqa: ANN001
-        self.prof.stop()
+        if self.prof is not None:
+            self.prof.stop()
 
 
-def breakdown(prof, steps: int) -> dict[str, Any]:
-    """Per recorded step: CPU wall in each range and the GPU kernel time launched from it (ms)."""
+def trace_summary(prof) -> dict[str, Any]:
+    """Host syncs and kft's own marks in the one traced step (CPU only)."""
     avg = {e.key: e for e in prof.key_averages()}
-    gpu_total = sum(e.self_device_time_total for e in prof.key_averages()) / 1e3 / steps
-    out: dict[str, Any] = {"gpu_busy_ms": round(gpu_total, 2), "ranges": {}}
-    main = 0.0
-    for r in RANGES:
-        e = avg.get(r)
-        cpu = e.cpu_time_total / 1e3 / steps if e else 0.0
-        gpu = e.device_time_total / 1e3 / steps if e else 0.0
-        if r != "step.backward":
-            main += gpu
-        out["ranges"][r] = {"cpu_ms": round(cpu, 2), "gpu_ms": round(gpu, 2), "calls": e.count // steps if e else 0}
-    out["ranges"]["step.backward"]["gpu_ms"] = round(max(gpu_total - main, 0.0), 2)  # autograd's thread
-    for key in ("kft.collate", "kft.on_step_end", "kft.on_log", "kft.on_substep_end"):
-        e = avg.get(key)
-        if e:
-            out["ranges"][key] = {"cpu_ms": round(e.cpu_time_total / 1e3 / steps, 3), "calls": e.count // steps}
-    syncs = [e for e in prof.key_averages() if e.key in ("aten::item", "aten::_local_scalar_dense", "aten::nonzero",
-                                                         "cudaStreamSynchronize", "cudaDeviceSynchronize")]
-    out["host_syncs_per_step"] = {e.key: e.count // steps for e in syncs}
-    top = sorted((e for e in prof.key_averages() if e.self_device_time_total > 0),
-                 key=lambda e: -e.self_device_time_total)[:10]
-    out["top_kernels"] = [{"name": e.key[:80], "ms_per_step": round(e.self_device_time_total / 1e3 / steps, 2)}
-                          for e in top]
+    out: dict[str, Any] = {"kft_marks_cpu_ms": {k: round(avg[k].cpu_time_total / 1e3, 3) for k in
+                                                ("kft.collate", "kft.on_step_end", "kft.on_log", "kft.on_substep_end")
+                                                if k in avg}}
+    out["host_syncs"] = {k: avg[k].count for k in ("aten::_local_scalar_dense", "aten::nonzero") if k in avg}
     return out
 
 
@@ -184,7 +230,7 @@ def _keep_trainer(holder: dict):
 
 
 def profile_path(path: str, a: argparse.Namespace) -> dict[str, Any]:
-    """One run of ``path``: step times outside the profiled window, the breakdown inside it, the model alone."""
+    """One run of ``path``: step times, the ranges of the steady steps, the model alone."""
     import gc
 
     from bench_train import config_for
@@ -198,7 +244,7 @@ def profile_path(path: str, a: argparse.Namespace) -> dict[str, Any]:
     config = config_for(path, a.model, a.data, a.steps)
     config.train.save_steps = 0  # no checkpoints: the marks wrap the optimizer and scheduler, which pickle
     config = config.validate()
-    prof = _Profiler(WAIT, ACTIVE)
+    prof = _Profiler(trace=a.trace)
     holder: dict[str, Any] = {}
     t0 = time.time()
     with _keep_trainer(holder):
@@ -211,8 +257,8 @@ def profile_path(path: str, a: argparse.Namespace) -> dict[str, Any]:
         return result
     rows = [r for r in run.read_metrics() if "loss" in r]
     info = run.read_json() or {}
-    # steady steps: after the first two (compilation), outside the profiler's warm-up and active steps
-    steady = [t for i, t in enumerate(prof.step_times, 1) if i > 2 and not WAIT < i <= WAIT + 1 + ACTIVE]
+    # steady steps: after the first two (compilation), outside a trace's warm-up and traced steps
+    steady = [t for i, t in enumerate(prof.step_times, 1) if i > 2 and not (a.trace and WAIT < i <= WAIT + 2)]
     step_s = statistics.median(steady)
     tokens = [b["tokens_seen"] - a_["tokens_seen"] for a_, b in zip(rows, rows[1:], strict=False)]
     step_tokens = statistics.mean(tokens[1:]) if len(tokens) > 1 else float("nan")
@@ -221,7 +267,9 @@ def profile_path(path: str, a: argparse.Namespace) -> dict[str, Any]:
                   peak_reserved_gb=(info.get("memory") or {}).get("peak_reserved_gb"),
                   losses=[round(r["loss"], 4) for r in rows], step_times=[round(t, 4) for t in prof.step_times],
                   log=[line for line in snap.log_tail if "checkpointing" in line])
-    result.update(breakdown(prof.prof, ACTIVE))
+    result.update(prof.ranges.result())
+    if prof.prof is not None:
+        result.update(trace_summary(prof.prof))
     trainer = holder["trainer"]
     loader = trainer.get_train_dataloader()
     it = iter(loader)
@@ -230,6 +278,9 @@ def profile_path(path: str, a: argparse.Namespace) -> dict[str, Any]:
                        for b in batches)
     alone = model_alone(trainer, batches)
     per_token_alone, per_token_step = alone / alone_tokens, step_s / step_tokens
+    timed = statistics.mean(steady) if steady else step_s  # the ranges' steps: mean, as their sums are
+    fb = result["ranges"]["step.forward"]["gpu_ms"] + result["ranges"]["step.backward"]["gpu_ms"]
+    result["fwd_bwd_share_gpu"] = round(fb / 1e3 / timed, 3) if fb else None
     result.update(model_alone_s=round(alone, 4), model_alone_tokens=alone_tokens,
                   model_alone_tokens_per_s=round(1 / per_token_alone, 1),
                   outside_share=round(max(0.0, 1 - per_token_alone / per_token_step), 3), wall_s=round(time.time() - t0, 1))
@@ -237,7 +288,7 @@ def profile_path(path: str, a: argparse.Namespace) -> dict[str, Any]:
     print(f"{path}: {result['tokens_per_s']:,.0f} tok/s, step {step_s * 1e3:.0f} ms, peak {result['peak_reserved_gb']} GB, "
           f"model alone {1 / per_token_alone:,.0f} tok/s, outside {result['outside_share']:.0%}; cpu/gpu ms "
           + ", ".join(f"{k.split('.')[1]} {v['cpu_ms']:.0f}/{v.get('gpu_ms', 0):.0f}" for k, v in r.items()
-                      if k.startswith("step.")) + f"; syncs {result['host_syncs_per_step']}", flush=True)
+                      if k.startswith("step.")) + f"; reads/step {result['reads_per_step']}", flush=True)
     del trainer, holder, loader, it, batches
     job.take_model()
     gc.collect()
@@ -250,7 +301,8 @@ def main() -> None:
     ap.add_argument("--paths", required=True, help="comma-separated bench_train paths, all of one backend")
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
-    ap.add_argument("--steps", type=int, default=WAIT + 1 + ACTIVE + 8)
+    ap.add_argument("--steps", type=int, default=14)
+    ap.add_argument("--trace", action="store_true", help="torch.profiler trace of one step (CPU runs)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--tag", default="", help="prefix of the JSON file names (e.g. before / after)")
     a = ap.parse_args()

@@ -1,4 +1,4 @@
-"""The table of a profile_train.py run: one line per (tag, path), from the JSON files in a directory.
+"""The table of profile_train.py runs: one line per (tag, path) from the JSON files in DIR; ranges as CPU/GPU ms a step.
 
     python bench/summarize_train.py DIR
 """
@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 COLUMNS = ("tag", "path", "status", "tokens_per_s", "step_s", "peak_reserved_gb", "first_step_s",
-           "model_alone_tokens_per_s", "outside_share", "forward", "backward", "optimizer", "log", "syncs")
+           "model_alone_tokens_per_s", "outside_share", "fwd_bwd_share_gpu", "data", "forward", "backward", "clip",
+           "optimizer", "log", "reads_per_step")
 
 
 def rows(folder: Path) -> list[dict]:
@@ -21,10 +22,10 @@ def rows(folder: Path) -> list[dict]:
             continue
         tag = f.stem.split("_", 1)[0] if f.stem.startswith(("before_", "after_")) else ""
         r = d.get("ranges") or {}
-        syncs = d.get("host_syncs_per_step") or {}
-        out.append({"tag": tag, "path": d["path"], "status": d.get("status"), **{k: d.get(k) for k in COLUMNS[3:9]},
-                    **{k: r.get(f"step.{k}", {}).get("cpu_ms") for k in ("forward", "backward", "optimizer", "log")},
-                    "syncs": syncs.get("aten::_local_scalar_dense", 0) + syncs.get("aten::nonzero", 0)})
+        ms = {k: r.get(f"step.{k}", {}) for k in ("data", "forward", "backward", "clip", "optimizer", "log")}
+        out.append({"tag": tag, "path": d["path"], "status": d.get("status"), **{k: d.get(k) for k in COLUMNS[3:10]},
+                    **{k: f"{v.get('cpu_ms', 0):.0f}/{v.get('gpu_ms', 0):.0f}" if v else "" for k, v in ms.items()},
+                    "reads_per_step": d.get("reads_per_step")})
     return out
 
 

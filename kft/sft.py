@@ -54,11 +54,14 @@ def sft_kwargs(config: RunConfig, run_dir: str | Path, capability: tuple[int, in
         kwargs.update(eval_strategy="steps", eval_steps=1 / EVAL_POINTS,
                       per_device_eval_batch_size=t.per_device_train_batch_size)
     if is_distributed():
-        # DDP through torchrun / accelerate launch: LoRA leaves no unused parameters
-        kwargs.update(ddp_find_unused_parameters=False)
+        # DDP through torchrun / accelerate launch: LoRA leaves no unused parameters, and no module buffer
+        # (the rotary tables) changes in training, so none is broadcast before every forward
+        kwargs.update(ddp_find_unused_parameters=False, ddp_broadcast_buffers=False)
+    # always said: left unset, Unsloth turns padding-free on by itself (the seed recipe pads its micro-batches)
+    kwargs.update(padding_free=bool(t.padding_free))
     if t.padding_free:
         # rows longer than max_seq_length were already dropped (or refused) by kft.data
-        kwargs.update(padding_free=True, max_length=None)
+        kwargs.update(max_length=None)
     return kwargs
 
 

@@ -283,11 +283,11 @@ class TrainingJob:
         self._note(f"evaluation: {len(parts['test'])} rows held out, {len(parts['train'])} trained on")
         return parts["train"], parts["test"]
 
-    def _checkpoint_layers(self) -> None:
+    def _checkpoint_layers(self, model: Any) -> None:
         """lora.checkpoint_layers: only that many decoder layers recompute their activations (the rest keep them)."""
         from .model import limit_checkpointing
 
-        on, total = limit_checkpointing(self.loaded.model, self.config.lora.checkpoint_layers)
+        on, total = limit_checkpointing(model, self.config.lora.checkpoint_layers)
         if on or self.config.lora.use_gradient_checkpointing:
             self._note(f"gradient checkpointing in {on} of {total} decoder layers")
 
@@ -396,7 +396,8 @@ class _Recorder(TrainerCallback):
                 self.job.tokens_seen += self.job._collated.popleft()
 
     def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001
-        self.job._checkpoint_layers()
+        if kw.get("model") is not None:
+            self.job._checkpoint_layers(kw["model"])
         self.job._set(total_steps=state.max_steps)
         with self.job._lock:
             self.job._pace = (time.time(), state.global_step)  # global_step > 0 when resuming
