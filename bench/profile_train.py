@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from contextlib import contextmanager
@@ -229,6 +230,24 @@ def _keep_trainer(holder: dict):
         train.TrainingJob._prepare = original
 
 
+def _ddp_settings(mods: list[str]) -> None:
+    """DDP variants (under torchrun): ddp_static = static_graph; ddp_bucket=N = bucket_cap_mb N (this process only)."""
+    import kft.sft as sft
+
+    extra: dict[str, Any] = {}
+    for mod in mods:
+        key, _, value = mod.partition("=")
+        if key == "ddp_static":
+            extra["ddp_static_graph"] = True
+        elif key == "ddp_bucket":
+            extra["ddp_bucket_cap_mb"] = int(value)
+        else:
+            raise SystemExit(f"unknown DDP modifier {mod!r}")
+    original = getattr(sft, "_bench_original", sft.sft_kwargs)
+    sft._bench_original = original
+    sft.sft_kwargs = (lambda *a, **kw: {**original(*a, **kw), **extra}) if extra else original
+
+
 def profile_path(path: str, a: argparse.Namespace) -> dict[str, Any]:
     """One run of ``path``: step times, the ranges of the steady steps, the model alone."""
     import gc
@@ -240,8 +259,9 @@ def profile_path(path: str, a: argparse.Namespace) -> dict[str, Any]:
     from kft.train import TrainingJob
 
     out = Path(a.out)
-    run = RunDir(out / f"profile-{path.replace('+', '_').replace('=', '')}-{int(time.time())}")
-    config = config_for(path, a.model, a.data, a.steps)
+    run = RunDir(out / f"profile-{path.replace('+', '_').replace('=', '')}-{os.environ.get('KFT_RUN_ID', int(time.time()))}")
+    config = config_for("+".join(m for m in path.split("+") if not m.startswith("ddp_")), a.model, a.data, a.steps)
+    _ddp_settings([m for m in path.split("+") if m.startswith("ddp_")])
     config.train.save_steps = 0  # no checkpoints: the marks wrap the optimizer and scheduler, which pickle
     config = config.validate()
     prof = _Profiler(trace=a.trace)
@@ -324,7 +344,10 @@ def main() -> None:
             traceback.print_exc()
             result = {"path": path, "status": "crashed", "error": repr(exc)[:500]}
             print(f"{path}: crashed: {exc!r}"[:300], flush=True)
-        name = f"{a.tag + '_' if a.tag else ''}{path.replace('+', '_').replace('=', '')}.json"
+        rank = os.environ.get("RANK")
+        result["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
+        name = (f"{a.tag + '_' if a.tag else ''}{path.replace('+', '_').replace('=', '')}"
+                f"{'_rank' + rank if rank and result['world_size'] > 1 else ''}.json")
         (out / name).write_text(json.dumps(result, indent=2))
 
 

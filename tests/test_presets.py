@@ -1,4 +1,4 @@
-"""The fast preset: same rows per optimizer step as the seed, padding-free, and no row sees another."""
+"""The fast preset: same rows per optimizer step as the seed in one micro-batch; padding-free rows see no other row."""
 
 import json
 
@@ -10,13 +10,15 @@ from kft.presets import apply_preset
 from kft.train import TrainingJob, sft_kwargs
 
 
-def test_fast_preset_keeps_rows_per_step_and_turns_on_padding_free(tmp_path):
+def test_fast_preset_keeps_rows_per_step_in_one_micro_batch_and_seed_restores_the_recipe(tmp_path):
     cfg = apply_preset(RunConfig(), "fast")
     t = cfg.train
-    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.padding_free, t.preset) == (8, 1, True, "fast")
-    assert sft_kwargs(cfg, tmp_path, (9, 0))["padding_free"] is True
-    back = apply_preset(cfg, "seed").train
-    assert (back.per_device_train_batch_size, back.gradient_accumulation_steps, back.padding_free) == (2, 4, False)
+    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.padding_free, t.preset) == (8, 1, False, "fast")
+    assert (t.optim, cfg.lora.use_gradient_checkpointing) == ("adamw_torch_fused", True)
+    kwargs = sft_kwargs(cfg, tmp_path, (9, 0))
+    assert (kwargs["padding_free"], kwargs["optim"], kwargs["gradient_checkpointing"]) == (False, "adamw_torch_fused", True)
+    back = apply_preset(cfg, "seed")
+    assert back.train == RunConfig().train and back.lora == RunConfig().lora  # the recipe, field for field
 
 
 def _losses(tmp_path, name, preset):
@@ -64,7 +66,9 @@ def test_cli_preset_flag_applies_the_preset_and_explicit_flags_win():
     from kft.cli import build_parser, config_from_args
 
     ns = build_parser().parse_args(["train", "--preset", "fast"])
-    t = config_from_args(ns, ["model", "lora", "data", "train"]).train
-    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.padding_free) == (8, 1, True)
+    cfg = config_from_args(ns, ["model", "lora", "data", "train"])
+    t = cfg.train
+    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.optim) == (8, 1, "adamw_torch_fused")
+    assert cfg.lora.use_gradient_checkpointing is True
     ns = build_parser().parse_args(["train", "--preset", "fast", "--per-device-train-batch-size", "4"])
     assert config_from_args(ns, ["train"]).train.per_device_train_batch_size == 4

@@ -183,15 +183,15 @@ def parse_values(values: dict[str, Any], model: str, length_mode: str = "steps")
     return cfg, problems
 
 
-def preset_values(name: str, batch: Any, accumulation: Any) -> tuple[int, int, bool]:
-    """Batch size, accumulation and padding_free after choosing a preset (kft.presets decides)."""
-    from ..presets import apply_preset
+def preset_values(name: str, batch: Any, accumulation: Any) -> tuple[Any, ...]:
+    """The widget values of ``presets.PRESET_FIELDS`` after choosing a preset (kft.presets decides)."""
+    from ..presets import PRESET_FIELDS, apply_preset
 
     cfg = RunConfig()
     cfg.train.per_device_train_batch_size = parse_number(batch, int)
     cfg.train.gradient_accumulation_steps = parse_number(accumulation, int)
-    t = apply_preset(cfg, name).train
-    return t.per_device_train_batch_size, t.gradient_accumulation_steps, t.padding_free
+    values = config_to_values(apply_preset(cfg, name))
+    return tuple(values[f] for f in PRESET_FIELDS)
 
 
 def length_mode_of(cfg: RunConfig) -> str:

@@ -20,6 +20,7 @@ from ..config import DEFAULT_MODEL, SMALL_MODEL, TINY_MODEL, DataArgs, RunConfig
 from ..export import ExportError
 from ..hardware import has_cuda
 from ..preflight import preview_data
+from ..presets import PRESET_FIELDS
 from ..services import BusyError
 from ..services.exports import ExportFolder
 from ..validation import SettingsError
@@ -219,7 +220,7 @@ class TrainTab(Tab):
                          api_visibility="private")
         w = self.widgets
         batch = [w["per_device_train_batch_size"], w["gradient_accumulation_steps"]]
-        w["preset"].input(self.on_preset, inputs=[w["preset"], *batch], outputs=[*batch, w["padding_free"]],
+        w["preset"].input(self.on_preset, inputs=[w["preset"], *batch], outputs=[w[f] for f in PRESET_FIELDS],
                           api_visibility="private")
         timer = gr.Timer(POLL_S)
         timer.tick(self.on_tick, inputs=[self.shown, self.lang_box], outputs=status_out, show_progress="hidden",
@@ -315,7 +316,7 @@ class TrainTab(Tab):
         try:
             return form.preset_values(name, batch, accumulation)
         except (ValueError, TypeError):
-            return gr.skip(), gr.skip(), gr.skip()
+            return tuple(gr.skip() for _ in PRESET_FIELDS)
 
     def on_push(self, repo_id: str, private: bool, lang: str) -> str:
         try:
