@@ -23,6 +23,9 @@ def main() -> None:
     settings = parse_settings()
     check_settings(settings)
     setup_logging(settings.verbose)
+    from kft.model import preload_backend
+
+    preload_backend()  # Unsloth before transformers (kft.ui imports it), and its import before the first Start
     from kft.ui.server import launch
 
     launch(settings)

@@ -9,7 +9,7 @@ fast     = the project's "fast" preset on Unsloth (8 rows in one padding-free mi
 fast_padded = the same 8 rows in one padded micro-batch
 fast_gc  = fast with gradient checkpointing kept on the GPU (no offload of activations to CPU memory)
 fast_nogc = fast without gradient checkpointing (no recomputation; more memory)
-Modifiers after '+' (bench_train.config_for): padded, gpu_gc, nogc, gc=N, optim=NAME, fused.
+Modifiers after '+' (bench_train.config_for): padded, gpu_gc, nogc, gc=N, optim=NAME, fused, pad=N.
 Steady-state figures are taken between step WARM and the last step (compilation excluded); the time to
 the first finished step is measured from Start (load + compile included).
 """
@@ -30,7 +30,7 @@ ALIASES = {"fast_padded": "fast+padded", "fast_gc": "fast+gpu_gc", "fast_nogc": 
 def config_for(path: str, model: str, data: str, steps: int):
     """The RunConfig of ``path``: a base (unsloth = seed, fast, tf_seed, tf_fast) and modifiers joined by '+':
     padded (no padding-free), gpu_gc (checkpointing on the GPU, not offloaded), nogc, gc=N (only N layers
-    checkpoint, on the GPU), optim=NAME, fused (optim adamw_torch_fused)."""
+    checkpoint, on the GPU), optim=NAME, fused (optim adamw_torch_fused), pad=N (pad_to_multiple_of)."""
     from kft.config import RunConfig
     from kft.presets import apply_preset
 
@@ -56,6 +56,8 @@ def config_for(path: str, model: str, data: str, steps: int):
             cfg.lora.use_gradient_checkpointing, cfg.lora.checkpoint_layers = True, int(value)
         elif key == "optim":
             cfg.train.optim = value
+        elif key == "pad":
+            cfg.train.pad_to_multiple_of = int(value)
         elif key == "fused":
             cfg.train.optim = "adamw_torch_fused"
         else:

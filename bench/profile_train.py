@@ -310,6 +310,7 @@ def profile_path(path: str, a: argparse.Namespace) -> dict[str, Any]:
           + ", ".join(f"{k.split('.')[1]} {v['cpu_ms']:.0f}/{v.get('gpu_ms', 0):.0f}" for k, v in r.items()
                       if k.startswith("step.")) + f"; reads/step {result['reads_per_step']}", flush=True)
     del trainer, holder, loader, it, batches
+    prof.trainer = prof.ranges = None  # the next path's peak must not include this one's model
     job.take_model()
     gc.collect()
     memory.free_unused()

@@ -114,11 +114,14 @@ def _model_from_adapter(ns: argparse.Namespace, config: RunConfig) -> None:
 
 def cmd_train(ns: argparse.Namespace) -> int:
     from .distributed import is_distributed
+    from .model import preload_backend
     from .preflight import check_model_available
     from .runs import claim
-    from .train import TrainingJob
 
     config = config_from_args(ns, ["model", "lora", "data", "train"]).validate("model", "lora", "data", "train")
+    preload_backend(config.model.backend)  # Unsloth before kft.train imports transformers
+    from .train import TrainingJob
+
     if is_distributed() and not ns.output_dir:
         raise ValueError("under torchrun / accelerate launch give --output-dir (every rank must agree on it)")
     check_model_available(config.model.name)  # bad input (exit 2), before any run directory is made

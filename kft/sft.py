@@ -58,7 +58,7 @@ def sft_kwargs(config: RunConfig, run_dir: str | Path, capability: tuple[int, in
         # (the rotary tables) changes in training, so none is broadcast before every forward
         kwargs.update(ddp_find_unused_parameters=False, ddp_broadcast_buffers=False)
     # always said: left unset, Unsloth turns padding-free on by itself (the seed recipe pads its micro-batches)
-    kwargs.update(padding_free=bool(t.padding_free))
+    kwargs.update(padding_free=bool(t.padding_free), pad_to_multiple_of=t.pad_to_multiple_of or None)
     if t.padding_free:
         # rows longer than max_seq_length were already dropped (or refused) by kft.data
         kwargs.update(max_length=None)

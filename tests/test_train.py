@@ -364,3 +364,28 @@ def test_an_adapter_with_non_finite_weights_is_refused_before_it_is_loaded(train
     save_file(weights, adapter / "adapter_model.safetensors")
     with pytest.raises(ModelLoadError, match="holds weights that are not finite"):
         load_adapter(None, adapter)
+
+
+def test_unsloth_is_imported_when_the_process_starts_and_only_when_it_will_be_the_backend(monkeypatch):
+    """The app and `kft train` import Unsloth before transformers (it patches it) and before the first Start (the
+    import took about 40 s on the H200 host); on a machine where it will not be the backend nothing is imported."""
+    import sys
+    import types
+
+    from kft import model
+
+    imported = []
+    fake = types.ModuleType("unsloth")
+    monkeypatch.setitem(sys.modules, "unsloth", fake)
+    monkeypatch.setattr(model, "choose_backend", lambda requested: (imported.append(requested), ("unsloth", "x"))[1])
+    assert model.preload_backend() == "unsloth" and imported == ["auto"]
+
+    monkeypatch.delitem(sys.modules, "unsloth")
+    monkeypatch.setattr(model, "choose_backend", lambda requested: ("transformers", "no CUDA GPU"))
+    assert model.preload_backend() == "transformers" and "unsloth" not in sys.modules
+
+    def refused(requested):
+        raise model.ModelLoadError("backend 'unsloth' needs a CUDA GPU")
+
+    monkeypatch.setattr(model, "choose_backend", refused)
+    assert model.preload_backend("unsloth") is None  # loading says why, later, in the user's terms

@@ -166,6 +166,7 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "save_steps": ("체크포인트 간격 (비우면 자동, 0 = 마지막만)", "Checkpoint every N steps (empty = auto, 0 = final only)"),
     "save_total_limit": ("남길 체크포인트 수", "Checkpoints to keep"),
     "padding_free": ("패딩 없는 배치", "Padding-free batches"),
+    "pad_to_multiple_of": ("길이를 N의 배수로 패딩 (0 = 안 함)", "Pad length to a multiple of N (0 = off)"),
     "eval_share": ("평가용으로 떼어 둘 비율 (0 = 끔)", "Held-out evaluation share (0 = off)"),
     "watch_every": ("거절 관찰 간격 (스텝, 0 = 끔)", "Watch the refusal every N steps (0 = off)"),
     "watch_harmful": ("관찰용 유해 프롬프트", "Harmful watch prompt"),
@@ -213,6 +214,8 @@ FIELD_INFO_KO: dict[str, str] = {
     "watch_benign": "계속 답해야 할 무해 프롬프트.",
     "save_total_limit": "실행마다 최근 체크포인트 N개만 남깁니다 (오래된 것은 지웁니다. 이어서 학습은 완전한 최신 체크포인트에서).",
     "padding_free": "마이크로배치의 행들을 패드 토큰 없이 한 시퀀스로 이어 붙임; 위치와 어텐션은 행마다 다시 시작.",
+    "pad_to_multiple_of": "마이크로배치 길이를 N 토큰의 배수로 올려 패딩합니다. 컴파일된 커널이 만나는 길이 종류가 줄어듭니다 "
+                          "(0 또는 비우면 가장 긴 행까지만, 시드 그대로).",
     "preset": "seed = 원래 레시피 (2행 x 누적 4); fast = 같은 8행을 한 마이크로배치에 패딩 없이. 고르면 배치 설정이 바뀝니다.",
 }
 
