@@ -14,9 +14,10 @@ def test_fast_preset_keeps_rows_per_step_in_one_micro_batch_and_seed_restores_th
     cfg = apply_preset(RunConfig(), "fast")
     t = cfg.train
     assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.padding_free, t.preset) == (8, 1, False, "fast")
-    assert (t.optim, cfg.lora.use_gradient_checkpointing) == ("adamw_torch_fused", True)
+    assert (t.optim, t.pad_to_multiple_of, cfg.lora.use_gradient_checkpointing) == ("adamw_torch_fused", 64, True)
     kwargs = sft_kwargs(cfg, tmp_path, (9, 0))
-    assert (kwargs["padding_free"], kwargs["optim"], kwargs["gradient_checkpointing"]) == (False, "adamw_torch_fused", True)
+    assert (kwargs["padding_free"], kwargs["pad_to_multiple_of"], kwargs["optim"], kwargs["gradient_checkpointing"]) \
+        == (False, 64, "adamw_torch_fused", True)
     back = apply_preset(cfg, "seed")
     assert back.train == RunConfig().train and back.lora == RunConfig().lora  # the recipe, field for field
 

@@ -276,8 +276,8 @@ def test_form_defaults_come_from_the_dataclasses_and_round_trip():
     assert "train.optim 'adamw_torch_typo' is not" in str(err.value)
     assert "train.lr_scheduler_type 'linearr' is not" in str(err.value)
     # same 8 rows per step in one micro-batch; the widgets of presets.PRESET_FIELDS, as the form shows them
-    assert form.preset_values("fast", 2, 4) == (8, 1, False, "adamw_torch_fused", "true")
-    assert form.preset_values("seed", 8, 1) == (2, 4, False, "adamw_8bit", "unsloth")
+    assert form.preset_values("fast", 2, 4) == (8, 1, False, 64, "adamw_torch_fused", "true")
+    assert form.preset_values("seed", 8, 1) == (2, 4, False, 0, "adamw_8bit", "unsloth")
 
 
 def test_every_setting_has_korean_and_english_text_and_relabel_covers_the_tab(tmp_path):
