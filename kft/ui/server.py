@@ -40,6 +40,7 @@ def blocked_paths(settings: AppSettings) -> list[str]:
 # at phone width the runs and scorecard tables keep readable columns and scroll sideways in their frame
 CSS = """label span, .block-info { overflow-wrap: anywhere; }
 #kft-preview pre, #kft-preview code { white-space: pre-wrap; overflow-wrap: anywhere; }
+.form > .block.kft-check { min-width: min(160px, 100%) !important; }  /* gradio gives checkboxes no minimum width */
 @media (max-width: 700px) {
   #kft-runs-table table, #kft-sc-table table { min-width: max-content !important; }
   #kft-runs-table th, #kft-runs-table td, #kft-runs-table .body-cell,

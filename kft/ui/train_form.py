@@ -261,7 +261,8 @@ def make_widget(name: str, value: Any, lang: str, visible: bool = True) -> gr.co
         return gr.Dropdown(choices=list(spec.allowed()), value=value, allow_custom_value=callable(spec.choices),
                            **common)
     if spec.base == "bool":
-        return gr.Checkbox(value=value, **common)
+        # kft-check: as wide as the other fields (a full row squeezed it to one letter per line: server.CSS)
+        return gr.Checkbox(value=value, elem_classes="kft-check", **common)
     if spec.base in ("int", "float"):
         # no precision=0 for whole numbers: gradio would round NaN or 1e400 itself and answer in Python's words;
         # kft's parser (parse_number) says what is wrong instead

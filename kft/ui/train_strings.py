@@ -216,13 +216,15 @@ FIELD_INFO_KO: dict[str, str] = {
     "padding_free": "마이크로배치의 행들을 패드 토큰 없이 한 시퀀스로 이어 붙임; 위치와 어텐션은 행마다 다시 시작.",
     "pad_to_multiple_of": "마이크로배치 길이를 N 토큰의 배수로 올려 패딩합니다. 컴파일된 커널이 만나는 길이 종류가 줄어듭니다 "
                           "(0 또는 비우면 가장 긴 행까지만, 시드 그대로).",
-    "preset": "seed = 원래 레시피 (2행 x 누적 4); fast = 같은 8행을 한 마이크로배치에 패딩 없이. 고르면 배치 설정이 바뀝니다.",
+    "preset": "seed = 원래 레시피 (2행 x 누적 4, 8비트 AdamW, 오프로딩 체크포인팅); fast = 같은 8행을 한 마이크로배치에 "
+              "(길이를 64의 배수로 패딩, GPU 체크포인팅, fused AdamW). 고르면 해당 설정들이 바뀝니다.",
 }
 
 
 FIELD_INFO_EN = {**{s.name: s.help for s in specs()}, "max_rows": "Use only the first N rows (0 = all).",
-                 "preset": "seed = the recipe as written (2 rows x 4 accumulation); fast = the same 8 rows in one "
-                           "padding-free micro-batch. Choosing one sets the batch settings."}
+                 "preset": "seed = the recipe as written (2 rows x 4 accumulation, 8-bit AdamW, offloaded "
+                           "checkpointing); fast = the same 8 rows in one micro-batch (length padded to a multiple of "
+                           "64, checkpointing on the GPU, fused AdamW). Choosing one sets those settings."}
 
 
 def t(key: str, lang: str, **fmt: object) -> str:

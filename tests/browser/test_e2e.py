@@ -410,6 +410,34 @@ def test_the_data_box_names_the_columns_hides_split_off_the_hub_and_wraps_long_r
     assert sizes and all(sw <= cw + 1 and right <= VIEWPORT_W for sw, cw, right in sizes), sizes
 
 
+@pytest.mark.parametrize("width", [VIEWPORT_W, 400])
+def test_choosing_a_preset_sets_its_fields_and_no_field_is_squeezed(page, app_url, width):
+    """Issue 14: the fast preset sets six fields (presets.PRESET_FIELDS), seed puts the recipe back; with the new
+    field the settings row squeezed the padding-free checkbox to one letter per line."""
+    from kft.presets import PRESET_FIELDS
+
+    page.set_viewport_size({"width": width, "height": 900})
+    _open_app(page, app_url)
+    for closed in page.locator("button.label-wrap:not(.open)").all():  # the settings accordions of this tab
+        if closed.is_visible():
+            closed.click()
+
+    def shown() -> tuple:
+        out = []
+        for f in PRESET_FIELDS:
+            box = page.locator(f"#kft-{f} input").first
+            out.append(box.is_checked() if box.get_attribute("type") == "checkbox" else box.input_value())
+        return tuple(out)
+
+    _pick(page, "#kft-preset", "fast")
+    expect(page.locator("#kft-pad_to_multiple_of input").first).to_have_value("64")
+    assert shown() == ("8", "1", False, "64", "adamw_torch_fused", "true")
+    _pick(page, "#kft-preset", "seed")
+    expect(page.locator("#kft-pad_to_multiple_of input").first).to_have_value("0")
+    assert shown() == ("2", "4", False, "0", "adamw_8bit", "unsloth")
+    assert page.locator("#kft-padding_free").bounding_box()["width"] >= 150
+
+
 def test_the_runs_table_scrolls_sideways_at_phone_width(page, app_url):
     """Issue 16: at 400 px the runs table showed one character per line."""
     _ensure_trained_adapter(app_url)  # at least one run in the table
