@@ -389,3 +389,29 @@ def test_unsloth_is_imported_when_the_process_starts_and_only_when_it_will_be_th
 
     monkeypatch.setattr(model, "choose_backend", refused)
     assert model.preload_backend("unsloth") is None  # loading says why, later, in the user's terms
+
+
+@pytest.mark.parametrize(("checkpointing", "layers", "expected"), [(False, None, 0), (True, None, 2), (True, 1, 1),
+                                                                   (True, 0, 0)])
+def test_checkpointing_is_what_the_settings_say_in_every_decoder_layer(tmp_path, tiny_dir, checkpointing, layers,
+                                                                       expected):
+    """TRL turns gradient checkpointing on by default: on the transformers backend that overrode
+    use_gradient_checkpointing=False, so every run recomputed. lora.checkpoint_layers lets only the first N layers
+    recompute (the rest keep their activations); the run's log says how many."""
+    from transformers import TrainerCallback
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    seen: list[int] = []
+
+    class Count(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            seen.append(sum(1 for m in model.modules()
+                            if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing))
+
+    cfg = tiny_config(2)
+    cfg.lora.use_gradient_checkpointing, cfg.lora.checkpoint_layers = checkpointing, layers
+    job = TrainingJob(cfg, tmp_path / "run", callbacks=[Count()]).start()
+    assert job.join(300) and job.snapshot().status == "completed", job.snapshot().error
+    assert seen == [expected, expected]
+    if checkpointing:
+        assert f"gradient checkpointing in {expected} of 2 decoder layers" in "\n".join(job.snapshot().log_tail)
