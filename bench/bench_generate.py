@@ -128,7 +128,7 @@ def main() -> None:
     runs = {}
     for name in a.runs.split(","):
         if name == "batched":  # one batch through kft.decode's static cache (a captured decode step on a GPU)
-            runs["side_by_side_batched"] = (side_by_side, SideBySideGenerator(loaded, batched=True))
+            runs["side_by_side_batched"] = (side_by_side, SideBySideGenerator(loaded, batched=True, static=True))
             result["batched_exactness"] = exactness(SideBySideGenerator(loaded, batched=True))
         elif name == "batched_dynamic":  # one batch through a growing cache, eager (the path before kft.decode)
             runs["side_by_side_batched_dynamic"] = (side_by_side, SideBySideGenerator(loaded, batched=True,

@@ -101,11 +101,13 @@ class SideBySideGenerator:
     """Streams base and LoRA answers for one prompt from one model (see module docstring)."""
 
     def __init__(self, loaded: Any, template: PromptTemplate = DEFAULT_TEMPLATE, adapter: str | None = "default",
-                 turn_tokens: int | None = None, batched: bool | None = None, static: bool = True) -> None:
+                 turn_tokens: int | None = None, batched: bool | None = None, static: bool = False) -> None:
         self.loaded = loaded
         # one batch for both panes where PEFT masks the adapter per row (None: wherever the backend allows it)
         self.batched = loaded.backend != "unsloth" if batched is None else batched
-        self.static = static  # the batch through a static cache (kft.decode); False: a growing DynamicCache
+        # the batch through kft.decode's static cache and captured step; off by default until it has run on a GPU
+        # (issue 13: bench/gpu_static.sh), so the app keeps the growing-cache batch measured there
+        self.static = static
         # tokens per turn: 1 on CPU; a few on a GPU, where each adapter switch costs (Unsloth re-reads LoRA weights)
         self.turn_tokens = turn_tokens or (1 if loaded.device.type == "cpu" else GPU_TURN_TOKENS)
         self.template = template

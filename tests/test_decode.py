@@ -63,9 +63,9 @@ def test_one_decoder_serves_every_request_until_its_adapter_or_shape_changes(tra
     same decoder and the same answer; another adapter name gets a new decoder."""
     loaded = trained_run.loaded
     gen = GenerationArgs(max_new_tokens=8)
-    first = generate_pair(SideBySideGenerator(loaded, batched=True), PROMPT, "", gen)
+    first = generate_pair(SideBySideGenerator(loaded, batched=True, static=True), PROMPT, "", gen)
     decoder = decoder_for(loaded.model, 2, loaded.max_seq_length, loaded.device, None, ["__base__", "default"])
-    second = generate_pair(SideBySideGenerator(loaded, batched=True), PROMPT, "", gen)
+    second = generate_pair(SideBySideGenerator(loaded, batched=True, static=True), PROMPT, "", gen)
     assert (first.base, first.lora) == (second.base, second.lora)
     assert decoder_for(loaded.model, 2, loaded.max_seq_length, loaded.device, None, ["__base__", "default"]) is decoder
     assert decoder_for(loaded.model, 2, loaded.max_seq_length, loaded.device, None, ["__base__", "other"]) is not decoder
@@ -81,3 +81,15 @@ def test_the_static_cache_takes_the_memory_its_shape_says(trained_run):
         decoder.prefill(torch.tensor([[1, 2, 3]] * 2, device=loaded.device))
     head = cfg.hidden_size // cfg.num_attention_heads
     assert decoder.memory_bytes() == cfg.num_hidden_layers * 2 * 2 * cfg.num_key_value_heads * head * 64 * 4
+
+
+def test_the_row_mask_refuses_a_forward_that_never_called_the_adapters_modules(trained_run):
+    """A fused LoRA path (Unsloth's) reads the weights without calling the LoRA modules: the 0/1 mask would not
+    apply and the base row would silently carry the adapter. Shown with the adapter disabled (nothing calls it)."""
+    import pytest
+
+    loaded = trained_run.loaded
+    decoder = StaticDecoder(loaded.model, 2, 64, loaded.device, None, ["__base__", "default"], graphs=False)
+    decoder.model.set_adapter("default")
+    with loaded.model.disable_adapter(), torch.inference_mode(), pytest.raises(RuntimeError, match="not called"):
+        decoder._forward(torch.tensor([[1, 2, 3]] * 2, device=loaded.device), torch.arange(3))
