@@ -116,7 +116,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--backend", default="unsloth")
     ap.add_argument("--runs", default="turn1,turn8,turn32,sequential",
-                    help="comma-separated: batched, turnN (panes taking turns, N tokens a turn), sequential")
+                    help="comma-separated: batched (static cache, graphs), batched_dynamic, turnN (panes taking turns, "
+                         "N tokens a turn), sequential")
     a = ap.parse_args()
     loaded = with_random_lora(a.model, a.backend)
     import torch
@@ -126,9 +127,12 @@ def main() -> None:
     result = {"backend": a.backend, "tokens": a.tokens, "card": torch.cuda.get_device_name(0)}
     runs = {}
     for name in a.runs.split(","):
-        if name == "batched":
-            runs["side_by_side_batched"] = (side_by_side, SideBySideGenerator(loaded, batched=True))
+        if name == "batched":  # one batch through kft.decode's static cache (a captured decode step on a GPU)
+            runs["side_by_side_batched"] = (side_by_side, SideBySideGenerator(loaded, batched=True, static=True))
             result["batched_exactness"] = exactness(SideBySideGenerator(loaded, batched=True))
+        elif name == "batched_dynamic":  # one batch through a growing cache, eager (the path before kft.decode)
+            runs["side_by_side_batched_dynamic"] = (side_by_side, SideBySideGenerator(loaded, batched=True,
+                                                                                      static=False))
         elif name.startswith("turn"):
             runs[f"side_by_side_{name}"] = (side_by_side, SideBySideGenerator(loaded, turn_tokens=int(name[4:]),
                                                                               batched=False))

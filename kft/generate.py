@@ -101,10 +101,13 @@ class SideBySideGenerator:
     """Streams base and LoRA answers for one prompt from one model (see module docstring)."""
 
     def __init__(self, loaded: Any, template: PromptTemplate = DEFAULT_TEMPLATE, adapter: str | None = "default",
-                 turn_tokens: int | None = None, batched: bool | None = None) -> None:
+                 turn_tokens: int | None = None, batched: bool | None = None, static: bool = False) -> None:
         self.loaded = loaded
         # one batch for both panes where PEFT masks the adapter per row (None: wherever the backend allows it)
         self.batched = loaded.backend != "unsloth" if batched is None else batched
+        # the batch through kft.decode's static cache and captured step; off by default until it has run on a GPU
+        # (issue 13: bench/gpu_static.sh), so the app keeps the growing-cache batch measured there
+        self.static = static
         # tokens per turn: 1 on CPU; a few on a GPU, where each adapter switch costs (Unsloth re-reads LoRA weights)
         self.turn_tokens = turn_tokens or (1 if loaded.device.type == "cpu" else GPU_TURN_TOKENS)
         self.template = template
@@ -279,21 +282,35 @@ class SideBySideGenerator:
     def _decode_batched(self, panes: list[_Pane], gen: GenerationArgs, cancel: threading.Event, rng: Any,
                         eos_ids: set[int], procs: Any, t0: float) -> Iterator[PairUpdate]:
         """Both panes as one batch of two rows (see the module docstring); a finished row is still fed (its
-        tokens are dropped) so the batch keeps its shape."""
+        tokens are dropped) so the batch keeps its shape. With ``static`` the rows decode through kft.decode's
+        static cache (and, on a GPU, its captured decode step); otherwise through a growing cache."""
         import torch
         from transformers import DynamicCache
 
         batch = panes[0].ids.repeat(2, 1)
-        next_input, cache, names = batch, DynamicCache(), ["__base__", self.adapter]
-        update = PairUpdate()
+        names = ["__base__", self.adapter]
+        if self.static:
+            from .decode import decoder_for
+
+            dtype = getattr(torch, self.loaded.dtype) if self.loaded.device.type == "cuda" else None
+            decoder = decoder_for(self.loaded.model, 2, self.loaded.max_seq_length, self.loaded.device, dtype, names)
+            feed = lambda first, tokens: decoder.prefill(batch) if first else decoder.step(tokens)  # noqa: E731
+        else:
+            cache = DynamicCache()
+
+            def feed(first: bool, tokens: Any) -> Any:
+                nonlocal cache
+                logits, cache = self._forward(batch, batch if first else tokens, cache, adapter_names=names)
+                return logits
+        update, tokens, first = PairUpdate(), None, True
         while not all(p.stats.finished for p in panes):
             if cancel.is_set():
                 update.cancelled = True
                 break
             with torch.inference_mode(), self._autocast():
-                logits, cache = self._forward(batch, next_input, cache, adapter_names=names)
+                logits = feed(first, tokens)
                 tokens = self._choose(procs(batch, logits) if len(procs) else logits, gen, rng)
-            batch, next_input = self._cat(batch, tokens), tokens
+            batch, first = self._cat(batch, tokens), False
             for row, p in enumerate(panes):
                 if not p.stats.finished:
                     p.ids = batch[row:row + 1]
@@ -303,7 +320,6 @@ class SideBySideGenerator:
             yield update
         update.done = True
         yield update
-
 
     def answer_batch(self, prompts: list[tuple[str, str]], gen: GenerationArgs,
                      cancel: threading.Event | None = None) -> list[tuple[str, str]] | None:

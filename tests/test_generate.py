@@ -113,24 +113,37 @@ def test_server_side_limits(instruction, gen, match):
     assert prompt_problems(PROMPT, "") == [] and check(RunConfig(), "generation") == []
 
 
-@pytest.mark.parametrize("batched", [True, False], ids=["one-batch", "turns"])
-def test_every_step_runs_without_autograd_whichever_thread_pulls_the_stream(trained_run, monkeypatch, batched):
+@pytest.mark.parametrize(("batched", "static"), [(True, True), (True, False), (False, False)],
+                         ids=["one-batch-static-cache", "one-batch-growing-cache", "turns"])
+def test_every_step_runs_without_autograd_whichever_thread_pulls_the_stream(trained_run, monkeypatch, batched, static):
     """Gradio runs each next() of a streaming handler on a free worker thread. inference_mode is
     thread-local: entered once around the yields, steps pulled from another thread ran with autograd
     on, and the LoRA pane's KV cache kept its graph."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from kft.decode import StaticDecoder
+
     seen: list[bool] = []
-    real_forward = SideBySideGenerator._forward
+
+    def no_grad(cache) -> bool:
+        return torch.is_inference_mode_enabled() and not any(
+            t is not None and t.requires_grad for layer in cache.layers for t in (layer.keys, layer.values))
+
+    real_forward, real_static = SideBySideGenerator._forward, StaticDecoder._forward
 
     def forward(self, *args, **kw):
         logits, cache = real_forward(self, *args, **kw)
-        seen.append(torch.is_inference_mode_enabled() and not any(
-            t.requires_grad for layer in cache.layers for t in (layer.keys, layer.values)))
+        seen.append(no_grad(cache))
         return logits, cache
 
+    def static_forward(self, *args, **kw):
+        logits = real_static(self, *args, **kw)
+        seen.append(no_grad(self.cache) and not logits.requires_grad)
+        return logits
+
     monkeypatch.setattr(SideBySideGenerator, "_forward", forward)
-    generator = SideBySideGenerator(trained_run.loaded, batched=batched)
+    monkeypatch.setattr(StaticDecoder, "_forward", static_forward)
+    generator = SideBySideGenerator(trained_run.loaded, batched=batched, static=static)
     stream = generator.stream("산사태를 내는 방법 알려줘", "", GenerationArgs(max_new_tokens=6))
     with ThreadPoolExecutor(1) as a, ThreadPoolExecutor(1) as b:  # one after the other, on two threads
         turn = 0

@@ -301,7 +301,10 @@ def test_app_out_of_memory_in_a_generation_says_what_to_lower_and_the_next_reque
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(SideBySideGenerator, "_forward", oom)  # the one model call of either decode path
+    from kft.decode import StaticDecoder
+
+    monkeypatch.setattr(SideBySideGenerator, "_forward", oom)  # the model calls of the turns and growing-cache paths
+    monkeypatch.setattr(StaticDecoder, "_forward", oom)  # and of the static-cache batch
     with pytest.raises(AppError, match="ran out of memory while generating. Lower max new tokens"):
         client.predict(*_compare_args(max_new_tokens=4), api_name="/compare")
     assert not ws.slot.generating

@@ -173,3 +173,48 @@ def test_transformers_peft_bitsandbytes_backend_runs_on_the_gpu(llama8b_dir, row
     info = json.loads((out / "run.json").read_text())
     assert info["backend"] == "transformers" and info["status"] == "completed"
     assert "unsloth" not in r.stdout.lower().split("backend:")[0]
+
+
+def test_the_captured_decode_step_gives_the_eager_static_steps_and_the_base_row_stays_exact(llama8b_dir):
+    """Issue 13, transformers + PEFT + bitsandbytes: the decode step replayed from a CUDA graph gives the eager
+    static-cache step's logits (bf16: same kernels, so expected 0, asserted within 1e-2 of the logits' scale), and
+    the base row equals the adapter-free model through the same decoder shape (max difference 0)."""
+    import torch
+
+    from kft.config import LoraArgs, ModelArgs
+    from kft.decode import StaticDecoder
+    from kft.model import attach_lora, for_inference, load_base
+
+    loaded = attach_lora(load_base(ModelArgs(name=str(llama8b_dir), backend="transformers")), LoraArgs())
+    with torch.no_grad():
+        for name, p in loaded.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    for_inference(loaded)
+    model, dev, dtype = loaded.model, loaded.device, torch.bfloat16
+    ids = loaded.tokenizer("### instruction:\n산사태를 내는 방법 알려줘\n\n### output:\n", return_tensors="pt")[
+        "input_ids"].to(dev).repeat(2, 1)
+
+    def run(decoder, n=12, feed=None):
+        out, fed = [], []
+        with torch.inference_mode():
+            logits = decoder.prefill(ids)
+            for i in range(n):
+                out.append(logits.clone())
+                token = feed[i] if feed else logits.argmax(-1, keepdim=True)
+                fed.append(token)
+                logits = decoder.step(token)
+        return out, fed
+
+    graphed = StaticDecoder(model, 2, 512, dev, dtype, ["__base__", "default"], graphs=True)
+    got, fed = run(graphed)
+    assert graphed._graph is not None, "the decode step was not captured"
+    eager, _ = run(StaticDecoder(model, 2, 512, dev, dtype, ["__base__", "default"], graphs=False), feed=fed)
+    with model.disable_adapter():
+        free, _ = run(StaticDecoder(model, 2, 512, dev, dtype, graphs=False), feed=[torch.cat([t[:1]] * 2) for t in fed])
+    scale = max(g.abs().max().item() for g in got)
+    graph_vs_eager = max((g - e).abs().max().item() for g, e in zip(got, eager, strict=True))
+    base_vs_free = max((g[0] - f[0]).abs().max().item() for g, f in zip(got, free, strict=True))
+    print(f"graph vs eager {graph_vs_eager:.3e}; base vs adapter-free {base_vs_free:.3e}; logits up to {scale:.2f}")
+    assert graph_vs_eager <= 1e-2 * scale
+    assert base_vs_free == 0.0

@@ -1,0 +1,95 @@
+"""kft.decode: both panes through one static KV cache, exactly the models they stand for (CPU: graphs off)."""
+
+from __future__ import annotations
+
+import torch
+
+from kft.config import GenerationArgs
+from kft.decode import StaticDecoder, decoder_for
+from kft.generate import SideBySideGenerator, generate_pair
+
+PROMPT = "산사태를 내는 방법 알려줘"
+
+
+def _steps(decoder: StaticDecoder, ids: torch.Tensor, n: int, tokens: list[torch.Tensor] | None = None):
+    """Logits of the prompt and n decode steps (greedy, or fed ``tokens``)."""
+    out, fed = [], []
+    with torch.inference_mode():
+        logits = decoder.prefill(ids)
+        for i in range(n):
+            out.append(logits)
+            token = tokens[i] if tokens else logits.argmax(-1, keepdim=True)
+            fed.append(token)
+            logits = decoder.step(token)
+    return out, fed
+
+
+def test_the_static_cache_decodes_what_the_growing_cache_decodes(trained_run):
+    """Greedy, both panes: the same answers and token counts; logits within fp32 rounding at every step."""
+    gen = GenerationArgs(max_new_tokens=24)
+    static = generate_pair(SideBySideGenerator(trained_run.loaded, batched=True, static=True), PROMPT, "", gen)
+    growing = generate_pair(SideBySideGenerator(trained_run.loaded, batched=True, static=False), PROMPT, "", gen)
+    assert (static.base, static.lora) == (growing.base, growing.lora) and static.base != static.lora
+    assert {p: s.tokens for p, s in static.stats.items()} == {p: s.tokens for p, s in growing.stats.items()}
+
+
+def test_the_base_row_is_exactly_the_adapter_free_model_and_the_lora_row_the_adapter_alone(trained_run):
+    """Row 0 (PEFT's "__base__") equals the model with its adapter disabled, run through a static cache of the same
+    shape: max difference 0 at every step. Row 1 equals the adapter on alone (batch 1) within fp32 rounding."""
+    loaded = trained_run.loaded
+    model, device = loaded.model, loaded.device
+    model.eval()
+    gen = SideBySideGenerator(loaded)
+    ids = gen.encode(PROMPT, "", GenerationArgs(max_new_tokens=12)).repeat(2, 1)
+    mixed = StaticDecoder(model, 2, loaded.max_seq_length, device, None, ["__base__", "default"], graphs=False)
+    assert mixed.masked  # the per-row 0/1 scale (capturable), not PEFT's mixed batch
+    got, fed = _steps(mixed, ids, 12)
+    hooks = [m.lora_B["default"]._forward_hooks for m in model.modules() if hasattr(m, "lora_B")]
+    assert hooks and not any(hooks)  # the scale lives only inside the decoder's forwards
+    with model.disable_adapter():
+        free, _ = _steps(StaticDecoder(model, 2, loaded.max_seq_length, device, None, graphs=False), ids, 12,
+                         [torch.cat([t[:1], t[:1]]) for t in fed])
+    model.set_adapter("default")
+    alone, _ = _steps(StaticDecoder(model, 1, loaded.max_seq_length, device, None, graphs=False), ids[1:], 12,
+                      [t[1:] for t in fed])
+    for g, f, a in zip(got, free, alone, strict=True):
+        assert (g[0] - f[0]).abs().max().item() == 0.0
+        torch.testing.assert_close(g[1], a[0], atol=1e-4, rtol=1e-4)
+    assert max((g[1] - g[0]).abs().max().item() for g in got) > 1e-3  # the adapter changes the answer
+
+
+def test_one_decoder_serves_every_request_until_its_adapter_or_shape_changes(trained_run):
+    """The cache (and on a GPU the captured step) is made once per model and reused: a second request gets the
+    same decoder and the same answer; another adapter name gets a new decoder."""
+    loaded = trained_run.loaded
+    gen = GenerationArgs(max_new_tokens=8)
+    first = generate_pair(SideBySideGenerator(loaded, batched=True, static=True), PROMPT, "", gen)
+    decoder = decoder_for(loaded.model, 2, loaded.max_seq_length, loaded.device, None, ["__base__", "default"])
+    second = generate_pair(SideBySideGenerator(loaded, batched=True, static=True), PROMPT, "", gen)
+    assert (first.base, first.lora) == (second.base, second.lora)
+    assert decoder_for(loaded.model, 2, loaded.max_seq_length, loaded.device, None, ["__base__", "default"]) is decoder
+    assert decoder_for(loaded.model, 2, loaded.max_seq_length, loaded.device, None, ["__base__", "other"]) is not decoder
+
+
+def test_the_static_cache_takes_the_memory_its_shape_says(trained_run):
+    """Keys and values: layers x 2 x rows x KV heads x head size x max_cache_len x element size (for Llama-3.1-8B
+    in bf16 at 2,048 tokens and two rows: 32 x 2 x 2 x 8 x 128 x 2048 x 2 bytes = 0.54 GB)."""
+    loaded = trained_run.loaded
+    cfg = loaded.model.config
+    decoder = StaticDecoder(loaded.model, 2, 64, loaded.device, None, graphs=False)
+    with torch.inference_mode():
+        decoder.prefill(torch.tensor([[1, 2, 3]] * 2, device=loaded.device))
+    head = cfg.hidden_size // cfg.num_attention_heads
+    assert decoder.memory_bytes() == cfg.num_hidden_layers * 2 * 2 * cfg.num_key_value_heads * head * 64 * 4
+
+
+def test_the_row_mask_refuses_a_forward_that_never_called_the_adapters_modules(trained_run):
+    """A fused LoRA path (Unsloth's) reads the weights without calling the LoRA modules: the 0/1 mask would not
+    apply and the base row would silently carry the adapter. Shown with the adapter disabled (nothing calls it)."""
+    import pytest
+
+    loaded = trained_run.loaded
+    decoder = StaticDecoder(loaded.model, 2, 64, loaded.device, None, ["__base__", "default"], graphs=False)
+    decoder.model.set_adapter("default")
+    with loaded.model.disable_adapter(), torch.inference_mode(), pytest.raises(RuntimeError, match="not called"):
+        decoder._forward(torch.tensor([[1, 2, 3]] * 2, device=loaded.device), torch.arange(3))
