@@ -5,9 +5,7 @@ Each run writes its RunDir (kft.runs). The config was validated upstream; the mo
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import os
 import threading
 import time
@@ -18,16 +16,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from torch.profiler import record_function
-from transformers import PrinterCallback, TrainerCallback
+from transformers import PrinterCallback
 
 from . import memory
 from .compat import ensure_trl_cpu_kernel
 from .config import RunConfig
-from .distributed import is_main, sum_across_ranks
+from .distributed import is_main
 from .hardware import cuda_capability
 from .pace import Pace
 from .prompts import DEFAULT_TEMPLATE, PromptTemplate
+from .recorder import FAULT_ENV, CountingCollator, Recorder
 from .runs import TIME_FORMAT, ResumePlan, RunDir, series
 from .sft import sft_kwargs, to_sft_config
 from .snapshot import JobSnapshot, TrainingDiverged, classify
@@ -36,7 +34,6 @@ __all__ = ["FAULT_ENV", "JobSnapshot", "TrainingDiverged", "TrainingJob", "sft_k
 
 logger = logging.getLogger(__name__)
 
-FAULT_ENV = "KFT_INJECT_FAULT_AT_STEP"  # test hook: raise inside the run at this step
 
 
 class TrainingJob:
@@ -269,8 +266,8 @@ class TrainingJob:
         ensure_trl_cpu_kernel()
         args = to_sft_config(cfg, self.run_dir, cuda_capability())
         trainer = lean_trainer_class()(model=self.loaded.model, args=args, train_dataset=dataset, eval_dataset=held_out,
-                             processing_class=tok, callbacks=[_Recorder(self), *self._extra_callbacks])
-        trainer.data_collator = _CountingCollator(trainer.data_collator, self)
+                             processing_class=tok, callbacks=[Recorder(self), *self._extra_callbacks])
+        trainer.data_collator = CountingCollator(trainer.data_collator, self)
         trainer.remove_callback(PrinterCallback)  # progress goes through the job's log, not stdout
         return trainer, start_mem
 
@@ -347,91 +344,5 @@ class TrainingJob:
             self._note(f"could not write run.json: {exc}")
 
 
-class _CountingCollator:
-    """Counts real (non-pad) tokens per batch: Unsloth's patched loop does not update num_input_tokens_seen."""
-
-    def __init__(self, inner: Callable[..., Any], job: TrainingJob) -> None:
-        self.inner, self.job = inner, job
-
-    def __call__(self, features: Any) -> Any:
-        with record_function("kft.collate"):
-            return self._collate(features)
-
-    def _collate(self, features: Any) -> Any:
-        batch = self.inner(features)
-        mask = batch.get("attention_mask") if hasattr(batch, "get") else None
-        # queued, not added: the loader collates one batch ahead (adding here counts it untrained, twice on resume)
-        self.job._collated.append(int(mask.sum()) if mask is not None else int(batch["input_ids"].numel()))
-        return batch
-
-
-def _marked(label: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Run the callback inside a profiler range (bench/profile_train.py names the step's parts by them)."""
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def marked(*a: Any, **kw: Any) -> Any:
-            with record_function(label):
-                return fn(*a, **kw)
-        return marked
-    return wrap
-
-
 class _StoppedBeforeStart(Exception):
     pass
-
-
-class _Recorder(TrainerCallback):
-    """Records logs into the job and honours stop requests; never touches a UI."""
-
-    def __init__(self, job: TrainingJob) -> None:
-        self.job = job
-        fault = os.environ.get(FAULT_ENV, "").strip()
-        self.fault_at = int(fault) if fault.isdigit() else None
-        self._substeps = 0  # micro-batches of the current optimizer step already credited
-
-    def _credit(self, batches: int) -> None:
-        """Count the tokens of ``batches`` trained micro-batches (oldest collated first)."""
-        for _ in range(batches):
-            if self.job._collated:
-                self.job.tokens_seen += self.job._collated.popleft()
-
-    def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001
-        if kw.get("model") is not None:
-            self.job._checkpoint_layers(kw["model"])
-        self.job._set(total_steps=state.max_steps)
-        with self.job._lock:
-            self.job._pace = (time.time(), state.global_step)  # global_step > 0 when resuming
-        self.job._write_run_json()  # the total is known now: a run killed later still shows step / total
-
-    def on_save(self, args, state, control, **kw):  # noqa: ANN001
-        self.job._write_run_json()  # steps done, as far as the checkpoint just written
-        return control
-
-    @_marked("kft.on_step_end")
-    def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-        # on_substep_end runs for each micro-batch but the last; a patched loop without it gets all credited here
-        self._credit(1 if self._substeps else args.gradient_accumulation_steps)
-        self._substeps = 0
-        self.job._set(step=state.global_step)
-        self.job._watch(state.global_step)
-        if self.fault_at is not None and state.global_step >= self.fault_at:
-            raise RuntimeError(f"injected fault at step {state.global_step} ({FAULT_ENV})")
-        control.should_training_stop |= self.job._stop.is_set()
-        return control
-
-    @_marked("kft.on_substep_end")
-    def on_substep_end(self, args, state, control, **kw):  # noqa: ANN001
-        self._credit(1)
-        self._substeps += 1
-        control.should_training_stop |= self.job._stop.is_set()
-        return control
-
-    @_marked("kft.on_log")
-    def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
-        if logs:
-            self.job._record_log(state.global_step, logs, sum_across_ranks(self.job.tokens_seen))
-            loss = logs.get("loss")
-            if isinstance(loss, (int, float)) and not math.isfinite(loss) and self.job._diverged is None:
-                self.job._diverged = f"the loss (step {state.global_step}: {loss})"
-                control.should_training_stop = True  # the run fails when train() returns
-        return control

@@ -320,7 +320,7 @@ def test_eta_follows_this_sessions_step_pace_not_the_load_or_a_resumed_runs_step
     from types import SimpleNamespace
 
     from kft import train
-    from kft.train import _Recorder
+    from kft.recorder import Recorder
 
     clock = [1000.0]
     monkeypatch.setattr(train.time, "time", lambda: clock[0])
@@ -329,7 +329,7 @@ def test_eta_follows_this_sessions_step_pace_not_the_load_or_a_resumed_runs_step
     job._t0 = clock[0]
     job._set(status="running", step=50)  # a resume (TrainingJob(..., resume=plan)) put the checkpoint's step back
     clock[0] += 60.0  # the model load
-    rec = _Recorder(job)
+    rec = Recorder(job)
     rec.on_train_begin(None, SimpleNamespace(max_steps=60, global_step=50), SimpleNamespace())
     assert job.snapshot().eta_s is None  # no step of this session yet: no guess
     clock[0] += 10.0
