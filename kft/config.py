@@ -143,7 +143,7 @@ class TrainArgs:
     pad_to_multiple_of: int | None = setting(None, "Pad each micro-batch up to a multiple of N tokens, so that "
                                              "compiled kernels meet fewer distinct lengths (0 or empty = pad to the "
                                              "longest row only, as the seed).", min=0, server_max=4096,
-                                             widget="zero_is_none", sft=True)
+                                             widget="zero_is_none")  # to SFTConfig in kft.sft (0 -> None)
     eval_share: float = setting(0.0, "Hold out this share of the rows and plot their loss beside the training loss "
                                 "(0 = off, as the seed trains on every row).", min=0, max=0.5)
     watch_every: int = setting(0, "Every N steps the adapter answers the two watch prompts (48 tokens, greedy), so "

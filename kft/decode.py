@@ -38,6 +38,7 @@ class StaticDecoder:
         from transformers import StaticCache
 
         self._model = weakref.ref(model)  # not a strong reference: the decoder must not keep a released model alive
+        self.key = _key(rows, max_cache_len, device, dtype, adapter_names, graphs)  # what decoder_for reuses it by
         self.rows, self.max_cache_len = rows, max_cache_len
         self.device, self.dtype = device, dtype
         self.names = adapter_names
@@ -64,9 +65,6 @@ class StaticDecoder:
             raise RuntimeError("the model of this decoder was released")
         return model
 
-    def key(self) -> tuple:
-        return (self.rows, self.max_cache_len, tuple(self.names or ()), self.graphs, str(self.device), self.dtype)
-
     def _autocast(self) -> Any:
         import torch
 
@@ -91,13 +89,13 @@ class StaticDecoder:
         if not self.masked:
             yield
             return
+        import torch
+
         scale, calls = self._scale, [0]
 
         def hook(module: Any, args: Any, out: Any) -> Any:
             calls[0] += 1
             return out * scale.to(out.dtype)
-
-        import torch
 
         name = self._adapter
         model.set_adapter(name)
@@ -175,16 +173,17 @@ class StaticDecoder:
         return total
 
 
+def _key(rows: int, max_cache_len: int, device: Any, dtype: Any | None, adapter_names: list[str] | None,
+         graphs: bool | None) -> tuple:
+    return rows, max_cache_len, str(device), dtype, tuple(adapter_names or ()), graphs
+
+
 def decoder_for(model: Any, rows: int, max_cache_len: int, device: Any, dtype: Any | None,
                 adapter_names: list[str] | None = None, graphs: bool | None = None) -> StaticDecoder:
     """The model's decoder for these shapes and adapters: reused across requests (its cache and captured graph),
     replaced when any of them changes (the old one's cache and graph are then freed)."""
-    wanted = StaticDecoder.__new__(StaticDecoder)
-    wanted.rows, wanted.max_cache_len, wanted.names = rows, max_cache_len, adapter_names
-    wanted.graphs = (device.type == "cuda") if graphs is None else graphs
-    wanted.device, wanted.dtype = device, dtype
     current = _DECODERS.get(model)
-    if current is not None and current.key() == wanted.key():
+    if current is not None and current.key == _key(rows, max_cache_len, device, dtype, adapter_names, graphs):
         return current
     _DECODERS.pop(model, None)
     decoder = StaticDecoder(model, rows, max_cache_len, device, dtype, adapter_names, graphs)

@@ -294,7 +294,9 @@ class SideBySideGenerator:
 
             dtype = getattr(torch, self.loaded.dtype) if self.loaded.device.type == "cuda" else None
             decoder = decoder_for(self.loaded.model, 2, self.loaded.max_seq_length, self.loaded.device, dtype, names)
-            feed = lambda first, tokens: decoder.prefill(batch) if first else decoder.step(tokens)  # noqa: E731
+
+            def feed(first: bool, tokens: Any) -> Any:
+                return decoder.prefill(batch) if first else decoder.step(tokens)
         else:
             cache = DynamicCache()
 

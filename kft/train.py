@@ -35,7 +35,6 @@ __all__ = ["FAULT_ENV", "JobSnapshot", "TrainingDiverged", "TrainingJob", "sft_k
 logger = logging.getLogger(__name__)
 
 
-
 class TrainingJob:
     """One SFT run in a background thread. Start returns at once; poll ``snapshot()``."""
 
@@ -265,8 +264,9 @@ class TrainingJob:
 
         ensure_trl_cpu_kernel()
         args = to_sft_config(cfg, self.run_dir, cuda_capability())
-        trainer = lean_trainer_class()(model=self.loaded.model, args=args, train_dataset=dataset, eval_dataset=held_out,
-                             processing_class=tok, callbacks=[Recorder(self), *self._extra_callbacks])
+        trainer = lean_trainer_class()(model=self.loaded.model, args=args, train_dataset=dataset,
+                                       eval_dataset=held_out, processing_class=tok,
+                                       callbacks=[Recorder(self), *self._extra_callbacks])
         trainer.data_collator = CountingCollator(trainer.data_collator, self)
         trainer.remove_callback(PrinterCallback)  # progress goes through the job's log, not stdout
         return trainer, start_mem
