@@ -9,6 +9,7 @@ Greedy decoding, batch 1 per pane, one warm-up call first. TTFT is measured from
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 import time
@@ -90,6 +91,58 @@ def exactness(gen) -> dict:
             "max_abs_logit": alone.abs().max().item()}
 
 
+def padded_batch_exactness(loaded, n: int = 16) -> dict:
+    """The scorecard's batches, at the logit level: the first answer token's logits of the first ``n`` preset prompts
+    decoded as one left-padded batch vs each alone, with the adapter off and on (max |difference| over prompts)."""
+    import torch
+
+    from kft.prompts import DEFAULT_TEMPLATE
+    from kft.safety import load_prompt_set
+
+    tok, model = loaded.tokenizer, loaded.model
+    texts = [DEFAULT_TEMPLATE.generation_prompt(p["prompt"], p.get("input") or "") for p in load_prompt_set()[:n]]
+    side, tok.padding_side = tok.padding_side, "left"
+    try:
+        batch = tok(texts, return_tensors="pt", padding=True).to(model.device)
+    finally:
+        tok.padding_side = side
+    out = {}
+    with torch.inference_mode(), torch.autocast("cuda", dtype=getattr(torch, loaded.dtype)):
+        for pane in ("base", "lora"):
+            ctx = model.disable_adapter() if pane == "base" else contextlib.nullcontext()
+            with ctx:
+                together = model(**batch).logits[:, -1, :].float()
+                alone = torch.cat([model(**tok(t, return_tensors="pt").to(model.device)).logits[:, -1, :].float()
+                                   for t in texts])
+            out[pane] = {"max_abs_diff": (together - alone).abs().max().item(),
+                         "same_argmax": int((together.argmax(-1) == alone.argmax(-1)).sum()), "prompts": len(texts)}
+    out["max_abs_logit"] = alone.abs().max().item()
+    return out
+
+
+def static_step(loaded) -> dict:
+    """The static decoder the batched run used: its cache's size, whether its step was captured, and the GPU time
+    of one replayed step (CUDA events over 50 replays): beside the measured tokens/s, what the host adds."""
+    import torch
+
+    from kft.decode import _DECODERS
+
+    decoder = _DECODERS.get(loaded.model)
+    if decoder is None:
+        return {"error": "no static decoder was built"}
+    out = {"cache_gb": round(decoder.memory_bytes() / 1e9, 3), "captured": decoder._graph is not None,
+           "max_cache_len": decoder.max_cache_len}
+    if decoder._graph is not None:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(50):
+            decoder._graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        out["replay_ms"] = round(start.elapsed_time(end) / 50, 3)
+    return out
+
+
 def with_random_lora(model: str, backend: str):
     """The model in 4-bit with a fresh LoRA whose B matrices are small random values (so LoRA answers differ)."""
     if backend == "unsloth":
@@ -115,6 +168,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--backend", default="unsloth")
+    ap.add_argument("--padded", action="store_true", help="also: the scorecard's left-padded batch vs one at a time")
     ap.add_argument("--runs", default="turn1,turn8,turn32,sequential",
                     help="comma-separated: batched (static cache, graphs), batched_dynamic, turnN (panes taking turns, "
                          "N tokens a turn), sequential")
@@ -138,10 +192,22 @@ def main() -> None:
                                                                               batched=False))
         elif name == "sequential":
             runs["sequential"] = (sequential, loaded)
+    if a.padded:
+        try:
+            result["padded_batch_exactness"] = padded_batch_exactness(loaded)
+        except Exception as exc:  # noqa: BLE001 - record and go on
+            result["padded_batch_exactness"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
     for name, (fn, target) in runs.items():
         try:
-            fn(target, 8)  # warm-up
+            torch.cuda.synchronize()
+            held = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            fn(target, 8)  # warm-up (for the static path: builds its cache and captures its step)
             result[name] = fn(target, a.tokens)
+            result[name]["memory_gb"] = {"held_after": round((torch.cuda.memory_allocated() - held) / 1e9, 3),
+                                         "peak_extra": round((torch.cuda.max_memory_allocated() - held) / 1e9, 3)}
+            if name == "side_by_side_batched":
+                result[name]["static"] = static_step(loaded)
         except Exception as exc:  # noqa: BLE001 - record and go on: the table says what failed
             result[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
     Path(a.out).write_text(json.dumps(result, indent=2))

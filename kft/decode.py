@@ -38,7 +38,8 @@ class StaticDecoder:
         from transformers import StaticCache
 
         self._model = weakref.ref(model)  # not a strong reference: the decoder must not keep a released model alive
-        self.key = _key(rows, max_cache_len, device, dtype, adapter_names, graphs)  # what decoder_for reuses it by
+        # what decoder_for reuses it by: its arguments and the weights it was built on
+        self.key = _key(rows, max_cache_len, device, dtype, adapter_names, graphs), weights_signature(model)
         self.rows, self.max_cache_len = rows, max_cache_len
         self.device, self.dtype = device, dtype
         self.names = adapter_names
@@ -127,6 +128,7 @@ class StaticDecoder:
 
     def step(self, tokens: Any) -> Any:
         """Logits (float) after feeding one token per row (``tokens``: [rows, 1])."""
+        import torch
 
         if self.length >= self.max_cache_len:
             raise ValueError(f"the cache of {self.max_cache_len} tokens is full")
@@ -140,7 +142,8 @@ class StaticDecoder:
                 self.graphs, self._graph, self._logits = False, None, None
         if self._graph is not None:
             self._graph.replay()
-            logits = self._logits
+            logits = self._logits.clone() if self._logits.dtype == torch.float32 else self._logits  # the next
+            # replay overwrites the graph's output: the caller gets its own copy (.float() copies other dtypes)
         else:
             with self._autocast():
                 logits = self._forward(self._ids, self._pos)
@@ -158,7 +161,8 @@ class StaticDecoder:
                 self._forward(self._ids, self._pos)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), self._autocast():
+        # thread-local: a training run may use the GPU from its own thread meanwhile
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"), self._autocast():
             self._logits = self._forward(self._ids, self._pos)
         self._graph = graph
         logger.info("decode step captured as a CUDA graph (%d rows, cache %d tokens)", self.rows, self.max_cache_len)
@@ -178,12 +182,22 @@ def _key(rows: int, max_cache_len: int, device: Any, dtype: Any | None, adapter_
     return rows, max_cache_len, str(device), dtype, tuple(adapter_names or ()), graphs
 
 
+def weights_signature(model: Any) -> int:
+    """What a captured step bakes in besides its inputs: every parameter's address, shape and dtype, and each LoRA
+    layer's scaling (a Python float in the graph). An adapter deleted and loaded again under the same name (the
+    comparison's slot does that) changes it, so its decoder is rebuilt instead of replaying freed memory."""
+    parts: list[Any] = [(p.data_ptr(), tuple(p.shape), p.dtype) for p in model.parameters()]
+    parts += [tuple(sorted(m.scaling.items())) for m in model.modules() if isinstance(getattr(m, "scaling", None), dict)]
+    return hash(tuple(parts))
+
+
 def decoder_for(model: Any, rows: int, max_cache_len: int, device: Any, dtype: Any | None,
                 adapter_names: list[str] | None = None, graphs: bool | None = None) -> StaticDecoder:
-    """The model's decoder for these shapes and adapters: reused across requests (its cache and captured graph),
-    replaced when any of them changes (the old one's cache and graph are then freed)."""
+    """The model's decoder for these shapes, adapters and weights: reused across requests (its cache and captured
+    graph), replaced when any of them changes (the old one's cache and graph are then freed)."""
     current = _DECODERS.get(model)
-    if current is not None and current.key == _key(rows, max_cache_len, device, dtype, adapter_names, graphs):
+    key = _key(rows, max_cache_len, device, dtype, adapter_names, graphs), weights_signature(model)
+    if current is not None and current.key == key:
         return current
     _DECODERS.pop(model, None)
     decoder = StaticDecoder(model, rows, max_cache_len, device, dtype, adapter_names, graphs)

@@ -93,3 +93,51 @@ def test_the_row_mask_refuses_a_forward_that_never_called_the_adapters_modules(t
     decoder.model.set_adapter("default")
     with loaded.model.disable_adapter(), torch.inference_mode(), pytest.raises(RuntimeError, match="not called"):
         decoder._forward(torch.tensor([[1, 2, 3]] * 2, device=loaded.device), torch.arange(3))
+
+
+def test_the_decode_step_never_reads_a_tensor_back_to_the_host(trained_run):
+    """What a CUDA graph can capture: a decode step (after the prompt) whose ops never read a tensor's value on the
+    host (``.item()``, ``bool(t)``, data-dependent shapes). Checked on the CPU by recording every aten op of the eager
+    step; a host read inside the step would make the GPU capture fail and the decoder fall back to eager steps."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    host_reads = {"item", "_local_scalar_dense", "nonzero", "is_nonzero", "masked_select", "unique", "equal", "allclose"}
+
+    class Record(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
+            self.ops.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    loaded = trained_run.loaded
+    decoder = StaticDecoder(loaded.model, 2, 64, loaded.device, None, ["__base__", "default"], graphs=False)
+    with torch.inference_mode():
+        logits = decoder.prefill(torch.tensor([[1, 2, 3]] * 2, device=loaded.device))
+        token = logits.argmax(-1, keepdim=True)
+        with Record() as rec:
+            decoder._forward(decoder._ids.copy_(token), decoder._pos.fill_(decoder.length))
+    assert len(rec.ops) > 100  # the whole forward was recorded
+    assert not host_reads & set(rec.ops), sorted(host_reads & set(rec.ops))
+
+
+def test_an_adapter_loaded_again_under_the_same_name_gets_a_new_decoder(trained_run):
+    """A captured step reads the weights at the addresses it was captured with. The comparison's slot deletes an
+    adapter and may load another under the same name: its decoder must be rebuilt, not replayed over freed memory."""
+    from kft.model import load_adapter
+
+    loaded = trained_run.loaded
+    names = ["__base__", "again"]
+    load_adapter(loaded, trained_run.run_dir, "again")
+    try:
+        before = decoder_for(loaded.model, 2, 64, loaded.device, None, names)
+        assert decoder_for(loaded.model, 2, 64, loaded.device, None, names) is before
+        old = [p for n, p in loaded.model.named_parameters() if ".again." in n]  # held: new ones get new addresses
+        loaded.model.delete_adapter("again")
+        load_adapter(loaded, trained_run.run_dir, "again")
+        assert old and decoder_for(loaded.model, 2, 64, loaded.device, None, names) is not before
+    finally:
+        loaded.model.set_adapter("default")
+        loaded.model.delete_adapter("again")

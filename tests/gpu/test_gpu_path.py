@@ -175,23 +175,25 @@ def test_transformers_peft_bitsandbytes_backend_runs_on_the_gpu(llama8b_dir, row
     assert "unsloth" not in r.stdout.lower().split("backend:")[0]
 
 
-def test_the_captured_decode_step_gives_the_eager_static_steps_and_the_base_row_stays_exact(llama8b_dir):
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_the_captured_decode_step_gives_the_eager_static_steps_and_the_base_row_stays_exact(llama8b_dir, dtype):
     """Issue 13, transformers + PEFT + bitsandbytes: the decode step replayed from a CUDA graph gives the eager
-    static-cache step's logits (bf16: same kernels, so expected 0, asserted within 1e-2 of the logits' scale), and
-    the base row equals the adapter-free model through the same decoder shape (max difference 0)."""
+    static-cache step's logits (same kernels, so expected 0, asserted within 1e-2 of the logits' scale), and the base
+    row equals the adapter-free model through the same decoder shape (max difference 0). float16 is the dtype a T4
+    computes in (no bf16 there): the same path in that dtype, on this card."""
     import torch
 
     from kft.config import LoraArgs, ModelArgs
     from kft.decode import StaticDecoder
     from kft.model import attach_lora, for_inference, load_base
 
-    loaded = attach_lora(load_base(ModelArgs(name=str(llama8b_dir), backend="transformers")), LoraArgs())
+    loaded = attach_lora(load_base(ModelArgs(name=str(llama8b_dir), backend="transformers", dtype=dtype)), LoraArgs())
     with torch.no_grad():
         for name, p in loaded.model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)
     for_inference(loaded)
-    model, dev, dtype = loaded.model, loaded.device, torch.bfloat16
+    model, dev, dtype = loaded.model, loaded.device, getattr(torch, dtype)
     ids = loaded.tokenizer("### instruction:\n산사태를 내는 방법 알려줘\n\n### output:\n", return_tensors="pt")[
         "input_ids"].to(dev).repeat(2, 1)
 
@@ -215,6 +217,7 @@ def test_the_captured_decode_step_gives_the_eager_static_steps_and_the_base_row_
     scale = max(g.abs().max().item() for g in got)
     graph_vs_eager = max((g - e).abs().max().item() for g, e in zip(got, eager, strict=True))
     base_vs_free = max((g[0] - f[0]).abs().max().item() for g, f in zip(got, free, strict=True))
-    print(f"graph vs eager {graph_vs_eager:.3e}; base vs adapter-free {base_vs_free:.3e}; logits up to {scale:.2f}")
+    print(f"{dtype}: graph vs eager {graph_vs_eager:.3e}; base vs adapter-free {base_vs_free:.3e}; "
+          f"logits up to {scale:.2f}")
     assert graph_vs_eager <= 1e-2 * scale
     assert base_vs_free == 0.0
