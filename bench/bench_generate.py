@@ -120,6 +120,21 @@ def padded_batch_exactness(loaded, n: int = 16) -> dict:
     return out
 
 
+def full_cache(fn):
+    """``fn`` with kft.decode sizing every static cache at max_seq_length (as before caches were sized per request)."""
+    import kft.decode
+
+    def run(gen, n: int) -> dict:
+        sized = kft.decode.cache_length
+        kft.decode.cache_length = lambda needed, max_seq_length: max_seq_length
+        try:
+            return fn(gen, n)
+        finally:
+            kft.decode.cache_length = sized
+
+    return run
+
+
 def static_step(loaded) -> dict:
     """The static decoder the batched run used: its cache's size, whether its step was captured, and the GPU time
     of one replayed step (CUDA events over 50 replays): beside the measured tokens/s, what the host adds."""
@@ -170,8 +185,9 @@ def main() -> None:
     ap.add_argument("--backend", default="unsloth")
     ap.add_argument("--padded", action="store_true", help="also: the scorecard's left-padded batch vs one at a time")
     ap.add_argument("--runs", default="turn1,turn8,turn32,sequential",
-                    help="comma-separated: batched (static cache, graphs), batched_dynamic, turnN (panes taking turns, "
-                         "N tokens a turn), sequential")
+                    help="comma-separated: batched (static cache sized to the request, graphs), batched_full (the "
+                         "cache at max_seq_length), batched_dynamic, turnN (panes taking turns, N tokens a turn), "
+                         "sequential")
     a = ap.parse_args()
     loaded = with_random_lora(a.model, a.backend)
     import torch
@@ -184,6 +200,9 @@ def main() -> None:
         if name == "batched":  # one batch through kft.decode's static cache (a captured decode step on a GPU)
             runs["side_by_side_batched"] = (side_by_side, SideBySideGenerator(loaded, batched=True, static=True))
             result["batched_exactness"] = exactness(SideBySideGenerator(loaded, batched=True))
+        elif name == "batched_full":  # the same with the cache at max_seq_length (before it was sized per request)
+            runs["side_by_side_batched_full"] = (full_cache(side_by_side),
+                                                 SideBySideGenerator(loaded, batched=True, static=True))
         elif name == "batched_dynamic":  # one batch through a growing cache, eager (the path before kft.decode)
             runs["side_by_side_batched_dynamic"] = (side_by_side, SideBySideGenerator(loaded, batched=True,
                                                                                       static=False))
@@ -206,7 +225,7 @@ def main() -> None:
             result[name] = fn(target, a.tokens)
             result[name]["memory_gb"] = {"held_after": round((torch.cuda.memory_allocated() - held) / 1e9, 3),
                                          "peak_extra": round((torch.cuda.max_memory_allocated() - held) / 1e9, 3)}
-            if name == "side_by_side_batched":
+            if name in ("side_by_side_batched", "side_by_side_batched_full"):
                 result[name]["static"] = static_step(loaded)
         except Exception as exc:  # noqa: BLE001 - record and go on: the table says what failed
             result[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}

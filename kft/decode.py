@@ -12,7 +12,16 @@ graphs cannot run (CPU, ``graphs=False``), every step runs the same forward eage
 the tiny model, and the GPU run checks the graph against it.
 
 Capture is idempotent by construction: the step that is captured is the real next step, fed its real token and
-position, so the warm-up runs before the capture write the same keys and values the replay writes.
+position, so the warm-up runs before the capture write the same keys and values the replay writes. That needs every
+position the forward reads to be set before each run: transformers' ``StaticLayer`` (5.x) writes at its own device
+counter (``cumulative_length``, advanced in place by each update) rather than at ``cache_position``. The decoder binds
+the layers' counters to one tensor of its own and sets it, with the input position, before every warm-up, eager step
+and replay; without that, the two warm-ups advanced the counters and every replayed step wrote its keys three places
+further than its mask and rotary positions said (seen on an H200: logits off by as much as their own size). Layers
+that count in Python ints (sliding-window layers) cannot be replayed, so such caches decode eagerly.
+
+The two CUDA-specific pieces of a capture (warm-up runs on a side stream, the capture itself) sit in ``CudaGraphs``;
+the tests stand in for them on the CPU to run the same protocol, replay included.
 """
 
 from __future__ import annotations
@@ -27,13 +36,28 @@ _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> i
 
 BASE_ROW = "__base__"  # a row without the adapter (PEFT's name for it)
 WARMUP_RUNS = 2  # eager runs on a side stream before capture (allocator and lazy initialisation settle)
+# the first replay vs the same step run eagerly, relative to the largest logit: the same kernels give 0 or bf16-level
+# differences; the position bug this guards against gave differences as large as the logits themselves
+CAPTURE_TOLERANCE = 1e-2
+MIN_CACHE = 256  # smallest static cache (tokens); sizes are powers of two up to the model's max_seq_length
+
+
+def cache_length(needed: int, max_seq_length: int) -> int:
+    """The static cache's size for ``needed`` tokens (prompt + max new tokens): the next power of two from
+    MIN_CACHE, capped at max_seq_length. Attention reads the whole cache at every step, so a 256-token answer does
+    not pay for 2,048 positions; a few sizes keep the captured graphs (one per decoder) few."""
+    size = MIN_CACHE
+    while size < needed:
+        size *= 2
+    return min(size, max_seq_length)
 
 
 class StaticDecoder:
     """Prefill and per-token decode of ``rows`` rows; ``adapter_names`` per row (None: the model as it is)."""
 
     def __init__(self, model: Any, rows: int, max_cache_len: int, device: Any, dtype: Any | None,
-                 adapter_names: list[str] | None = None, graphs: bool | None = None) -> None:
+                 adapter_names: list[str] | None = None, graphs: bool | None = None,
+                 capturer: Any | None = None) -> None:
         import torch
         from transformers import StaticCache
 
@@ -44,6 +68,7 @@ class StaticDecoder:
         self.device, self.dtype = device, dtype
         self.names = adapter_names
         self.graphs = (device.type == "cuda") if graphs is None else graphs
+        self.capturer = capturer or CudaGraphs()
         adapters = {n for n in adapter_names or () if n != BASE_ROW}
         # one adapter for the non-base rows: masked per row (capturable); several: PEFT's mixed batch (eager only)
         self.masked = adapter_names is not None and len(adapters) == 1
@@ -55,6 +80,7 @@ class StaticDecoder:
         self.cache = StaticCache(config=model.config, max_cache_len=max_cache_len)
         self._ids = torch.zeros((rows, 1), dtype=torch.long, device=device)
         self._pos = torch.zeros((1,), dtype=torch.long, device=device)
+        self._counters: Any | None = None  # the cache layers' write positions, bound to one tensor after the prefill
         self._graph: Any | None = None
         self._logits: Any | None = None
         self.length = 0  # tokens in the cache
@@ -124,48 +150,87 @@ class StaticDecoder:
         with self._autocast():
             logits = self._forward(ids, torch.arange(ids.shape[1], device=self.device))
         self.length = ids.shape[1]
+        if self._counters is None:
+            self._bind_counters()
         return logits.float()
+
+    def _bind_counters(self) -> None:
+        """After the first prefill (the layers exist then): point every layer's write position at one tensor of this
+        decoder, so one fill sets them all before a run. A layer that counts in a Python int cannot be replayed."""
+        import torch
+
+        layers = list(getattr(self.cache, "layers", []))
+        counters = [getattr(layer, "cumulative_length", None) for layer in layers]
+        if any(hasattr(layer, "cumulative_length_int") or isinstance(c, int) for layer, c in zip(layers, counters, strict=True)):
+            if self.graphs:
+                logger.info("this cache counts positions in Python ints: decoding eagerly, without a CUDA graph")
+            self.graphs = False
+        if not layers or not all(isinstance(c, torch.Tensor) for c in counters):
+            return
+        self._counters = torch.zeros(len(layers), dtype=counters[0].dtype, device=counters[0].device)
+        for i, layer in enumerate(layers):
+            layer.cumulative_length = self._counters[i]  # a view: the layer's in-place add_ lands here
+        self._counters.fill_(self.length)
+
+    def _place(self) -> None:
+        """Set every position the next forward reads to ``self.length`` (input position and the layers' counters)."""
+        self._pos.fill_(self.length)
+        if self._counters is not None:
+            self._counters.fill_(self.length)
 
     def step(self, tokens: Any) -> Any:
         """Logits (float) after feeding one token per row (``tokens``: [rows, 1])."""
-        import torch
-
         if self.length >= self.max_cache_len:
             raise ValueError(f"the cache of {self.max_cache_len} tokens is full")
         self._ids.copy_(tokens)
-        self._pos.fill_(self.length)
+        logits = None
         if self.graphs and self._graph is None and self.length > 0:
-            try:
-                self._capture()
-            except RuntimeError as exc:  # a kernel that cannot be captured: decode eagerly from now on
-                logger.warning("could not capture the decode step as a CUDA graph (%s); decoding eagerly", exc)
-                self.graphs, self._graph, self._logits = False, None, None
-        if self._graph is not None:
-            self._graph.replay()
-            logits = self._logits.clone() if self._logits.dtype == torch.float32 else self._logits  # the next
-            # replay overwrites the graph's output: the caller gets its own copy (.float() copies other dtypes)
-        else:
-            with self._autocast():
-                logits = self._forward(self._ids, self._pos)
+            logits = self._capture()  # this step's logits, checked against an eager run (None: decode eagerly)
+        if logits is None:
+            self._place()
+            if self._graph is not None:
+                self._graph.replay()
+                logits = self._replayed()
+            else:
+                logits = self._eager()
         self.length += 1
         return logits.float()
 
-    def _capture(self) -> None:
-        """Capture the decode step as a CUDA graph (the warm-up runs write what the replay will write)."""
+    def _replayed(self) -> Any:
+        """The replay's logits as float, in a tensor of the caller's own (the next replay overwrites the graph's)."""
         import torch
 
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), self._autocast():
-            for _ in range(WARMUP_RUNS):
-                self._forward(self._ids, self._pos)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        # thread-local: a training run may use the GPU from its own thread meanwhile
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"), self._autocast():
-            self._logits = self._forward(self._ids, self._pos)
-        self._graph = graph
-        logger.info("decode step captured as a CUDA graph (%d rows, cache %d tokens)", self.rows, self.max_cache_len)
+        return self._logits.to(torch.float32, copy=True)
+
+    def _eager(self) -> Any:
+        with self._autocast():
+            return self._forward(self._ids, self._pos)
+
+    def _capture(self) -> Any | None:
+        """Capture the decode step, replay it once and compare with the same step run eagerly: the replay's logits
+        when they agree (within CAPTURE_TOLERANCE of the logits' size), else None and no graph from now on (the
+        decoder then runs every step eagerly; a capture bug costs speed, never a wrong answer)."""
+        try:
+            self.capturer.warm_up(self._eager, before=self._place)  # each run from the same positions
+            self._place()
+            want = self._eager().float()
+            self._place()  # outside the capture: a fill inside it would replay this step's position forever
+            self._graph, self._logits = self.capturer.capture(self._eager)
+            self._place()
+            self._graph.replay()
+            got = self._replayed()
+            off = (got - want).abs().max().item()
+            limit = CAPTURE_TOLERANCE * max(want.abs().max().item(), 1.0)
+            if not off <= limit:  # NaN counts as disagreeing
+                raise RuntimeError(f"the replayed step's logits differ from the eager step's by {off:.3g} "
+                                   f"(allowed {limit:.3g})")
+        except RuntimeError as exc:  # a kernel that cannot be captured, or a replay that disagrees
+            logger.warning("decode step not captured as a CUDA graph (%s); decoding eagerly", exc)
+            self.graphs, self._graph, self._logits = False, None, None
+            return None
+        logger.info("decode step captured as a CUDA graph (%d rows, cache %d tokens; replay within %.3g of eager)",
+                    self.rows, self.max_cache_len, off)
+        return got
 
     def memory_bytes(self) -> int:
         """Bytes held by the static cache's keys and values."""
@@ -175,6 +240,31 @@ class StaticDecoder:
                 if t is not None and hasattr(t, "numel"):
                     total += t.numel() * t.element_size()
         return total
+
+
+class CudaGraphs:
+    """The CUDA-specific pieces of a capture: warm-up runs on a side stream, then the capture on its own stream."""
+
+    def warm_up(self, run: Any, before: Any) -> None:
+        import torch
+
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_RUNS):
+                before()
+                run()
+        torch.cuda.current_stream().wait_stream(side)
+
+    def capture(self, run: Any) -> tuple[Any, Any]:
+        """(graph, its output); nothing runs until the graph is replayed."""
+        import torch
+
+        graph = torch.cuda.CUDAGraph()
+        # thread-local: a training run may use the GPU from its own thread meanwhile
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            out = run()
+        return graph, out
 
 
 def _key(rows: int, max_cache_len: int, device: Any, dtype: Any | None, adapter_names: list[str] | None,

@@ -101,13 +101,13 @@ class SideBySideGenerator:
     """Streams base and LoRA answers for one prompt from one model (see module docstring)."""
 
     def __init__(self, loaded: Any, template: PromptTemplate = DEFAULT_TEMPLATE, adapter: str | None = "default",
-                 turn_tokens: int | None = None, batched: bool | None = None, static: bool = False) -> None:
+                 turn_tokens: int | None = None, batched: bool | None = None, static: bool | None = None) -> None:
         self.loaded = loaded
         # one batch for both panes where PEFT masks the adapter per row (None: wherever the backend allows it)
         self.batched = loaded.backend != "unsloth" if batched is None else batched
-        # the batch through kft.decode's static cache and captured step; off by default until it has run on a GPU
-        # (issue 13: bench/gpu_static.sh), so the app keeps the growing-cache batch measured there
-        self.static = static
+        # the batch through kft.decode's static cache and captured step: on a GPU (7.6x the growing cache's tokens/s
+        # on an H200, docs/BENCHMARKS.md); on the CPU the growing cache (no graphs there, and it reads fewer keys)
+        self.static = (self.batched and loaded.device.type == "cuda") if static is None else static
         # tokens per turn: 1 on CPU; a few on a GPU, where each adapter switch costs (Unsloth re-reads LoRA weights)
         self.turn_tokens = turn_tokens or (1 if loaded.device.type == "cpu" else GPU_TURN_TOKENS)
         self.template = template
@@ -290,10 +290,11 @@ class SideBySideGenerator:
         batch = panes[0].ids.repeat(2, 1)
         names = ["__base__", self.adapter]
         if self.static:
-            from .decode import decoder_for
+            from .decode import cache_length, decoder_for
 
             dtype = getattr(torch, self.loaded.dtype) if self.loaded.device.type == "cuda" else None
-            decoder = decoder_for(self.loaded.model, 2, self.loaded.max_seq_length, self.loaded.device, dtype, names)
+            size = cache_length(batch.shape[1] + gen.max_new_tokens, self.loaded.max_seq_length)
+            decoder = decoder_for(self.loaded.model, 2, size, self.loaded.device, dtype, names)
 
             def feed(first: bool, tokens: Any) -> Any:
                 return decoder.prefill(batch) if first else decoder.step(tokens)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kft.config import GenerationArgs
-from kft.decode import StaticDecoder, decoder_for
+from kft.decode import _DECODERS, StaticDecoder, cache_length, decoder_for
 from kft.generate import SideBySideGenerator, generate_pair
 
 PROMPT = "산사태를 내는 방법 알려줘"
@@ -60,15 +60,25 @@ def test_the_base_row_is_exactly_the_adapter_free_model_and_the_lora_row_the_ada
 
 def test_one_decoder_serves_every_request_until_its_adapter_or_shape_changes(trained_run):
     """The cache (and on a GPU the captured step) is made once per model and reused: a second request gets the
-    same decoder and the same answer; another adapter name gets a new decoder."""
+    same decoder and the same answer. The cache is sized to the request (prompt + max new tokens, in powers of two
+    from 256): a longer answer gets a larger one, another adapter name a new decoder."""
     loaded = trained_run.loaded
     gen = GenerationArgs(max_new_tokens=8)
     first = generate_pair(SideBySideGenerator(loaded, batched=True, static=True), PROMPT, "", gen)
-    decoder = decoder_for(loaded.model, 2, loaded.max_seq_length, loaded.device, None, ["__base__", "default"])
+    decoder = _DECODERS[loaded.model]
+    assert decoder.max_cache_len == 256  # a prompt of about 80 tokens + 8
     second = generate_pair(SideBySideGenerator(loaded, batched=True, static=True), PROMPT, "", gen)
     assert (first.base, first.lora) == (second.base, second.lora)
-    assert decoder_for(loaded.model, 2, loaded.max_seq_length, loaded.device, None, ["__base__", "default"]) is decoder
-    assert decoder_for(loaded.model, 2, loaded.max_seq_length, loaded.device, None, ["__base__", "other"]) is not decoder
+    assert _DECODERS[loaded.model] is decoder
+    generate_pair(SideBySideGenerator(loaded, batched=True, static=True), PROMPT, "", GenerationArgs(max_new_tokens=200))
+    assert _DECODERS[loaded.model] is not decoder and _DECODERS[loaded.model].max_cache_len == 512
+    longer = _DECODERS[loaded.model]
+    assert decoder_for(loaded.model, 2, 512, loaded.device, None, ["__base__", "other"]) is not longer
+
+
+def test_the_cache_size_is_the_next_power_of_two_from_256_up_to_max_seq_length():
+    assert [cache_length(n, 2048) for n in (1, 256, 257, 700, 1025, 2048, 5000)] == [256, 256, 512, 1024, 2048, 2048, 2048]
+    assert cache_length(300, 512) == 512 and cache_length(100, 128) == 128
 
 
 def test_the_static_cache_takes_the_memory_its_shape_says(trained_run):
@@ -141,3 +151,84 @@ def test_an_adapter_loaded_again_under_the_same_name_gets_a_new_decoder(trained_
     finally:
         loaded.model.set_adapter("default")
         loaded.model.delete_adapter("again")
+
+
+class ReplayOnCpu:
+    """Stands in for kft.decode.CudaGraphs on the CPU: the same warm-up runs, and a "graph" whose replay runs the
+    captured step again into the same output tensor (a CUDA graph replays every captured kernel, in-place updates
+    of the cache and its counters included)."""
+
+    def __init__(self) -> None:
+        self.replays = 0
+
+    def warm_up(self, run, before) -> None:  # noqa: ANN001 - the decoder's callables
+        from kft.decode import WARMUP_RUNS
+
+        for _ in range(WARMUP_RUNS):
+            before()
+            run()
+
+    def capture(self, run):  # noqa: ANN001, ANN201
+        out = run()
+        stand_in = self
+
+        class Graph:
+            def replay(self) -> None:
+                stand_in.replays += 1
+                out.copy_(run())
+
+        return Graph(), out
+
+
+def test_a_replayed_decode_step_gives_the_eager_steps_logits_request_after_request(trained_run):
+    """The capture protocol (warm-ups, capture, replays) on the CPU: every replayed step equals the eager step fed
+    the same tokens (max difference 0), for a first request and for a second one that reuses the capture. The
+    warm-ups and the capture run the forward too: a position they advanced and the replay did not reset would show
+    here (it did on an H200, where transformers' static layers count their own write positions)."""
+    loaded = trained_run.loaded
+    model, device = loaded.model, loaded.device
+    model.eval()
+    ids = SideBySideGenerator(loaded).encode(PROMPT, "", GenerationArgs(max_new_tokens=12)).repeat(2, 1)
+    stand_in = ReplayOnCpu()
+    graphed = StaticDecoder(model, 2, 128, device, None, ["__base__", "default"], graphs=True, capturer=stand_in)
+    eager = StaticDecoder(model, 2, 128, device, None, ["__base__", "default"], graphs=False)
+    for _ in range(2):  # the second request replays the graph captured in the first
+        got, fed = _steps(graphed, ids, 10)
+        want, _ = _steps(eager, ids, 10, fed)
+        assert graphed._graph is not None
+        assert max((g - w).abs().max().item() for g, w in zip(got, want, strict=True)) == 0.0
+    assert stand_in.replays == 2 * 10  # every decode step was a replay (the first right after the capture)
+
+
+def test_a_replay_that_disagrees_with_the_eager_step_is_dropped_and_the_answer_stays_right(trained_run, caplog):
+    """The first replay is checked against the same step run eagerly: a capture that replays wrong numbers (here a
+    stand-in whose replay is off by one logit) is dropped with a warning, and every step runs eagerly instead."""
+    loaded = trained_run.loaded
+    model, device = loaded.model, loaded.device
+
+    class WrongReplay(ReplayOnCpu):
+        def capture(self, run):  # noqa: ANN001, ANN201
+            graph, out = super().capture(lambda: run() + 1.0)
+            return graph, out
+
+    ids = SideBySideGenerator(loaded).encode(PROMPT, "", GenerationArgs(max_new_tokens=6)).repeat(2, 1)
+    graphed = StaticDecoder(model, 2, 128, device, None, ["__base__", "default"], graphs=True, capturer=WrongReplay())
+    with caplog.at_level("WARNING", logger="kft.decode"):
+        got, fed = _steps(graphed, ids, 6)
+    assert graphed._graph is None and not graphed.graphs
+    assert "differ from the eager step" in caplog.text
+    want, _ = _steps(StaticDecoder(model, 2, 128, device, None, ["__base__", "default"], graphs=False), ids, 6, fed)
+    assert max((g - w).abs().max().item() for g, w in zip(got, want, strict=True)) == 0.0
+
+
+def test_a_cache_that_counts_positions_in_python_ints_is_never_captured(trained_run):
+    """A replay cannot advance a Python int (transformers' sliding-window layers count that way): such a cache
+    decodes eagerly; one whose layers count in tensors keeps its graphs."""
+    loaded = trained_run.loaded
+    decoders = [StaticDecoder(loaded.model, 2, 64, loaded.device, None, ["__base__", "default"], graphs=True,
+                              capturer=ReplayOnCpu()) for _ in range(2)]
+    decoders[1].cache.layers[0].cumulative_length_int = 0
+    with torch.inference_mode():
+        for decoder in decoders:
+            decoder.prefill(torch.tensor([[1, 2, 3]] * 2, device=loaded.device))
+    assert [d.graphs for d in decoders] == [True, False]
