@@ -232,3 +232,17 @@ def test_a_cache_that_counts_positions_in_python_ints_is_never_captured(trained_
         for decoder in decoders:
             decoder.prefill(torch.tensor([[1, 2, 3]] * 2, device=loaded.device))
     assert [d.graphs for d in decoders] == [True, False]
+
+
+def test_an_answer_that_fills_the_cache_to_its_last_slot_decodes_to_the_end():
+    """Prompt + max new tokens = the cache's size exactly (256): every token is decoded, none refused as overflow
+    (the tiny model with a random adapter emits no end-of-sequence token, so both answers run to the limit)."""
+    from kft.config import LoraArgs, ModelArgs
+    from kft.model import attach_lora, load_base
+
+    loaded = attach_lora(load_base(ModelArgs(name="tiny", max_seq_length=512)), LoraArgs())
+    gen = SideBySideGenerator(loaded, batched=True, static=True)
+    prompt = gen.encode(PROMPT, "", GenerationArgs(max_new_tokens=1)).shape[1]
+    result = generate_pair(gen, PROMPT, "", GenerationArgs(max_new_tokens=256 - prompt))
+    assert _DECODERS[loaded.model].max_cache_len == 256
+    assert result.done and {p: s.tokens for p, s in result.stats.items()} == {"base": 256 - prompt, "lora": 256 - prompt}
