@@ -25,13 +25,17 @@ def _parser_for(s: FieldSpec) -> Any:
             if s.base == "bool" or (s.base == "str | bool" and text != "unsloth"):
                 flag = parse_yes_no(text)
                 if flag is None:
-                    raise ValueError
+                    raise ValueError(f"must be true or false (also yes/no, on/off, 1/0), got {text!r}")
                 return flag
             if s.base.startswith("dict"):
-                return coerce(s, json.loads(text))
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    raise ValueError(f"must be a JSON object such as '{{\"loftq_bits\": 4}}', got {text!r}") from None
+                return coerce(s, value)
             return coerce(s, text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {s.kind}, got {text!r}") from None
+        except ValueError as exc:  # worded as the form and settings files word it (kft.configfile)
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
 

@@ -6,6 +6,7 @@ They come from anyone (import is open in read-only mode too): size capped, YAML 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from .config import SECTIONS, FieldSpec, RunConfig, specs
 from .validation import SHORT, Problem, SettingsError
 
 MAX_CONFIG_BYTES = 1_000_000
+# a setting's type in a refusal's words (the base of FieldSpec.kind)
+KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
+              "str | bool": "text, or true or false", "dict[str, Any]": "a mapping of names to values"}
 
 
 def parse_yes_no(text: str) -> bool | None:
@@ -25,40 +29,49 @@ def parse_yes_no(text: str) -> bool | None:
     return None
 
 
+def parse_number(value: Any, kind: type) -> int | float:
+    """``value`` (a number, or text such as "2e-4") as ``kind`` (int or float); ValueError in plain words, shaped
+    "must be ..., got ...", when it is not one. The one parser of numbers from outside: form widgets, API calls and
+    settings files. Integers beyond float range are kept as they are for an int: validation says they are out of
+    bounds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"must be a number, got {SHORT.repr(value)}")
+    if isinstance(value, int) and kind is int:
+        return value
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"is far too large, got {SHORT.repr(value)}") from None
+    except ValueError:
+        raise ValueError(f"must be a number, got {SHORT.repr(value)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, got {SHORT.repr(value)}")
+    if kind is int:
+        if not number.is_integer():
+            raise ValueError(f"must be a whole number, got {SHORT.repr(value)}")
+        return int(number)
+    return number
+
+
 def coerce(s: FieldSpec, value: Any) -> Any:
-    """A file's value as its setting's type (else ValueError); YAML 1.1 reads 2e-4 as a string, so text is parsed."""
+    """A file's value as its setting's type, else ValueError("must be ..., got ..."); YAML 1.1 reads 2e-4 as a
+    string, so numbers given as text are parsed."""
     if value is None:
         if s.optional:
             return None
-        raise ValueError(s.kind)
+        raise ValueError(f"must be {KIND_WORDS.get(s.base, s.base)}, got None")
     if s.name == "target_modules":  # "q_proj" or "q_proj,v_proj" is a list of names, not of characters
         if isinstance(value, str):
             value = [x.strip() for x in value.split(",") if x.strip()]
         if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
-            raise ValueError("layer names such as q_proj")
+            raise ValueError(f"must be layer names such as q_proj, got {SHORT.repr(value)}")
         return tuple(value)
     if s.base in ("int", "float"):
-        number = float(value) if isinstance(value, str) else value
-        if isinstance(value, bool) or not isinstance(number, (int, float)):
-            raise ValueError(s.kind)
-        if isinstance(number, int):  # kept exact: beyond float range, validation says it is out of bounds
-            return number if s.base == "int" else _as_float(number, s)
-        if s.base == "int":
-            if not number.is_integer():  # NaN and infinity are not whole numbers either
-                raise ValueError(s.kind)
-            return int(number)
-        return number
+        return parse_number(value, int if s.base == "int" else float)
     wanted = {"bool": (bool,), "str": (str,), "str | bool": (str, bool), "dict[str, Any]": (dict,)}.get(s.base)
     if wanted and not isinstance(value, wanted):
-        raise ValueError(s.kind)
+        raise ValueError(f"must be {KIND_WORDS.get(s.base, s.base)}, got {SHORT.repr(value)}")
     return value
-
-
-def _as_float(number: int, s: FieldSpec) -> float:
-    try:
-        return float(number)
-    except OverflowError:
-        raise ValueError(f"{s.kind} within float range") from None
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
@@ -79,9 +92,10 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
             try:
                 config.set(known[name].key, coerce(known[name], value))
             except ValueError as exc:
-                wrong.append(Problem(known[name].key, f"must be {exc}, got {SHORT.repr(value)}"))
-    if wrong:
-        raise SettingsError(wrong)
+                wrong.append(Problem(known[name].key, str(exc)))
+    if wrong:  # with what is wrong with the values that were read, so that one answer lists everything
+        unread = {p.field for p in wrong}
+        raise SettingsError(wrong + [p for p in config.problems() if p.field not in unread])
     return config
 
 

@@ -139,7 +139,7 @@ def test_a_deeply_nested_prompt_set_is_refused_in_words(app):
     ("deep.json", b'{"train": ' + b"[" * 3000 + b"]" * 3000 + b"}", "is nested too deeply"),
     ("big.yaml", b"train:\n  max_steps: " + b"9" * 400 + b"\n  learning_rate: 1e999\n",
      "train.max_steps must be at most 1000000000, got 999999"),
-    ("nan.json", b'{"train": {"seed": NaN}}', "train.seed must be int"),
+    ("nan.json", b'{"train": {"seed": NaN}}', "train.seed must be a finite number"),
 ])
 def test_unusable_settings_files_are_refused_in_words(app, name, content, expected):
     url, ws = app

@@ -156,3 +156,19 @@ def test_eval_checks_every_prompt_it_takes_in(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "_generator", no_model)
     rc = cli.main(["eval", "--adapter", str(tmp_path), "--model", "tiny", "--prompts", str(prompts)])
     assert rc == 2 and "the prompt is 5,000 characters; the limit is 4,000" in capsys.readouterr().err
+
+
+def test_a_flag_of_the_wrong_type_is_refused_in_the_words_the_form_uses(capsys):
+    """One wording for a value that is not of its setting's type, whichever way it came in (kft.configfile)."""
+    import pytest
+
+    from kft.cli import build_parser
+
+    for flags, words in [(["--learning-rate", "abc"], "argument --learning-rate: must be a number, got 'abc'"),
+                         (["--lora-r", "2.5"], "argument --lora-r: must be a whole number, got '2.5'"),
+                         (["--padding-free", "maybe"], "must be true or false"),
+                         (["--loftq-config", "{x"], "must be a JSON object")]:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train", "--model", "tiny", *flags])
+        err = capsys.readouterr().err
+        assert words in err and "expected" not in err and "Expecting" not in err, err

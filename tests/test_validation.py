@@ -1,7 +1,6 @@
 """kft.validation (the rules, read from each setting's facts in kft.config) and kft.configfile (settings
 files from anyone: sizes, aliases, types)."""
 
-import math
 
 import pytest
 
@@ -301,7 +300,8 @@ def test_values_are_read_as_their_settings_type():
                        ("train.seed", None), ("lora.loftq_config", [1]), ("model.name", 5)]:
         with pytest.raises(ValueError):
             coerce(spec(key), value)
-    assert math.isnan(coerce(spec("train.weight_decay"), "nan"))  # read; refused by validation, by name
+    with pytest.raises(ValueError, match="must be a finite number, got 'nan'"):  # as the form says it
+        coerce(spec("train.weight_decay"), "nan")
 
 
 @pytest.mark.parametrize("text,expected", [("1", True), (" Yes ", True), ("ON", True), ("true", True),
@@ -326,7 +326,25 @@ def test_integers_beyond_float_range_and_invalid_unicode_are_problems_not_crashe
 def test_settings_files_keep_huge_integers_exact_and_refuse_them_as_floats():
     cfg = config_from_dict({"train": {"max_steps": 10**400}})
     assert cfg.train.max_steps == 10**400 and "train.max_steps" in {p.field for p in cfg.problems()}
-    with pytest.raises(ValueError, match="train.learning_rate must be float within float range"):
+    with pytest.raises(ValueError, match="train.learning_rate is far too large"):
         config_from_dict({"train": {"learning_rate": 10**400}})
-    with pytest.raises(ValueError, match="train.seed must be int"):
+    with pytest.raises(ValueError, match="train.seed must be a finite number, got nan"):
         config_from_dict({"train": {"seed": float("nan")}})
+
+
+@pytest.mark.parametrize(("section", "values", "expected"), [
+    ("train", {"learning_rate": "abc"}, "train.learning_rate must be a number, got 'abc'"),
+    ("lora", {"r": 2.5}, "lora.r must be a whole number, got 2.5"),
+    ("lora", {"r": None}, "lora.r must be a whole number, got None"),
+    ("train", {"max_steps": "1e400"}, "train.max_steps must be a finite number, got '1e400'"),
+    ("train", {"max_steps": True}, "train.max_steps must be a number, got True"),
+    ("lora", {"target_modules": 5}, "lora.target_modules must be layer names such as q_proj, got 5"),
+    ("data", {"source": 5}, "data.source must be text, got 5"),
+])
+def test_a_settings_file_and_the_form_refuse_a_value_in_the_same_words(section, values, expected):
+    """One parser of numbers for every way in (kft.configfile.parse_number): a file's refusal reads like the form's,
+    never like Python's ("could not convert string to float")."""
+    with pytest.raises(SettingsError) as err:
+        config_from_dict({section: values})
+    assert expected in str(err.value)
+    assert "could not convert" not in str(err.value) and "must be int" not in str(err.value)

@@ -16,6 +16,7 @@ import gradio as gr
 import torch
 
 from ..config import MAX_NEW_TOKENS_CAP, MAX_PROMPT_CHARS, GenerationArgs
+from ..configfile import parse_number
 from ..generate import PromptError
 from ..memory import free_unused
 from ..model import ModelLoadError
@@ -25,7 +26,7 @@ from ..services.comparison import AdapterChoice, CardProgress
 from . import compare_view as view
 from .compare_view import STRINGS, t
 from .tab import Tab
-from .train_form import parse_flag, parse_number
+from .train_form import parse_flag
 
 logger = logging.getLogger(__name__)
 _USER_ERRORS = (PromptError, ModelLoadError, BusyError, ValueError)

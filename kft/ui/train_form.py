@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from ..config import SAMPLE_DATA, DataArgs, FieldSpec, RunConfig, specs
-from ..configfile import parse_yes_no
+from ..configfile import parse_number, parse_yes_no
 from ..data import FILE_SUFFIXES
 from ..preflight import DataPreview, looks_like_hub_id
 from ..validation import SHORT, Problem, SettingsError
@@ -124,28 +123,6 @@ def parse_flag(value: Any) -> bool:
     if flag is not None:
         return flag
     raise ValueError(f"must be true or false, got {str(value)[:40]!r}")
-
-
-def parse_number(value: Any, kind: type) -> int | float:
-    """A number widget's value as ``kind`` (int or float); ValueError in plain words when it is not one. Integers
-    beyond float range are kept as they are: validation says they are out of bounds."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"must be a number, got {SHORT.repr(value)}")
-    if isinstance(value, int) and kind is int:
-        return value
-    try:
-        number = float(value)
-    except OverflowError:
-        raise ValueError(f"is far too large, got {SHORT.repr(value)}") from None
-    except ValueError:
-        raise ValueError(f"must be a number, got {SHORT.repr(value)}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"must be a finite number, got {SHORT.repr(value)}")
-    if kind is int:
-        if not number.is_integer():
-            raise ValueError(f"must be a whole number, got {SHORT.repr(value)}")
-        return int(number)
-    return number
 
 
 def values_to_config(values: dict[str, Any], model: str, length_mode: str = "steps") -> RunConfig:
