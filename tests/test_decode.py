@@ -246,3 +246,23 @@ def test_an_answer_that_fills_the_cache_to_its_last_slot_decodes_to_the_end():
     result = generate_pair(gen, PROMPT, "", GenerationArgs(max_new_tokens=256 - prompt))
     assert _DECODERS[loaded.model].max_cache_len == 256
     assert result.done and {p: s.tokens for p, s in result.stats.items()} == {"base": 256 - prompt, "lora": 256 - prompt}
+
+
+def test_a_stopped_request_leaves_the_decoder_ready_for_the_next_one(trained_run):
+    """Stop mid-answer, then ask again: the reused decoder starts from a reset cache, so the new answers are the
+    whole answers (as a fresh growing-cache batch gives them), not a continuation of the stopped ones."""
+    import threading
+
+    loaded = trained_run.loaded
+    gen = GenerationArgs(max_new_tokens=16)
+    static = SideBySideGenerator(loaded, batched=True, static=True)
+    cancel = threading.Event()
+    updates = []
+    for update in static.stream(PROMPT, "", gen, cancel=cancel):
+        updates.append(update)
+        if len(updates) == 3:
+            cancel.set()
+    assert updates[-1].cancelled and updates[-1].stats["base"].tokens < 16
+    again = generate_pair(static, PROMPT, "", gen)
+    growing = generate_pair(SideBySideGenerator(loaded, batched=True, static=False), PROMPT, "", gen)
+    assert (again.base, again.lora) == (growing.base, growing.lora) and not again.cancelled
