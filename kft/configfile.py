@@ -31,8 +31,8 @@ def parse_yes_no(text: str) -> bool | None:
 
 def parse_number(value: Any, kind: type) -> int | float:
     """``value`` (a number, or text such as "2e-4") as ``kind`` (int or float); ValueError in plain words, shaped
-    "must be ..., got ...", when it is not one. The one parser of numbers from outside: form widgets, API calls and
-    settings files. Integers beyond float range are kept as they are for an int: validation says they are out of
+    "must be ..., got ...", when it is not one. The one parser of numbers from outside: form widgets, API calls,
+    settings files and CLI flags. Integers beyond float range are kept as they are for an int: validation says they are out of
     bounds."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"must be a number, got {SHORT.repr(value)}")
@@ -75,7 +75,8 @@ def coerce(s: FieldSpec, value: Any) -> Any:
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
-    """Unknown sections or keys, and values of the wrong type, raise one ValueError naming them."""
+    """Unknown sections or keys raise a ValueError naming them; values of the wrong type one SettingsError listing
+    them, with the problems of the values that were read."""
     unknown = [k for k in raw if k not in SECTIONS]
     if unknown:
         raise ValueError(f"Unknown config section(s) {unknown}; expected {sorted(SECTIONS)}")

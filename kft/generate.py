@@ -2,9 +2,10 @@
 
 On a PEFT model (the transformers backend) both answers decode as ONE batch: row 0 runs with no adapter (PEFT's
 ``adapter_names=["__base__", ...]``: the LoRA adds nothing to that row, so it is exactly the adapter-free model),
-row 1 with the chosen adapter. Unsloth's fast path reads only the first active adapter, so there the answers are
-decoded in turns, each with its own KV cache: the base turn inside ``model.disable_adapter()``. One generation at
-a time (a lock); a newer request or a cancel Event stops it.
+row 1 with the chosen adapter; on a GPU that batch runs through ``kft.decode`` (a static KV cache and the decode
+step captured as a CUDA graph, the adapter masked per row by a 0/1 scale). Unsloth's fast path reads only the first
+active adapter, so there the answers are decoded in turns, each with its own KV cache: the base turn inside
+``model.disable_adapter()``. One generation at a time (a lock); a newer request or a cancel Event stops it.
 """
 
 from __future__ import annotations
