@@ -119,7 +119,7 @@ def _model_from_adapter(ns: argparse.Namespace, config: RunConfig) -> None:
 def cmd_train(ns: argparse.Namespace) -> int:
     from .distributed import is_distributed
     from .model import preload_backend
-    from .preflight import check_model_available
+    from .preflight import check_data, check_model_available
     from .runs import claim
 
     config = config_from_args(ns, ["model", "lora", "data", "train"]).validate("model", "lora", "data", "train")
@@ -129,6 +129,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     if is_distributed() and not ns.output_dir:
         raise ValueError("under torchrun / accelerate launch give --output-dir (every rank must agree on it)")
     check_model_available(config.model.name)  # bad input (exit 2), before any run directory is made
+    check_data(config.data)  # as the app's Start does: a missing file or a bad row leaves no failed run behind
     out = Path(ns.output_dir) if ns.output_dir else claim(Path("runs")).path
     job = TrainingJob(config, out).start()
     if ns.save_config:  # after start: a config kept inside --output-dir must not make it 'already hold files'

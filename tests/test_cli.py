@@ -53,7 +53,7 @@ def test_bad_input_exits_non_zero_with_a_readable_message(tmp_path):
     assert "Traceback" not in r.stderr
     r = run("train", "--model", "tiny", "--data", str(tmp_path / "missing.csv"), "--max-steps", "1",
             "--output-dir", str(tmp_path / "y"))
-    assert r.returncode == 1 and "bad data" in r.stderr and "not found" in r.stderr
+    assert r.returncode == 2 and "not found" in r.stderr and not (tmp_path / "y").exists()  # checked before a run
     r = run("generate", "--adapter", str(tmp_path / "nope"), "--instruction", "x", "--model", "tiny")
     assert r.returncode == 2 and "Adapter not found" in r.stderr
     r = run("train", "--model", "nope/nothing", "--data", "sample", "--max-steps", "1",
@@ -172,3 +172,18 @@ def test_a_flag_of_the_wrong_type_is_refused_in_the_words_the_form_uses(capsys):
             build_parser().parse_args(["train", "--model", "tiny", *flags])
         err = capsys.readouterr().err
         assert words in err and "expected" not in err and "Expecting" not in err, err
+
+
+def test_bad_data_is_refused_before_a_run_directory_is_made(tmp_path, monkeypatch, capsys):
+    """A missing data file or rows with errors stop `kft train` with exit 2 and a message, as the app's Start does,
+    and leave no failed run in runs/ (the model is checked the same way)."""
+    from kft.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "", "output": "x"}\n', encoding="utf-8")
+    for data, words in [(str(tmp_path / "missing.jsonl"), "not found"), (str(bad), "row 1: instruction is empty")]:
+        assert main(["train", "--model", "tiny", "--data", data, "--max-steps", "1"]) == 2
+        err = capsys.readouterr().err
+        assert words in err, err
+    assert not (tmp_path / "runs").exists()
