@@ -290,29 +290,40 @@ class SideBySideGenerator:
 
         batch = panes[0].ids.repeat(2, 1)
         names = ["__base__", self.adapter]
-        if self.static:
-            from .decode import cache_length, decoder_for
+        cache = DynamicCache()
 
-            dtype = getattr(torch, self.loaded.dtype) if self.loaded.device.type == "cuda" else None
-            size = cache_length(batch.shape[1] + gen.max_new_tokens, self.loaded.max_seq_length)
-            decoder = decoder_for(self.loaded.model, 2, size, self.loaded.device, dtype, names)
+        def growing(first: bool, tokens: Any) -> Any:
+            nonlocal cache
+            logits, cache = self._forward(batch, batch if first else tokens, cache, adapter_names=names)
+            return logits
 
-            def feed(first: bool, tokens: Any) -> Any:
-                return decoder.prefill(batch) if first else decoder.step(tokens)
-        else:
-            cache = DynamicCache()
+        def static(first: bool, tokens: Any) -> Any:
+            nonlocal decoder
+            if first:
+                from .decode import cache_length, decoder_for
 
-            def feed(first: bool, tokens: Any) -> Any:
-                nonlocal cache
-                logits, cache = self._forward(batch, batch if first else tokens, cache, adapter_names=names)
-                return logits
+                dtype = getattr(torch, self.loaded.dtype) if self.loaded.device.type == "cuda" else None
+                size = cache_length(batch.shape[1] + gen.max_new_tokens, self.loaded.max_seq_length)
+                decoder = decoder_for(self.loaded.model, 2, size, self.loaded.device, dtype, names)
+                return decoder.prefill(batch)
+            return decoder.step(tokens)
+
+        decoder, feed = None, static if self.static else growing
         update, tokens, first = PairUpdate(), None, True
         while not all(p.stats.finished for p in panes):
             if cancel.is_set():
                 update.cancelled = True
                 break
             with torch.inference_mode(), self._autocast():
-                logits = feed(first, tokens)
+                try:
+                    logits = feed(first, tokens)
+                except Exception as exc:  # noqa: BLE001 - a faster path must not cost the answer
+                    if feed is growing or not first:
+                        raise
+                    logger.warning("the static-cache decode cannot run on this model (%s: %s); using the growing "
+                                   "cache", type(exc).__name__, exc)
+                    self.static, feed = False, growing
+                    logits = feed(first, tokens)
                 tokens = self._choose(procs(batch, logits) if len(procs) else logits, gen, rng)
             batch, first = self._cat(batch, tokens), False
             for row, p in enumerate(panes):

@@ -266,3 +266,23 @@ def test_a_stopped_request_leaves_the_decoder_ready_for_the_next_one(trained_run
     again = generate_pair(static, PROMPT, "", gen)
     growing = generate_pair(SideBySideGenerator(loaded, batched=True, static=False), PROMPT, "", gen)
     assert (again.base, again.lora) == (growing.base, growing.lora) and not again.cancelled
+
+
+def test_a_model_the_static_cache_cannot_serve_still_answers_through_the_growing_cache(trained_run, monkeypatch,
+                                                                                        caplog):
+    """The static path is an optimisation: a model it cannot run (here: the decoder refuses at the prompt) falls back
+    to the growing cache for that generator, with a warning, and the answers are the growing cache's."""
+    import kft.decode
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no static cache for this architecture")
+
+    monkeypatch.setattr(kft.decode, "decoder_for", refuse)
+    loaded = trained_run.loaded
+    gen = GenerationArgs(max_new_tokens=8)
+    generator = SideBySideGenerator(loaded, batched=True, static=True)
+    with caplog.at_level("WARNING", logger="kft.generate"):
+        got = generate_pair(generator, PROMPT, "", gen)
+    assert "using the growing cache" in caplog.text and not generator.static
+    want = generate_pair(SideBySideGenerator(loaded, batched=True, static=False), PROMPT, "", gen)
+    assert (got.base, got.lora) == (want.base, want.lora) and got.done
