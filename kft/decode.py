@@ -62,8 +62,7 @@ class StaticDecoder:
         from transformers import StaticCache
 
         self._model = weakref.ref(model)  # not a strong reference: the decoder must not keep a released model alive
-        # what decoder_for reuses it by: its arguments and the weights it was built on
-        self.key = _key(rows, max_cache_len, device, dtype, adapter_names, graphs), weights_signature(model)
+        self.key: tuple | None = None  # set by decoder_for: its arguments and the weights it was built on
         self.rows, self.max_cache_len = rows, max_cache_len
         self.device, self.dtype = device, dtype
         self.names = adapter_names
@@ -291,5 +290,6 @@ def decoder_for(model: Any, rows: int, max_cache_len: int, device: Any, dtype: A
         return current
     _DECODERS.pop(model, None)
     decoder = StaticDecoder(model, rows, max_cache_len, device, dtype, adapter_names, graphs)
+    decoder.key = key
     _DECODERS[model] = decoder
     return decoder

@@ -127,21 +127,21 @@ class SideBySideGenerator:
                               f"model's max_seq_length {limit}: shorten the prompt or lower max new tokens")
         return ids.to(self.loaded.device)
 
-    def _check_adapter(self) -> bool:
-        """Whether the model carries adapters; PromptError when the chosen one is not among them."""
+    def _has_adapters(self) -> bool:
         model = self.loaded.model
-        has_adapter = bool(hasattr(model, "disable_adapter") and getattr(model, "peft_config", None))
-        if not has_adapter or self.adapter is None:
+        return bool(hasattr(model, "disable_adapter") and getattr(model, "peft_config", None))
+
+    def _check_adapter(self) -> None:
+        """PromptError when the model carries no adapters or the chosen one is not among them."""
+        if not self._has_adapters() or self.adapter is None:
             raise PromptError("no adapter is loaded: train one or load one from a run directory first")
-        if self.adapter not in model.peft_config:
-            raise PromptError(f"adapter {self.adapter!r} is not loaded (loaded: {sorted(model.peft_config)})")
-        return has_adapter
+        if self.adapter not in self.loaded.model.peft_config:
+            raise PromptError(f"adapter {self.adapter!r} is not loaded (loaded: {sorted(self.loaded.model.peft_config)})")
 
     def _adapter_ctx(self, pane: str) -> Any:
         model = self.loaded.model
         if pane == BASE:
-            has_adapter = hasattr(model, "disable_adapter") and getattr(model, "peft_config", None)
-            return model.disable_adapter() if has_adapter else contextlib.nullcontext()
+            return model.disable_adapter() if self._has_adapters() else contextlib.nullcontext()
         self._check_adapter()
         model.set_adapter(self.adapter)
         return contextlib.nullcontext()
@@ -257,7 +257,8 @@ class SideBySideGenerator:
         eos_ids = _eos_ids(self.loaded)
         procs = _processors(gen)
         panes = [_Pane(BASE, ids), _Pane(LORA, ids)]
-        if self.batched and self._check_adapter():
+        if self.batched:
+            self._check_adapter()
             yield from self._decode_batched(panes, gen, cancel, rng, eos_ids, procs, t0)
             return
         update = PairUpdate()
