@@ -13,7 +13,7 @@ fast: the same 8 rows per optimizer step in ONE padded micro-batch (its length r
 
 from __future__ import annotations
 
-from .config import LoraArgs, RunConfig, TrainArgs
+from .config import RunConfig, specs
 
 PRESET_NAMES = ("seed", "fast")
 FAST_OPTIM = "adamw_torch_fused"
@@ -27,12 +27,11 @@ def apply_preset(config: RunConfig, name: str) -> RunConfig:
     if name not in PRESET_NAMES:
         raise ValueError(f"Unknown preset {name!r}; choose one of {PRESET_NAMES}")
     t, lora = config.train, config.lora
-    if name == "seed":
-        seed, seed_lora = TrainArgs(), LoraArgs()
-        t.per_device_train_batch_size = seed.per_device_train_batch_size
-        t.gradient_accumulation_steps = seed.gradient_accumulation_steps
-        t.padding_free, t.pad_to_multiple_of, t.optim = seed.padding_free, seed.pad_to_multiple_of, seed.optim
-        lora.use_gradient_checkpointing = seed_lora.use_gradient_checkpointing
+    if name == "seed":  # every field a preset sets goes back to the recipe's value
+        recipe = RunConfig()
+        for s in specs("train", "lora"):
+            if s.name in PRESET_FIELDS:
+                config.set(s.key, recipe.get(s.key))
     else:
         rows = t.per_device_train_batch_size * t.gradient_accumulation_steps
         t.per_device_train_batch_size, t.gradient_accumulation_steps = rows, 1
