@@ -12,13 +12,4 @@ timeout 220 python bench/bench_generate.py --model $CK --backend transformers --
 timeout 200 python bench/bench_generate.py --model $CK --backend unsloth --tokens 256 --runs batched,turn8 \
   --out "$OUT/gen_unsloth_batched.json" 2>&1 | grep -v Warning | tail -3
 } 2>&1 | tee "$OUT/log.txt"
-python - "$OUT" <<'PY'
-import json, sys, pathlib
-for f in sorted(pathlib.Path(sys.argv[1]).glob("gen_*.json")):
-    r = json.loads(f.read_text())
-    for k, v in r.items():
-        if k.startswith("side_by_side"):
-            print(f"{r['backend']:12} {k:24}", {p: v.get(p, {}).get("tokens_per_s") for p in ("base", "lora")},
-                  {p: v.get(p, {}).get("ttft_s") for p in ("base", "lora")}, v.get("wall_s", v.get("error")))
-    print(f"{r['backend']:12} exactness", r.get("batched_exactness"))
-PY
+python bench/summarize_generate.py "$OUT"/gen_*.json

@@ -18,15 +18,4 @@ timeout 170 python bench/bench_generate.py --model $CK --backend transformers --
 grep -iE "captur|warn|error" "$OUT/gen_static.log" | grep -v "Warning: " | tail -5
 date -u
 } 2>&1 | tee "$OUT/log.txt"
-python - "$OUT" <<'PY'
-import json, pathlib, sys
-f = pathlib.Path(sys.argv[1]) / "gen_transformers_static.json"
-r = json.loads(f.read_text()) if f.exists() else {}
-for k, v in r.items():
-    if k.startswith("side_by_side"):
-        print(f"{k:30}", {p: v.get(p, {}).get("tokens_per_s") for p in ("base", "lora")},
-              {p: v.get(p, {}).get("ttft_s") for p in ("base", "lora")}, v.get("wall_s", v.get("error")),
-              v.get("memory_gb"), v.get("static", ""))
-print("exactness", r.get("batched_exactness"))
-print("padded batch", r.get("padded_batch_exactness"))
-PY
+python bench/summarize_generate.py "$OUT/gen_transformers_static.json"

@@ -20,13 +20,4 @@ timeout 40 python -m pytest $T -k "captured_decode and not bfloat16" > "$OUT/gpu
 grep -E "graph vs|PASSED|FAILED|^E " "$OUT/gpu_test_fp16.log" | tail -4
 date -u
 } 2>&1 | tee "$OUT/log.txt"
-python - "$OUT" <<'PY'
-import json, pathlib, sys
-f = pathlib.Path(sys.argv[1]) / "gen_transformers_static_fixed.json"
-r = json.loads(f.read_text()) if f.exists() else {}
-for k, v in r.items():
-    if k.startswith("side_by_side"):
-        print(f"{k:28}", {p: v.get(p, {}).get("tokens_per_s") for p in ("base", "lora")},
-              {p: v.get(p, {}).get("ttft_s") for p in ("base", "lora")}, v.get("wall_s", v.get("error")),
-              v.get("memory_gb"), v.get("static", ""))
-PY
+python bench/summarize_generate.py "$OUT/gen_transformers_static_fixed.json"
