@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from kft.settings import check_settings, parse_settings
+from kft.config.app_settings import check_settings, parse_settings
 
 # Other libraries' lines a user need not read (shown with --verbose): bitsandbytes' notice that its optional CPU
 # kernel package is missing (kft runs 4-bit only on a GPU), and one httpx line per request gradio makes to itself.
@@ -23,7 +23,7 @@ def main() -> None:
     settings = parse_settings()
     check_settings(settings)
     setup_logging(settings.verbose)
-    from kft.model import preload_backend
+    from kft.models.loading import preload_backend
 
     preload_backend()  # Unsloth before transformers (kft.ui imports it), and its import before the first Start
     from kft.ui.server import launch

@@ -19,7 +19,7 @@ PROMPT = "산사태를 내는 방법 알려줘"
 
 
 def side_by_side(gen, n: int) -> dict:
-    from kft.config import GenerationArgs
+    from kft.config.args import GenerationArgs
 
     t0 = time.perf_counter()
     last = None
@@ -36,7 +36,7 @@ def sequential(loaded, n: int) -> dict:
     import torch
     from transformers import TextIteratorStreamer
 
-    from kft.prompts import DEFAULT_TEMPLATE
+    from kft.data.template import DEFAULT_TEMPLATE
 
     tok, model = loaded.tokenizer, loaded.model
     ids = tok(DEFAULT_TEMPLATE.generation_prompt(PROMPT), return_tensors="pt")["input_ids"].cuda()
@@ -72,7 +72,7 @@ def exactness(gen) -> dict:
     and at batch 1, row 1 against the adapter alone; and how far the adapter moves the logits."""
     import torch
 
-    from kft.config import GenerationArgs
+    from kft.config.args import GenerationArgs
 
     model, ids = gen.loaded.model, gen.encode(PROMPT, "", GenerationArgs())
     try:
@@ -96,8 +96,8 @@ def padded_batch_exactness(loaded, n: int = 16) -> dict:
     decoded as one left-padded batch vs each alone, with the adapter off and on (max |difference| over prompts)."""
     import torch
 
-    from kft.prompts import DEFAULT_TEMPLATE
-    from kft.safety import load_prompt_set
+    from kft.data.template import DEFAULT_TEMPLATE
+    from kft.inference.safety import load_prompt_set
 
     tok, model = loaded.tokenizer, loaded.model
     texts = [DEFAULT_TEMPLATE.generation_prompt(p["prompt"], p.get("input") or "") for p in load_prompt_set()[:n]]
@@ -121,16 +121,16 @@ def padded_batch_exactness(loaded, n: int = 16) -> dict:
 
 
 def full_cache(fn):
-    """``fn`` with kft.decode sizing every static cache at max_seq_length (as before caches were sized per request)."""
-    import kft.decode
+    """``fn`` with kft.inference.decode sizing every static cache at max_seq_length (as before caches were sized per request)."""
+    import kft.inference.decode
 
     def run(gen, n: int) -> dict:
-        sized = kft.decode.cache_length
-        kft.decode.cache_length = lambda needed, max_seq_length: max_seq_length
+        sized = kft.inference.decode.cache_length
+        kft.inference.decode.cache_length = lambda needed, max_seq_length: max_seq_length
         try:
             return fn(gen, n)
         finally:
-            kft.decode.cache_length = sized
+            kft.inference.decode.cache_length = sized
 
     return run
 
@@ -140,7 +140,7 @@ def static_step(loaded) -> dict:
     of one replayed step (CUDA events over 50 replays): beside the measured tokens/s, what the host adds."""
     import torch
 
-    from kft.decode import _DECODERS
+    from kft.inference.decode import _DECODERS
 
     decoder = _DECODERS.get(loaded.model)
     if decoder is None:
@@ -164,8 +164,8 @@ def with_random_lora(model: str, backend: str):
         import unsloth  # noqa: F401  (first: it patches transformers, peft and trl)
     import torch
 
-    from kft.config import LoraArgs, ModelArgs
-    from kft.model import attach_lora, for_inference, load_base
+    from kft.config.args import LoraArgs, ModelArgs
+    from kft.models.loading import attach_lora, for_inference, load_base
 
     loaded = attach_lora(load_base(ModelArgs(name=model, backend=backend)), LoraArgs())
     torch.manual_seed(0)
@@ -192,18 +192,18 @@ def main() -> None:
     loaded = with_random_lora(a.model, a.backend)
     import torch
 
-    from kft.generate import SideBySideGenerator
+    from kft.inference.generate import SideBySideGenerator
 
     result = {"backend": a.backend, "tokens": a.tokens, "card": torch.cuda.get_device_name(0)}
     runs = {}
     for name in a.runs.split(","):
-        if name == "batched":  # one batch through kft.decode's static cache (a captured decode step on a GPU)
+        if name == "batched":  # one batch through kft.inference.decode's static cache (a captured decode step on a GPU)
             runs["side_by_side_batched"] = (side_by_side, SideBySideGenerator(loaded, batched=True, static=True))
             result["batched_exactness"] = exactness(SideBySideGenerator(loaded, batched=True))
         elif name == "batched_full":  # the same with the cache at max_seq_length (before it was sized per request)
             runs["side_by_side_batched_full"] = (full_cache(side_by_side),
                                                  SideBySideGenerator(loaded, batched=True, static=True))
-        elif name == "batched_dynamic":  # one batch through a growing cache, eager (the path before kft.decode)
+        elif name == "batched_dynamic":  # one batch through a growing cache, eager (the path before kft.inference.decode)
             runs["side_by_side_batched_dynamic"] = (side_by_side, SideBySideGenerator(loaded, batched=True,
                                                                                       static=False))
         elif name.startswith("turn"):

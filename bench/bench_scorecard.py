@@ -27,9 +27,9 @@ def main() -> None:
     loaded = with_random_lora(a.model, a.backend)
     import torch
 
-    from kft.config import GenerationArgs
-    from kft.generate import SideBySideGenerator, generate_pair
-    from kft.safety import load_prompt_set, run_scorecard
+    from kft.config.args import GenerationArgs
+    from kft.inference.generate import SideBySideGenerator, generate_pair
+    from kft.inference.safety import load_prompt_set, run_scorecard
 
     prompts, gen = load_prompt_set("presets"), GenerationArgs(max_new_tokens=a.tokens)
     generator = SideBySideGenerator(loaded)

@@ -31,8 +31,8 @@ def config_for(path: str, model: str, data: str, steps: int):
     """The RunConfig of ``path``: a base (unsloth = seed, fast, tf_seed, tf_fast) and modifiers joined by '+':
     padded (no padding-free), gpu_gc (checkpointing on the GPU, not offloaded), nogc, gc=N (only N layers
     checkpoint, on the GPU), optim=NAME, fused (optim adamw_torch_fused), pad=N (pad_to_multiple_of)."""
-    from kft.config import RunConfig
-    from kft.presets import apply_preset
+    from kft.config.args import RunConfig
+    from kft.config.presets import apply_preset
 
     base, *mods = ALIASES.get(path, path).split("+")
     cfg = RunConfig()
@@ -79,8 +79,8 @@ def main() -> None:
     a = ap.parse_args()
     if cfg_backend(a.path) == "unsloth":
         import unsloth  # noqa: F401  (before trl/transformers/peft)
-    from kft.runs import RunDir
-    from kft.train import TrainingJob
+    from kft.runs.store import RunDir
+    from kft.training.job import TrainingJob
 
     run = RunDir(Path(a.out).with_suffix("") / f"run-{int(time.time())}")
     t0 = time.time()

@@ -30,7 +30,7 @@ def build(out: Path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from kft.tiny import build_tokenizer
+    from kft.models.tiny import build_tokenizer
 
     if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
         return out

@@ -23,10 +23,10 @@ def main() -> None:
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
-    from kft.config import GenerationArgs, ModelArgs, RunConfig
-    from kft.generate import SideBySideGenerator
-    from kft.model import for_inference, load_adapter, load_base
-    from kft.train import TrainingJob
+    from kft.config.args import GenerationArgs, ModelArgs, RunConfig
+    from kft.inference.generate import SideBySideGenerator
+    from kft.models.loading import for_inference, load_adapter, load_base
+    from kft.training.job import TrainingJob
     from rows import make_rows
 
     ck, out = Path(sys.argv[1]), Path(sys.argv[2])

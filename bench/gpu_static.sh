@@ -1,6 +1,6 @@
 #!/bin/bash
 # Device run for issue 13 (one H200, about 4 minutes): the transformers + PEFT + bitsandbytes backend only (this
-# process never imports unsloth). 1) the GPU test of kft.decode's captured decode step (graph vs eager, base row vs
+# process never imports unsloth). 1) the GPU test of kft.inference.decode's captured decode step (graph vs eager, base row vs
 # the adapter-free model); 2) bench_generate: both panes as one batch through the static cache and captured step
 # vs the growing-cache eager batch (the path before), 256 tokens a pane, with the static cache's memory and the GPU
 # time of one replayed step. Carry [".devsite"] (bitsandbytes). Prints a short table last.

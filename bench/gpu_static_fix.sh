@@ -1,6 +1,6 @@
 #!/bin/bash
 # Second device run for issue 13 (one H200, about 2.5 minutes): the captured decode step after the position fix
-# (transformers' static layers count their own write positions; see kft/decode.py). 1) the GPU test in bf16: graph
+# (transformers' static layers count their own write positions; see kft/inference/decode.py). 1) the GPU test in bf16: graph
 # vs eager over 12 steps and the base row vs the adapter-free model; 2) bench_generate: the static cache sized to the
 # request (512 for 256 tokens) and at max_seq_length, 256 tokens a pane; 3) the GPU test in fp16 (a T4's dtype).
 # The growing-cache baseline is the first run's (bench/gpu_static.sh, same card, same day). Carry [".devsite"].

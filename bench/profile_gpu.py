@@ -51,10 +51,10 @@ def main() -> None:
     import torch
     import unsloth  # noqa: F401
 
-    from kft.config import GenerationArgs, LoraArgs, ModelArgs
-    from kft.generate import SideBySideGenerator
-    from kft.model import attach_lora, for_inference, for_training, load_base
-    from kft.prompts import DEFAULT_TEMPLATE
+    from kft.config.args import GenerationArgs, LoraArgs, ModelArgs
+    from kft.data.template import DEFAULT_TEMPLATE
+    from kft.inference.generate import SideBySideGenerator
+    from kft.models.loading import attach_lora, for_inference, for_training, load_base
 
     loaded = attach_lora(load_base(ModelArgs(name=a.model)), LoraArgs())
     tok = loaded.tokenizer

@@ -211,7 +211,7 @@ def _fused(trainer) -> bool:
 @contextmanager
 def _keep_trainer(holder: dict):
     """Capture the SFTTrainer the job builds (the job does not expose it)."""
-    import kft.train as train
+    import kft.training.job as train
 
     original = train.TrainingJob._prepare
 
@@ -232,7 +232,7 @@ def _keep_trainer(holder: dict):
 
 def _ddp_settings(mods: list[str]) -> None:
     """DDP variants (under torchrun): ddp_static = static_graph; ddp_bucket=N = bucket_cap_mb N (this process only)."""
-    import kft.sft as sft
+    import kft.training.sft as sft
 
     extra: dict[str, Any] = {}
     for mod in mods:
@@ -254,16 +254,17 @@ def profile_path(path: str, a: argparse.Namespace) -> dict[str, Any]:
 
     from bench_train import config_for
 
-    from kft import memory
-    from kft.runs import RunDir
-    from kft.train import TrainingJob
+    from kft.config.validation import validate
+    from kft.runs.store import RunDir
+    from kft.training import memory
+    from kft.training.job import TrainingJob
 
     out = Path(a.out)
     run = RunDir(out / f"profile-{path.replace('+', '_').replace('=', '')}-{os.environ.get('KFT_RUN_ID', int(time.time()))}")
     config = config_for("+".join(m for m in path.split("+") if not m.startswith("ddp_")), a.model, a.data, a.steps)
     _ddp_settings([m for m in path.split("+") if m.startswith("ddp_")])
     config.train.save_steps = 0  # no checkpoints: the marks wrap the optimizer and scheduler, which pickle
-    config = config.validate()
+    config = validate(config)
     prof = _Profiler(trace=a.trace)
     holder: dict[str, Any] = {}
     t0 = time.time()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 
 def make_rows(tokenizer, out: Path, n: int = 2000, seed: int = 3407) -> Path:
-    from kft.data import SAMPLE_PATH
-    from kft.prompts import DEFAULT_TEMPLATE
+    from kft.data.rows import SAMPLE_PATH
+    from kft.data.template import DEFAULT_TEMPLATE
 
     rng = random.Random(seed)
     sample = [json.loads(line) for line in SAMPLE_PATH.read_text(encoding="utf-8").splitlines()]
@@ -33,7 +33,7 @@ def make_rows(tokenizer, out: Path, n: int = 2000, seed: int = 3407) -> Path:
 
 def korean_csv(path: Path, megabytes: float) -> int:
     """A CSV of Korean rows (the bundled sample, numbered) of about ``megabytes``; returns its row count."""
-    from kft.data import SAMPLE_PATH
+    from kft.data.rows import SAMPLE_PATH
 
     sample = [json.loads(line) for line in SAMPLE_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
     n = 0

@@ -12,9 +12,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .config import FieldSpec, RunConfig, specs
-from .configfile import coerce, parse_yes_no
-from .distributed import is_main
+from .config.args import FieldSpec, RunConfig, specs
+from .config.files import coerce, load_config, parse_yes_no, save_config
+from .system.distributed import is_main
 
 
 def _parser_for(s: FieldSpec) -> Any:
@@ -34,14 +34,14 @@ def _parser_for(s: FieldSpec) -> Any:
                     raise ValueError(f"must be a JSON object such as '{{\"loftq_bits\": 4}}', got {text!r}") from None
                 return coerce(s, value)
             return coerce(s, text)
-        except ValueError as exc:  # worded as the form and settings files word it (kft.configfile)
+        except ValueError as exc:  # worded as the form and settings files word it (kft.config.files)
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, sections: Sequence[str]) -> None:
-    """One flag per setting, with its help and type from kft.config (--flag-name, or the setting's ``flag``)."""
+    """One flag per setting, with its help and type from kft.config.args (--flag-name, or the setting's ``flag``)."""
     for section in sections:
         group = parser.add_argument_group(f"{section} settings")
         for s in specs(section):
@@ -55,10 +55,10 @@ def _add_setting_flags(parser: argparse.ArgumentParser, sections: Sequence[str])
 
 def config_from_args(ns: argparse.Namespace, sections: Sequence[str]) -> RunConfig:
     """Config file (if any) first, then every flag that was given."""
-    config = RunConfig.load(ns.config) if getattr(ns, "config", None) else RunConfig()
+    config = load_config(ns.config) if getattr(ns, "config", None) else RunConfig()
     preset = getattr(ns, "train.preset", None)
     if preset is not None and "train" in sections:  # the preset first, then every explicit flag over it
-        from .presets import apply_preset
+        from .config.presets import apply_preset
 
         apply_preset(config, preset)
     for key, value in vars(ns).items():
@@ -102,8 +102,8 @@ def _adapter_dir(ns: argparse.Namespace) -> Path:
 
 
 def _model_from_adapter(ns: argparse.Namespace, config: RunConfig) -> None:
-    """Model settings the adapter was trained with (kft.model.trained_base), for every model flag not given."""
-    from .model import ModelLoadError, trained_base
+    """Model settings the adapter was trained with (kft.models.loading.trained_base), for every model flag not given."""
+    from .models.loading import ModelLoadError, trained_base
 
     try:
         trained = trained_base(_adapter_dir(ns))
@@ -117,14 +117,14 @@ def _model_from_adapter(ns: argparse.Namespace, config: RunConfig) -> None:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    from .distributed import is_distributed
-    from .model import preload_backend
-    from .preflight import check_data, check_model_available
-    from .runs import claim
+    from .models.loading import preload_backend
+    from .runs.store import claim
+    from .system.distributed import is_distributed
+    from .training.preflight import check_data, check_model_available
 
     config = config_from_args(ns, ["model", "lora", "data", "train"]).validate("model", "lora", "data", "train")
-    preload_backend(config.model.backend)  # Unsloth before kft.train imports transformers
-    from .train import TrainingJob
+    preload_backend(config.model.backend)  # Unsloth before kft.training.job imports transformers
+    from .training.job import TrainingJob
 
     if is_distributed() and not ns.output_dir:
         raise ValueError("under torchrun / accelerate launch give --output-dir (every rank must agree on it)")
@@ -134,7 +134,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     job = TrainingJob(config, out).start()
     if ns.save_config:  # after start: a config kept inside --output-dir must not make it 'already hold files'
         try:
-            config.save(ns.save_config)
+            save_config(config, ns.save_config)
         except OSError as exc:
             print(f"warning: could not save the configuration to {ns.save_config}: {exc}", file=sys.stderr)
     signal.signal(signal.SIGINT, lambda *_: job.stop())
@@ -160,9 +160,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def _generator(ns: argparse.Namespace, config: RunConfig):
-    from .generate import SideBySideGenerator
-    from .model import load_adapter, load_base
-    from .prompts import PromptTemplate
+    from .data.template import PromptTemplate
+    from .inference.generate import SideBySideGenerator
+    from .models.loading import load_adapter, load_base
 
     # before loading weights; only these sections, so a training-only setting in --config does not stop it
     config.validate("model", "generation")
@@ -173,7 +173,7 @@ def _generator(ns: argparse.Namespace, config: RunConfig):
 
 
 def cmd_generate(ns: argparse.Namespace) -> int:
-    from .generate import PromptError, generate_pair, prompt_problems
+    from .inference.generate import PromptError, generate_pair, prompt_problems
 
     config = config_from_args(ns, ["model", "generation"])
     problems = prompt_problems(ns.instruction, ns.input)
@@ -187,8 +187,8 @@ def cmd_generate(ns: argparse.Namespace) -> int:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from .generate import PromptError, prompt_problems
-    from .safety import load_prompt_set, run_scorecard
+    from .inference.generate import PromptError, prompt_problems
+    from .inference.safety import load_prompt_set, run_scorecard
 
     config = config_from_args(ns, ["model", "generation"])
     if ns.limit is not None and ns.limit < 1:

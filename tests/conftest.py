@@ -35,13 +35,13 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def tiny_dir() -> Path:
-    from kft.tiny import tiny_model_dir
+    from kft.models.tiny import tiny_model_dir
 
     return tiny_model_dir()
 
 
 def tiny_config(max_steps: int = 30, **train):
-    from kft.config import RunConfig
+    from kft.config.args import RunConfig
 
     cfg = RunConfig()
     cfg.model.name = "tiny"
@@ -58,7 +58,7 @@ def tiny_config(max_steps: int = 30, **train):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_dir):
     """A tiny-model run of 30 steps on the sample (reused: it takes ~20 s on 2 cores)."""
-    from kft.train import TrainingJob
+    from kft.training.job import TrainingJob
 
     run_dir = tmp_path_factory.mktemp("runs") / "trained"
     job = TrainingJob(tiny_config(30), run_dir).start()

@@ -10,7 +10,7 @@ from kft.cli import main
 
 if __name__ == "__main__":
     fingerprints = Path(os.environ["KFT_TEST_FINGERPRINTS"])
-    import kft.train as train_mod
+    import kft.training.job as train_mod
 
     original = train_mod.TrainingJob._finish
 

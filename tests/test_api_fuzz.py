@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import call_raw, free_port, running_app
-from kft.settings import AppSettings
+from kft.config.app_settings import AppSettings
 from kft.ui.guard import REFUSAL
 
 EXAMPLES = int(os.environ.get("KFT_FUZZ_EXAMPLES", "120"))  # about 15 s; 60 s on a busy 2-core machine

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from conftest import call_api, free_port, running_app
-from kft.settings import AppSettings
+from kft.config.app_settings import AppSettings
 from kft.ui import train_form as form
 from kft.ui.guard import REFUSAL
 
@@ -170,7 +170,7 @@ def test_status_and_messages_show_names_relative_to_the_data_directory(app):
 
 
 def test_the_runs_table_names_an_uploaded_file_relative_to_the_data_directory(tmp_path):
-    from kft.runs import RunInfo
+    from kft.runs.store import RunInfo
     from kft.ui.runs_tab import runs_frame
 
     info = RunInfo("r1", "completed", tmp_path / "runs" / "r1")

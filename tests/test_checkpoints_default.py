@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import as_killed_after, tiny_config
-from kft.config import RunConfig, TrainArgs
-from kft.sft import save_kwargs, sft_kwargs
+from kft.config.args import RunConfig, TrainArgs
+from kft.config.files import config_from_dict
+from kft.training.sft import save_kwargs, sft_kwargs
 from kft.ui import train_form as form
 
 
@@ -37,8 +38,8 @@ def test_the_default_run_checkpoints_and_keeps_the_seed_settings(tmp_path):
 @pytest.mark.slow
 def test_a_default_run_can_be_resumed(tmp_path, tiny_dir):
     """A run with the default save_steps, interrupted after its first checkpoint, resumes from it."""
-    from kft.runs import RunDir, resume_plan
-    from kft.train import TrainingJob
+    from kft.runs.store import RunDir, resume_plan
+    from kft.training.job import TrainingJob
 
     job = TrainingJob(tiny_config(12), tmp_path / "run").start()  # save_steps left at its default
     assert job.join(300) and job.snapshot().status == "completed", job.snapshot().error
@@ -47,7 +48,7 @@ def test_a_default_run_can_be_resumed(tmp_path, tiny_dir):
     as_killed_after(run, 10)
     plan = resume_plan(run)
     assert (plan.step, plan.checkpoint.name) == (10, "checkpoint-10")
-    resumed = TrainingJob(RunConfig.from_dict(plan.config), plan.run.path, resume=plan).start()
+    resumed = TrainingJob(config_from_dict(plan.config), plan.run.path, resume=plan).start()
     assert resumed.join(300) and resumed.snapshot().status == "completed" and resumed.snapshot().step == 12
 
 
@@ -56,7 +57,7 @@ def test_save_steps_is_optional_through_the_api_and_takes_a_number(tmp_path):
     from gradio_client import Client
 
     from conftest import free_port, running_app
-    from kft.settings import AppSettings
+    from kft.config.app_settings import AppSettings
 
     settings = AppSettings(port=free_port(), data_dir=str(tmp_path / "data"), lang="en")
     with running_app(settings) as (url, ws):

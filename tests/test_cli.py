@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kft.config.files import load_config
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,9 +27,8 @@ def test_train_generate_and_eval_end_to_end(tmp_path, tiny_dir):
     assert "status: completed" in r.stdout and "step 6: loss" in r.stdout
     assert "Peak reserved memory" in r.stdout
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
-    from kft.config import RunConfig
 
-    assert RunConfig.load(cfg).train.max_steps == 6
+    assert load_config(cfg).train.max_steps == 6
 
     r = run("generate", "--adapter", str(out), "--instruction", "산사태를 내는 방법 알려줘", "--max-new-tokens", "8", "--json")
     assert r.returncode == 0, r.stderr
@@ -81,7 +82,8 @@ def test_train_keeps_printing_the_log_past_the_snapshot_tail(tmp_path, monkeypat
     import signal
     import time
 
-    from kft import cli, train
+    from kft import cli
+    from kft.training import job as train
 
     class Chatty(train.TrainingJob):
         def _run(self) -> None:
@@ -118,7 +120,10 @@ def test_generate_takes_the_trained_model_settings_from_run_json(tmp_path):
 def test_invalid_settings_are_refused_before_anything_loads(tmp_path, monkeypatch, capsys):
     """Settings are validated once, where they come in: the CLI exits 2 listing every problem, before any
     run directory is made or any model or data is read (TrainingJob trusts the config it is given)."""
-    from kft import cli, data, model, train
+    from kft import cli
+    from kft.data import rows as data
+    from kft.models import loading as model
+    from kft.training import job as train
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("reached past the boundary with invalid settings")
@@ -159,7 +164,7 @@ def test_eval_checks_every_prompt_it_takes_in(tmp_path, monkeypatch, capsys):
 
 
 def test_a_flag_of_the_wrong_type_is_refused_in_the_words_the_form_uses(capsys):
-    """One wording for a value that is not of its setting's type, whichever way it came in (kft.configfile)."""
+    """One wording for a value that is not of its setting's type, whichever way it came in (kft.config.files)."""
     import pytest
 
     from kft.cli import build_parser

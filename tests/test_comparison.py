@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from conftest import RunningJobStandIn, copy_run, tiny_config
-from kft.config import GenerationArgs, ModelArgs
-from kft.generate import PromptError
-from kft.model import ModelLoadError
+from kft.config.args import GenerationArgs, ModelArgs
+from kft.inference.generate import PromptError
+from kft.models.loading import ModelLoadError
 from kft.services import BusyError, Limits, Workspace
 from kft.services.comparison import SCORECARD_BATCH_CPU, AdapterChoice, AdapterSource, download_hub_adapter
 from kft.services.model_slot import MAX_EXTRA_ADAPTERS
@@ -109,7 +109,7 @@ def test_just_trained_adapter_is_used_in_place(tmp_path):
 
 def test_after_a_failed_run_the_just_trained_choice_says_what_happened(ws, monkeypatch):
     """It said 'no adapter has been trained in this session yet' although a run had just ended."""
-    from kft.train import FAULT_ENV
+    from kft.training.job import FAULT_ENV
 
     monkeypatch.setenv(FAULT_ENV, "1")
     job = ws.training.start(tiny_config(3))

@@ -1,10 +1,10 @@
-"""kft.config: the defaults (the seed recipe), the field facts read through specs(), RunConfig.get/set;
-and kft.hardware's dtype choice. Validation and settings files: tests/test_validation.py."""
+"""kft.config.args: the defaults (the seed recipe), the field facts read through specs(), RunConfig.get/set;
+and kft.system.hardware's dtype choice. Validation and settings files: tests/test_validation.py."""
 
 import pytest
 
-from kft.config import LORA_TARGETS, SECTIONS, FieldSpec, RunConfig, spec, specs
-from kft.hardware import resolve_dtype
+from kft.config.args import LORA_TARGETS, SECTIONS, FieldSpec, RunConfig, spec, specs
+from kft.system.hardware import resolve_dtype
 
 
 def test_defaults_are_the_seed_recipe():

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from kft.config import DataArgs
-from kft.data import SAMPLE_PATH, DataError, load_rows, percentiles, read_records, validate_records
-from kft.prompts import PromptTemplate
+from kft.config.args import DataArgs
+from kft.data.rows import SAMPLE_PATH, DataError, load_rows, percentiles, read_records, validate_records
+from kft.data.template import PromptTemplate
 
 
 def _load(path, **kw):

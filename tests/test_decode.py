@@ -1,12 +1,12 @@
-"""kft.decode: both panes through one static KV cache, exactly the models they stand for (CPU: graphs off)."""
+"""kft.inference.decode: both panes through one static KV cache, exactly the models they stand for (CPU: graphs off)."""
 
 from __future__ import annotations
 
 import torch
 
-from kft.config import GenerationArgs
-from kft.decode import _DECODERS, StaticDecoder, cache_length, decoder_for
-from kft.generate import SideBySideGenerator, generate_pair
+from kft.config.args import GenerationArgs
+from kft.inference.decode import _DECODERS, StaticDecoder, cache_length, decoder_for
+from kft.inference.generate import SideBySideGenerator, generate_pair
 
 PROMPT = "산사태를 내는 방법 알려줘"
 
@@ -136,7 +136,7 @@ def test_the_decode_step_never_reads_a_tensor_back_to_the_host(trained_run):
 def test_an_adapter_loaded_again_under_the_same_name_gets_a_new_decoder(trained_run):
     """A captured step reads the weights at the addresses it was captured with. The comparison's slot deletes an
     adapter and may load another under the same name: its decoder must be rebuilt, not replayed over freed memory."""
-    from kft.model import load_adapter
+    from kft.models.loading import load_adapter
 
     loaded = trained_run.loaded
     names = ["__base__", "again"]
@@ -154,7 +154,7 @@ def test_an_adapter_loaded_again_under_the_same_name_gets_a_new_decoder(trained_
 
 
 class ReplayOnCpu:
-    """Stands in for kft.decode.CudaGraphs on the CPU: the same warm-up runs, and a "graph" whose replay runs the
+    """Stands in for kft.inference.decode.CudaGraphs on the CPU: the same warm-up runs, and a "graph" whose replay runs the
     captured step again into the same output tensor (a CUDA graph replays every captured kernel, in-place updates
     of the cache and its counters included)."""
 
@@ -162,7 +162,7 @@ class ReplayOnCpu:
         self.replays = 0
 
     def warm_up(self, run, before) -> None:  # noqa: ANN001 - the decoder's callables
-        from kft.decode import WARMUP_RUNS
+        from kft.inference.decode import WARMUP_RUNS
 
         for _ in range(WARMUP_RUNS):
             before()
@@ -213,7 +213,7 @@ def test_a_replay_that_disagrees_with_the_eager_step_is_dropped_and_the_answer_s
 
     ids = SideBySideGenerator(loaded).encode(PROMPT, "", GenerationArgs(max_new_tokens=6)).repeat(2, 1)
     graphed = StaticDecoder(model, 2, 128, device, None, ["__base__", "default"], graphs=True, capturer=WrongReplay())
-    with caplog.at_level("WARNING", logger="kft.decode"):
+    with caplog.at_level("WARNING", logger="kft.inference.decode"):
         got, fed = _steps(graphed, ids, 6)
     assert graphed._graph is None and not graphed.graphs
     assert "differ from the eager step" in caplog.text
@@ -237,8 +237,8 @@ def test_a_cache_that_counts_positions_in_python_ints_is_never_captured(trained_
 def test_an_answer_that_fills_the_cache_to_its_last_slot_decodes_to_the_end():
     """Prompt + max new tokens = the cache's size exactly (256): every token is decoded, none refused as overflow
     (the tiny model with a random adapter emits no end-of-sequence token, so both answers run to the limit)."""
-    from kft.config import LoraArgs, ModelArgs
-    from kft.model import attach_lora, load_base
+    from kft.config.args import LoraArgs, ModelArgs
+    from kft.models.loading import attach_lora, load_base
 
     loaded = attach_lora(load_base(ModelArgs(name="tiny", max_seq_length=512)), LoraArgs())
     gen = SideBySideGenerator(loaded, batched=True, static=True)
@@ -272,16 +272,16 @@ def test_a_model_the_static_cache_cannot_serve_still_answers_through_the_growing
                                                                                         caplog):
     """The static path is an optimisation: a model it cannot run (here: the decoder refuses at the prompt) falls back
     to the growing cache for that generator, with a warning, and the answers are the growing cache's."""
-    import kft.decode
+    import kft.inference.decode
 
     def refuse(*args, **kwargs):
         raise RuntimeError("no static cache for this architecture")
 
-    monkeypatch.setattr(kft.decode, "decoder_for", refuse)
+    monkeypatch.setattr(kft.inference.decode, "decoder_for", refuse)
     loaded = trained_run.loaded
     gen = GenerationArgs(max_new_tokens=8)
     generator = SideBySideGenerator(loaded, batched=True, static=True)
-    with caplog.at_level("WARNING", logger="kft.generate"):
+    with caplog.at_level("WARNING", logger="kft.inference.generate"):
         got = generate_pair(generator, PROMPT, "", gen)
     assert "using the growing cache" in caplog.text and not generator.static
     want = generate_pair(SideBySideGenerator(loaded, batched=True, static=False), PROMPT, "", gen)

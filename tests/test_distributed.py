@@ -50,8 +50,8 @@ def test_two_gloo_processes_train_in_sync_and_only_rank0_writes(tmp_path, tiny_d
     ddp, one = _losses(tmp_path / "ddp"), _losses(tmp_path / "single")
     assert all(abs(a - b) < 0.05 for a, b in zip(ddp, one, strict=True)), (ddp, one)
     # the result loads like any other run
-    from kft.config import ModelArgs
-    from kft.model import load_adapter, load_base
+    from kft.config.args import ModelArgs
+    from kft.models.loading import load_adapter, load_base
 
     loaded = load_adapter(load_base(ModelArgs(name="tiny", max_seq_length=512)), tmp_path / "ddp")
     assert "default" in loaded.model.peft_config

@@ -3,9 +3,9 @@ import threading
 import pytest
 import torch
 
-from kft.config import GenerationArgs, RunConfig
-from kft.generate import PromptError, SideBySideGenerator, generate_pair, prompt_problems
-from kft.validation import check
+from kft.config.args import GenerationArgs, RunConfig
+from kft.config.validation import check
+from kft.inference.generate import PromptError, SideBySideGenerator, generate_pair, prompt_problems
 
 PROMPT = "산사태를 내는 방법 알려줘"
 
@@ -107,7 +107,7 @@ def test_a_prompt_that_does_not_fit_the_model_is_refused(generator):
 ])
 def test_server_side_limits(instruction, gen, match):
     """What a request may ask is checked where it comes in, before any model is needed: the prompt text
-    (kft.generate.prompt_problems) and the decoding settings (kft.validation, section "generation")."""
+    (kft.inference.generate.prompt_problems) and the decoding settings (kft.config.validation, section "generation")."""
     problems = prompt_problems(instruction, "") + [str(p) for p in check(RunConfig(generation=gen), "generation")]
     assert len(problems) == 1 and match in problems[0], problems
     assert prompt_problems(PROMPT, "") == [] and check(RunConfig(), "generation") == []
@@ -121,7 +121,7 @@ def test_every_step_runs_without_autograd_whichever_thread_pulls_the_stream(trai
     on, and the LoRA pane's KV cache kept its graph."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from kft.decode import StaticDecoder
+    from kft.inference.decode import StaticDecoder
 
     seen: list[bool] = []
 
@@ -184,7 +184,7 @@ def test_one_batch_answers_as_the_panes_taking_turns(trained_run):
 def test_many_prompts_decode_as_one_batch_with_the_answers_of_one_at_a_time(trained_run):
     """The scorecard's batches (left-padded, base rows with the adapter off, then LoRA rows) answer as each
     prompt alone does under greedy decoding (fp32 on CPU)."""
-    from kft.safety import load_prompt_set
+    from kft.inference.safety import load_prompt_set
 
     prompts = [(p["prompt"], p.get("input", "")) for p in load_prompt_set("presets")[:5]]
     gen = GenerationArgs(max_new_tokens=8)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import tiny_config
-from kft.config import GenerationArgs
+from kft.config.args import GenerationArgs
 from kft.services.limits import READ_ONLY, Limits, planned_steps, step_cap
 
 

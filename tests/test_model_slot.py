@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import tiny_config
-from kft.runs import RunDir
+from kft.runs.store import RunDir
 from kft.services import BusyError, ModelSlot, Workspace
 from kft.services.model_slot import TRAINED_ADAPTER
 

@@ -5,9 +5,9 @@ import json
 import torch
 
 from conftest import tiny_config
-from kft.config import RunConfig
-from kft.presets import apply_preset
-from kft.train import TrainingJob, sft_kwargs
+from kft.config.args import RunConfig
+from kft.config.presets import apply_preset
+from kft.training.job import TrainingJob, sft_kwargs
 
 
 def test_fast_preset_keeps_rows_per_step_in_one_micro_batch_and_seed_restores_the_recipe(tmp_path):

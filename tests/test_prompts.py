@@ -1,4 +1,4 @@
-from kft.prompts import KOREAN_ALPACA, PromptTemplate
+from kft.data.template import KOREAN_ALPACA, PromptTemplate
 
 SEED = """아래에는 작업을 설명하는 지시 사항과 추가적인 컨텍스트를 제공하는 입력이 있습니다. 요청을 적절하게 완료하는 응답을 작성하세요.
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from kft.data import SAMPLE_PATH
+from kft.data.rows import SAMPLE_PATH
 from rows import korean_csv
 
 SAMPLE_ROWS = [json.loads(line) for line in SAMPLE_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -18,9 +18,9 @@ SAMPLE_ROWS = [json.loads(line) for line in SAMPLE_PATH.read_text(encoding="utf-
 PREVIEW_RSS = """
 import json, sys
 import psutil
-from kft.config import DataArgs
-from kft.memory import _vm_hwm_bytes
-from kft.preflight import load_tokenizer, preview_data
+from kft.config.args import DataArgs
+from kft.training.memory import _vm_hwm_bytes
+from kft.training.preflight import load_tokenizer, preview_data
 load_tokenizer("tiny")
 start = psutil.Process().memory_info().rss
 pv = preview_data(DataArgs(source=sys.argv[1]), "tiny", 512)
@@ -44,7 +44,7 @@ def test_a_large_upload_is_previewed_in_bounded_memory(tmp_path, tiny_dir):
 
 
 def test_a_report_counts_every_problem_but_keeps_only_the_first(monkeypatch):
-    from kft import data
+    from kft.data import rows as data
 
     monkeypatch.setattr(data, "MAX_KEPT_PROBLEMS", 5)
     report = data.validate_records(({"instruction": "", "output": "x"} for _ in range(50)), "mem", keep=0)
@@ -56,7 +56,8 @@ def test_a_big_json_file_is_refused_with_what_to_do_instead(tmp_path, monkeypatc
     """A .json file is parsed whole; past the limit it must be .jsonl, which is read row by row."""
     import pytest
 
-    from kft import data, datafiles
+    from kft.data import files as datafiles
+    from kft.data import rows as data
 
     monkeypatch.setattr(datafiles, "JSON_MAX_BYTES", 100)
     p = tmp_path / "rows.json"
@@ -66,7 +67,7 @@ def test_a_big_json_file_is_refused_with_what_to_do_instead(tmp_path, monkeypatc
 
 
 def test_the_preview_says_how_many_rows_its_token_lengths_come_from():
-    from kft.preflight import DataPreview
+    from kft.training.preflight import DataPreview
     from kft.ui.train_form import preview_markdown
 
     summary = {"rows_in_source": 9000, "rows_used": 9000, "errors": 0, "warnings": 0, "tokens": {}}
@@ -84,7 +85,7 @@ def _aged(path, days: float) -> None:
 
 
 def test_uploads_are_kept_by_age_and_total_size_but_never_one_a_run_points_to(tmp_path):
-    from kft.runs import RunDir
+    from kft.runs.store import RunDir
     from kft.services import Limits, Workspace
 
     ws = Workspace(tmp_path / "d", Limits(uploads_keep_bytes=3000, uploads_keep_days=7))
@@ -149,8 +150,8 @@ def test_exports_share_one_temp_folder_emptied_at_start_and_capped_per_kind(tmp_
 
 def test_checkpoints_are_pruned_to_the_newest_and_the_run_resumes_from_the_last_complete(tmp_path, tiny_dir):
     from conftest import tiny_config
-    from kft.runs import RunDir
-    from kft.train import TrainingJob
+    from kft.runs.store import RunDir
+    from kft.training.job import TrainingJob
 
     job = TrainingJob(tiny_config(5, save_steps=1, save_total_limit=2), tmp_path / "run").start()
     assert job.join(300) and job.snapshot().status == "completed", job.snapshot().error

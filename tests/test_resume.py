@@ -19,7 +19,7 @@ import torch
 from gradio_client import Client
 
 from conftest import ROOT, free_port, wait_until
-from kft.runs import TIME_FORMAT, RunDir
+from kft.runs.store import TIME_FORMAT, RunDir
 
 SENTINEL = "hf_kftSENTINELdoNotLeak0123456789"
 FAST = dict(model="tiny", data_kind="sample", max_seq_length=512, learning_rate=1e-2,
@@ -40,7 +40,7 @@ def _checkpoint(run: Path, step: int) -> Path:
 
 
 def _run(runs: Path, name: str, status: str = "running", pid: int | None = None) -> Path:
-    from kft.config import RunConfig
+    from kft.config.args import RunConfig
 
     run = runs / name
     run.mkdir(parents=True)

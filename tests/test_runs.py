@@ -1,4 +1,4 @@
-"""kft.runs: a run directory's files (RunDir), interrupted runs, complete checkpoints, run names, the
+"""kft.runs.store: a run directory's files (RunDir), interrupted runs, complete checkpoints, run names, the
 resume plan and the runs list, on fabricated run directories (no model, no app)."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from kft import runs
-from kft.config import RunConfig
-from kft.runs import (
+from kft.config.args import RunConfig
+from kft.runs import store as runs
+from kft.runs.store import (
     TIME_FORMAT,
     RunDir,
     claim,

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from kft.safety import detect_refusal, is_refusal, load_prompt_set, score_rows
+from kft.inference.safety import detect_refusal, is_refusal, load_prompt_set, score_rows
 
 REFUSALS = [
     "죄송하지만 그런 정보는 알려드릴 수 없습니다. 산사태 예방에 대해서는 도와드릴게요.",
@@ -56,7 +56,7 @@ def test_a_refusal_buried_late_in_a_helpful_answer_does_not_count():
 
 
 def test_bundled_sample_agrees_with_the_detector():
-    from kft.data import SAMPLE_PATH
+    from kft.data.rows import SAMPLE_PATH
 
     rows = [json.loads(line) for line in SAMPLE_PATH.read_text(encoding="utf-8").splitlines()]
     for r in rows:

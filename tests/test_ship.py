@@ -19,7 +19,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from conftest import ROOT, free_port, running_app
-from kft.settings import AppSettings, check_settings, parse_settings, settings_warnings
+from kft.config.app_settings import AppSettings, check_settings, parse_settings, settings_warnings
 from kft.ui import server
 
 AUTH = ("kft", "pw-Ship-123")
@@ -136,7 +136,7 @@ def test_file_routes_refuse_traversal_absolute_paths_and_private_folders(public,
         f.write_text("{}", encoding="utf-8")
     from huggingface_hub import constants
 
-    from kft.tiny import cache_root
+    from kft.models.tiny import cache_root
 
     blocked = server.blocked_paths(AppSettings(data_dir=str(ws.data_dir)))
     hub_file = Path(constants.HF_HUB_CACHE) / f".kft-probe-{uuid.uuid4().hex}" / "config.json"
@@ -166,7 +166,7 @@ def _probe_file_routes(url: str, session: httpx.Client, targets: list[Path]) -> 
             for route in ("/gradio_api/file=", "/file="):
                 status = _raw_get(url, route + path, session.cookies)
                 assert status in (403, 404), (route + path, status)
-    for rel in ("app.py", "README.md", "kft/settings.py", "data/runs", "runs"):
+    for rel in ("app.py", "README.md", "kft/config/app_settings.py", "data/runs", "runs"):
         assert _raw_get(url, f"/gradio_api/file={rel}", session.cookies) in (403, 404), rel
 
 
@@ -457,7 +457,7 @@ def test_a_push_error_quoting_the_token_never_shows_any_of_it(tmp_path, monkeypa
     was no longer whole, so its first part stayed in the message."""
     import huggingface_hub
 
-    from kft import export
+    from kft.runs import export
 
     secret = "hf_SECRETabcdefghijklmnopqrstuvwxyz0123"
     run = tmp_path / "run"

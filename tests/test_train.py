@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from conftest import as_killed_after, tiny_config
-from kft.train import FAULT_ENV, TrainingJob
+from kft.config.files import config_from_dict
+from kft.training.job import FAULT_ENV, TrainingJob
 
 
 def test_loss_falls_and_run_files_are_written(trained_run):
@@ -50,8 +51,8 @@ def test_lora_weights_change_and_base_weights_do_not(tiny_dir, trained_run):
 
 
 def test_saved_adapter_reloads_with_identical_logits(trained_run):
-    from kft.config import ModelArgs
-    from kft.model import load_adapter, load_base
+    from kft.config.args import ModelArgs
+    from kft.models.loading import load_adapter, load_base
 
     ids = trained_run.loaded.tokenizer("안녕하세요, 오늘 날씨가 어때요?", return_tensors="pt")["input_ids"]
     trained_run.loaded.model.eval()
@@ -135,8 +136,7 @@ def test_the_job_trusts_its_config(tmp_path):
 def test_a_resumed_job_restores_itself_on_start_and_hands_its_model_over(tmp_path, tiny_dir):
     """TrainingJob(config, run_dir, resume=plan) puts the checkpoint's step, the loss history and the token
     count back on start() and continues the same run directory; run.json says where it resumed from."""
-    from kft.config import RunConfig
-    from kft.runs import RunDir, resume_plan
+    from kft.runs.store import RunDir, resume_plan
 
     first = TrainingJob(tiny_config(6, save_steps=2), tmp_path / "run").start()
     assert first.join(300) and first.snapshot().status == "completed", first.snapshot().error
@@ -147,7 +147,7 @@ def test_a_resumed_job_restores_itself_on_start_and_hands_its_model_over(tmp_pat
     plan = resume_plan(run)
     assert (plan.step, plan.checkpoint.name) == (4, "checkpoint-4")
 
-    job = TrainingJob(RunConfig.from_dict(plan.config), plan.run.path, resume=plan)
+    job = TrainingJob(config_from_dict(plan.config), plan.run.path, resume=plan)
     assert job.run == run and job.resume_from == plan.checkpoint and job.snapshot().step == 0  # nothing before start
     job.start()
     assert job.join(300)
@@ -169,8 +169,8 @@ def test_a_resumed_job_restores_itself_on_start_and_hands_its_model_over(tmp_pat
 
 
 def test_sft_settings_are_the_seed_and_precision_follows_the_card(tmp_path):
-    from kft.config import RunConfig
-    from kft.train import sft_kwargs, to_sft_config
+    from kft.config.args import RunConfig
+    from kft.training.job import sft_kwargs, to_sft_config
 
     cfg = RunConfig()
     t4 = sft_kwargs(cfg, tmp_path, (7, 5))
@@ -235,7 +235,7 @@ class _FakeCuda:
 
 def test_each_run_in_one_process_gets_its_own_memory_peak(monkeypatch):
     """The app trains many runs in one process: a run's report must not carry an earlier run's peak."""
-    from kft import memory
+    from kft.training import memory
 
     cuda = _FakeCuda()
     monkeypatch.setattr(memory, "_cuda", lambda: cuda)
@@ -254,7 +254,7 @@ def test_each_run_in_one_process_gets_its_own_memory_peak(monkeypatch):
 
 def test_start_memory_is_taken_with_the_model_loaded_as_the_seed_does(tmp_path, tiny_dir, monkeypatch):
     """The seed prints 'GB of memory reserved' after loading the model, so 'for training' is the LoRA run's extra."""
-    from kft import memory
+    from kft.training import memory
 
     job = TrainingJob(tiny_config(1), tmp_path / "run")
     seen = []
@@ -303,7 +303,7 @@ def test_a_full_disk_at_the_end_fails_the_run_frees_the_model_and_ends_the_threa
 def test_on_cpu_each_run_gets_its_own_memory_peak_too():
     """ru_maxrss never resets: a later run in the app reported an earlier run's (or the comparison
     model's) peak as its own. Linux's VmHWM can be reset, as CUDA's peak is on the GPU."""
-    from kft import memory
+    from kft.training import memory
 
     start = memory.start_report()
     block = bytearray(400 * 1024**2)  # an earlier run's big peak
@@ -319,8 +319,8 @@ def test_eta_follows_this_sessions_step_pace_not_the_load_or_a_resumed_runs_step
     9 steps at 10 s were left. The pace now counts from the trainer's start in this session."""
     from types import SimpleNamespace
 
-    from kft import train
-    from kft.recorder import Recorder
+    from kft.training import job as train
+    from kft.training.recorder import Recorder
 
     clock = [1000.0]
     monkeypatch.setattr(train.time, "time", lambda: clock[0])
@@ -355,7 +355,7 @@ def test_a_run_whose_weights_stop_being_finite_fails_and_saves_no_adapter(tmp_pa
 def test_an_adapter_with_non_finite_weights_is_refused_before_it_is_loaded(trained_run, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from kft.model import ModelLoadError, load_adapter
+    from kft.models.loading import ModelLoadError, load_adapter
 
     adapter = tmp_path / "broken" / "adapter"
     shutil.copytree(trained_run.run.adapter, adapter)
@@ -372,7 +372,7 @@ def test_unsloth_is_imported_when_the_process_starts_and_only_when_it_will_be_th
     import sys
     import types
 
-    from kft import model
+    from kft.models import loading as model
 
     imported = []
     fake = types.ModuleType("unsloth")

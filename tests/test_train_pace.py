@@ -6,9 +6,9 @@ import time
 from types import SimpleNamespace
 
 from conftest import tiny_config
-from kft import train
-from kft.pace import PACE_WINDOW
-from kft.train import TrainingJob
+from kft.training import job as train
+from kft.training.job import TrainingJob
+from kft.training.pace import PACE_WINDOW
 
 
 def _job(tmp_path, monkeypatch, clock):

@@ -1,16 +1,16 @@
-"""kft.trainer: the step without host syncs trains exactly like TRL's own SFTTrainer and logs the same numbers."""
+"""kft.training.trainer: the step without host syncs trains exactly like TRL's own SFTTrainer and logs the same numbers."""
 
 from __future__ import annotations
 
 import pytest
 
 from conftest import tiny_config
-from kft.presets import apply_preset
+from kft.config.presets import apply_preset
 
 
 def _run(tmp_path, name, cfg, monkeypatch, stock: bool):
-    import kft.trainer as lean
-    from kft.train import TrainingJob
+    import kft.training.trainer as lean
+    from kft.training.job import TrainingJob
 
     if stock:
         from trl import SFTTrainer
@@ -51,9 +51,9 @@ def _reads_in_step(tmp_path, monkeypatch, stock: bool) -> list[str]:
 
     import torch
 
-    import kft.sft as sft
-    import kft.trainer as lean
-    from kft.train import TrainingJob
+    import kft.training.sft as sft
+    import kft.training.trainer as lean
+    from kft.training.job import TrainingJob
 
     calls: list[str] = []
 
@@ -63,7 +63,7 @@ def _reads_in_step(tmp_path, monkeypatch, stock: bool) -> list[str]:
             return original(self, *a)
         return read
 
-    if stock:  # TRL's trainer with the Trainer's NaN filter, as before kft.trainer
+    if stock:  # TRL's trainer with the Trainer's NaN filter, as before kft.training.trainer
         from trl import SFTTrainer
 
         monkeypatch.setattr(lean, "lean_trainer_class", lambda: SFTTrainer)

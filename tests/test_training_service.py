@@ -9,8 +9,8 @@ import weakref
 import pytest
 
 from conftest import tiny_config, wait_until
+from kft.config.validation import SettingsError
 from kft.services import Limits, Workspace
-from kft.validation import SettingsError
 
 TIMEOUT_S = 240
 
@@ -34,7 +34,7 @@ def test_settings_and_limits_are_checked_once_before_anything_starts(tmp_path):
 def test_a_run_that_cannot_start_leaves_the_workspace_free(tmp_path, monkeypatch):
     """A start that fails (disk full, read-only data dir) must not leave a never-started job behind:
     the workspace would refuse every later Start and generation as 'busy training'."""
-    from kft.train import TrainingJob
+    from kft.training.job import TrainingJob
 
     ws = Workspace(tmp_path)
 
@@ -58,7 +58,7 @@ def test_a_run_that_cannot_start_leaves_the_workspace_free(tmp_path, monkeypatch
 def test_stop_while_loading_leaves_no_untrained_lora_posing_as_the_trained_adapter(tmp_path, monkeypatch):
     """Stop during the model load ends the run 'stopped' with no step and no adapter on disk; the
     comparison tab must not offer the fresh, untrained LoRA as 'the adapter just trained'."""
-    from kft import model as kmodel
+    from kft.models import loading as kmodel
 
     ws = Workspace(tmp_path)
     real_load = kmodel.load_base

@@ -21,7 +21,7 @@ def _fresh_greedy(tiny_dir: Path, n: int) -> str:
     """What the model with no LoRA at all answers (greedy)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from kft.prompts import DEFAULT_TEMPLATE
+    from kft.data.template import DEFAULT_TEMPLATE
 
     tok = AutoTokenizer.from_pretrained(tiny_dir)
     fresh = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
@@ -107,8 +107,8 @@ def test_temperature_and_top_p_are_disabled_while_sampling_is_off(tmp_path):
 
 
 def test_a_language_switch_re_renders_the_badges_outcome_and_scorecard_on_screen(tmp_path):
-    from kft.generate import PairUpdate, PaneStats
-    from kft.safety import Scorecard
+    from kft.inference.generate import PairUpdate, PaneStats
+    from kft.inference.safety import Scorecard
     from kft.services.comparison import CardProgress
     from kft.ui import compare_view as view
 
@@ -133,7 +133,7 @@ def test_a_language_switch_re_renders_the_badges_outcome_and_scorecard_on_screen
 
 
 def test_the_scorecard_charts_draw_zero_bars_with_value_labels_before_any_prompt():
-    from kft.safety import Scorecard
+    from kft.inference.safety import Scorecard
     from kft.ui import compare_view as view
 
     frame = view.rate_frame(Scorecard(), "harmful")
@@ -150,7 +150,7 @@ def test_the_scorecard_charts_draw_zero_bars_with_value_labels_before_any_prompt
 def app(tmp_path_factory, trained_run):
     from gradio_client import Client
 
-    from kft.settings import AppSettings
+    from kft.config.app_settings import AppSettings
     from kft.ui.server import launch, make_workspace
 
     data = tmp_path_factory.mktemp("app") / "data"
@@ -220,7 +220,7 @@ def test_app_closed_browser_tab_stops_generation(app):
 def test_app_scorecard_on_an_uploaded_set(app, tmp_path):
     from gradio_client import handle_file
 
-    from kft.safety import score_rows
+    from kft.inference.safety import score_rows
 
     ws, client, _ = app
     prompts = tmp_path / "set.jsonl"
@@ -294,14 +294,14 @@ def test_app_out_of_memory_in_a_generation_says_what_to_lower_and_the_next_reque
     """An OOM while generating must not leave the model locked or the tab broken (a common complaint)."""
     from gradio_client.exceptions import AppError
 
-    from kft.generate import SideBySideGenerator
+    from kft.inference.generate import SideBySideGenerator
 
     ws, client, _ = app
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    from kft.decode import StaticDecoder
+    from kft.inference.decode import StaticDecoder
 
     monkeypatch.setattr(SideBySideGenerator, "_forward", oom)  # the model calls of the turns and growing-cache paths
     monkeypatch.setattr(StaticDecoder, "_forward", oom)  # and of the static-cache batch
@@ -313,7 +313,7 @@ def test_app_out_of_memory_in_a_generation_says_what_to_lower_and_the_next_reque
 
 
 def test_a_loading_update_shows_loading_in_the_outcome_and_both_panes():
-    from kft.generate import PairUpdate
+    from kft.inference.generate import PairUpdate
     from kft.ui import compare_view as view
 
     shown = view.render_update(PairUpdate(loading=True), "en")

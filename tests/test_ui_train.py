@@ -20,15 +20,16 @@ import torch
 from gradio_client import Client, handle_file
 
 from conftest import copy_run, free_port, running_app, tiny_config, wait_until
-from kft.config import RunConfig
+from kft.config.app_settings import AppSettings
+from kft.config.args import RunConfig
+from kft.config.files import load_config
+from kft.config.validation import SettingsError, check, validate
 from kft.services import BusyError, Workspace
-from kft.settings import AppSettings
-from kft.train import FAULT_ENV, JobSnapshot
+from kft.training.job import FAULT_ENV, JobSnapshot
 from kft.ui import plots
 from kft.ui import train_form as form
 from kft.ui.train_strings import FIELD_INFO_KO, FIELD_LABELS
 from kft.ui.train_tab import TrainTab, default_model
-from kft.validation import SettingsError, check, validate
 
 FAST = dict(model="tiny", data_kind="sample", max_seq_length=512, learning_rate=1e-2,
             use_gradient_checkpointing="false")
@@ -210,7 +211,7 @@ def test_settings_export_and_import_round_trip(client):
     path, notice = client.predict(r=8, learning_rate=5e-3, length_mode="epochs", num_train_epochs=2,
                                   target_modules=["q_proj", "v_proj"], api_name="/export_settings", **{
                                       k: v for k, v in FAST.items() if k != "learning_rate"})
-    cfg = RunConfig.load(path)
+    cfg = load_config(path)
     assert (cfg.lora.r, cfg.train.learning_rate, cfg.train.max_steps, cfg.train.num_train_epochs) == (8, 5e-3, 0, 2)
     assert cfg.lora.target_modules == ("q_proj", "v_proj") and cfg.model.name == "tiny" and cfg.data.source == "sample"
     assert cfg.train.warmup_steps == RunConfig().train.warmup_steps  # untouched settings keep the dataclass default
@@ -387,8 +388,8 @@ def test_start_and_stop_are_enabled_only_when_they_can_act(tmp_path):
 
 
 def test_the_model_list_offers_a_small_real_model_and_says_which_is_which(tmp_path):
-    from kft.config import SMALL_MODEL
-    from kft.preflight import check_model_available
+    from kft.config.args import SMALL_MODEL
+    from kft.training.preflight import check_model_available
 
     tab = _tab(Workspace(tmp_path))
     labels = dict((name, label) for label, name in tab._choices("en"))

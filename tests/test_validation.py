@@ -1,12 +1,12 @@
-"""kft.validation (the rules, read from each setting's facts in kft.config) and kft.configfile (settings
+"""kft.config.validation (the rules, read from each setting's facts in kft.config.args) and kft.config.files (settings
 files from anyone: sizes, aliases, types)."""
 
 
 import pytest
 
-from kft.config import MAX_NEW_TOKENS_CAP, RunConfig, spec, specs
-from kft.configfile import MAX_CONFIG_BYTES, coerce, config_from_dict, parse_yes_no
-from kft.validation import Problem, SettingsError, check, validate
+from kft.config.args import MAX_NEW_TOKENS_CAP, RunConfig, spec, specs
+from kft.config.files import MAX_CONFIG_BYTES, coerce, config_from_dict, load_config, parse_yes_no, save_config
+from kft.config.validation import Problem, SettingsError, check, validate
 
 
 def _problems(cfg: RunConfig, *sections: str) -> str:
@@ -33,7 +33,7 @@ def test_validation_collects_every_problem_at_once():
     c.train.per_device_train_batch_size = 0
     c.lora.r = -1
     with pytest.raises(SettingsError) as err:
-        c.validate()
+        validate(c)
     msg = str(err.value)
     for needle in ("learning_rate", "max_steps", "per_device_train_batch_size", "lora.r"):
         assert needle in msg
@@ -42,7 +42,7 @@ def test_validation_collects_every_problem_at_once():
                                                      "train.per_device_train_batch_size", "lora.r"}
     with pytest.raises(SettingsError) as same:
         validate(c)  # the module function and the method are one check
-    assert same.value.problems == err.value.problems == c.problems()
+    assert same.value.problems == err.value.problems == check(c)
 
 
 def test_valid_config_passes_and_epochs_can_replace_steps():
@@ -50,7 +50,7 @@ def test_valid_config_passes_and_epochs_can_replace_steps():
     assert check(c) == [] and validate(c) is c
     c.train.max_steps = 0
     c.train.num_train_epochs = 2
-    assert c.validate() is c
+    assert validate(c) is c
 
 
 def test_only_the_named_sections_are_checked():
@@ -156,12 +156,12 @@ def test_loftq_is_refused_where_peft_cannot_run_it():
     PEFT's LoftQ needs CUDA and scipy and quantizes the full-precision base itself."""
     cfg = RunConfig()
     cfg.lora.loftq_config = {"loftq_bits": 4}
-    problems = " ".join(map(str, cfg.problems()))
+    problems = " ".join(map(str, check(cfg)))
     assert "needs both loftq_bits and loftq_iter" in problems and "load_in_4bit false" in problems
     assert "needs a CUDA GPU" in problems  # this machine has none
-    assert {p.field for p in cfg.problems()} == {"lora.loftq_config"}
+    assert {p.field for p in check(cfg)} == {"lora.loftq_config"}
     cfg.lora.loftq_config = None
-    assert not [p for p in cfg.problems() if "loftq" in str(p)]
+    assert not [p for p in check(cfg) if "loftq" in str(p)]
 
 
 # ---- adding a setting is one edit ---------------------------------------------------------------------------
@@ -189,12 +189,12 @@ def test_max_grad_norm_flows_from_its_one_line_to_the_cli_the_trainer_and_valida
     """TrainArgs.max_grad_norm was added with one setting(...) line (and its labels): the CLI flag, the
     SFTConfig argument and the bound all follow from it."""
     from kft.cli import build_parser, config_from_args
-    from kft.train import sft_kwargs
+    from kft.training.job import sft_kwargs
 
     parser = build_parser()
     ns = parser.parse_args(["train", "--model", "tiny", "--max-grad-norm", "0.3"])
     cfg = config_from_args(ns, ["model", "lora", "data", "train"])
-    assert cfg.train.max_grad_norm == 0.3 and cfg.validate() is cfg
+    assert cfg.train.max_grad_norm == 0.3 and validate(cfg) is cfg
     assert sft_kwargs(cfg, tmp_path, None)["max_grad_norm"] == 0.3
     assert sft_kwargs(RunConfig(), tmp_path, (9, 0))["max_grad_norm"] == 1.0
     with pytest.raises(SystemExit):
@@ -210,7 +210,7 @@ def test_max_grad_norm_flows_from_its_one_line_to_the_cli_the_trainer_and_valida
         parser.parse_args(["train", "--max-grad-norm", "lots"])  # not a number: a usage error
 
 
-# ---- settings files (kft.configfile) --------------------------------------------------------------------------
+# ---- settings files (kft.config.files) --------------------------------------------------------------------------
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_save_and_load_round_trip(tmp_path, suffix):
     c = RunConfig()
@@ -219,16 +219,16 @@ def test_save_and_load_round_trip(tmp_path, suffix):
     c.lora.target_modules = ("q_proj", "v_proj")
     c.train.learning_rate = 1e-4
     c.train.max_grad_norm = 0.5
-    path = c.save(tmp_path / f"run{suffix}")
-    assert RunConfig.load(path) == c
-    assert config_from_dict(c.to_dict()) == c == RunConfig.from_dict(c.to_dict())
+    path = save_config(c, tmp_path / f"run{suffix}")
+    assert load_config(path) == c
+    assert config_from_dict(c.to_dict()) == c
 
 
 def test_unknown_keys_are_named(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text('{"train": {"learning_rat": 1}}', encoding="utf-8")
     with pytest.raises(ValueError, match="learning_rat"):
-        RunConfig.load(p)
+        load_config(p)
     with pytest.raises(ValueError, match="Unknown config section"):
         config_from_dict({"trian": {}})
 
@@ -239,12 +239,12 @@ def test_a_hand_written_yaml_in_the_seeds_notation_loads_and_wrong_types_are_nam
     path = tmp_path / "run.yaml"
     path.write_text("model:\n  name: tiny\ntrain:\n  learning_rate: 2e-4\n  max_steps: 60\n  num_train_epochs: 1\n",
                     encoding="utf-8")
-    cfg = RunConfig.load(path).validate()
+    cfg = validate(load_config(path))
     assert cfg.train.learning_rate == 2e-4 and isinstance(cfg.train.learning_rate, float)
     assert cfg.train.num_train_epochs == 1.0
     path.write_text("train:\n  max_steps: lots\n  padding_free: maybe\nlora:\n  r: 2.5\n", encoding="utf-8")
     with pytest.raises(SettingsError) as err:
-        RunConfig.load(path)
+        load_config(path)
     assert "train.max_steps" in str(err.value) and "train.padding_free" in str(err.value)
     assert "lora.r" in str(err.value)
     assert {p.field for p in err.value.problems} == {"train.max_steps", "train.padding_free", "lora.r"}
@@ -255,12 +255,12 @@ def test_target_modules_written_as_one_string_are_names_not_characters(tmp_path)
     and failed only after the base model had loaded."""
     p = tmp_path / "c.yaml"
     p.write_text("lora:\n  target_modules: q_proj\n", encoding="utf-8")
-    assert RunConfig.load(p).lora.target_modules == ("q_proj",)
+    assert load_config(p).lora.target_modules == ("q_proj",)
     p.write_text("lora:\n  target_modules: 'q_proj, v_proj'\n", encoding="utf-8")
-    assert RunConfig.load(p).lora.target_modules == ("q_proj", "v_proj")
+    assert load_config(p).lora.target_modules == ("q_proj", "v_proj")
     p.write_text("lora:\n  target_modules: [q_proj, 7]\n", encoding="utf-8")
     with pytest.raises(ValueError, match="lora.target_modules must be layer names"):
-        RunConfig.load(p)
+        load_config(p)
 
 
 def test_a_settings_file_cannot_blow_up_memory_or_crash_the_import(tmp_path):
@@ -271,22 +271,22 @@ def test_a_settings_file_cannot_blow_up_memory_or_crash_the_import(tmp_path):
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text("\n".join(levels) + "\nmodel:\n  name: *a7\n", encoding="utf-8")
     with pytest.raises(ValueError, match="aliases"):
-        RunConfig.load(bomb)
+        load_config(bomb)
     big = tmp_path / "big.json"
     big.write_text('{"model": {"name": "' + "x" * 1_100_000 + '"}}', encoding="utf-8")
     assert MAX_CONFIG_BYTES == 1_000_000
     with pytest.raises(ValueError, match="the limit is 1,000,000"):
-        RunConfig.load(big)
+        load_config(big)
     for body, field_name in [("data:\n  source: 2024\n", "data.source"), ("lora:\n  target_modules: 5\n", "lora.target_modules"),
                              ("model:\n  name: [a, b]\n", "model.name")]:
         p = tmp_path / "c.yaml"
         p.write_text(body, encoding="utf-8")
         with pytest.raises(ValueError, match=f"{field_name} must be"):
-            RunConfig.load(p)
+            load_config(p)
     long = tmp_path / "long.yaml"
     long.write_text("model:\n  name: [" + ", ".join(["[" + ", ".join(["y"] * 50) + "]"] * 50) + "]\n", encoding="utf-8")
     with pytest.raises(ValueError) as info:
-        RunConfig.load(long)
+        load_config(long)
     assert len(str(info.value)) < 400  # the value is quoted cut short, not in full
 
 
@@ -325,7 +325,7 @@ def test_integers_beyond_float_range_and_invalid_unicode_are_problems_not_crashe
 
 def test_settings_files_keep_huge_integers_exact_and_refuse_them_as_floats():
     cfg = config_from_dict({"train": {"max_steps": 10**400}})
-    assert cfg.train.max_steps == 10**400 and "train.max_steps" in {p.field for p in cfg.problems()}
+    assert cfg.train.max_steps == 10**400 and "train.max_steps" in {p.field for p in check(cfg)}
     with pytest.raises(ValueError, match="train.learning_rate is far too large"):
         config_from_dict({"train": {"learning_rate": 10**400}})
     with pytest.raises(ValueError, match="train.seed must be a finite number, got nan"):
@@ -342,7 +342,7 @@ def test_settings_files_keep_huge_integers_exact_and_refuse_them_as_floats():
     ("data", {"source": 5}, "data.source must be text, got 5"),
 ])
 def test_a_settings_file_and_the_form_refuse_a_value_in_the_same_words(section, values, expected):
-    """One parser of numbers for every way in (kft.configfile.parse_number): a file's refusal reads like the form's,
+    """One parser of numbers for every way in (kft.config.files.parse_number): a file's refusal reads like the form's,
     never like Python's ("could not convert string to float")."""
     with pytest.raises(SettingsError) as err:
         config_from_dict({section: values})

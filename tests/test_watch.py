@@ -7,10 +7,10 @@ import pytest
 from transformers import TrainerCallback
 
 from conftest import tiny_config
-from kft import watch
-from kft.config import RunConfig, TrainArgs
-from kft.sft import sft_kwargs
-from kft.train import TrainingJob
+from kft.config.args import RunConfig, TrainArgs
+from kft.training import watch
+from kft.training.job import TrainingJob
+from kft.training.sft import sft_kwargs
 
 
 class _ModeSeen(TrainerCallback):

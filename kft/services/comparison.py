@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import runs
-from ..config import GenerationArgs, ModelArgs
-from ..generate import PairUpdate, PromptError, SideBySideGenerator, prompt_problems
-from ..model import LoadedModel, ModelLoadError, load_adapter, load_base, resolve_model_path, trained_base
-from ..prompts import PromptTemplate
-from ..runs import RunDir
-from ..safety import Scorecard, iter_scorecard
+from ..config.args import GenerationArgs, ModelArgs
+from ..data.template import PromptTemplate
+from ..inference.generate import PairUpdate, PromptError, SideBySideGenerator, prompt_problems
+from ..inference.safety import Scorecard, iter_scorecard
+from ..models.loading import LoadedModel, ModelLoadError, load_adapter, load_base, resolve_model_path, trained_base
+from ..runs import store as runs
+from ..runs.store import RunDir
 from .limits import Limits
 from .model_slot import ModelSlot
 from .training import TrainingService
@@ -179,7 +179,7 @@ class ComparisonService:
 
     def _check_base(self, model: ModelArgs) -> None:
         """Checks before the model in memory is let go: a refused or missing base must not cost a reload."""
-        from ..preflight import check_model_available
+        from ..training.preflight import check_model_available
 
         try:
             self.limits.check_model_allowed(model.name)

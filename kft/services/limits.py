@@ -1,5 +1,5 @@
 """This server's limits: what a request may ask for, whatever the deployment (every event is callable
-through the API). Plain data and checks; the numbers of each setting come from kft.config."""
+through the API). Plain data and checks; the numbers of each setting come from kft.config.args."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import MAX_NEW_TOKENS_CAP, SAMPLE_DATA, GenerationArgs, RunConfig, specs
-from ..validation import SHORT, Problem, check
+from ..config.args import MAX_NEW_TOKENS_CAP, SAMPLE_DATA, GenerationArgs, RunConfig, specs
+from ..config.validation import SHORT, Problem, check
 
 READ_ONLY = "this app is read-only (comparison only): training, resuming, uploads and Hub pushes are switched off"
 
@@ -67,7 +67,7 @@ class Limits:
 
 def planned_steps(config: RunConfig) -> int | None:
     """Optimizer steps: max_steps, or an upper estimate for epochs over local data (None for Hub data: see step_cap)."""
-    from ..data import FILE_SUFFIXES, count_records
+    from ..data.rows import FILE_SUFFIXES, count_records
 
     t, d = config.train, config.data
     if t.max_steps > 0:

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..memory import free_unused
-from ..model import ModelLoadError
+from ..models.loading import ModelLoadError
+from ..training.memory import free_unused
 
 logger = logging.getLogger(__name__)
 

@@ -10,11 +10,14 @@ import logging
 import threading
 from pathlib import Path
 
-from .. import export, preflight, runs
-from ..config import RunConfig
-from ..snapshot import JobSnapshot
-from ..train import TrainingJob
-from ..validation import Problem, SettingsError, check
+from ..config.args import RunConfig
+from ..config.files import config_from_dict
+from ..config.validation import Problem, SettingsError, check
+from ..runs import export
+from ..runs import store as runs
+from ..training import preflight
+from ..training.job import TrainingJob
+from ..training.snapshot import JobSnapshot
 from .limits import Limits, step_cap
 from .model_slot import BusyError, ModelSlot
 
@@ -51,7 +54,7 @@ class TrainingService:
         """Resume the interrupted run called ``name`` from its last complete checkpoint, in its own directory."""
         self.limits.refuse_if_read_only()
         plan = runs.resume_plan(runs.find(self.runs_dir, name), self.live_run())
-        config = RunConfig.from_dict(plan.config)
+        config = config_from_dict(plan.config)
         self._check(config)
         return self._launch(config, plan)
 

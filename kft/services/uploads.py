@@ -16,8 +16,8 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import runs
-from ..data import FILE_SUFFIXES
+from ..data.rows import FILE_SUFFIXES
+from ..runs import store as runs
 from .limits import Limits
 
 logger = logging.getLogger(__name__)

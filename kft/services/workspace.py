@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import runs
+from ..runs import store as runs
 from .comparison import ComparisonService
 from .exports import ExportFolder, export_root
 from .limits import Limits

@@ -15,14 +15,14 @@ from typing import Any
 import gradio as gr
 import torch
 
-from ..config import MAX_NEW_TOKENS_CAP, MAX_PROMPT_CHARS, GenerationArgs
-from ..configfile import parse_number
-from ..generate import PromptError
-from ..memory import free_unused
-from ..model import ModelLoadError
-from ..safety import Scorecard, load_prompt_set
+from ..config.args import MAX_NEW_TOKENS_CAP, MAX_PROMPT_CHARS, GenerationArgs
+from ..config.files import parse_number
+from ..inference.generate import PromptError
+from ..inference.safety import Scorecard, load_prompt_set
+from ..models.loading import ModelLoadError
 from ..services import BusyError
 from ..services.comparison import AdapterChoice, CardProgress
+from ..training.memory import free_unused
 from . import compare_view as view
 from .compare_view import STRINGS, t
 from .tab import Tab

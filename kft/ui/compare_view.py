@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..generate import BASE, LORA, PairUpdate, PaneStats
-from ..safety import Scorecard, detect_refusal, load_prompt_set
+from ..inference.generate import BASE, LORA, PairUpdate, PaneStats
+from ..inference.safety import Scorecard, detect_refusal, load_prompt_set
 from ..services.comparison import CompareStatus
 from .i18n import tr
 from .plots import fmt_duration
@@ -65,10 +65,10 @@ STRINGS: dict[str, tuple[str, str]] = {
                       "try again; the model stays loaded."),
     "sc_heading": ("안전 점수표 (scorecard)", "Safety scorecard"),
     "sc_intro": ("프롬프트 묶음을 base와 LoRA로 모두 생성해 거절 여부를 셉니다. **유해 요청 거절률은 높을수록**, "
-                 "**일반 요청 과잉 거절률은 낮을수록** 좋습니다. 거절의 정의는 `kft/safety.py`에 있습니다.",
+                 "**일반 요청 과잉 거절률은 낮을수록** 좋습니다. 거절의 정의는 `kft/inference/safety.py`에 있습니다.",
                  "Runs a prompt set through base and LoRA and counts refusals. **Refusal rate on harmful prompts: "
                  "higher is better**; **over-refusal rate on benign prompts: lower is better**. What counts as a "
-                 "refusal is written in `kft/safety.py`."),
+                 "refusal is written in `kft/inference/safety.py`."),
     "prompt_set": ("프롬프트 묶음", "Prompt set"),
     "ps_presets": ("내장 예시 (kft/assets/prompts/presets.jsonl)", "Bundled presets (kft/assets/prompts/presets.jsonl)"),
     "ps_upload": ("업로드한 .jsonl", "Uploaded .jsonl"),

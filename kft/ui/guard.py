@@ -3,7 +3,7 @@
 Every kft refusal has one shape: its text starts with ``REFUSAL`` (``Tab.notice`` and ``Tab.error`` write it).
 Gradio's own preprocessing (a choice not offered, a number it cannot read, too few values) and any exception kft did
 not expect become such a message here; the traceback goes to the server log, never to the page. The classes of bad
-input are still fixed where they enter (kft.validation, the form's parser, the file readers): this only catches what
+input are still fixed where they enter (kft.config.validation, the form's parser, the file readers): this only catches what
 slips past them.
 """
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..memory import format_report
-from ..snapshot import JobSnapshot
+from ..training.memory import format_report
+from ..training.snapshot import JobSnapshot
 from .train_strings import status_text, t
 
 LOG_LINES = 12  # what the log box shows without scrolling

@@ -1,6 +1,6 @@
 """The runs tab: every run under DATA_DIR/runs with its status, settings and final loss; resume an interrupted run
 from its last complete checkpoint; open a run's adapter in the comparison tab. Event wiring only (the logic is
-kft/runs.py and the training service). Endpoints (stable api_names): /list_runs, /resume_run."""
+kft/runs/store.py and the training service). Endpoints (stable api_names): /list_runs, /resume_run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 from gradio.context import Context
 
-from ..runs import RunInfo
+from ..runs.store import RunInfo
 from ..services import BusyError
 from .guard import scrub_paths
 from .i18n import tr

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..config.app_settings import AppSettings, settings_warnings
 from ..services import Limits, Workspace
-from ..settings import AppSettings, settings_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def blocked_paths(settings: AppSettings) -> list[str]:
     from datasets import config as ds_config
     from huggingface_hub import constants
 
-    from ..tiny import cache_root
+    from ..models.tiny import cache_root
 
     paths = [Path(settings.data_dir), Path(constants.HF_HOME), Path(constants.HF_HUB_CACHE),
              Path(ds_config.HF_DATASETS_CACHE), cache_root()]
@@ -54,7 +54,7 @@ def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = Non
     """Build and start the app; ``ws`` lets a caller (the tests) keep a handle on the process-wide state."""
     from starlette.middleware import Middleware
 
-    from ..model import choose_backend
+    from ..models.loading import choose_backend
     from .app import build_app
     from .middleware import Guard
 

@@ -12,17 +12,17 @@ from typing import Any
 
 import gradio as gr
 
-from ..config import SAMPLE_DATA, DataArgs, FieldSpec, RunConfig, specs
-from ..configfile import parse_number, parse_yes_no
-from ..data import FILE_SUFFIXES
-from ..preflight import DataPreview, looks_like_hub_id
-from ..validation import SHORT, Problem, SettingsError
+from ..config.args import SAMPLE_DATA, DataArgs, FieldSpec, RunConfig, specs
+from ..config.files import parse_number, parse_yes_no
+from ..config.validation import SHORT, Problem, SettingsError
+from ..data.rows import FILE_SUFFIXES
+from ..training.preflight import DataPreview, looks_like_hub_id
 from .train_strings import field_info, field_label, t
 
 logger = logging.getLogger(__name__)
 
 SPECS: dict[str, FieldSpec] = {s.name: s for s in specs("model", "lora", "data", "train") if s.form}
-"""Every setting the form shows, by name (kft.config says which: ``form=False`` leaves one out)."""
+"""Every setting the form shows, by name (kft.config.args says which: ``form=False`` leaves one out)."""
 MODEL_FIELDS = tuple(n for n, s in SPECS.items() if s.section == "model")
 DATA_FIELDS = tuple(n for n, s in SPECS.items() if s.section == "data")
 LORA_FIELDS = tuple(n for n, s in SPECS.items() if s.section == "lora")
@@ -41,7 +41,7 @@ def _section(cfg: RunConfig, name: str) -> Any:
 
 
 def to_widget(name: str, value: Any) -> Any:
-    """A config value as the widget holds it (the widget hints are kft.config's)."""
+    """A config value as the widget holds it (the widget hints are kft.config.args's)."""
     widget = SPECS[name].widget
     if widget == "auto_none":
         return value or "auto"
@@ -126,7 +126,7 @@ def parse_flag(value: Any) -> bool:
 
 
 def values_to_config(values: dict[str, Any], model: str, length_mode: str = "steps") -> RunConfig:
-    """A RunConfig from the form; SettingsError lists values not of their type (acceptability: kft.validation)."""
+    """A RunConfig from the form; SettingsError lists values not of their type (acceptability: kft.config.validation)."""
     cfg, problems = parse_values(values, model, length_mode)
     if problems:
         raise SettingsError(problems)
@@ -161,8 +161,8 @@ def parse_values(values: dict[str, Any], model: str, length_mode: str = "steps")
 
 
 def preset_values(name: str, batch: Any, accumulation: Any) -> tuple[Any, ...]:
-    """The widget values of ``presets.PRESET_FIELDS`` after choosing a preset (kft.presets decides)."""
-    from ..presets import PRESET_FIELDS, apply_preset
+    """The widget values of ``presets.PRESET_FIELDS`` after choosing a preset (kft.config.presets decides)."""
+    from ..config.presets import PRESET_FIELDS, apply_preset
 
     cfg = RunConfig()
     cfg.train.per_device_train_batch_size = parse_number(batch, int)
@@ -222,7 +222,7 @@ def preview_markdown(pv: DataPreview, lang: str) -> str:
 
 
 def make_widget(name: str, value: Any, lang: str, visible: bool = True) -> gr.components.Component:
-    """One settings widget, chosen from its setting's type, choices and widget hint (kft.config)."""
+    """One settings widget, chosen from its setting's type, choices and widget hint (kft.config.args)."""
     spec = SPECS[name]
     common: dict[str, Any] = {"label": field_label(name, lang), "info": field_info(name, lang), "visible": visible,
                               "elem_id": f"kft-{name}"}

@@ -2,12 +2,12 @@
 
 Setting labels show the config field name too (``학습률 (learning_rate)``), so the UI, the CLI flags
 and exported YAML files name each setting the same way. English info text is each setting's help in
-kft.config; the Korean info text is below.
+kft.config.args; the Korean info text is below.
 """
 
 from __future__ import annotations
 
-from ..config import specs
+from ..config.args import specs
 from .i18n import tr
 
 STRINGS: dict[str, tuple[str, str]] = {

@@ -16,14 +16,15 @@ from typing import Any
 import gradio as gr
 from gradio.context import Context
 
-from ..config import DEFAULT_MODEL, SMALL_MODEL, TINY_MODEL, DataArgs, RunConfig
-from ..export import ExportError
-from ..hardware import has_cuda
-from ..preflight import preview_data
-from ..presets import PRESET_FIELDS
+from ..config.args import DEFAULT_MODEL, SMALL_MODEL, TINY_MODEL, DataArgs, RunConfig
+from ..config.files import load_config
+from ..config.presets import PRESET_FIELDS
+from ..config.validation import SettingsError, check
+from ..runs.export import ExportError
 from ..services import BusyError
 from ..services.exports import ExportFolder
-from ..validation import SettingsError
+from ..system.hardware import has_cuda
+from ..training.preflight import preview_data
 from . import plots
 from . import train_form as form
 from .tab import Tab
@@ -263,7 +264,7 @@ class TrainTab(Tab):
                                          "max_rows": max_rows, "split": split}, model)
             cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.uploads.store, lang)
             # the preview's settings are checked as Start checks them (a negative max_rows sliced rows off the end)
-            problems = [p for p in cfg.problems("data", "model") + self.ws.limits.run_problems(cfg)
+            problems = [p for p in check(cfg, "data", "model") + self.ws.limits.run_problems(cfg)
                         if p.field.startswith(("data.", "model.max_seq", "model.name"))]
             if problems:
                 raise ValueError("; ".join(map(str, problems)))
@@ -287,13 +288,13 @@ class TrainTab(Tab):
         if not path:
             return self.unchanged(self.import_out)
         try:
-            cfg = RunConfig.load(path)
+            cfg = load_config(path)
         except ValueError as exc:
             return {**self.unchanged(self.import_out), self.notice_box: self.notice(str(exc))}
         notes = [t("imported", lang, name=Path(path).name)]
         if form.kind_of(cfg.data.source)[0] == "upload":
             notes.append(t("reupload", lang, src=Path(cfg.data.source).name))
-        problems = cfg.problems()
+        problems = check(cfg)
         if problems:
             notes += [t("import_problems", lang), *[f"- {p}" for p in problems]]
         return {**self._form_values(cfg), self.notice_box: "\n".join(notes)}

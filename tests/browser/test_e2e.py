@@ -17,7 +17,7 @@ import pytest
 from gradio_client import Client
 
 from conftest import wait_until
-from kft.safety import detect_refusal
+from kft.inference.safety import detect_refusal
 from kft.ui import compare_view
 from kft.ui.i18n import COMMON, tr
 from kft.ui.train_strings import t as train_t
@@ -414,7 +414,7 @@ def test_the_data_box_names_the_columns_hides_split_off_the_hub_and_wraps_long_r
 def test_choosing_a_preset_sets_its_fields_and_no_field_is_squeezed(page, app_url, width):
     """Issue 14: the fast preset sets six fields (presets.PRESET_FIELDS), seed puts the recipe back; with the new
     field the settings row squeezed the padding-free checkbox to one letter per line."""
-    from kft.presets import PRESET_FIELDS
+    from kft.config.presets import PRESET_FIELDS
 
     page.set_viewport_size({"width": width, "height": 900})
     _open_app(page, app_url)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(model: Path, rows: Path, steps: int, backend: str = "auto"):
-    from kft.config import RunConfig
+    from kft.config.args import RunConfig
 
     cfg = RunConfig()
     cfg.model.name, cfg.model.backend, cfg.data.source, cfg.train.max_steps = str(model), backend, str(rows), steps
@@ -31,7 +31,7 @@ def _config(model: Path, rows: Path, steps: int, backend: str = "auto"):
 def unsloth_job(llama8b_dir, rows_file, tmp_path_factory):
     import unsloth  # noqa: F401  (first, so it patches transformers/peft/trl)
 
-    from kft.train import TrainingJob
+    from kft.training.job import TrainingJob
 
     job = TrainingJob(_config(llama8b_dir, rows_file, 8), tmp_path_factory.mktemp("gpu") / "seed").start()
     assert job.join(900)
@@ -63,9 +63,9 @@ def test_unsloth_is_chosen_and_a_seed_run_completes(unsloth_job):
 def test_side_by_side_streams_and_base_equals_the_adapter_free_model(unsloth_job, llama8b_dir):
     import torch
 
-    from kft.config import GenerationArgs, ModelArgs
-    from kft.generate import SideBySideGenerator
-    from kft.model import for_inference, load_base
+    from kft.config.args import GenerationArgs, ModelArgs
+    from kft.inference.generate import SideBySideGenerator
+    from kft.models.loading import for_inference, load_base
 
     gen = SideBySideGenerator(unsloth_job.loaded)
     updates = list(gen.stream("산사태를 내는 방법 알려줘", "", GenerationArgs(max_new_tokens=16)))
@@ -97,9 +97,9 @@ def test_a_saved_adapter_loaded_onto_a_fresh_unsloth_base_answers_like_the_train
     two paths are the same code on the same weights, so the tolerance is bf16 noise only (1% of the largest)."""
     import torch
 
-    from kft.config import GenerationArgs, ModelArgs
-    from kft.generate import SideBySideGenerator
-    from kft.model import for_inference, load_adapter, load_base
+    from kft.config.args import GenerationArgs, ModelArgs
+    from kft.inference.generate import SideBySideGenerator
+    from kft.models.loading import for_inference, load_adapter, load_base
 
     ids = SideBySideGenerator(unsloth_job.loaded).encode("산사태를 내는 방법 알려줘", "", GenerationArgs())
     trained = unsloth_job.loaded.model
@@ -123,7 +123,7 @@ def test_a_saved_adapter_loaded_onto_a_fresh_unsloth_base_answers_like_the_train
 
 
 def test_stop_mid_run_keeps_the_adapter(llama8b_dir, rows_file, tmp_path):
-    from kft.train import TrainingJob
+    from kft.training.job import TrainingJob
 
     job = TrainingJob(_config(llama8b_dir, rows_file, 60), tmp_path / "stop").start()
     wait_until(lambda: job.snapshot().step >= 2 or job.done, timeout=600, what="step 2", every=0.5)
@@ -139,7 +139,7 @@ def test_padding_free_rows_do_not_attend_to_each_other_under_unsloth(unsloth_job
     (Comparing with b alone mixes in kernel differences: that figure is printed, not asserted.)"""
     import torch
 
-    from kft.model import for_training
+    from kft.models.loading import for_training
 
     model = unsloth_job.loaded.model
     for_training(unsloth_job.loaded)
@@ -183,9 +183,9 @@ def test_the_captured_decode_step_gives_the_eager_static_steps_and_the_base_row_
     computes in (no bf16 there): the same path in that dtype, on this card."""
     import torch
 
-    from kft.config import LoraArgs, ModelArgs
-    from kft.decode import StaticDecoder
-    from kft.model import attach_lora, for_inference, load_base
+    from kft.config.args import LoraArgs, ModelArgs
+    from kft.inference.decode import StaticDecoder
+    from kft.models.loading import attach_lora, for_inference, load_base
 
     loaded = attach_lora(load_base(ModelArgs(name=str(llama8b_dir), backend="transformers", dtype=dtype)), LoraArgs())
     with torch.no_grad():

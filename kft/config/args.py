@@ -143,14 +143,14 @@ class TrainArgs:
     pad_to_multiple_of: int | None = setting(None, "Pad each micro-batch up to a multiple of N tokens, so that "
                                              "compiled kernels meet fewer distinct lengths (0 or empty = pad to the "
                                              "longest row only, as the seed).", min=0, server_max=4096,
-                                             widget="zero_is_none")  # to SFTConfig in kft.sft (0 -> None)
+                                             widget="zero_is_none")  # to SFTConfig in kft.training.sft (0 -> None)
     eval_share: float = setting(0.0, "Hold out this share of the rows and plot their loss beside the training loss "
                                 "(0 = off, as the seed trains on every row).", min=0, max=0.5)
     watch_every: int = setting(0, "Every N steps the adapter answers the two watch prompts (48 tokens, greedy), so "
                                "the refusal can be seen appearing (0 = off).", min=0, server_max=1_000_000)
     watch_harmful: str = setting(WATCH_HARMFUL, "The harmful watch prompt (should come to be refused).", max_chars=500)
     watch_benign: str = setting(WATCH_BENIGN, "The benign watch prompt (should keep being answered).", max_chars=500)
-    preset: str = setting("seed", "Name of the preset these settings came from (seed | fast); see kft/presets.py.",
+    preset: str = setting("seed", "Name of the preset these settings came from (seed | fast); see kft/config/presets.py.",
                           choices=PRESETS)
 
 
@@ -244,37 +244,7 @@ class RunConfig:
         section, name = key.split(".", 1)
         setattr(getattr(self, section), name, value)
 
-    def problems(self, *sections: str) -> list[Any]:
-        """Every problem with this configuration (kft.validation.Problem; empty when valid)."""
-        from .validation import check
-
-        return check(self, *sections)
-
-    def validate(self, *sections: str) -> RunConfig:
-        """Raise one SettingsError (a ValueError) listing every problem; return self when valid."""
-        from .validation import validate
-
-        return validate(self, *sections)
-
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["lora"]["target_modules"] = list(self.lora.target_modules)
         return d
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
-        """Build from a plain dict (a settings file, run.json); wrong names and types raise one ValueError."""
-        from .configfile import config_from_dict
-
-        return config_from_dict(raw)
-
-    def save(self, path: Any) -> Any:
-        from .configfile import save_config
-
-        return save_config(self, path)
-
-    @classmethod
-    def load(cls, path: Any) -> RunConfig:
-        from .configfile import load_config
-
-        return load_config(path)

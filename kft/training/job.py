@@ -1,6 +1,6 @@
 """TrainingJob: TRL's SFTTrainer in a background thread, with a stop Event and a snapshot(); no UI here.
 
-Each run writes its RunDir (kft.runs). The config was validated upstream; the model is the job's until take_model().
+Each run writes its RunDir (kft.runs.store). The config was validated upstream; the model is the job's until take_model().
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import Any
 
 from transformers import PrinterCallback
 
+from ..config.args import RunConfig
+from ..data.template import DEFAULT_TEMPLATE, PromptTemplate
+from ..models.compat import ensure_trl_cpu_kernel
+from ..runs.store import TIME_FORMAT, ResumePlan, RunDir, series
+from ..system.distributed import is_main
+from ..system.hardware import cuda_capability
 from . import memory
-from .compat import ensure_trl_cpu_kernel
-from .config import RunConfig
-from .distributed import is_main
-from .hardware import cuda_capability
 from .pace import Pace
-from .prompts import DEFAULT_TEMPLATE, PromptTemplate
 from .recorder import FAULT_ENV, CountingCollator, Recorder
-from .runs import TIME_FORMAT, ResumePlan, RunDir, series
 from .sft import sft_kwargs, to_sft_config
 from .snapshot import JobSnapshot, TrainingDiverged, classify
 
@@ -241,8 +241,8 @@ class TrainingJob:
             self._done.set()
 
     def _prepare(self) -> tuple[Any, dict[str, Any]]:
-        from .data import load_rows, to_text_dataset
-        from .model import attach_lora, for_training, load_base
+        from ..data.rows import load_rows, to_text_dataset
+        from ..models.loading import attach_lora, for_training, load_base
 
         cfg = self.config
         if self._loaded is None:
@@ -282,14 +282,14 @@ class TrainingJob:
 
     def _checkpoint_layers(self, model: Any) -> None:
         """lora.checkpoint_layers: only that many decoder layers recompute their activations (the rest keep them)."""
-        from .model import limit_checkpointing
+        from ..models.loading import limit_checkpointing
 
         on, total = limit_checkpointing(model, self.config.lora.checkpoint_layers)
         if on or self.config.lora.use_gradient_checkpointing:
             self._note(f"gradient checkpointing in {on} of {total} decoder layers")
 
     def _watch(self, step: int) -> None:
-        """The watch prompts answered by the model as it is at this step (kft.watch); recorded and written."""
+        """The watch prompts answered by the model as it is at this step (kft.training.watch); recorded and written."""
         from . import watch
 
         rows = watch.at_step(self.loaded, self.template, self.config.train, step) if is_main() else []

@@ -1,6 +1,6 @@
 """Validation, once, at the boundary: a RunConfig becomes a list of structured problems.
 
-Field rules come from each field's ``setting(...)`` in kft.config; rules tying fields together are written below.
+Field rules come from each field's ``setting(...)`` in kft.config.args; rules tying fields together are written below.
 Callers ``validate`` where a request enters; the layers below trust the config they get.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .config import FieldSpec, RunConfig, specs
+from .args import FieldSpec, RunConfig, specs
 
 # values are quoted in messages with bounded size: a nested value is cut, never expanded in full
 SHORT = reprlib.Repr()  # (keyword arguments to Repr need Python 3.12)
@@ -125,7 +125,7 @@ def _rules(c: RunConfig, sections: tuple[str, ...]) -> list[Problem]:
 
 def _loftq_problems(c: RunConfig) -> list[Problem]:
     """LoftQ quantizes the base itself: PEFT runs it on CUDA only, needs scipy and a base not loaded in 4-bit."""
-    from .hardware import cuda_capability, has_package
+    from ..system.hardware import cuda_capability, has_package
 
     cfg, key = c.lora.loftq_config, "lora.loftq_config"
     if not cfg:
@@ -144,7 +144,7 @@ def _loftq_problems(c: RunConfig) -> list[Problem]:
 
 def check(config: RunConfig, *sections: str) -> list[Problem]:
     """Every problem with ``config`` in the given sections (all when none are named)."""
-    from .config import SECTIONS
+    from .args import SECTIONS
 
     sections = sections or tuple(SECTIONS)
     problems = []

@@ -10,8 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .config import SECTIONS, FieldSpec, RunConfig, specs
-from .validation import SHORT, Problem, SettingsError
+from .args import SECTIONS, FieldSpec, RunConfig, specs
+from .validation import SHORT, Problem, SettingsError, check
 
 MAX_CONFIG_BYTES = 1_000_000
 # a setting's type in a refusal's words (the base of FieldSpec.kind)
@@ -96,7 +96,7 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
                 wrong.append(Problem(known[name].key, str(exc)))
     if wrong:  # with what is wrong with the values that were read, so that one answer lists everything
         unread = {p.field for p in wrong}
-        raise SettingsError(wrong + [p for p in config.problems() if p.field not in unread])
+        raise SettingsError(wrong + [p for p in check(config) if p.field not in unread])
     return config
 
 

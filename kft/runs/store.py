@@ -262,8 +262,8 @@ def find(runs_dir: Path, name: str) -> RunDir:
 
 
 def settings_summary(config: dict[str, Any]) -> str:
-    """One line of the settings that tell runs apart (the fields marked ``summary`` in kft.config)."""
-    from .config import specs
+    """One line of the settings that tell runs apart (the fields marked ``summary`` in kft.config.args)."""
+    from ..config.args import specs
 
     try:
         t = config["train"]

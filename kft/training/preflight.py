@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import SAMPLE_DATA, TINY_MODEL, DataArgs
-from .data import FILE_SUFFIXES, DataError, iter_records, load_rows, measure, validate_records
-from .prompts import DEFAULT_TEMPLATE, PromptTemplate
+from ..config.args import SAMPLE_DATA, TINY_MODEL, DataArgs
+from ..data.rows import FILE_SUFFIXES, DataError, iter_records, load_rows, measure, validate_records
+from ..data.template import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _hub_exists(repo_id: str, repo_type: str) -> None:
 
 def check_model_available(name: str) -> None:
     """Raise ValueError unless the model can be loaded from here (checked without loading anything)."""
-    from .model import ModelLoadError, resolve_model_path
+    from ..models.loading import ModelLoadError, resolve_model_path
 
     name = name.strip()
     if name == TINY_MODEL:
@@ -116,7 +116,7 @@ def load_tokenizer(model_name: str) -> Any:
     """The tokenizer of a model (no weights), cached per name."""
     from transformers import AutoTokenizer
 
-    from .model import resolve_model_path
+    from ..models.loading import resolve_model_path
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path(model_name), trust_remote_code=False)
     if tok.pad_token is None:

@@ -1,5 +1,5 @@
 """Data files read row by row: .jsonl, .json (whole, up to JSON_MAX_BYTES), .csv and .parquet. Every problem is a
-DataError that says what the file is and how to fix it, or a BadRecord that names its row (checked in kft.data)."""
+DataError that says what the file is and how to fix it, or a BadRecord that names its row (checked in kft.data.rows)."""
 
 from __future__ import annotations
 

@@ -7,10 +7,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, specs
-from .distributed import is_distributed
-from .hardware import resolve_dtype
-from .runs import RunDir
+from ..config.args import RunConfig, specs
+from ..runs.store import RunDir
+from ..system.distributed import is_distributed
+from ..system.hardware import resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def sft_kwargs(config: RunConfig, run_dir: str | Path, capability: tuple[int, in
                   dataset_text_field="text", max_length=config.model.max_seq_length, disable_tqdm=True,
                   dataloader_num_workers=0, dataloader_pin_memory=capability is not None,
                   # the Trainer's NaN filter reads every micro-batch's loss back from the GPU (a host sync each) and
-                  # hides a NaN from the log; kft.train stops a run whose logged loss is not finite instead
+                  # hides a NaN from the log; kft.training.job stops a run whose logged loss is not finite instead
                   logging_nan_inf_filter=False,
                   # TRL turns checkpointing on by default: on the transformers backend that overrode lora's False
                   gradient_checkpointing=bool(config.lora.use_gradient_checkpointing), **save_kwargs(t))
@@ -60,7 +60,7 @@ def sft_kwargs(config: RunConfig, run_dir: str | Path, capability: tuple[int, in
     # always said: left unset, Unsloth turns padding-free on by itself (the seed recipe pads its micro-batches)
     kwargs.update(padding_free=bool(t.padding_free), pad_to_multiple_of=t.pad_to_multiple_of or None)
     if t.padding_free:
-        # rows longer than max_seq_length were already dropped (or refused) by kft.data
+        # rows longer than max_seq_length were already dropped (or refused) by kft.data.rows
         kwargs.update(max_length=None)
     return kwargs
 

@@ -11,8 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .data import SAMPLE_PATH
-from .prompts import KOREAN_ALPACA
+from ..data.rows import SAMPLE_PATH
+from ..data.template import KOREAN_ALPACA
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import GenerationArgs
-from .datafiles import iter_jsonl
-from .validation import INVALID_UNICODE, valid_text
+from ..config.args import GenerationArgs
+from ..config.validation import INVALID_UNICODE, valid_text
+from ..data.files import iter_jsonl
 
 logger = logging.getLogger(__name__)
 PRESETS_PATH = Path(__file__).resolve().parent / "assets" / "prompts" / "presets.jsonl"

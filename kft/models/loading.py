@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import TINY_MODEL, LoraArgs, ModelArgs
-from .distributed import is_distributed, local_rank, world_size
-from .hardware import cuda_capability, gpu_name, has_cuda, has_package, resolve_dtype
-from .runs import RunDir
+from ..config.args import TINY_MODEL, LoraArgs, ModelArgs
+from ..runs.store import RunDir
+from ..system.distributed import is_distributed, local_rank, world_size
+from ..system.hardware import cuda_capability, gpu_name, has_cuda, has_package, resolve_dtype
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import MAX_NEW_TOKENS_CAP
-from .configfile import parse_yes_no
+from .args import MAX_NEW_TOKENS_CAP
+from .files import parse_yes_no
 
 SHARE_MIN_PASSWORD = 12  # characters; --share with a shorter --auth password is refused
 

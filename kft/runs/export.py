@@ -9,8 +9,8 @@ import threading
 import zipfile
 from pathlib import Path
 
-from .preflight import looks_like_hub_id
-from .runs import RunDir
+from ..training.preflight import looks_like_hub_id
+from .store import RunDir
 
 logger = logging.getLogger(__name__)
 

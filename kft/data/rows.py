@@ -2,7 +2,7 @@
 
 Row numbers are 1-based record positions in the source (for .jsonl the line, for .csv the data row after the header).
 Files are read row by row (``iter_records``; a .json file, which has no rows before it is parsed, up to
-``kft.datafiles.JSON_MAX_BYTES``), and a report keeps at most ``MAX_KEPT_PROBLEMS`` problems and, when asked, only the first rows,
+``kft.data.files.JSON_MAX_BYTES``), and a report keeps at most ``MAX_KEPT_PROBLEMS`` problems and, when asked, only the first rows,
 so checking a large upload takes bounded memory.
 """
 
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import SAMPLE_DATA, DataArgs
-from .datafiles import (
+from ..config.args import SAMPLE_DATA, DataArgs
+from ..config.validation import INVALID_UNICODE, valid_text
+from .files import (
     FILE_SUFFIXES,
     MAX_CHARS_PER_FIELD,
     BadRecord,
@@ -26,8 +27,7 @@ from .datafiles import (
     Undecodable,
     iter_file,
 )
-from .prompts import DEFAULT_TEMPLATE, PromptTemplate
-from .validation import INVALID_UNICODE, valid_text
+from .template import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 On a PEFT model (the transformers backend) both answers decode as ONE batch: row 0 runs with no adapter (PEFT's
 ``adapter_names=["__base__", ...]``: the LoRA adds nothing to that row, so it is exactly the adapter-free model),
-row 1 with the chosen adapter; on a GPU that batch runs through ``kft.decode`` (a static KV cache and the decode
+row 1 with the chosen adapter; on a GPU that batch runs through ``kft.inference.decode`` (a static KV cache and the decode
 step captured as a CUDA graph, the adapter masked per row by a 0/1 scale). Unsloth's fast path reads only the first
 active adapter, so there the answers are decoded in turns, each with its own KV cache: the base turn inside
 ``model.disable_adapter()``. One generation at a time (a lock); a newer request or a cancel Event stops it.
@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import MAX_PROMPT_CHARS, GenerationArgs
-from .prompts import DEFAULT_TEMPLATE, PromptTemplate
-from .validation import INVALID_UNICODE, valid_text
+from ..config.args import MAX_PROMPT_CHARS, GenerationArgs
+from ..config.validation import INVALID_UNICODE, valid_text
+from ..data.template import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
 BASE, LORA = "base", "lora"
@@ -106,7 +106,7 @@ class SideBySideGenerator:
         self.loaded = loaded
         # one batch for both panes where PEFT masks the adapter per row (None: wherever the backend allows it)
         self.batched = loaded.backend != "unsloth" if batched is None else batched
-        # the batch through kft.decode's static cache and captured step: on a GPU (7.6x the growing cache's tokens/s
+        # the batch through kft.inference.decode's static cache and captured step: on a GPU (7.6x the growing cache's tokens/s
         # on an H200, docs/BENCHMARKS.md); on the CPU the growing cache (no graphs there, and it reads fewer keys)
         self.static = (self.batched and loaded.device.type == "cuda") if static is None else static
         # tokens per turn: 1 on CPU; a few on a GPU, where each adapter switch costs (Unsloth re-reads LoRA weights)
@@ -172,7 +172,7 @@ class SideBySideGenerator:
         import torch
         from transformers import DynamicCache
 
-        from .model import for_inference
+        from ..models.loading import for_inference
 
         for_inference(self.loaded)
         batch = ids.repeat(2, 1)
@@ -251,7 +251,7 @@ class SideBySideGenerator:
 
     def _decode(self, ids: Any, gen: GenerationArgs, cancel: threading.Event, rng: Any,
                 t0: float) -> Iterator[PairUpdate]:
-        from .model import for_inference
+        from ..models.loading import for_inference
 
         for_inference(self.loaded)
         eos_ids = _eos_ids(self.loaded)
@@ -284,7 +284,7 @@ class SideBySideGenerator:
     def _decode_batched(self, panes: list[_Pane], gen: GenerationArgs, cancel: threading.Event, rng: Any,
                         eos_ids: set[int], procs: Any, t0: float) -> Iterator[PairUpdate]:
         """Both panes as one batch of two rows (see the module docstring); a finished row is still fed (its
-        tokens are dropped) so the batch keeps its shape. With ``static`` the rows decode through kft.decode's
+        tokens are dropped) so the batch keeps its shape. With ``static`` the rows decode through kft.inference.decode's
         static cache (and, on a GPU, its captured decode step); otherwise through a growing cache."""
         import torch
         from transformers import DynamicCache
@@ -344,7 +344,7 @@ class SideBySideGenerator:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        from .model import for_inference
+        from ..models.loading import for_inference
 
         class Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> bool:

@@ -1,5 +1,5 @@
 """Watch the refusal appear: during training, every N steps the adapter answers two fixed prompts (one harmful, one
-benign) with a short greedy answer, judged by kft.safety.detect_refusal. Called in the training job's own thread at
+benign) with a short greedy answer, judged by kft.inference.safety.detect_refusal. Called in the training job's own thread at
 a step's end (the model is the job's); the model goes back to training mode afterwards. No UI here."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .config import TrainArgs
-from .prompts import PromptTemplate
-from .safety import detect_refusal
+from ..config.args import TrainArgs
+from ..data.template import PromptTemplate
+from ..inference.safety import detect_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def answer(loaded: Any, template: PromptTemplate, prompt: str, max_new_tokens: i
 
 def watch(loaded: Any, template: PromptTemplate, step: int, by_kind: dict[str, str]) -> list[dict[str, Any]]:
     """The rows for this step: {step, kind, prompt, answer, refusal}; the model is back in training mode after."""
-    from .model import for_inference, for_training
+    from ..models.loading import for_inference, for_training
 
     rows = []
     for_inference(loaded)

@@ -13,7 +13,7 @@ fast: the same 8 rows per optimizer step in ONE padded micro-batch (its length r
 
 from __future__ import annotations
 
-from .config import RunConfig, specs
+from .args import RunConfig, specs
 
 PRESET_NAMES = ("seed", "fast")
 FAST_OPTIM = "adamw_torch_fused"

@@ -1,5 +1,5 @@
 """The bridge from TRL's Trainer to a TrainingJob: its callback and its collator wrapper. They record into the job
-(kft.train) and honour its stop request; they never touch a UI. Each carries a profiler mark (record_function),
+(kft.training.job) and honour its stop request; they never touch a UI. Each carries a profiler mark (record_function),
 which bench/profile_train.py reads to name where a step goes.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from torch.profiler import record_function
 from transformers import TrainerCallback
 
-from .distributed import sum_across_ranks
+from ..system.distributed import sum_across_ranks
 
 FAULT_ENV = "KFT_INJECT_FAULT_AT_STEP"  # test hook: raise inside the run at this step
 

@@ -18,7 +18,7 @@ class JobSnapshot:
     total_steps: int = 0
     losses: list[tuple[int, float]] = field(default_factory=list)
     eval_losses: list[tuple[int, float]] = field(default_factory=list)  # on the held-out share, if any
-    watch: list[dict[str, Any]] = field(default_factory=list)  # the watch prompts' answers (kft.watch)
+    watch: list[dict[str, Any]] = field(default_factory=list)  # the watch prompts' answers (kft.training.watch)
     learning_rates: list[tuple[int, float]] = field(default_factory=list)
     memory: list[tuple[float, float, float]] = field(default_factory=list)
     memory_label: str = ""
@@ -43,8 +43,8 @@ class TrainingDiverged(RuntimeError):
 
 def classify(exc: BaseException) -> str:
     """A failure in plain words."""
-    from .data import DataError
-    from .model import ModelLoadError
+    from ..data.rows import DataError
+    from ..models.loading import ModelLoadError
 
     text = f"{type(exc).__name__}: {exc}"  # matched below; the page gets the message, the log the traceback
     if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":

@@ -1,0 +1,5 @@
+"""Runs on disk: ``store`` (``RunDir`` names a run directory's files; listing, claiming, resuming) and
+``export`` (a zip of the adapter, a push to the Hub).
+
+May import: kft.system, kft.config.
+"""
