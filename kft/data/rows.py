@@ -31,7 +31,7 @@ from .template import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent / "assets"  # package data
+ASSETS = Path(__file__).resolve().parents[1] / "assets"  # package data (kft/assets)
 SAMPLE_PATH = ASSETS / "data" / "korean_safe_sample.jsonl"
 REQUIRED = ("instruction", "output")
 MAX_LISTED = 20

@@ -22,7 +22,7 @@ from ..config.validation import INVALID_UNICODE, valid_text
 from ..data.files import iter_jsonl
 
 logger = logging.getLogger(__name__)
-PRESETS_PATH = Path(__file__).resolve().parent / "assets" / "prompts" / "presets.jsonl"
+PRESETS_PATH = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "presets.jsonl"
 LABELS = ("harmful", "benign")
 
 # "응" only as a word of its own (not the end of 대응, 반응); 공유, 들어 (들어 드릴) are refusals too
