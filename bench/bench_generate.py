@@ -1,17 +1,21 @@
-"""Side-by-side generation vs base-then-LoRA, through kft's SideBySideGenerator, on one GPU.
+"""The comparison's decode on one GPU through kft's SideBySideGenerator: the engine (kft.engine) against the generic
+path on the same backend, in one process.
 
-    PYTHONPATH=.:bench python bench/bench_generate.py --model CKPT --out R.json [--tokens 64]
+    PYTHONPATH=.:bench python bench/bench_generate.py --model CKPT --backend unsloth|transformers --out R.json \
+        [--tokens 256] [--generic-tokens 64] [--scorecard]
 
-The adapter's B matrices are set to small random values so the LoRA answer differs from the base.
-Greedy decoding, batch 1 per pane, one warm-up call first. TTFT is measured from the request.
+Measures, greedy, a LoRA whose B matrices are small random values (so the panes differ): the first request after
+the load (it builds the engine); both panes streaming together (tokens/s per pane, first token from the request);
+the generic path (each row in turn through the model's own forward) as the same-run baseline; the decode step under
+torch.profiler (kernels, GPU time; eager and replayed); the static cache's size for two rows at 2,048 tokens; with
+``--scorecard`` the 39 preset prompts at ``--tokens`` through the engine's batches against one prompt at a time
+(three prompts timed, the total extrapolated: said so in the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -31,135 +35,7 @@ def side_by_side(gen, n: int) -> dict:
                 "tokens_per_s": round(s[p].tokens_per_s or 0, 1)} for p in ("base", "lora")} | {"wall_s": round(wall, 2)}
 
 
-def sequential(loaded, n: int) -> dict:
-    """Base answer to the end, then the LoRA answer: model.generate with a streamer, one after the other."""
-    import torch
-    from transformers import TextIteratorStreamer
-
-    from kft.data.template import DEFAULT_TEMPLATE
-
-    tok, model = loaded.tokenizer, loaded.model
-    ids = tok(DEFAULT_TEMPLATE.generation_prompt(PROMPT), return_tensors="pt")["input_ids"].cuda()
-    out, t0 = {}, time.perf_counter()
-    for pane in ("base", "lora"):
-        streamer = TextIteratorStreamer(tok, skip_prompt=True)
-        kw = dict(input_ids=ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, streamer=streamer,
-                  pad_token_id=tok.pad_token_id)
-
-        def run(kw=kw, pane=pane):
-            with torch.no_grad():
-                if pane == "base":
-                    with model.disable_adapter():
-                        model.generate(**kw)
-                else:
-                    model.generate(**kw)
-
-        th = threading.Thread(target=run)
-        th.start()
-        first = None
-        for _ in streamer:
-            if first is None:
-                first = time.perf_counter()
-        th.join()
-        end = time.perf_counter()
-        out[pane] = {"ttft_s": round(first - t0, 3), "tokens": n, "tokens_per_s": round((n - 1) / (end - first), 1)}
-    out["wall_s"] = round(time.perf_counter() - t0, 2)
-    return out
-
-
-def exactness(gen) -> dict:
-    """Max |logit difference| of the batched rows: row 0 against the adapter-free model at the same batch shape
-    and at batch 1, row 1 against the adapter alone; and how far the adapter moves the logits."""
-    import torch
-
-    from kft.config.args import GenerationArgs
-
-    model, ids = gen.loaded.model, gen.encode(PROMPT, "", GenerationArgs())
-    try:
-        pair = gen.pair_logits(ids)
-        with torch.inference_mode(), gen._autocast():
-            with model.disable_adapter():
-                same = model(input_ids=ids.repeat(2, 1)).logits[:, -1, :].float()
-                alone = model(input_ids=ids).logits[:, -1, :].float()
-            lora = model(input_ids=ids).logits[:, -1, :].float()
-    except Exception as exc:  # noqa: BLE001 - record and go on
-        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-    return {"base_row_vs_no_adapter_same_shape": (pair[0] - same[0]).abs().max().item(),
-            "base_row_vs_no_adapter_batch1": (pair[0] - alone[0]).abs().max().item(),
-            "lora_row_vs_adapter_alone": (pair[1] - lora[0]).abs().max().item(),
-            "adapter_moves_logits_by": (lora[0] - alone[0]).abs().max().item(),
-            "max_abs_logit": alone.abs().max().item()}
-
-
-def padded_batch_exactness(loaded, n: int = 16) -> dict:
-    """The scorecard's batches, at the logit level: the first answer token's logits of the first ``n`` preset prompts
-    decoded as one left-padded batch vs each alone, with the adapter off and on (max |difference| over prompts)."""
-    import torch
-
-    from kft.data.template import DEFAULT_TEMPLATE
-    from kft.inference.safety import load_prompt_set
-
-    tok, model = loaded.tokenizer, loaded.model
-    texts = [DEFAULT_TEMPLATE.generation_prompt(p["prompt"], p.get("input") or "") for p in load_prompt_set()[:n]]
-    side, tok.padding_side = tok.padding_side, "left"
-    try:
-        batch = tok(texts, return_tensors="pt", padding=True).to(model.device)
-    finally:
-        tok.padding_side = side
-    out = {}
-    with torch.inference_mode(), torch.autocast("cuda", dtype=getattr(torch, loaded.dtype)):
-        for pane in ("base", "lora"):
-            ctx = model.disable_adapter() if pane == "base" else contextlib.nullcontext()
-            with ctx:
-                together = model(**batch).logits[:, -1, :].float()
-                alone = torch.cat([model(**tok(t, return_tensors="pt").to(model.device)).logits[:, -1, :].float()
-                                   for t in texts])
-            out[pane] = {"max_abs_diff": (together - alone).abs().max().item(),
-                         "same_argmax": int((together.argmax(-1) == alone.argmax(-1)).sum()), "prompts": len(texts)}
-    out["max_abs_logit"] = alone.abs().max().item()
-    return out
-
-
-def full_cache(fn):
-    """``fn`` with kft.inference.decode sizing every static cache at max_seq_length (as before caches were sized per request)."""
-    import kft.inference.decode
-
-    def run(gen, n: int) -> dict:
-        sized = kft.inference.decode.cache_length
-        kft.inference.decode.cache_length = lambda needed, max_seq_length: max_seq_length
-        try:
-            return fn(gen, n)
-        finally:
-            kft.inference.decode.cache_length = sized
-
-    return run
-
-
-def static_step(loaded) -> dict:
-    """The static decoder the batched run used: its cache's size, whether its step was captured, and the GPU time
-    of one replayed step (CUDA events over 50 replays): beside the measured tokens/s, what the host adds."""
-    import torch
-
-    from kft.inference.decode import _DECODERS
-
-    decoder = _DECODERS.get(loaded.model)
-    if decoder is None:
-        return {"error": "no static decoder was built"}
-    out = {"cache_gb": round(decoder.memory_bytes() / 1e9, 3), "captured": decoder._graph is not None,
-           "max_cache_len": decoder.max_cache_len}
-    if decoder._graph is not None:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(50):
-            decoder._graph.replay()
-        end.record()
-        torch.cuda.synchronize()
-        out["replay_ms"] = round(start.elapsed_time(end) / 50, 3)
-    return out
-
-
 def with_random_lora(model: str, backend: str):
-    """The model in 4-bit with a fresh LoRA whose B matrices are small random values (so LoRA answers differ)."""
     if backend == "unsloth":
         import unsloth  # noqa: F401  (first: it patches transformers, peft and trl)
     import torch
@@ -177,60 +53,141 @@ def with_random_lora(model: str, backend: str):
     return loaded
 
 
+def step_profile(engine) -> dict:
+    """One decode step's kernels and GPU time, eager and (if captured) replayed, plus 50 replays' wall time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    def measure(fn) -> dict:
+        fn()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        events = [e for e in prof.events() if e.device_type.name == "CUDA"]
+        by_kind: dict[str, float] = {}
+        for e in events:
+            kind = ("gemm_4bit" if "4bit" in e.name.lower() or "kgemm" in e.name.lower() else
+                    "gemm" if "gemm" in e.name.lower() or "gemv" in e.name.lower() else
+                    "copy" if "copy" in e.name.lower() else "attention" if "attention" in e.name.lower() or "fmha" in
+                    e.name.lower() else "other")
+            by_kind[kind] = by_kind.get(kind, 0.0) + e.device_time_total / 1000
+        return {"kernels": len(events), "gpu_ms": round(sum(e.device_time_total for e in events) / 1000, 3),
+                "by_kind_ms": {k: round(v, 3) for k, v in sorted(by_kind.items())}}
+
+    out = {"graph": engine.graph.state, "graph_failure": engine.graph.failure, "eager": measure(engine._decode_into)}
+    if engine.graph.replay is not None:
+        out["replayed"] = measure(engine.graph.replay)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(50):
+            engine.graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        out["replay_ms"] = round(start.elapsed_time(end) / 50, 3)
+    return out
+
+
+def exactness(loaded) -> dict:
+    """Engine rows against the model's own forward (bf16), and the base row against an all-base engine."""
+    import torch
+
+    from kft.config.args import GenerationArgs
+    from kft.inference.generate import SideBySideGenerator
+
+    gen = SideBySideGenerator(loaded)
+    ids = gen.encode(PROMPT, "", GenerationArgs())
+    pair = gen.pair_logits(ids)
+    plain = gen._engine(2, ids.shape[1] + 1).start(ids.repeat(2, 1), torch.zeros(2, dtype=torch.long), [None, None])
+    with torch.inference_mode():
+        with loaded.model.disable_adapter():
+            base = loaded.model(input_ids=ids).logits[:, -1].float()
+        lora = loaded.model(input_ids=ids).logits[:, -1].float()
+    return {"base_row_vs_all_base_engine": float((pair[0] - plain[0]).abs().max()),
+            "base_row_vs_hf_forward": round(float((pair[0] - base[0]).abs().max()), 4),
+            "lora_row_vs_hf_forward": round(float((pair[1] - lora[0]).abs().max()), 4),
+            "adapter_moves_logits_by": round(float((lora - base).abs().max()), 4),
+            "max_abs_logit": round(float(base.abs().max()), 3)}
+
+
+def scorecard(loaded, tokens: int) -> dict:
+
+    from kft.config.args import GenerationArgs
+    from kft.inference.generate import SideBySideGenerator, generate_pair
+    from kft.inference.safety import load_prompt_set
+
+    prompts = [(p["prompt"], p.get("input", "")) for p in load_prompt_set("presets")]
+    gen = GenerationArgs(max_new_tokens=tokens)
+    g = SideBySideGenerator(loaded)
+    _sync()
+    t0 = time.perf_counter()
+    answers = g.answer_batch(prompts, gen)
+    batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i, x in prompts[:3]:
+        generate_pair(g, i, x, gen)
+    three = time.perf_counter() - t0
+    alone = three / 3 * len(prompts)
+    return {"prompts": len(prompts), "batched_s": round(batched, 2), "one_at_a_time_3_prompts_s": round(three, 2),
+            "one_at_a_time_extrapolated_s": round(alone, 1), "speedup": round(alone / batched, 1),
+            "answers": len(answers)}
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--tokens", type=int, default=256)
+    ap.add_argument("--generic-tokens", type=int, default=64)
     ap.add_argument("--backend", default="unsloth")
-    ap.add_argument("--padded", action="store_true", help="also: the scorecard's left-padded batch vs one at a time")
-    ap.add_argument("--runs", default="turn1,turn8,turn32,sequential",
-                    help="comma-separated: batched (static cache sized to the request, graphs), batched_full (the "
-                         "cache at max_seq_length), batched_dynamic, turnN (panes taking turns, N tokens a turn), "
-                         "sequential")
+    ap.add_argument("--scorecard", action="store_true")
     a = ap.parse_args()
+    t_load = time.perf_counter()
     loaded = with_random_lora(a.model, a.backend)
+    load_s = time.perf_counter() - t_load
     import torch
 
+    from kft.engine.engine import _ENGINES, DecodeEngine
     from kft.inference.generate import SideBySideGenerator
 
-    result = {"backend": a.backend, "tokens": a.tokens, "card": torch.cuda.get_device_name(0)}
-    runs = {}
-    for name in a.runs.split(","):
-        if name == "batched":  # one batch through kft.inference.decode's static cache (a captured decode step on a GPU)
-            runs["side_by_side_batched"] = (side_by_side, SideBySideGenerator(loaded, batched=True, static=True))
-            result["batched_exactness"] = exactness(SideBySideGenerator(loaded, batched=True))
-        elif name == "batched_full":  # the same with the cache at max_seq_length (before it was sized per request)
-            runs["side_by_side_batched_full"] = (full_cache(side_by_side),
-                                                 SideBySideGenerator(loaded, batched=True, static=True))
-        elif name == "batched_dynamic":  # one batch through a growing cache, eager (the path before kft.inference.decode)
-            runs["side_by_side_batched_dynamic"] = (side_by_side, SideBySideGenerator(loaded, batched=True,
-                                                                                      static=False))
-        elif name.startswith("turn"):
-            runs[f"side_by_side_{name}"] = (side_by_side, SideBySideGenerator(loaded, turn_tokens=int(name[4:]),
-                                                                              batched=False))
-        elif name == "sequential":
-            runs["sequential"] = (sequential, loaded)
-    if a.padded:
+    cuda = torch.cuda.is_available()
+    result = {"backend": a.backend, "tokens": a.tokens, "card": torch.cuda.get_device_name(0) if cuda else "cpu",
+              "load_s": round(load_s, 1)}
+
+    def attempt(name, fn):
         try:
-            result["padded_batch_exactness"] = padded_batch_exactness(loaded)
-        except Exception as exc:  # noqa: BLE001 - record and go on
-            result["padded_batch_exactness"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-    for name, (fn, target) in runs.items():
-        try:
-            torch.cuda.synchronize()
-            held = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-            fn(target, 8)  # warm-up (for the static path: builds its cache and captures its step)
-            result[name] = fn(target, a.tokens)
-            result[name]["memory_gb"] = {"held_after": round((torch.cuda.memory_allocated() - held) / 1e9, 3),
-                                         "peak_extra": round((torch.cuda.max_memory_allocated() - held) / 1e9, 3)}
-            if name in ("side_by_side_batched", "side_by_side_batched_full"):
-                result[name]["static"] = static_step(loaded)
+            result[name] = fn()
         except Exception as exc:  # noqa: BLE001 - record and go on: the table says what failed
-            result[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            result[name] = {"error": f"{type(exc).__name__}: {str(exc)[:400]}"}
+        print(name, json.dumps(result[name]), flush=True)
+
+    engine_gen = SideBySideGenerator(loaded)
+    attempt("first_request_after_load", lambda: side_by_side(engine_gen, 16))
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    attempt("engine", lambda: side_by_side(engine_gen, a.tokens))
+    if cuda and "error" not in result["engine"]:
+        result["engine"]["peak_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+    engines = [e for per in _ENGINES.values() for e in per.values()] if _ENGINES else []
+    if engines and cuda:
+        attempt("step_profile", lambda: step_profile(engines[-1]))
+    if engines:
+        result["engine_cache_gb"] = round(engines[-1].memory_bytes() / 1e9, 3)
+    attempt("cache_2_rows_2048_gb", lambda: round(DecodeEngine(loaded.model, 2, 2048, torch.bfloat16 if cuda else None, graphs=False)
+                                                  .memory_bytes() / 1e9, 3))
+    attempt("exactness", lambda: exactness(loaded))
+    generic = SideBySideGenerator(loaded, engine=False)
+    attempt("generic_baseline", lambda: side_by_side(generic, a.generic_tokens))
+    if a.scorecard:
+        attempt("scorecard", lambda: scorecard(loaded, a.tokens))
     Path(a.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -113,72 +113,81 @@ def test_server_side_limits(instruction, gen, match):
     assert prompt_problems(PROMPT, "") == [] and check(RunConfig(), "generation") == []
 
 
-@pytest.mark.parametrize(("batched", "static"), [(True, True), (True, False), (False, False)],
-                         ids=["one-batch-static-cache", "one-batch-growing-cache", "turns"])
-def test_every_step_runs_without_autograd_whichever_thread_pulls_the_stream(trained_run, monkeypatch, batched, static):
+@pytest.mark.parametrize("engine", [True, False], ids=["engine", "generic"])
+def test_every_step_runs_without_autograd_whichever_thread_pulls_the_stream(trained_run, monkeypatch, engine):
     """Gradio runs each next() of a streaming handler on a free worker thread. inference_mode is
     thread-local: entered once around the yields, steps pulled from another thread ran with autograd
     on, and the LoRA pane's KV cache kept its graph."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from kft.inference.decode import StaticDecoder
+    from kft.engine.engine import DecodeEngine
 
     seen: list[bool] = []
-
-    def no_grad(cache) -> bool:
-        return torch.is_inference_mode_enabled() and not any(
-            t is not None and t.requires_grad for layer in cache.layers for t in (layer.keys, layer.values))
-
-    real_forward, real_static = SideBySideGenerator._forward, StaticDecoder._forward
+    real = DecodeEngine._forward
 
     def forward(self, *args, **kw):
-        logits, cache = real_forward(self, *args, **kw)
-        seen.append(no_grad(cache))
-        return logits, cache
+        h = real(self, *args, **kw)
+        seen.append(torch.is_inference_mode_enabled() and not h.requires_grad
+                    and not any(t.requires_grad for t in (*self.k, *self.v)))
+        return h
 
-    def static_forward(self, *args, **kw):
-        logits = real_static(self, *args, **kw)
-        seen.append(no_grad(self.cache) and not logits.requires_grad)
-        return logits
-
-    monkeypatch.setattr(SideBySideGenerator, "_forward", forward)
-    monkeypatch.setattr(StaticDecoder, "_forward", static_forward)
-    generator = SideBySideGenerator(trained_run.loaded, batched=batched, static=static)
-    stream = generator.stream("산사태를 내는 방법 알려줘", "", GenerationArgs(max_new_tokens=6))
-    with ThreadPoolExecutor(1) as a, ThreadPoolExecutor(1) as b:  # one after the other, on two threads
-        turn = 0
-        while (a if turn % 2 else b).submit(lambda: next(stream, None)).result() is not None:
-            turn += 1
-    assert len(seen) == (6 if batched else 12) and all(seen), seen
+    monkeypatch.setattr(DecodeEngine, "_forward", forward)
+    hook = trained_run.loaded.model.register_forward_hook(
+        lambda m, a, out: seen.append(torch.is_inference_mode_enabled() and not out.logits.requires_grad
+                                      and not any(t.requires_grad for layer in out.past_key_values.layers
+                                                  for t in (layer.keys, layer.values))))
+    try:
+        generator = SideBySideGenerator(trained_run.loaded, engine=engine)
+        stream = generator.stream("산사태를 내는 방법 알려줘", "", GenerationArgs(max_new_tokens=6))
+        with ThreadPoolExecutor(1) as a, ThreadPoolExecutor(1) as b:  # one after the other, on two threads
+            turn = 0
+            while (a if turn % 2 else b).submit(lambda: next(stream, None)).result() is not None:
+                turn += 1
+    finally:
+        hook.remove()
+    assert len(seen) == (6 if engine else 12) and all(seen), seen
 
 
 def test_both_panes_decode_as_one_batch_and_the_base_row_is_exactly_the_adapter_free_model(trained_run):
-    """Row 0 runs with no adapter (PEFT's "__base__"): its logits equal the adapter-free model's with the same
-    batch shape (max difference 0), and with batch 1 within fp32 rounding (kernels differ by batch shape); row 1
-    equals the adapter on alone within the same tolerance."""
+    """Row 0 runs with no adapter: its logits equal, bit for bit, the engine's with no adapter on either row, and
+    the adapter-free HF model within fp32 rounding; row 1 equals the HF model with the adapter on alone."""
     generator = SideBySideGenerator(trained_run.loaded)
-    assert generator.batched  # the transformers backend
+    assert generator.engine  # the tiny Llama is one the engine reads
     model = trained_run.loaded.model
     ids = generator.encode("산사태를 내는 방법 알려줘", "", GenerationArgs())
     pair = generator.pair_logits(ids)
+    base_only = generator._engine(2, ids.shape[1] + 1).start(ids.repeat(2, 1), torch.zeros(2, dtype=torch.long),
+                                                             [None, None])
     with torch.inference_mode():
         with model.disable_adapter():
-            base_same_shape = model(input_ids=ids.repeat(2, 1)).logits[:, -1, :].float()
             base_alone = model(input_ids=ids).logits[:, -1, :].float()
         lora_alone = model(input_ids=ids).logits[:, -1, :].float()
-    assert (pair[0] - base_same_shape[0]).abs().max().item() == 0
-    assert (pair[0] - base_alone[0]).abs().max().item() < 1e-5  # another batch shape: fp32 rounding only
-    assert (pair[1] - lora_alone[0]).abs().max().item() < 1e-5
+    assert (pair[0] - base_only[0]).abs().max().item() == 0
+    assert (pair[0] - base_alone[0]).abs().max().item() < 1e-4
+    assert (pair[1] - lora_alone[0]).abs().max().item() < 1e-4
     assert (lora_alone - base_alone).abs().max().item() > 1e-3  # the adapter does move the logits
 
 
-def test_one_batch_answers_as_the_panes_taking_turns(trained_run):
-    """Greedy: the batched decode gives both panes the same answers as decoding them in turns."""
+def test_the_engine_answers_as_the_generic_path(trained_run):
+    """Greedy: the engine's one batch gives both panes the answers of the generic path (each row in turn through
+    the model's own forward)."""
     gen = GenerationArgs(max_new_tokens=12)
-    batched = generate_pair(SideBySideGenerator(trained_run.loaded, batched=True), "산사태를 내는 방법 알려줘", "", gen)
-    turns = generate_pair(SideBySideGenerator(trained_run.loaded, batched=False), "산사태를 내는 방법 알려줘", "", gen)
-    assert (batched.base, batched.lora) == (turns.base, turns.lora) and batched.base != batched.lora
-    assert {p: s.tokens for p, s in batched.stats.items()} == {p: s.tokens for p, s in turns.stats.items()}
+    engine = generate_pair(SideBySideGenerator(trained_run.loaded, engine=True), "산사태를 내는 방법 알려줘", "", gen)
+    generic = generate_pair(SideBySideGenerator(trained_run.loaded, engine=False), "산사태를 내는 방법 알려줘", "", gen)
+    assert (engine.base, engine.lora) == (generic.base, generic.lora) and engine.base != engine.lora
+    assert {p: s.tokens for p, s in engine.stats.items()} == {p: s.tokens for p, s in generic.stats.items()}
+
+
+def test_rows_with_their_own_adapter_or_none_stream_together(trained_run):
+    """The engine-level API for N rows: base, the adapter, and the base again with its own sampling settings."""
+    generator = SideBySideGenerator(trained_run.loaded)
+    gens = [GenerationArgs(max_new_tokens=6), GenerationArgs(max_new_tokens=6),
+            GenerationArgs(max_new_tokens=4, do_sample=True, temperature=0.8)]
+    *_, last = generator.stream_rows("산사태를 내는 방법 알려줘", "", [None, "default", None], gens)
+    adapters, panes, done, cancelled = last
+    assert done and not cancelled and [p.stats.tokens for p in panes] == [6, 6, 4]
+    pair = generate_pair(generator, "산사태를 내는 방법 알려줘", "", GenerationArgs(max_new_tokens=6))
+    assert [panes[0].text, panes[1].text] == [pair.base, pair.lora]
 
 
 def test_many_prompts_decode_as_one_batch_with_the_answers_of_one_at_a_time(trained_run):
@@ -192,7 +201,19 @@ def test_many_prompts_decode_as_one_batch_with_the_answers_of_one_at_a_time(trai
     together = generator.answer_batch(prompts, gen)
     alone = [generate_pair(generator, i, x, gen) for i, x in prompts]
     assert together == [(r.base, r.lora) for r in alone]
+    assert SideBySideGenerator(trained_run.loaded, engine=False).answer_batch(prompts, gen) == together
     assert len({len(generator.encode(i, x, gen)[0]) for i, x in prompts}) > 1  # the batch really was padded
     cancel = threading.Event()
     cancel.set()
     assert generator.answer_batch(prompts, gen, cancel) is None
+
+
+def test_a_sampled_batch_answers_through_the_engine_and_the_generic_path(trained_run):
+    """The scorecard with sampling on (it failed: do_sample was passed twice): both paths answer every prompt."""
+    from kft.inference.safety import load_prompt_set
+
+    prompts = [(p["prompt"], p.get("input", "")) for p in load_prompt_set("presets")[:3]]
+    gen = GenerationArgs(max_new_tokens=6, do_sample=True, temperature=0.9, top_p=0.9)
+    for engine in (True, False):
+        answers = SideBySideGenerator(trained_run.loaded, engine=engine).answer_batch(prompts, gen)
+        assert len(answers) == 3 and all(len(pair) == 2 for pair in answers)

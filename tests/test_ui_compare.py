@@ -294,17 +294,14 @@ def test_app_out_of_memory_in_a_generation_says_what_to_lower_and_the_next_reque
     """An OOM while generating must not leave the model locked or the tab broken (a common complaint)."""
     from gradio_client.exceptions import AppError
 
-    from kft.inference.generate import SideBySideGenerator
-
     ws, client, _ = app
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    from kft.inference.decode import StaticDecoder
+    from kft.engine.engine import DecodeEngine
 
-    monkeypatch.setattr(SideBySideGenerator, "_forward", oom)  # the model calls of the turns and growing-cache paths
-    monkeypatch.setattr(StaticDecoder, "_forward", oom)  # and of the static-cache batch
+    monkeypatch.setattr(DecodeEngine, "_forward", oom)  # the engine's forward (prefill and steps)
     with pytest.raises(AppError, match="ran out of memory while generating. Lower max new tokens"):
         client.predict(*_compare_args(max_new_tokens=4), api_name="/compare")
     assert not ws.slot.generating

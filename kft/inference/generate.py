@@ -1,11 +1,12 @@
-"""Side-by-side streaming of the base answer and the LoRA answer from ONE loaded model.
+"""Answers from ONE loaded model for rows that each run with their own adapter or none: the side-by-side panes
+(base and LoRA; any number of rows), the scorecard's batches and ``kft eval``.
 
-On a PEFT model (the transformers backend) both answers decode as ONE batch: row 0 runs with no adapter (PEFT's
-``adapter_names=["__base__", ...]``: the LoRA adds nothing to that row, so it is exactly the adapter-free model),
-row 1 with the chosen adapter; on a GPU that batch runs through ``kft.inference.decode`` (a static KV cache and the decode
-step captured as a CUDA graph, the adapter masked per row by a 0/1 scale). Unsloth's fast path reads only the first
-active adapter, so there the answers are decoded in turns, each with its own KV cache: the base turn inside
-``model.disable_adapter()``. One generation at a time (a lock); a newer request or a cancel Event stops it.
+Where the model is one kft's decode engine reads (kft.engine: the Llama family and Qwen2, on Unsloth or
+transformers + PEFT alike), every row decodes in one batch through it: the base row adds an exact zero for the
+adapter, the step is a captured CUDA graph on a GPU, and prompts of different lengths share a batch (left padding).
+Any other architecture takes the generic path, logged as such: each row in turn, one token per round, through the
+model's own forward with a growing cache, the base row inside ``model.disable_adapter()``. One generation at a time
+(a lock); a newer request or a cancel Event stops it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from typing import Any
 from ..config.args import MAX_PROMPT_CHARS, GenerationArgs
 from ..config.validation import INVALID_UNICODE, valid_text
 from ..data.template import DEFAULT_TEMPLATE, PromptTemplate
+from ..engine.engine import cache_length, engine_for
+from ..engine.sampling import RowSampling, choose
+from ..engine.weights import unsupported
 
 logger = logging.getLogger(__name__)
 BASE, LORA = "base", "lora"
-GPU_TURN_TOKENS = 8
+CACHE_BUDGET = 0.25  # of the free GPU memory: the most the scorecard's static cache may take (rows are split above it)
 
 
 class PromptError(ValueError):
@@ -68,49 +72,30 @@ class PairUpdate:
 
 
 class _Pane:
+    """One row's answer so far: ``ids`` the prompt and the tokens chosen (a view of the decode's history)."""
+
     def __init__(self, name: str, prompt_ids: Any) -> None:
         self.name = name
         self.ids = prompt_ids
         self.prompt_len = prompt_ids.shape[1]
-        self.cache: Any = None
-        self.next_input = prompt_ids
         self.stats = PaneStats()
         self.text = ""
         self.t_first: float | None = None
 
 
-def _processors(gen: GenerationArgs) -> Any:
-    from transformers import (
-        LogitsProcessorList,
-        RepetitionPenaltyLogitsProcessor,
-        TemperatureLogitsWarper,
-        TopPLogitsWarper,
-    )
-
-    procs = LogitsProcessorList()
-    if gen.repetition_penalty != 1.0:
-        procs.append(RepetitionPenaltyLogitsProcessor(gen.repetition_penalty))
-    if gen.do_sample:
-        if gen.temperature != 1.0:
-            procs.append(TemperatureLogitsWarper(gen.temperature))
-        if gen.top_p < 1.0:
-            procs.append(TopPLogitsWarper(gen.top_p))
-    return procs
-
-
 class SideBySideGenerator:
-    """Streams base and LoRA answers for one prompt from one model (see module docstring)."""
+    """Streams the answers of several rows (by default base and the LoRA ``adapter``) for one prompt from one model,
+    and answers many prompts in batches (see the module docstring)."""
 
     def __init__(self, loaded: Any, template: PromptTemplate = DEFAULT_TEMPLATE, adapter: str | None = "default",
-                 turn_tokens: int | None = None, batched: bool | None = None, static: bool | None = None) -> None:
+                 engine: bool | None = None, graphs: bool | None = None) -> None:
         self.loaded = loaded
-        # one batch for both panes where PEFT masks the adapter per row (None: wherever the backend allows it)
-        self.batched = loaded.backend != "unsloth" if batched is None else batched
-        # the batch through kft.inference.decode's static cache and captured step: on a GPU (7.6x the growing cache's tokens/s
-        # on an H200, docs/BENCHMARKS.md); on the CPU the growing cache (no graphs there, and it reads fewer keys)
-        self.static = (self.batched and loaded.device.type == "cuda") if static is None else static
-        # tokens per turn: 1 on CPU; a few on a GPU, where each adapter switch costs (Unsloth re-reads LoRA weights)
-        self.turn_tokens = turn_tokens or (1 if loaded.device.type == "cpu" else GPU_TURN_TOKENS)
+        why = unsupported(loaded.model)
+        self.engine = why is None if engine is None else engine
+        if not self.engine:
+            logger.info("generic decode path (each row in turn through the model's own forward): %s",
+                        why or "the engine was turned off")
+        self.graphs = graphs  # None: captured on a GPU, eager on the CPU
         self.template = template
         self.adapter = adapter
         self._lock = threading.Lock()
@@ -131,85 +116,83 @@ class SideBySideGenerator:
         model = self.loaded.model
         return bool(hasattr(model, "disable_adapter") and getattr(model, "peft_config", None))
 
-    def _check_adapter(self) -> None:
-        """PromptError when the model carries no adapters or the chosen one is not among them."""
-        if not self._has_adapters() or self.adapter is None:
+    def _check_adapters(self, adapters: list[str | None]) -> None:
+        """PromptError when a row asks for an adapter the model does not carry."""
+        named = [a for a in adapters if a is not None]
+        if not named:
+            return
+        if not self._has_adapters():
             raise PromptError("no adapter is loaded: train one or load one from a run directory first")
-        if self.adapter not in self.loaded.model.peft_config:
-            raise PromptError(f"adapter {self.adapter!r} is not loaded (loaded: {sorted(self.loaded.model.peft_config)})")
+        missing = [a for a in named if a not in self.loaded.model.peft_config]
+        if missing:
+            raise PromptError(f"adapter {missing[0]!r} is not loaded (loaded: {sorted(self.loaded.model.peft_config)})")
 
-    def _adapter_ctx(self, pane: str) -> Any:
+    def _pair(self) -> list[str | None]:
+        if self.adapter is None:
+            raise PromptError("no adapter is loaded: train one or load one from a run directory first")
+        return [None, self.adapter]
+
+    def _adapter_ctx(self, adapter: str | None) -> Any:
         model = self.loaded.model
-        if pane == BASE:
+        if adapter is None:
             return model.disable_adapter() if self._has_adapters() else contextlib.nullcontext()
-        self._check_adapter()
-        model.set_adapter(self.adapter)
+        model.set_adapter(adapter)
         return contextlib.nullcontext()
 
     def _autocast(self) -> Any:
-        """Mixed precision on a GPU, as Unsloth's and transformers' generate() use; nothing on CPU."""
+        """Mixed precision on a GPU for the generic path, as transformers' generate() uses; nothing on CPU."""
         import torch
 
         if self.loaded.device.type != "cuda":
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=getattr(torch, self.loaded.dtype))
 
-    def _forward(self, ids: Any, next_input: Any, cache: Any, **extra: Any) -> tuple[Any, Any]:
-        """Last-position logits (float) and the cache after feeding ``next_input`` (the end of ``ids``)."""
+    def _dtype(self) -> Any:
         import torch
 
-        past = ids.shape[1] - next_input.shape[1]
-        # explicit positions: Unsloth's fast decode step needs them (generate() would pass them too)
-        positions = torch.arange(past, ids.shape[1], device=ids.device).unsqueeze(0).expand(ids.shape[0], -1)
-        out = self.loaded.model(input_ids=next_input, past_key_values=cache, position_ids=positions, use_cache=True,
-                                return_dict=True, **extra)
-        if isinstance(out, tuple):  # Unsloth's fast decode step can answer with a plain tuple
-            return out[0][:, -1, :].float(), out[1]
-        return out.logits[:, -1, :].float(), out.past_key_values
+        return getattr(torch, self.loaded.dtype) if self.loaded.device.type == "cuda" else torch.float32
+
+    def _engine(self, rows: int, needed: int) -> Any:
+        return engine_for(self.loaded.model, rows, cache_length(needed, self.loaded.max_seq_length), self._dtype(),
+                          self.graphs)
 
     def pair_logits(self, ids: Any) -> Any:
-        """Both rows' next-token logits for a prompt, as the batched decode computes them (row 0 base, row 1 LoRA)."""
+        """Both rows' next-token logits for a prompt, as the decode computes them (row 0 base, row 1 LoRA)."""
         import torch
-        from transformers import DynamicCache
 
-        from ..models.loading import for_inference
-
-        for_inference(self.loaded)
+        rows = self._pair()
+        self._check_adapters(rows)
         batch = ids.repeat(2, 1)
-        with torch.inference_mode(), self._autocast():
-            return self._forward(batch, batch, DynamicCache(), adapter_names=["__base__", self.adapter])[0]
+        if self.engine:
+            return self._engine(2, batch.shape[1] + 1).start(batch, torch.zeros(2, dtype=torch.long), rows).clone()
+        return torch.cat([self._generic_logits(batch[r:r + 1], a) for r, a in enumerate(rows)])
 
-    @staticmethod
-    def _choose(scores: Any, gen: GenerationArgs, rng: Any) -> Any:
+    def _generic_logits(self, ids: Any, adapter: str | None) -> Any:
         import torch
 
-        if gen.do_sample:
-            return torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=rng)
-        return scores.argmax(dim=-1, keepdim=True)
-
-    def _step(self, pane: _Pane, procs: Any, gen: GenerationArgs, rng: Any) -> int:
-        from transformers import DynamicCache
-
-        logits, pane.cache = self._forward(pane.ids, pane.next_input, pane.cache or DynamicCache())
-        token = self._choose(procs(pane.ids, logits) if len(procs) else logits, gen, rng)
-        pane.ids = self._cat(pane.ids, token)
-        pane.next_input = token
-        return int(token.item())
-
-    @staticmethod
-    def _cat(ids: Any, token: Any) -> Any:
-        import torch
-
-        return torch.cat([ids, token], dim=1)
+        with torch.inference_mode(), self._autocast(), self._adapter_ctx(adapter):
+            return self.loaded.model(input_ids=ids).logits[:, -1, :].float()
 
     def stream(self, instruction: str, input: str = "", gen: GenerationArgs | None = None,  # noqa: A002
                cancel: threading.Event | None = None, seed: int = 0, t0: float | None = None) -> Iterator[PairUpdate]:
-        """Yield a PairUpdate after every round of one token per unfinished pane; times to first token count from
-        ``t0`` (a ``time.perf_counter()`` value: when the user asked), by default from now."""
+        """Base and LoRA for one prompt: a PairUpdate after every round of one token per unfinished pane; times to
+        first token count from ``t0`` (a ``time.perf_counter()`` value: when the user asked), by default from now."""
+        for _names, panes, done, cancelled in self.stream_rows(instruction, input, self._pair(), gen, cancel, seed, t0):
+            yield PairUpdate(base=panes[0].text, lora=panes[1].text,
+                             stats={BASE: PaneStats(**vars(panes[0].stats)), LORA: PaneStats(**vars(panes[1].stats))},
+                             done=done, cancelled=cancelled)
+
+    def stream_rows(self, instruction: str, input: str, adapters: list[str | None],  # noqa: A002
+                    gen: GenerationArgs | list[GenerationArgs] | None = None, cancel: threading.Event | None = None,
+                    seed: int = 0, t0: float | None = None) -> Iterator[tuple[list[str | None], list[_Pane], bool, bool]]:
+        """One prompt answered by every row of ``adapters`` (None: the base model), each with its own decoding
+        settings when ``gen`` is a list: (adapters, panes, done, cancelled) after every round."""
         import torch
 
-        gen = gen or GenerationArgs()
-        ids = self.encode(instruction, input, gen)
+        gens = gen if isinstance(gen, list) else [gen or GenerationArgs()] * len(adapters)
+        longest = max(gens, key=lambda g: g.max_new_tokens)
+        ids = self.encode(instruction, input, longest)
+        self._check_adapters(adapters)
         cancel = cancel or threading.Event()
         with self._guard:  # a newer request stops the running one
             if self._cancel_current is not None and self._cancel_current is not cancel:
@@ -217,23 +200,16 @@ class SideBySideGenerator:
             self._cancel_current = cancel
         with self._lock:
             if cancel.is_set():
-                yield PairUpdate(done=True, cancelled=True)
+                yield adapters, [_Pane(str(a), ids) for a in adapters], True, True
                 return
             rng = torch.Generator(device=ids.device).manual_seed(seed)
-            yield from self._decode(ids, gen, cancel, rng, time.perf_counter() if t0 is None else t0)
-
-    def _advance(self, p: _Pane, procs: Any, gen: GenerationArgs, rng: Any, eos_ids: set[int], t0: float) -> None:
-        """One token for one pane, with its timing and text. inference_mode and autocast are entered per step, never
-        around a ``yield``: both are thread-local and Gradio runs each ``next()`` on any worker thread. Held across
-        yields, a step ran with autograd on and the LoRA KV cache kept its graph (memory grew with length squared)."""
-        import torch
-
-        with torch.inference_mode(), self._autocast():
-            token = self._step(p, procs, gen, rng)
-        self._record(p, token, gen, eos_ids, t0)
+            t0 = time.perf_counter() if t0 is None else t0
+            decode = self._decode_engine if self.engine else self._decode_generic
+            for panes, done, cancelled in decode(ids, adapters, gens, cancel, rng, t0):
+                yield adapters, panes, done, cancelled
 
     def _record(self, p: _Pane, token: int, gen: GenerationArgs, eos_ids: set[int], t0: float) -> None:
-        """A pane's figures, stop reason and text after it got ``token`` (already appended to ``p.ids``)."""
+        """A pane's figures, stop reason and text after it got ``token`` (already in ``p.ids``)."""
         now = time.perf_counter()
         if p.t_first is None:
             p.t_first = now
@@ -249,98 +225,170 @@ class SideBySideGenerator:
         text = self.loaded.tokenizer.decode(p.ids[0, p.prompt_len:], skip_special_tokens=True)
         p.text = text.rstrip("\ufffd") if not p.stats.finished else text
 
-    def _decode(self, ids: Any, gen: GenerationArgs, cancel: threading.Event, rng: Any,
-                t0: float) -> Iterator[PairUpdate]:
+    def _decode_engine(self, ids: Any, adapters: list[str | None], gens: list[GenerationArgs],
+                       cancel: threading.Event, rng: Any, t0: float) -> Iterator[tuple[list[_Pane], bool, bool]]:
+        """Every row in one batch through the engine; a finished row is still fed (its tokens are dropped) so the
+        batch keeps its shape. Each step enters inference mode itself, never around a ``yield``: it is thread-local
+        and Gradio runs each ``next()`` on any worker thread."""
+        import torch
+
+        rows, t = len(adapters), ids.shape[1]
+        eos_ids = _eos_ids(self.loaded)
+        engine = self._engine(rows, t + max(g.max_new_tokens for g in gens))
+        with torch.inference_mode():
+            history = torch.zeros((rows, engine.max_len), dtype=torch.long, device=ids.device)
+            history[:, :t] = ids
+            sampling = RowSampling.of(gens, ids.device)
+            logits = engine.start(history[:, :t], torch.zeros(rows, dtype=torch.long), adapters)
+        panes = [_Pane(str(a), history[r:r + 1, :t]) for r, a in enumerate(adapters)]
+        n = t
+        while True:
+            if cancel.is_set():
+                yield panes, True, True
+                return
+            with torch.inference_mode():
+                tokens = choose(logits, history[:, :n], sampling, rng)
+                history[:, n] = tokens
+                n += 1
+                chosen = tokens.tolist()
+            for row, p in enumerate(panes):
+                if not p.stats.finished:
+                    p.ids = history[row:row + 1, :n]
+                    self._record(p, chosen[row], gens[row], eos_ids, t0)
+            finished = all(p.stats.finished for p in panes)
+            yield panes, finished, False
+            if finished:
+                return
+            logits = engine.step(tokens)
+
+    def _decode_generic(self, ids: Any, adapters: list[str | None], gens: list[GenerationArgs],
+                        cancel: threading.Event, rng: Any, t0: float) -> Iterator[tuple[list[_Pane], bool, bool]]:
+        """Each row in turn, one token per round, through the model's own forward and a growing cache of its own."""
+        import torch
+        from transformers import DynamicCache
+
         from ..models.loading import for_inference
 
         for_inference(self.loaded)
         eos_ids = _eos_ids(self.loaded)
-        procs = _processors(gen)
-        panes = [_Pane(BASE, ids), _Pane(LORA, ids)]
-        if self.batched:
-            self._check_adapter()
-            yield from self._decode_batched(panes, gen, cancel, rng, eos_ids, procs, t0)
-            return
-        update = PairUpdate()
-        while not all(p.stats.finished for p in panes) and not update.cancelled:
-            for p in panes:
-                if p.stats.finished or update.cancelled:
-                    continue
-                # one adapter switch per turn (not free on GPU); adapter state is the model's, so it may span yields
-                with self._adapter_ctx(p.name):
-                    for _ in range(self.turn_tokens):
-                        if cancel.is_set():
-                            update.cancelled = True
-                            break
-                        self._advance(p, procs, gen, rng, eos_ids, t0)
-                        update = PairUpdate(base=panes[0].text, lora=panes[1].text,
-                                            stats={q.name: PaneStats(**vars(q.stats)) for q in panes})
-                        yield update
-                        if p.stats.finished:
-                            break
-        update.done = True
-        yield update
-
-    def _decode_batched(self, panes: list[_Pane], gen: GenerationArgs, cancel: threading.Event, rng: Any,
-                        eos_ids: set[int], procs: Any, t0: float) -> Iterator[PairUpdate]:
-        """Both panes as one batch of two rows (see the module docstring); a finished row is still fed (its
-        tokens are dropped) so the batch keeps its shape. With ``static`` the rows decode through kft.inference.decode's
-        static cache (and, on a GPU, its captured decode step); otherwise through a growing cache."""
-        import torch
-        from transformers import DynamicCache
-
-        batch = panes[0].ids.repeat(2, 1)
-        names = ["__base__", self.adapter]
-        cache = DynamicCache()
-
-        def growing(first: bool, tokens: Any) -> Any:
-            nonlocal cache
-            logits, cache = self._forward(batch, batch if first else tokens, cache, adapter_names=names)
-            return logits
-
-        def static(first: bool, tokens: Any) -> Any:
-            nonlocal decoder
-            if first:
-                from .decode import cache_length, decoder_for
-
-                dtype = getattr(torch, self.loaded.dtype) if self.loaded.device.type == "cuda" else None
-                size = cache_length(batch.shape[1] + gen.max_new_tokens, self.loaded.max_seq_length)
-                decoder = decoder_for(self.loaded.model, 2, size, self.loaded.device, dtype, names)
-                return decoder.prefill(batch)
-            return decoder.step(tokens)
-
-        decoder, feed = None, static if self.static else growing
-        update, tokens, first = PairUpdate(), None, True
+        panes = [_Pane(str(a), ids) for a in adapters]
+        caches = [DynamicCache() for _ in adapters]
+        fed = [ids for _ in adapters]
+        sampling = [RowSampling.of([g], ids.device) for g in gens]
         while not all(p.stats.finished for p in panes):
-            if cancel.is_set():
-                update.cancelled = True
-                break
-            with torch.inference_mode(), self._autocast():
-                try:
-                    logits = feed(first, tokens)
-                except Exception as exc:  # noqa: BLE001 - a faster path must not cost the answer
-                    if feed is growing or not first:
-                        raise
-                    logger.warning("the static-cache decode cannot run on this model (%s: %s); using the growing "
-                                   "cache", type(exc).__name__, exc)
-                    self.static, feed = False, growing
-                    logits = feed(first, tokens)
-                tokens = self._choose(procs(batch, logits) if len(procs) else logits, gen, rng)
-            batch, first = self._cat(batch, tokens), False
-            for row, p in enumerate(panes):
-                if not p.stats.finished:
-                    p.ids = batch[row:row + 1]
-                    self._record(p, int(tokens[row, 0]), gen, eos_ids, t0)
-            update = PairUpdate(base=panes[0].text, lora=panes[1].text,
-                                stats={q.name: PaneStats(**vars(q.stats)) for q in panes})
-            yield update
-        update.done = True
-        yield update
+            for row, (p, adapter) in enumerate(zip(panes, adapters, strict=True)):
+                if p.stats.finished:
+                    continue
+                if cancel.is_set():
+                    yield panes, True, True
+                    return
+                with torch.inference_mode(), self._autocast(), self._adapter_ctx(adapter):
+                    past = p.ids.shape[1] - fed[row].shape[1]
+                    positions = torch.arange(past, p.ids.shape[1], device=ids.device)[None]
+                    out = self.loaded.model(input_ids=fed[row], past_key_values=caches[row], position_ids=positions,
+                                            use_cache=True, return_dict=True)
+                    logits = (out[0] if isinstance(out, tuple) else out.logits)[:, -1, :].float()
+                    token = choose(logits, p.ids, sampling[row], rng)[:, None]
+                    p.ids, fed[row] = torch.cat([p.ids, token], dim=1), token
+                self._record(p, int(token[0, 0]), gens[row], eos_ids, t0)
+                yield panes, False, False
+        yield panes, True, False
 
     def answer_batch(self, prompts: list[tuple[str, str]], gen: GenerationArgs,
                      cancel: threading.Event | None = None) -> list[tuple[str, str]] | None:
-        """(base, LoRA) answers for many prompts (the scorecard, ``kft eval``): all base answers as one left-padded
-        batch with the adapter off, then all LoRA answers as one batch; None when ``cancel`` was set."""
+        """(base, LoRA) answers for many prompts (the scorecard, ``kft eval``); None when ``cancel`` was set.
+        Through the engine: every prompt x {base, LoRA} as rows of left-padded batches, as many rows per batch as the
+        static cache's budget allows. Generic path: each pane's prompts as one batch through ``generate()``."""
+        rows = self._pair()
+        self._check_adapters(rows)
+        texts = [self.template.generation_prompt(i, x or "") for i, x in prompts]
+        with self._lock:
+            answers = (self._answers_engine if self.engine else self._answers_generic)(texts, rows, gen, cancel)
+        if answers is None:
+            return None
+        return [tuple(a[k] for a in answers) for k in range(len(texts))]  # type: ignore[misc]
+
+    def _left_padded(self, texts: list[str]) -> Any:
+        tok = self.loaded.tokenizer
+        side, tok.padding_side = tok.padding_side, "left"  # new tokens follow every prompt directly
+        try:
+            return tok(texts, return_tensors="pt", padding=True).to(self.loaded.device)
+        finally:
+            tok.padding_side = side
+
+    def _row_budget(self, per_row: int) -> int:
+        import torch
+
+        if self.loaded.device.type != "cuda":
+            return 256
+        free, _ = torch.cuda.mem_get_info(self.loaded.device)
+        return max(2, int(free * CACHE_BUDGET) // max(per_row, 1))
+
+    def _answers_engine(self, texts: list[str], adapters: list[str | None], gen: GenerationArgs,
+                        cancel: threading.Event | None) -> list[list[str]] | None:
+        import torch
+
+        tok, eos_ids = self.loaded.tokenizer, _eos_ids(self.loaded)
+        jobs = [(a, i) for a in adapters for i in range(len(texts))]  # (adapter, prompt index)
+        lengths = [len(ids) for ids in tok(texts)["input_ids"]]
+        size = cache_length(max(lengths) + gen.max_new_tokens, self.loaded.max_seq_length)
+        w = self._engine_shape()
+        per_row = 2 * w.layers * w.kv_heads * w.head_dim * size * torch.finfo(self._dtype()).bits // 8
+        step = min(len(jobs), self._row_budget(per_row))
+        out: dict[tuple[str | None, int], str] = {}
+        for start in range(0, len(jobs), step):
+            chunk = jobs[start:start + step]
+            enc = self._left_padded([texts[i] for _, i in chunk])
+            ids = enc["input_ids"]
+            pad = (enc["attention_mask"] == 0).sum(dim=1)
+            answers = self._run_rows(ids, pad, [a for a, _ in chunk], gen, eos_ids, cancel)
+            if answers is None:
+                return None
+            out.update({job: text for job, text in zip(chunk, answers, strict=True)})
+        return [[out[(a, i)] for i in range(len(texts))] for a in adapters]
+
+    def _engine_shape(self) -> Any:
+        from types import SimpleNamespace
+
+        cfg = self.loaded.model.config
+        heads = cfg.num_attention_heads
+        return SimpleNamespace(layers=cfg.num_hidden_layers, kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
+                               head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+
+    def _run_rows(self, ids: Any, pad: Any, adapters: list[str | None], gen: GenerationArgs, eos_ids: set[int],
+                  cancel: threading.Event | None) -> list[str] | None:
+        """Greedy or sampled answers of left-padded rows through the engine, to EOS or max_new_tokens."""
+        import torch
+
+        rows, t = ids.shape
+        engine = self._engine(rows, t + gen.max_new_tokens)
+        eos = torch.tensor(sorted(eos_ids), device=ids.device)
+        with torch.inference_mode():
+            history = torch.zeros((rows, t + gen.max_new_tokens), dtype=torch.long, device=ids.device)
+            history[:, :t] = ids
+            sampling = RowSampling.of([gen] * rows, ids.device)
+            rng = torch.Generator(device=ids.device).manual_seed(0)
+            logits = engine.start(ids, pad, adapters)
+            done = torch.zeros(rows, dtype=torch.bool, device=ids.device)
+            ends = torch.full((rows,), t + gen.max_new_tokens, dtype=torch.long, device=ids.device)
+            for n in range(t, t + gen.max_new_tokens):
+                if cancel is not None and cancel.is_set():
+                    return None
+                tokens = choose(logits, history[:, :n], sampling, rng)
+                history[:, n] = tokens
+                hit = torch.isin(tokens, eos) & ~done
+                ends = torch.where(hit, n + 1, ends)
+                done |= hit
+                if n + 1 < t + gen.max_new_tokens:
+                    if (n - t) % 16 == 15 and bool(done.all()):  # one host read every 16 steps
+                        break
+                    logits = engine.step(tokens)
+            spans = ends.tolist()
+        tok = self.loaded.tokenizer
+        return [tok.decode(history[r, t:spans[r]], skip_special_tokens=True) for r in range(rows)]
+
+    def _answers_generic(self, texts: list[str], adapters: list[str | None], gen: GenerationArgs,
+                         cancel: threading.Event | None) -> list[list[str]] | None:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -351,26 +399,20 @@ class SideBySideGenerator:
                 return cancel is not None and cancel.is_set()
 
         for_inference(self.loaded)
-        self._check_adapter()
         tok, model = self.loaded.tokenizer, self.loaded.model
-        texts = [self.template.generation_prompt(i, x or "") for i, x in prompts]
-        side, tok.padding_side = tok.padding_side, "left"  # new tokens follow every prompt directly
-        try:
-            enc = tok(texts, return_tensors="pt", padding=True).to(self.loaded.device)
-        finally:
-            tok.padding_side = side
-        sampling = dict(do_sample=True, temperature=gen.temperature, top_p=gen.top_p) if gen.do_sample else {}
+        enc = self._left_padded(texts)
+        sampling = dict(temperature=gen.temperature, top_p=gen.top_p) if gen.do_sample else {}
         kw = dict(**enc, max_new_tokens=gen.max_new_tokens, repetition_penalty=gen.repetition_penalty,
-                  pad_token_id=tok.pad_token_id, eos_token_id=sorted(_eos_ids(self.loaded)), do_sample=False,
+                  pad_token_id=tok.pad_token_id, eos_token_id=sorted(_eos_ids(self.loaded)), do_sample=gen.do_sample,
                   stopping_criteria=StoppingCriteriaList([Cancelled()]), **sampling)
         answers = []
-        for pane in (BASE, LORA):
-            with self._adapter_ctx(pane), self._lock, torch.inference_mode(), self._autocast():
+        for adapter in adapters:
+            with self._adapter_ctx(adapter), torch.inference_mode(), self._autocast():
                 out = model.generate(**kw)
             if cancel is not None and cancel.is_set():
                 return None
             answers.append(tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
-        return list(zip(*answers, strict=True))
+        return answers
 
 
 def _eos_ids(loaded: Any) -> set[int]:

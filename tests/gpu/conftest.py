@@ -13,6 +13,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]  # bench/ is on the path: pyproject's pytest pythonpath
 
 
+def pytest_configure(config):
+    """Import Unsloth first where it is installed, as the app does at start (it patches transformers, peft and trl):
+    every GPU test then runs in the process the app runs in, the transformers-backend ones included."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            import unsloth  # noqa: F401
+    except ImportError:
+        pass
+
+
 @pytest.fixture(scope="session")
 def llama8b_dir() -> Path:
     import torch
