@@ -147,7 +147,7 @@ class DecodeEngine:
 
         bias = self._bias[id(p)]
         if p.quantized:
-            return self._bnb.matmul_4bit(x, p.weight, bias=bias, quant_state=p.weight.quant_state)
+            return self._bnb.matmul_4bit(x, p.weight, bias=bias, quant_state=p.quant_state)
         w = p.weight
         y = F.linear(x if x.dtype == w.dtype else x.to(w.dtype), w, bias)
         return y if y.dtype == self.dtype else y.to(self.dtype)

@@ -28,11 +28,12 @@ class Projection:
     bias: Any | None
     out_features: int
     in_features: int
+    quant_state: Any | None = None  # bitsandbytes' QuantState of a 4-bit weight
     lora: dict[str, tuple[Any, Any, float]] = field(default_factory=dict)  # adapter -> (A (r, in), B (out, r), scaling)
 
     @property
     def quantized(self) -> bool:
-        return getattr(self.weight, "quant_state", None) is not None
+        return self.quant_state is not None
 
 
 @dataclass
@@ -89,6 +90,10 @@ def unsupported(model: Any) -> str | None:
     if decoder is None or not hasattr(decoder, "layers") or not hasattr(decoder, "embed_tokens"):
         return "no decoder layers found"
     for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if (weight is not None and not weight.is_floating_point() and getattr(weight, "quant_state", None) is None
+                and getattr(module, "quant_state", None) is None):
+            return f"a quantized weight of a kind the engine does not read ({type(module).__name__})"
         if getattr(module, "merged_adapters", None):
             return "merged LoRA weights"
         if any(getattr(module, "use_dora", {}).values()) or any((getattr(module, "lora_bias", {}) or {}).values()):
@@ -125,7 +130,9 @@ def _projection(module: Any) -> Projection:
     weight = base.weight
     out_f = getattr(base, "out_features", None) or weight.shape[0]
     in_f = getattr(base, "in_features", None) or weight.shape[1]
-    proj = Projection(weight, getattr(base, "bias", None), int(out_f), int(in_f))
+    # bitsandbytes keeps the quant state on the weight, or on the module for some loading paths
+    quant = getattr(weight, "quant_state", None) or getattr(base, "quant_state", None)
+    proj = Projection(weight, getattr(base, "bias", None), int(out_f), int(in_f), quant)
     lora_a, lora_b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
     if lora_a is not None and lora_b is not None:
         for name in lora_a:
