@@ -175,7 +175,8 @@ def main() -> None:
     attempt("engine", lambda: side_by_side(engine_gen, a.tokens))
     if cuda and "error" not in result["engine"]:
         result["engine"]["peak_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
-    engines = [e for per in _ENGINES.values() for e in per.values()] if _ENGINES else []
+    cache = engine_module._ENGINES
+    engines = [e for per in cache.values() for e in per.values() if e.rows == 2] if cache else []
     if engines and cuda:
         attempt("step_profile", lambda: step_profile(engines[-1]))
     if engines:

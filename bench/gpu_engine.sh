@@ -3,7 +3,7 @@
 # with Unsloth imported first, or (stage "bench") bench_generate.py on both backends and, as the same-run baseline,
 # the comparison's paths before the engine (kft at 17b9b19, carried as .baseline/). A short table last; raw files
 # under $OUT.
-#   carry [".devsite", ".baseline"]; command: bash bench/gpu_engine.sh tests|bench
+#   carry [".devsite", ".baseline"]; command: bash bench/gpu_engine.sh tests|bench|engine (bench without the baseline)
 set -u
 stage=${1:-tests}
 export PYTHONPATH=$PWD/.devsite:$PWD:$PWD/bench HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -12,7 +12,7 @@ CK=$PWD/.ckpt/llama31-8b-random
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/card.txt" 2>&1
 [ -f "$CK/config.json" ] || timeout 150 python bench/checkpoint.py "$CK" > "$OUT/checkpoint_$stage.log" 2>&1
 if [ "$stage" = tests ]; then
-  KFT_GPU_MODEL=$CK timeout 520 python -m pytest -m gpu tests/gpu -v -s -p no:cacheprovider --timeout 500 \
+  KFT_GPU_MODEL=$CK timeout ${TESTS_TIMEOUT:-520} python -m pytest -m gpu tests/gpu -v -s -p no:cacheprovider --timeout 500 \
     > "$OUT/gpu_tests.log" 2>&1
   echo "gpu tests rc=$?"; grep -E "PASSED|FAILED|ERROR|passed|failed|replay vs eager|skipped" "$OUT/gpu_tests.log" | tail -25
 else
@@ -21,10 +21,10 @@ else
     --scorecard --out "$OUT/gen_transformers.json"
   run gen_unsloth 170 python bench/bench_generate.py --model "$CK" --backend unsloth --tokens 256 \
     --out "$OUT/gen_unsloth.json"
-  (cd .baseline && PYTHONPATH=$PWD/../.devsite:$PWD:$PWD/bench run baseline_transformers 110 python \
+  [ "$stage" = bench ] && (cd .baseline && PYTHONPATH=$PWD/../.devsite:$PWD:$PWD/bench run baseline_transformers 110 python \
     bench/bench_generate.py --model "$CK" --backend transformers --tokens 256 --runs batched \
     --out "$OUT/baseline_transformers.json")
-  (cd .baseline && PYTHONPATH=$PWD/../.devsite:$PWD:$PWD/bench run baseline_unsloth 130 python \
+  [ "$stage" = bench ] && (cd .baseline && PYTHONPATH=$PWD/../.devsite:$PWD:$PWD/bench run baseline_unsloth 130 python \
     bench/bench_generate.py --model "$CK" --backend unsloth --tokens 256 --runs turn8 \
     --out "$OUT/baseline_unsloth.json")
   python - "$OUT" <<'PY'
@@ -49,5 +49,7 @@ for b in ("transformers", "unsloth"):
 bt, bu = load("baseline_transformers"), load("baseline_unsloth")
 print("baseline transformers static", bt.get("side_by_side_batched", {}).get("base"), bt.get("side_by_side_batched", {}).get("static"))
 print("baseline unsloth turn8", bu.get("side_by_side_turn8", {}).get("base"))
+for b in ("transformers", "unsloth"):
+    print(b, "exactness", load(f"gen_{b}").get("exactness"))
 PY
 fi

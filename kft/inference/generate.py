@@ -241,16 +241,21 @@ class SideBySideGenerator:
             sampling = RowSampling.of(gens, ids.device)
             logits = engine.start(history[:, :t], torch.zeros(rows, dtype=torch.long), adapters)
         panes = [_Pane(str(a), history[r:r + 1, :t]) for r, a in enumerate(adapters)]
-        n = t
+        n, host, longest = t, _HostCopy(rows, ids.device), max(g.max_new_tokens for g in gens)
+        with torch.inference_mode():
+            tokens = choose(logits, history[:, :n], sampling, rng)
         while True:
             if cancel.is_set():
                 yield panes, True, True
                 return
             with torch.inference_mode():
-                tokens = choose(logits, history[:, :n], sampling, rng)
                 history[:, n] = tokens
                 n += 1
-                chosen = tokens.tolist()
+                host.start(tokens)
+                # the next step goes to the GPU before this one's text is made: the host work of a round (the
+                # tokens' copy, decoding text, the yield) overlaps the step; past the last token it is dropped
+                logits = engine.step(tokens) if n - t < longest else None
+                chosen = host.values()
             for row, p in enumerate(panes):
                 if not p.stats.finished:
                     p.ids = history[row:row + 1, :n]
@@ -259,7 +264,8 @@ class SideBySideGenerator:
             yield panes, finished, False
             if finished:
                 return
-            logits = engine.step(tokens)
+            with torch.inference_mode():
+                tokens = choose(logits, history[:, :n], sampling, rng)
 
     def _decode_generic(self, ids: Any, adapters: list[str | None], gens: list[GenerationArgs],
                         cancel: threading.Event, rng: Any, t0: float) -> Iterator[tuple[list[_Pane], bool, bool]]:
@@ -413,6 +419,31 @@ class SideBySideGenerator:
                 return None
             answers.append(tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
         return answers
+
+
+class _HostCopy:
+    """The chosen tokens copied to the host without waiting for work queued after them (pinned memory on a GPU)."""
+
+    def __init__(self, rows: int, device: Any) -> None:
+        import torch
+
+        self.cuda = device.type == "cuda"
+        self.buf = torch.empty(rows, dtype=torch.long, pin_memory=self.cuda)
+        self.event = torch.cuda.Event() if self.cuda else None
+        self.tokens: Any = None
+
+    def start(self, tokens: Any) -> None:
+        if self.cuda:
+            self.buf.copy_(tokens, non_blocking=True)
+            self.event.record()
+        else:
+            self.tokens = tokens
+
+    def values(self) -> list[int]:
+        if self.cuda:
+            self.event.synchronize()
+            return self.buf.tolist()
+        return self.tokens.tolist()
 
 
 def _eos_ids(loaded: Any) -> set[int]:
