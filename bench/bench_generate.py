@@ -154,7 +154,8 @@ def main() -> None:
     load_s = time.perf_counter() - t_load
     import torch
 
-    from kft.engine.engine import _ENGINES, DecodeEngine
+    import kft.engine.engine as engine_module
+    from kft.engine.engine import DecodeEngine
     from kft.inference.generate import SideBySideGenerator
 
     cuda = torch.cuda.is_available()
