@@ -79,12 +79,13 @@ def main() -> None:
     a = ap.parse_args()
     if cfg_backend(a.path) == "unsloth":
         import unsloth  # noqa: F401  (before trl/transformers/peft)
+    from kft.config.validation import validate
     from kft.runs.store import RunDir
     from kft.training.job import TrainingJob
 
     run = RunDir(Path(a.out).with_suffix("") / f"run-{int(time.time())}")
     t0 = time.time()
-    config = config_for(a.path, a.model, a.data, a.steps).validate()  # the job trusts its config: check it here
+    config = validate(config_for(a.path, a.model, a.data, a.steps))  # the job trusts its config: check it here
     job = TrainingJob(config, run.path).start()
     job.join()
     snap = job.snapshot()

@@ -14,6 +14,7 @@ from typing import Any
 
 from .config.args import FieldSpec, RunConfig, specs
 from .config.files import coerce, load_config, parse_yes_no, save_config
+from .config.validation import validate
 from .system.distributed import is_main
 
 
@@ -122,7 +123,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     from .system.distributed import is_distributed
     from .training.preflight import check_data, check_model_available
 
-    config = config_from_args(ns, ["model", "lora", "data", "train"]).validate("model", "lora", "data", "train")
+    config = validate(config_from_args(ns, ["model", "lora", "data", "train"]), "model", "lora", "data", "train")
     preload_backend(config.model.backend)  # Unsloth before kft.training.job imports transformers
     from .training.job import TrainingJob
 
@@ -165,7 +166,7 @@ def _generator(ns: argparse.Namespace, config: RunConfig):
     from .models.loading import load_adapter, load_base
 
     # before loading weights; only these sections, so a training-only setting in --config does not stop it
-    config.validate("model", "generation")
+    validate(config, "model", "generation")
     adapter_dir = _adapter_dir(ns)
     _model_from_adapter(ns, config)
     loaded = load_adapter(load_base(config.model), adapter_dir)

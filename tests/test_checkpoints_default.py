@@ -7,6 +7,7 @@ import pytest
 from conftest import as_killed_after, tiny_config
 from kft.config.args import RunConfig, TrainArgs
 from kft.config.files import config_from_dict
+from kft.config.validation import check
 from kft.training.sft import save_kwargs, sft_kwargs
 from kft.ui import train_form as form
 
@@ -32,7 +33,7 @@ def test_the_default_run_checkpoints_and_keeps_the_seed_settings(tmp_path):
     assert values["save_steps"] == "auto"  # not None: an empty widget makes the API parameter required
     for shown, parsed in ((None, None), ("", None), ("auto", None), (0, 0), (25, 25), ("25", 25)):
         assert form.values_to_config({**values, "save_steps": shown}, "tiny").train.save_steps == parsed
-    assert RunConfig().problems("train") == []
+    assert check(RunConfig(), "train") == []
 
 
 @pytest.mark.slow

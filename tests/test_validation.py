@@ -62,7 +62,7 @@ def test_only_the_named_sections_are_checked():
     assert {p.field for p in check(c)} == {"train.learning_rate", "generation.top_p"}
     assert [p.field for p in check(c, "model", "generation")] == ["generation.top_p"]
     assert [p.field for p in check(c, "train")] == ["train.learning_rate"]
-    assert c.validate("model", "lora", "data") is c
+    assert validate(c, "model", "lora", "data") is c
 
 
 # ---- bounds and choices, read from the field facts ----------------------------------------------------------

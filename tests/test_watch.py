@@ -8,6 +8,7 @@ from transformers import TrainerCallback
 
 from conftest import tiny_config
 from kft.config.args import RunConfig, TrainArgs
+from kft.config.validation import check
 from kft.training import watch
 from kft.training.job import TrainingJob
 from kft.training.sft import sft_kwargs
@@ -71,4 +72,4 @@ def test_the_seed_holds_nothing_out_and_a_share_evaluates(tmp_path):
     kw = sft_kwargs(cfg, tmp_path, None)
     assert (kw["eval_strategy"], kw["eval_steps"], kw["per_device_eval_batch_size"]) == ("steps", 0.1, 2)
     cfg.train.eval_share = 0.9
-    assert [p.field for p in cfg.problems("train")] == ["train.eval_share"]
+    assert [p.field for p in check(cfg, "train")] == ["train.eval_share"]

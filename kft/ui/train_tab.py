@@ -17,7 +17,7 @@ import gradio as gr
 from gradio.context import Context
 
 from ..config.args import DEFAULT_MODEL, SMALL_MODEL, TINY_MODEL, DataArgs, RunConfig
-from ..config.files import load_config
+from ..config.files import load_config, save_config
 from ..config.presets import PRESET_FIELDS
 from ..config.validation import SettingsError, check
 from ..runs.export import ExportError
@@ -281,7 +281,7 @@ class TrainTab(Tab):
             cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.uploads.store, lang)
         except ValueError as exc:
             return None, self.notice(str(exc))
-        path = cfg.save(self.ws.exports.new("settings") / "kft-run.yaml")
+        path = save_config(cfg, self.ws.exports.new("settings") / "kft-run.yaml")
         return str(path), t("exported", lang)
 
     def on_import(self, path: str | None, lang: str) -> dict[Any, Any]:
