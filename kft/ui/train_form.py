@@ -14,9 +14,9 @@ import gradio as gr
 
 from ..config.args import SAMPLE_DATA, DataArgs, FieldSpec, RunConfig, specs
 from ..config.files import parse_number, parse_yes_no
-from ..config.validation import SHORT, Problem, SettingsError
+from ..config.validation import SHORT, Problem, SettingsError, looks_like_hub_id
 from ..data.rows import FILE_SUFFIXES
-from ..training.preflight import DataPreview, looks_like_hub_id
+from ..training.preflight import DataPreview
 from .train_strings import field_info, field_label, t
 
 logger = logging.getLogger(__name__)
