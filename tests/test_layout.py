@@ -9,6 +9,8 @@ import re
 from functools import cache
 from pathlib import Path
 
+import pytest
+
 KFT = Path(__file__).resolve().parents[1] / "kft"
 MAX_TOP_LEVEL_MODULES = 6
 GUI = "kft.ui"  # the one subpackage that may import gradio
@@ -158,3 +160,10 @@ def test_nothing_outside_kft_ui_imports_gradio():
              for name in imported_names(m) if re.match(r"gradio(_client)?(\.|$)", name)]
     assert not wrong
     assert any(name.startswith("gradio") for name in imported_names("kft.ui.app"))  # the check can see one
+
+
+def test_every_package_is_in_pyproject_so_an_install_carries_it():
+    tomllib = pytest.importorskip("tomllib")
+    listed = tomllib.loads((KFT.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
+    packages = sorted(_name(p.parent) for p in KFT.rglob("__init__.py") if "__pycache__" not in p.parts)
+    assert sorted(listed) == packages
