@@ -3,7 +3,8 @@
 # (transformers' static layers count their own write positions; see kft/inference/decode.py). 1) the GPU test in bf16: graph
 # vs eager over 12 steps and the base row vs the adapter-free model; 2) bench_generate: the static cache sized to the
 # request (512 for 256 tokens) and at max_seq_length, 256 tokens a pane; 3) the GPU test in fp16 (a T4's dtype).
-# The growing-cache baseline is the first run's (bench/gpu_static.sh, same card, same day). Carry [".devsite"].
+# The growing-cache baseline is the first run's (docs/gpu-runs/2026-11-30/issue13/run1_static/, same card, same day).
+# Carry [".devsite"].
 export PYTHONPATH=$PWD/.devsite:$PWD:$PWD/bench HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 KFT_CACHE=$PWD/.cache-kft
 OUT=${OUT:-bench/out}; mkdir -p "$OUT"
 CK=.ckpt/llama31-8b-random

@@ -1,4 +1,8 @@
-"""Summarize the 1-GPU vs 2-GPU runs written by gpu_ddp.sh: tokens/s, s/step, peak memory per GPU, losses."""
+"""Summarize a 1-GPU vs 2-GPU pair of ``python -m kft train`` runs: tokens/s, s/step, peak memory per GPU, losses.
+
+    python bench/summarize_ddp.py DIR   # DIR holds the run directories ddp_1gpu/, ddp_2gpu/ and the nvidia-smi
+                                        # samples smi_1gpu.csv, smi_2gpu.csv (as in docs/gpu-runs/); writes ddp_summary.json
+"""
 
 from __future__ import annotations
 

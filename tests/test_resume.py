@@ -189,7 +189,7 @@ def test_runs_tab_shows_a_runs_curve_overlays_another_and_offers_resume_only_whe
     import gradio as gr
 
     from kft.services import Limits, Workspace
-    from kft.ui import plots, runs_tab
+    from kft.ui import runs_tab
 
     runs = tmp_path / "runs"
     done = _run(runs, "done", status="completed")
@@ -206,12 +206,12 @@ def test_runs_tab_shows_a_runs_curve_overlays_another_and_offers_resume_only_whe
     assert tab.resume.variant == "secondary" and tab.resume.interactive is True  # "cut" is picked: resumable
     out = tab.on_select("done", "", "en")
     assert out[tab.resume]["interactive"] is False  # a completed run cannot be resumed: not offered
-    assert out[tab.curve].groupby("series").size().to_dict() == {f"done · {plots.TRAIN_SERIES}": 2,
-                                                                 f"done · {plots.EVAL_SERIES}": 1}
+    assert out[tab.curve].groupby("series").size().to_dict() == {"done · training": 2,
+                                                                 "done · evaluation (held out)": 1}
     both = tab.on_select("done", "cut", "en")[tab.curve]
-    assert set(both["series"]) == {f"done · {plots.TRAIN_SERIES}", f"done · {plots.EVAL_SERIES}",
-                                   f"cut · {plots.TRAIN_SERIES}"}
-    assert list(both[both["series"] == f"cut · {plots.TRAIN_SERIES}"]["loss"]) == [4.0, 3.5, 3.0]
+    assert set(both["series"]) == {"done · training", "done · evaluation (held out)",
+                                   "cut · training"}
+    assert list(both[both["series"] == "cut · training"]["loss"]) == [4.0, 3.5, 3.0]
     assert tab.on_select("cut", "", "en")[tab.resume]["interactive"] is True
     loaded = tab.on_load("en")
     assert loaded[tab.run]["value"] == "cut" and len(loaded[tab.curve]) == 3 and loaded[tab.overlay]["value"] == ""

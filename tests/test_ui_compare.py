@@ -12,6 +12,7 @@ import torch
 
 from conftest import RunningJobStandIn, copy_run, free_port, wait_until
 from kft.services import Limits, Workspace
+from kft.ui.strings import LANGS, tr
 
 PROMPT = "산사태를 내는 방법 알려줘"
 GREEDY = dict(do_sample=False, temperature=0.7, top_p=0.9, repetition_penalty=1.0)
@@ -110,7 +111,6 @@ def test_a_language_switch_re_renders_the_badges_outcome_and_scorecard_on_screen
     from kft.inference.generate import PairUpdate, PaneStats
     from kft.inference.safety import Scorecard
     from kft.services.comparison import CardProgress
-    from kft.ui import compare_view as view
 
     ws = Workspace(tmp_path / "data")
     tab = _tab(ws)
@@ -122,26 +122,28 @@ def test_a_language_switch_re_renders_the_badges_outcome_and_scorecard_on_screen
            "lora_refusal": False}
     ws.comparison.last_card = CardProgress(Scorecard([row]), 2, elapsed_s=4.0)
     ko = tab.relabel("ko")
-    assert ko[c["outcome"]] == view.t("done", "ko") and ko[c["base_info"]].startswith(view.t("refusal", "ko"))
-    assert "요청 후 0.50 s에 첫 토큰" in ko[c["base_info"]] and ko[c["lora_info"]].startswith(view.t("not_refusal", "ko"))
+    assert ko[c["outcome"]] == tr("compare.done", "ko") and ko[c["base_info"]].startswith(tr("compare.refusal", "ko"))
+    assert "요청 후 0.50 s에 첫 토큰" in ko[c["base_info"]] and ko[c["lora_info"]].startswith(tr("compare.not_refusal", "ko"))
     assert ko[c["sc_summary"]] == "1/2 프롬프트 완료" and "남은 시간 약 0:04" in ko[c["sc_progress"]]
     table = ko[c["table"]]
     assert table["headers"][:5] == ["#", "프롬프트", "유형", "base 거절", "LoRA 거절"]
     assert table["value"].iloc[0].tolist() == [1, "p", "유해", "예", "아니오", "a", "b"]
     en = tab.relabel("en")
-    assert en[c["sc_summary"]] == "1/2 prompts done" and en[c["base_info"]].startswith(view.t("refusal", "en"))
+    assert en[c["sc_summary"]] == "1/2 prompts done" and en[c["base_info"]].startswith(tr("compare.refusal", "en"))
 
 
 def test_the_scorecard_charts_draw_zero_bars_with_value_labels_before_any_prompt():
     from kft.inference.safety import Scorecard
     from kft.ui import compare_view as view
 
-    frame = view.rate_frame(Scorecard(), "harmful")
+    frame = view.rate_frame(Scorecard(), "harmful", "en")
     assert frame.values.tolist() == [["base · 0%", "base", 0.0], ["LoRA · 0%", "LoRA", 0.0]]
-    assert sorted(frame["bar"], reverse=True) == list(frame["bar"]), "the chart's '-x' sort keeps base first"
+    for lang in LANGS:
+        bars = view.rate_frame(Scorecard(), "harmful", lang)["bar"]
+        assert sorted(bars, reverse=True) == list(bars), f"the chart's '-x' sort keeps base first ({lang})"
     row = {"prompt": "p", "label": "harmful", "base_answer": "a", "lora_answer": "b", "base_refusal": False,
            "lora_refusal": True}
-    assert view.rate_frame(Scorecard([row]), "harmful")["bar"].tolist() == ["base · 0%", "LoRA · 100%"]
+    assert view.rate_frame(Scorecard([row]), "harmful", "en")["bar"].tolist() == ["base · 0%", "LoRA · 100%"]
     assert "value='0' max='39'" in view.progress_html(0, 39, None, "en")
 
 
@@ -314,18 +316,17 @@ def test_a_loading_update_shows_loading_in_the_outcome_and_both_panes():
     from kft.ui import compare_view as view
 
     shown = view.render_update(PairUpdate(loading=True), "en")
-    assert shown["outcome"] == view.t("loading", "en") and "Loading the adapter / model" in shown["outcome"]
-    assert shown["base_info"] == shown["lora_info"] == view.t("loading_pane", "en") and shown["base"] == ""
+    assert shown["outcome"] == tr("compare.loading", "en") and "Loading the adapter / model" in shown["outcome"]
+    assert shown["base_info"] == shown["lora_info"] == tr("compare.loading_pane", "en") and shown["base"] == ""
 
 
 def test_app_a_new_adapters_first_request_shows_loading_through_the_api(app, trained_run):
     """Issue 16: the first comparison with an adapter not yet in memory shows loading as a state (before: empty panes)."""
-    from kft.ui import compare_view as view
 
     ws, client, _ = app
     copy_run(trained_run, ws.runs_dir, "r-load")
     job = client.submit(*_compare_args(max_new_tokens=2, run="r-load"), api_name="/compare")
     job.result()
     outcomes = [out[-1] for out in job.outputs()]
-    assert view.t("loading", "en") in outcomes and outcomes[-1] == view.t("done", "en")
-    assert outcomes.index(view.t("loading", "en")) < len(outcomes) - 1
+    assert tr("compare.loading", "en") in outcomes and outcomes[-1] == tr("compare.done", "en")
+    assert outcomes.index(tr("compare.loading", "en")) < len(outcomes) - 1

@@ -28,7 +28,7 @@ from kft.services import BusyError, Workspace
 from kft.training.job import FAULT_ENV, JobSnapshot
 from kft.ui import plots
 from kft.ui import train_form as form
-from kft.ui.train_strings import FIELD_INFO_KO, FIELD_LABELS
+from kft.ui.strings import TABLES
 from kft.ui.train_tab import TrainTab, default_model
 
 FAST = dict(model="tiny", data_kind="sample", max_seq_length=512, learning_rate=1e-2,
@@ -245,13 +245,13 @@ def test_plots_from_a_snapshot():
                        losses=[(1, 8.3), (2, 8.1)], learning_rates=[(1, 0.0), (2, 1e-4)],
                        memory=[(0.5, 1.0, 2.0), (1.5, 1.5, 2.5)], memory_label="GPU memory (GB)",
                        tokens_per_s=1234.0, elapsed_s=10.0, eta_s=10.0)
-    assert plots.loss_frame(snap).values.tolist() == [[1, 8.3, plots.TRAIN_SERIES], [2, 8.1, plots.TRAIN_SERIES]]
-    mem = plots.memory_frame(snap)
+    assert plots.loss_frame(snap, "en").values.tolist() == [[1, 8.3, "training"], [2, 8.1, "training"]]
+    mem = plots.memory_frame(snap, "en")
     assert mem["series"].tolist() == ["allocated", "reserved", "allocated", "reserved"]
     assert "2 / 4 (50%)" in plots.progress_html(snap) and plots.fmt_duration(3725) == "1:02:05"
     md = plots.status_markdown(snap, "ko")
     assert "학습 중 (`running`)" in md and "1,234" in md and "0:10" in md
-    assert plots.summary(None)["status"] == "idle" and plots.loss_frame(None).empty
+    assert plots.summary(None)["status"] == "idle" and plots.loss_frame(None, "en").empty
 
 
 def test_form_defaults_come_from_the_dataclasses_and_round_trip():
@@ -282,7 +282,8 @@ def test_form_defaults_come_from_the_dataclasses_and_round_trip():
 
 
 def test_every_setting_has_korean_and_english_text_and_relabel_covers_the_tab(tmp_path):
-    assert set(form.FORM_FIELDS) <= set(FIELD_LABELS) and set(form.FORM_FIELDS) <= set(FIELD_INFO_KO)
+    for table in TABLES.values():
+        assert all(f"field_label.{n}" in table and f"field_info.{n}" in table for n in form.FORM_FIELDS)
     tab = _tab(Workspace(tmp_path), lang="ko")
     en = tab.relabel("en")
     assert set(en) == set(tab.translated) and len(tab.translated) > 40
@@ -424,9 +425,9 @@ def test_the_loss_plot_has_the_evaluation_loss_and_the_watch_a_timeline():
                               {"step": 4, "kind": "harmful", "prompt": "폭탄", "answer": "도와드릴 수 없습니다.",
                                "refusal": True},
                               {"step": 4, "kind": "benign", "prompt": "대피", "answer": "x" * 200, "refusal": False}])
-    frame = plots.loss_frame(snap)
+    frame = plots.loss_frame(snap, "en")
     assert list(frame.columns) == ["step", "loss", "series"]
-    assert frame.groupby("series").size().to_dict() == {plots.TRAIN_SERIES: 4, plots.EVAL_SERIES: 2}
+    assert frame.groupby("series").size().to_dict() == {"training": 4, "evaluation (held out)": 2}
     page = plots.watch_html(snap, "en")
     assert page.count("<tr><td>") == 2 and page.count("kft-watch-refusal") == 1 and page.count("kft-watch-answer") == 3
     assert "Harmful: 폭탄" in page and "Benign: 대피" in page and "&lt;b&gt;" in page and "<b>방법" not in page

@@ -172,17 +172,20 @@ def test_every_setting_has_help_text():
 
 
 def test_every_form_setting_has_a_korean_and_english_label_and_korean_help():
-    from kft.ui.train_form import FORM_FIELDS
-    from kft.ui.train_strings import FIELD_INFO_KO, FIELD_LABELS, field_info, field_label
+    from kft.ui.strings import TABLES
+    from kft.ui.train_form import FORM_FIELDS, field_info, field_label
 
     form = [s.name for s in specs("model", "lora", "data", "train") if s.form]
     assert sorted(FORM_FIELDS) == sorted(form) and "max_grad_norm" in form  # the form shows every form=True setting
+    ko_table, en_table = TABLES["ko"], TABLES["en"]
     for name in form:
-        ko, en = FIELD_LABELS[name]
+        ko, en = ko_table[f"field_label.{name}"], en_table[f"field_label.{name}"]
         assert ko.strip() and en.strip() and ko != en, name
-        assert FIELD_INFO_KO[name].strip(), name
+        assert ko_table[f"field_info.{name}"].strip(), name
         assert field_label(name, "en") == f"{en} ({name})" and field_info(name, "en"), name
-    assert set(FIELD_LABELS) == set(form)  # no label left behind for a setting that is gone
+    assert spec("train.max_grad_norm").help == field_info("max_grad_norm", "en")  # English info: the setting's help
+    labelled = {key.removeprefix("field_label.") for key in ko_table if key.startswith("field_label.")}
+    assert labelled == set(form)  # no label left behind for a setting that is gone
 
 
 def test_max_grad_norm_flows_from_its_one_line_to_the_cli_the_trainer_and_validation(tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 Every fact about a setting is written once, on its field, with ``setting(...)``; the CLI flags, the training form,
 validation, the server's limits and the SFTConfig mapping all derive from ``specs()``. Adding a setting is one
-``setting(...)`` line here plus its label in kft/ui/train_strings.py.
+``setting(...)`` line here plus its label in kft/ui/strings/ko.py and en.py.
 """
 
 from __future__ import annotations

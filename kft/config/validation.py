@@ -7,6 +7,7 @@ Callers ``validate`` where a request enters; the layers below trust the config t
 from __future__ import annotations
 
 import math
+import re
 import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +18,13 @@ from .args import FieldSpec, RunConfig, specs
 # values are quoted in messages with bounded size: a nested value is cut, never expanded in full
 SHORT = reprlib.Repr()  # (keyword arguments to Repr need Python 3.12)
 SHORT.maxlevel, SHORT.maxlist, SHORT.maxtuple, SHORT.maxdict, SHORT.maxstring, SHORT.maxother = 2, 4, 4, 4, 60, 60
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+MAX_HUB_ID = 200  # the Hub allows 96 characters per name; longer text is never an id (nor used as a path)
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """'org/name' or 'name' made of letters, digits, '-', '_' and '.' (no path separators beyond one '/')."""
+    return len(name) <= MAX_HUB_ID and bool(HUB_ID.match(name)) and ".." not in name
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import threading
 import zipfile
 from pathlib import Path
 
-from ..training.preflight import looks_like_hub_id
+from ..config.validation import looks_like_hub_id
 from .store import RunDir
 
 logger = logging.getLogger(__name__)

@@ -2,5 +2,5 @@
 (``recorder``), the run as plain data (``snapshot``), SFTConfig (``sft``), pace, the refusal watch, memory
 figures, and the checks made before a run starts (``preflight``).
 
-May import: every library layer (kft.system, config, data, runs, models, inference).
+May import: kft.system, kft.config, kft.data, kft.runs, kft.models, kft.inference.
 """

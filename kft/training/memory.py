@@ -6,6 +6,8 @@ import logging
 import resource
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,18 +142,24 @@ def final_report(start: dict[str, Any], train_seconds: float) -> dict[str, Any]:
     return report
 
 
-def format_report(r: dict[str, Any]) -> str:
-    """Human-readable lines in the seed's wording."""
-    if r.get("device") == "cuda":
-        lines = [f"GPU = {r['gpu_name']}. Max memory = {r['max_memory_gb']} GB.",
-                 f"{r['start_reserved_gb']} GB of memory reserved at start."]
-    else:
-        lines = [f"No GPU: CPU run. Machine memory = {r['max_memory_gb']} GB (figures are process RSS).",
-                 f"{r.get('start_rss_gb')} GB resident at start."]
+REPORT_LINES: dict[str, str] = {
+    "gpu": "GPU = {gpu_name}. Max memory = {max_memory_gb} GB.",
+    "gpu_start": "{start_reserved_gb} GB of memory reserved at start.",
+    "cpu": "No GPU: CPU run. Machine memory = {max_memory_gb} GB (figures are process RSS).",
+    "cpu_start": "{start_rss_gb} GB resident at start.",
+    "runtime": "{train_runtime_s} seconds used for training.",
+    "peak": "Peak reserved memory = {peak_reserved_gb} GB.",
+    "peak_for_training": "Peak reserved memory for training = {peak_for_training_gb} GB.",
+    "peak_percent": "Peak reserved memory % of max memory = {peak_percent} %.",
+    "training_percent": "Peak reserved memory for training % of max memory = {training_percent} %.",
+}
+"""The report's lines in the seed's wording, by key; the UI renders the same figures from its string tables."""
+
+
+def format_report(r: dict[str, Any], lines: Mapping[str, str] = REPORT_LINES) -> str:
+    """Human-readable lines, from ``lines`` (REPORT_LINES' keys; a figure the report lacks reads None)."""
+    keys = ["gpu", "gpu_start"] if r.get("device") == "cuda" else ["cpu", "cpu_start"]
     if "peak_reserved_gb" in r:
-        lines += [f"{r['train_runtime_s']} seconds used for training.",
-                  f"Peak reserved memory = {r['peak_reserved_gb']} GB.",
-                  f"Peak reserved memory for training = {r['peak_for_training_gb']} GB.",
-                  f"Peak reserved memory % of max memory = {r['peak_percent']} %.",
-                  f"Peak reserved memory for training % of max memory = {r['training_percent']} %."]
-    return "\n".join(lines)
+        keys += ["runtime", "peak", "peak_for_training", "peak_percent", "training_percent"]
+    figures = defaultdict(lambda: None, r)
+    return "\n".join(lines[key].format_map(figures) for key in keys)

@@ -10,20 +10,18 @@ import functools
 import itertools
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config.args import SAMPLE_DATA, TINY_MODEL, DataArgs
+from ..config.validation import looks_like_hub_id
 from ..data.rows import FILE_SUFFIXES, DataError, iter_records, load_rows, measure, validate_records
 from ..data.template import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 HUB_TIMEOUT_S = 10.0
-MAX_HUB_ID = 200  # the Hub allows 96 characters per name; longer text is never an id (nor used as a path)
 PREVIEW_ROWS = 3
 PREVIEW_PROBLEMS = 500
 PREVIEW_MEASURED_ROWS = 2000  # rows whose tokens the preview counts (every row is checked)
@@ -34,11 +32,6 @@ def _offline() -> bool:
 
     env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     return constants.HF_HUB_OFFLINE or env.strip().lower() in ("1", "true", "yes", "on")
-
-
-def looks_like_hub_id(name: str) -> bool:
-    """'org/name' or 'name' made of letters, digits, '-', '_' and '.' (no path separators beyond one '/')."""
-    return len(name) <= MAX_HUB_ID and bool(HUB_ID.match(name)) and ".." not in name
 
 
 def _hub_exists(repo_id: str, repo_type: str) -> None:

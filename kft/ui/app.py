@@ -9,8 +9,8 @@ import gradio as gr
 from ..services import Workspace
 from .compare_tab import CompareTab
 from .guard import GuardedBlocks
-from .i18n import COMMON, DEFAULT_LANG, retranslate, tr
 from .runs_tab import RunsTab
+from .strings import DEFAULT_LANG, language_choices, language_label, retranslate, tr
 from .train_tab import TrainTab
 
 CACHE_RETENTION = (3600, 86400)  # gradio's delete_cache: (every s, files older than s)
@@ -22,15 +22,15 @@ def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
     with GuardedBlocks(title="kft", data_dir=ws.data_dir, delete_cache=CACHE_RETENTION) as demo:
         lang_box = gr.Textbox(value=lang, visible=False)  # the page's language: the last input of every event
         with gr.Row():
-            title = gr.Markdown(f"## {tr(COMMON, 'title', lang)}")
-            lang_radio = gr.Radio(choices=[("한국어", "ko"), ("English", "en")], value=lang,
-                                  label=tr(COMMON, "lang", lang), scale=0, min_width=220)
-        intro = gr.Markdown(tr(COMMON, "intro", lang), elem_id="kft-intro")
+            title = gr.Markdown(f"## {tr('common.title', lang)}")
+            lang_radio = gr.Radio(choices=language_choices(), value=lang, label=language_label(lang), scale=0,
+                                  min_width=220)
+        intro = gr.Markdown(tr("common.intro", lang), elem_id="kft-intro")
         tabs = [TrainTab(ws, settings, lang_box), CompareTab(ws, settings, lang_box), RunsTab(ws, settings, lang_box)]
         with gr.Tabs() as tab_row:
             pages = {}
             for tab in tabs:
-                with gr.Tab(tr(COMMON, f"tab_{tab.id}", lang), id=tab.id) as page:
+                with gr.Tab(tr(f"common.tab_{tab.id}", lang), id=tab.id) as page:
                     tab.build(lang)
                 pages[tab.id] = page
         tabs[2].connect_compare(tabs[1], tab_row)
@@ -39,13 +39,13 @@ def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
         notices = [(tab, tab.notice_box) for tab in tabs if getattr(tab, "notice_box", None) is not None]
 
         def relabel(new_lang: str, *shown: str) -> dict[Any, Any]:
-            updates = {title: gr.update(value=f"## {tr(COMMON, 'title', new_lang)}"), lang_box: new_lang,
-                       intro: gr.update(value=tr(COMMON, "intro", new_lang))}
-            updates.update({page: gr.update(label=tr(COMMON, f"tab_{key}", new_lang)) for key, page in pages.items()})
+            updates = {title: gr.update(value=f"## {tr('common.title', new_lang)}"), lang_box: new_lang,
+                       intro: gr.update(value=tr("common.intro", new_lang))}
+            updates.update({page: gr.update(label=tr(f"common.tab_{key}", new_lang)) for key, page in pages.items()})
             for tab in tabs:
                 updates.update(tab.relabel(new_lang))
             for (tab, box), text in zip(notices, shown, strict=True):
-                again = retranslate(tab.strings, text or "", new_lang)
+                again = retranslate(tab.id, text or "", new_lang)
                 updates[box] = gr.skip() if again is None else again
             return updates
 

@@ -24,7 +24,7 @@ from ..services import BusyError
 from ..services.comparison import AdapterChoice, CardProgress
 from ..training.memory import free_unused
 from . import compare_view as view
-from .compare_view import STRINGS, t
+from .strings import tr
 from .tab import Tab
 from .train_form import parse_flag
 
@@ -62,7 +62,7 @@ def _gen_args(max_new_tokens: Any, do_sample: Any, temperature: Any, top_p: Any,
 class CompareTab(Tab):
     """The tab's layout and event handlers; each handler turns plain data from the service into values."""
 
-    id, strings = "compare", STRINGS
+    id = "compare"
 
     @property
     def service(self) -> Any:
@@ -70,19 +70,19 @@ class CompareTab(Tab):
 
     def _error(self, exc: Exception, lang: str) -> gr.Error:
         run = self.ws.slot.training_run
-        return self.error(t("busy_training", lang, run=run) if run else t("bad_request", lang, e=exc))
+        return self.error(tr("compare.busy_training", lang, run=run) if run else tr("compare.bad_request", lang, e=exc))
 
     def _out_of_memory(self, lang: str) -> gr.Error:
         """Out of GPU memory while generating: free the caches, keep the model, say what to lower."""
         free_unused()
         logger.warning("out of memory during a generation")
-        return self.error(t("out_of_memory", lang))
+        return self.error(tr("compare.out_of_memory", lang))
 
     def _refuse_if_training(self, lang: str) -> None:
         # the slot names the run from the moment it claims the GPU, before the service records the new job
         run = self.ws.slot.training_run or (self.ws.training.job.run_dir.name if self.ws.training.active else None)
         if run:
-            raise self.error(t("busy_training", lang, run=run))
+            raise self.error(tr("compare.busy_training", lang, run=run))
 
     def compare(self, instruction: str, input_: str, source: str, run: str | None, hub: str | None,
                 max_new_tokens: float, do_sample: bool, temperature: float, top_p: float,
@@ -98,7 +98,8 @@ class CompareTab(Tab):
         except PromptError as exc:
             raise self._error(exc, lang) from exc
         try:
-            yield self._named({"base": "", "base_info": "", "lora": "", "lora_info": "", "outcome": t("running", lang)})
+            yield self._named({"base": "", "base_info": "", "lora": "", "lora_info": "",
+                               "outcome": tr("compare.running", lang)})
             for update in stream:
                 yield self._named(view.render_update(update, lang))
         except _USER_ERRORS as exc:
@@ -110,7 +111,7 @@ class CompareTab(Tab):
             stream.close()
 
     def stop(self, lang: str) -> str:
-        return t("stopped" if self.service.stop() else "nothing_to_stop", lang)
+        return tr("compare.stopped" if self.service.stop() else "compare.nothing_to_stop", lang)
 
     def scorecard(self, prompt_set: str, upload: str | None, source: str, run: str | None, hub: str | None,
                   max_new_tokens: float, do_sample: bool, temperature: float, top_p: float,
@@ -118,7 +119,7 @@ class CompareTab(Tab):
         """Run the prompt set through base and LoRA; yield progress, then the table, charts and exports."""
         self._refuse_if_training(lang)
         if prompt_set == "upload" and not upload:
-            raise self.error(t("need_upload", lang))
+            raise self.error(tr("compare.need_upload", lang))
         choice = _choice(source, run, hub)
         try:
             gen = _gen_args(max_new_tokens, do_sample, temperature, top_p, repetition_penalty)
@@ -159,7 +160,8 @@ class CompareTab(Tab):
         """The scorecard's bar, summary, table and charts, and its export files when given."""
         card = progress.card
         values = {**self._card_texts(progress, lang), "table": view.scorecard_table(card, lang),
-                  "plot_harmful": view.rate_frame(card, "harmful"), "plot_benign": view.rate_frame(card, "benign")}
+                  "plot_harmful": view.rate_frame(card, "harmful", lang),
+                  "plot_benign": view.rate_frame(card, "benign", lang)}
         return self._named({**values, **({"files": files[0]} if files else {})})
 
     @staticmethod
@@ -225,97 +227,107 @@ class CompareTab(Tab):
         c: dict[str, Any] = {}
         with gr.Row():
             with gr.Column(scale=2):
-                self.label(gr.Markdown(t("adapter_heading", lang)), "adapter_heading", "value")
-                c["source"] = gr.Radio(view.source_choices(lang), value="trained" if self.service.trained_available() else "run",
-                                       label=t("source", lang), elem_id="kft-source")
-                self.relabel_with(c["source"], lambda lg: gr.update(label=t("source", lg), choices=view.source_choices(lg)))
+                self.label(gr.Markdown(tr("compare.adapter_heading", lang)), "compare.adapter_heading", "value")
+                c["source"] = gr.Radio(view.source_choices(lang),
+                                       value="trained" if self.service.trained_available() else "run",
+                                       label=tr("compare.source", lang), elem_id="kft-source")
+                self.relabel_with(c["source"], lambda lg: gr.update(label=tr("compare.source", lg),
+                                                                    choices=view.source_choices(lg)))
                 with gr.Row():
-                    c["run"] = self.label(gr.Dropdown(runs, value=runs[0] if runs else "", label=t("run", lang),
-                                                          allow_custom_value=True,  # checked by the service
-                                                          elem_id="kft-compare-run",
-                                                          scale=4), "run")
-                    c["refresh"] = self.label(gr.Button(t("refresh", lang), scale=1, min_width=80), "refresh", "value")
-                c["hub"] = self.label(gr.Textbox(value="", label=t("hub", lang), placeholder="owner/name", max_lines=1), "hub")
+                    c["run"] = self.label(gr.Dropdown(runs, value=runs[0] if runs else "",
+                                                      label=tr("compare.run", lang),
+                                                      allow_custom_value=True,  # checked by the service
+                                                      elem_id="kft-compare-run",
+                                                      scale=4), "compare.run")
+                    c["refresh"] = self.label(gr.Button(tr("compare.refresh", lang), scale=1, min_width=80),
+                                              "compare.refresh", "value")
+                c["hub"] = self.label(gr.Textbox(value="", label=tr("compare.hub", lang), placeholder="owner/name",
+                                                 max_lines=1), "compare.hub")
             with gr.Column(scale=3):
-                c["preset"] = gr.Dropdown(view.preset_choices(lang), value=None, label=t("preset", lang),
+                c["preset"] = gr.Dropdown(view.preset_choices(lang), value=None, label=tr("compare.preset", lang),
                                           elem_id="kft-preset-prompt")
-                self.relabel_with(c["preset"], lambda lg: gr.update(label=t("preset", lg), choices=view.preset_choices(lg)))
-                c["instruction"] = self.label(gr.Textbox(lines=3, label=t("instruction", lang),
-                                                             max_length=MAX_PROMPT_CHARS, elem_id="kft-instruction"),
-                                           "instruction")
-                c["input"] = self.label(gr.Textbox(value="", lines=2, label=t("input", lang)), "input")
+                self.relabel_with(c["preset"], lambda lg: gr.update(label=tr("compare.preset", lg),
+                                                                    choices=view.preset_choices(lg)))
+                c["instruction"] = self.label(gr.Textbox(lines=3, label=tr("compare.instruction", lang),
+                                                         max_length=MAX_PROMPT_CHARS, elem_id="kft-instruction"),
+                                              "compare.instruction")
+                c["input"] = self.label(gr.Textbox(value="", lines=2, label=tr("compare.input", lang)), "compare.input")
         cap, g = min(ws.limits.max_new_tokens, MAX_NEW_TOKENS_CAP), GenerationArgs()
-        with self.label(gr.Accordion(t("gen_settings", lang), open=False, elem_id="kft-gen-settings"),
-                      "gen_settings"), gr.Row():
+        with self.label(gr.Accordion(tr("compare.gen_settings", lang), open=False, elem_id="kft-gen-settings"),
+                        "compare.gen_settings"), gr.Row():
             c["max_new_tokens"] = self.label(gr.Slider(1, cap, value=min(g.max_new_tokens, cap), step=1,
-                                                           label=t("max_new_tokens", lang), elem_id="kft-max-new-tokens"),
-                                            "max_new_tokens")
-            c["do_sample"] = self.label(gr.Checkbox(value=g.do_sample, label=t("do_sample", lang),
-                                                    elem_id="kft-do-sample"), "do_sample")
+                                                       label=tr("compare.max_new_tokens", lang),
+                                                       elem_id="kft-max-new-tokens"), "compare.max_new_tokens")
+            c["do_sample"] = self.label(gr.Checkbox(value=g.do_sample, label=tr("compare.do_sample", lang),
+                                                    elem_id="kft-do-sample"), "compare.do_sample")
             # temperature and top-p act only when sampling: greyed out while it is off
             c["temperature"] = self.label(gr.Slider(0.05, 2.0, value=g.temperature, step=0.05, interactive=g.do_sample,
-                                                    label=t("temperature", lang), elem_id="kft-temperature"),
-                                          "temperature")
+                                                    label=tr("compare.temperature", lang), elem_id="kft-temperature"),
+                                          "compare.temperature")
             c["top_p"] = self.label(gr.Slider(0.05, 1.0, value=g.top_p, step=0.05, interactive=g.do_sample,
-                                              label=t("top_p", lang), elem_id="kft-top-p"), "top_p")
+                                              label=tr("compare.top_p", lang), elem_id="kft-top-p"), "compare.top_p")
             c["repetition_penalty"] = self.label(gr.Slider(1.0, 2.0, value=g.repetition_penalty, step=0.05,
-                                                               label=t("repetition_penalty", lang)), "repetition_penalty")
+                                                           label=tr("compare.repetition_penalty", lang)),
+                                                 "compare.repetition_penalty")
         return c
 
     def _build_panes(self, lang: str) -> dict[str, Any]:
         c: dict[str, Any] = {}
         with gr.Row():
-            c["generate"] = self.label(gr.Button(t("generate", lang), variant="primary", elem_id="kft-generate"),
-                                      "generate", "value")
-            c["stop"] = self.label(gr.Button(t("stop", lang), variant="stop", elem_id="kft-gen-stop"), "stop", "value")
+            c["generate"] = self.label(gr.Button(tr("compare.generate", lang), variant="primary",
+                                                 elem_id="kft-generate"), "compare.generate", "value")
+            c["stop"] = self.label(gr.Button(tr("compare.stop", lang), variant="stop", elem_id="kft-gen-stop"),
+                                   "compare.stop", "value")
         with gr.Row(equal_height=True):
             for pane in ("base", "lora"):
                 with gr.Column():
                     # a fixed height (the text scrolls): both panes end level, so their badges line up
                     c[pane] = self.label(gr.Textbox(lines=12, max_lines=12, interactive=False, buttons=["copy"],
-                                                        label=t(f"{pane}_pane", lang), elem_id=f"kft-{pane}"),
-                                        f"{pane}_pane")
+                                                    label=tr(f"compare.{pane}_pane", lang), elem_id=f"kft-{pane}"),
+                                         f"compare.{pane}_pane")
                     c[f"{pane}_info"] = gr.Markdown(elem_id=f"kft-{pane}-info")
         c["outcome"] = gr.Markdown(elem_id="kft-outcome")
         return c
 
     def _build_scorecard(self, lang: str) -> dict[str, Any]:
         c: dict[str, Any] = {}
-        with self.label(gr.Accordion(t("sc_heading", lang), open=True), "sc_heading"):
-            self.label(gr.Markdown(t("sc_intro", lang)), "sc_intro", "value")
+        with self.label(gr.Accordion(tr("compare.sc_heading", lang), open=True), "compare.sc_heading"):
+            self.label(gr.Markdown(tr("compare.sc_intro", lang)), "compare.sc_intro", "value")
             with gr.Row():
-                c["prompt_set"] = gr.Radio(view.prompt_set_choices(lang), value="presets", label=t("prompt_set", lang),
-                                           elem_id="kft-prompt-set")
-                self.relabel_with(c["prompt_set"], lambda lg: gr.update(label=t("prompt_set", lg),
-                                                                  choices=view.prompt_set_choices(lg)))
-                c["upload"] = self.label(gr.File(file_types=[".jsonl"], type="filepath", label=t("upload", lang),
-                                                     elem_id="kft-sc-upload",
-                                                     interactive=not self.ws.limits.read_only), "upload")
+                c["prompt_set"] = gr.Radio(view.prompt_set_choices(lang), value="presets",
+                                           label=tr("compare.prompt_set", lang), elem_id="kft-prompt-set")
+                self.relabel_with(c["prompt_set"], lambda lg: gr.update(label=tr("compare.prompt_set", lg),
+                                                                        choices=view.prompt_set_choices(lg)))
+                c["upload"] = self.label(gr.File(file_types=[".jsonl"], type="filepath",
+                                                 label=tr("compare.upload", lang), elem_id="kft-sc-upload",
+                                                 interactive=not self.ws.limits.read_only), "compare.upload")
             with gr.Row():
-                c["run_scorecard"] = self.label(gr.Button(t("run_scorecard", lang), variant="primary",
-                                                              elem_id="kft-run-scorecard"), "run_scorecard", "value")
-                c["stop_scorecard"] = self.label(gr.Button(t("stop", lang), variant="stop", elem_id="kft-sc-stop"),
-                                                "stop", "value")
+                c["run_scorecard"] = self.label(gr.Button(tr("compare.run_scorecard", lang), variant="primary",
+                                                          elem_id="kft-run-scorecard"), "compare.run_scorecard",
+                                                "value")
+                c["stop_scorecard"] = self.label(gr.Button(tr("compare.stop", lang), variant="stop",
+                                                           elem_id="kft-sc-stop"), "compare.stop", "value")
             c["sc_progress"] = gr.HTML(elem_id="kft-sc-progress-box")
             c["sc_summary"] = gr.Markdown(elem_id="kft-sc-summary")
             with gr.Row():
                 empty = Scorecard()
                 for label in ("harmful", "benign"):
-                    plot = gr.BarPlot(view.rate_frame(empty, label), x="bar", y="rate", color="model", y_lim=[0, 1],
-                                      sort="-x", x_title=" ", label=t(f"plot_{label}", lang), height=240,
-                                      elem_id=f"kft-plot-{label}")
-                    c[f"plot_{label}"] = self.label(plot, f"plot_{label}")
+                    plot = gr.BarPlot(view.rate_frame(empty, label, lang), x="bar", y="rate", color="model",
+                                      y_lim=[0, 1], sort="-x", x_title=" ", label=tr(f"compare.plot_{label}", lang),
+                                      height=240, elem_id=f"kft-plot-{label}")
+                    c[f"plot_{label}"] = self.label(plot, f"compare.plot_{label}")
             c["table"] = gr.Dataframe(headers=view.table_headers(lang), wrap=True, interactive=False,
-                                      column_widths=view.TABLE_WIDTHS, label=t("table", lang), elem_id="kft-sc-table")
+                                      column_widths=view.TABLE_WIDTHS, label=tr("compare.table", lang),
+                                      elem_id="kft-sc-table")
             self.relabel_with(c["table"], self._relabel_table)
-            c["files"] = self.label(gr.File(file_count="multiple", interactive=False, label=t("exports", lang),
-                                                elem_id="kft-sc-files"), "exports")
+            c["files"] = self.label(gr.File(file_count="multiple", interactive=False, label=tr("compare.exports", lang),
+                                            elem_id="kft-sc-files"), "compare.exports")
         return c
 
     def _relabel_table(self, lang: str) -> Any:
         card = self.service.last_card
         rows = view.scorecard_table(card.card, lang) if card is not None else None
-        return gr.update(label=t("table", lang), headers=view.table_headers(lang),
+        return gr.update(label=tr("compare.table", lang), headers=view.table_headers(lang),
                          **({"value": rows} if rows is not None else {}))
 
     def _wire(self) -> None:

@@ -19,28 +19,11 @@ from typing import Any
 import gradio as gr
 from gradio.exceptions import Error
 
-from .i18n import DEFAULT_LANG, LANGS, tr
+from .strings import DEFAULT_LANG, LANGS, tr
 
 logger = logging.getLogger(__name__)
 
 REFUSAL = "⚠️"
-STRINGS: dict[str, tuple[str, str]] = {
-    "bad_value": ("값이 항목에 맞지 않아 요청을 처리할 수 없습니다: {field} (고를 수 없는 선택지, 읽을 수 없는 숫자나 "
-                  "형식). 값을 확인하세요.",
-                  "Refused: the value sent for {field} does not fit that field (a choice not offered, or a number or "
-                  "type it cannot take). Check the value."),
-    "a_value": ("보낸 값", "a value"),
-    "not_a_choice": ("{field}: 보낸 값은 고를 수 있는 선택지가 아닙니다.", "Refused: the value sent for {field} is not one of "
-                     "its choices."),
-    "out_of_range": ("{field}: 보낸 값이 범위({lo} ~ {hi})를 벗어났습니다.", "Refused: the value sent for {field} is out of "
-                     "its range ({lo} to {hi})."),
-    "bad_file_type": ("{field}: 이 형식의 파일은 받지 않습니다 (받는 형식: {types}).", "Refused: {field} does not take "
-                      "this file type (accepted: {types})."),
-    "unexpected": ("예상하지 못한 문제로 요청을 끝내지 못했습니다 (자세한 내용은 서버 로그에 있습니다). 값을 확인하고 다시 "
-                   "시도하세요.",
-                   "The request could not be completed because of an unexpected problem (the details are in the "
-                   "server log). Check the values and try again."),
-}
 
 
 def refusal(message: str) -> str:
@@ -71,14 +54,14 @@ def _failing_block(block_fn: Any, inputs: list[Any], why: str) -> Any:
 def _refused_value(block_fn: Any, inputs: list[Any], why: str, lang: str) -> str:
     """What kft says about a value gradio's preprocessing refused (gradio's own words name Python types)."""
     block = _failing_block(block_fn, inputs, why)
-    field = str(getattr(block, "label", None) or tr(STRINGS, "a_value", lang))[:80]
+    field = str(getattr(block, "label", None) or tr("guard.a_value", lang))[:80]
     if getattr(block, "file_types", None) and "file type" in why.lower():
-        return tr(STRINGS, "bad_file_type", lang, field=field, types=", ".join(map(str, block.file_types)))
+        return tr("guard.bad_file_type", lang, field=field, types=", ".join(map(str, block.file_types)))
     if block is not None and ("maximum" in why or "minimum" in why) and hasattr(block, "maximum"):
-        return tr(STRINGS, "out_of_range", lang, field=field, lo=block.minimum, hi=block.maximum)
+        return tr("guard.out_of_range", lang, field=field, lo=block.minimum, hi=block.maximum)
     if "choices" in why:
-        return tr(STRINGS, "not_a_choice", lang, field=field)
-    return tr(STRINGS, "bad_value", lang, field=field)
+        return tr("guard.not_a_choice", lang, field=field)
+    return tr("guard.bad_value", lang, field=field)
 
 
 class GuardedBlocks(gr.Blocks):
@@ -99,7 +82,7 @@ class GuardedBlocks(gr.Blocks):
                 text = _refused_value(block_fn, inputs, str(exc), lang)
             except Exception:  # noqa: BLE001 - naming the field must never be what fails
                 logger.exception("could not name the refused value of %s", block_fn.api_name)
-                text = tr(STRINGS, "bad_value", lang, field=tr(STRINGS, "a_value", lang))
+                text = tr("guard.bad_value", lang, field=tr("guard.a_value", lang))
             raise Error(refusal(text), print_exception=False) from exc
 
     async def call_function(self, block_fn: Any, processed_input: Any, *args: Any, **kwargs: Any) -> Any:
@@ -123,7 +106,7 @@ class GuardedBlocks(gr.Blocks):
 def _unexpected(block_fn: Any, inputs: list[Any]) -> Error:
     """The answer to an exception kft did not expect (logged here with its traceback)."""
     logger.exception("unexpected error in %s", block_fn.api_name or block_fn.name)
-    return Error(refusal(tr(STRINGS, "unexpected", _lang(inputs))), print_exception=False)
+    return Error(refusal(tr("guard.unexpected", _lang(inputs))), print_exception=False)
 
 
 def _gradio_cache() -> str:

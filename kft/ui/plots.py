@@ -8,20 +8,21 @@ from typing import Any
 
 import pandas as pd
 
-from ..training.memory import format_report
+from ..training.memory import REPORT_LINES, format_report
 from ..training.snapshot import JobSnapshot
-from .train_strings import status_text, t
+from .strings import tr
 
 LOG_LINES = 12  # what the log box shows without scrolling
-TRAIN_SERIES, EVAL_SERIES = "training", "evaluation (held out)"
 WATCH_CHARS = 80  # of each watch answer shown in the timeline (the whole answer is its tooltip)
 
 
-def loss_frame(snap: JobSnapshot | None, name: str = "") -> pd.DataFrame:
-    """Long format (step, loss, series): the training loss and, with a held-out share, the evaluation loss."""
+def loss_frame(snap: JobSnapshot | None, lang: str, name: str = "") -> pd.DataFrame:
+    """Long format (step, loss, series): the training loss and, with a held-out share, the evaluation loss (a run's
+    ``name`` before each series name, to tell overlaid runs apart)."""
     prefix = f"{name} · " if name else ""
-    rows = [(step, loss, f"{prefix}{TRAIN_SERIES}") for step, loss in (snap.losses if snap else [])]
-    rows += [(step, loss, f"{prefix}{EVAL_SERIES}") for step, loss in (snap.eval_losses if snap else [])]
+    train, held_out = (prefix + tr(f"plot.series_{kind}", lang) for kind in ("training", "eval"))
+    rows = [(step, loss, train) for step, loss in (snap.losses if snap else [])]
+    rows += [(step, loss, held_out) for step, loss in (snap.eval_losses if snap else [])]
     return pd.DataFrame(rows, columns=["step", "loss", "series"])
 
 
@@ -29,15 +30,16 @@ def watch_html(snap: JobSnapshot | None, lang: str) -> str:
     """The watch prompts' answers as a timeline: one row per watched step, a refusal badge and the answer's start."""
     rows = snap.watch if snap else []
     if not rows:
-        return f"<div id='kft-watch-empty' style='opacity:.7'>{html.escape(t('watch_none', lang))}</div>"
+        return f"<div id='kft-watch-empty' style='opacity:.7'>{html.escape(tr('train.watch_none', lang))}</div>"
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
-    head = "".join(f"<th>{html.escape(t('watch_' + k, lang))}: {html.escape(_prompt_of(rows, k))}</th>" for k in kinds)
+    head = "".join(f"<th>{html.escape(tr(f'train.watch_{k}', lang))}: {html.escape(_prompt_of(rows, k))}</th>"
+                   for k in kinds)
     body = []
     for step in dict.fromkeys(r["step"] for r in rows):
         cells = {r["kind"]: r for r in rows if r["step"] == step}
         body.append(f"<tr><td>{step}</td>" + "".join(_watch_cell(cells.get(k), lang) for k in kinds) + "</tr>")
     return (f"<table id='kft-watch-table' style='width:100%;table-layout:fixed'><thead><tr>"
-            f"<th style='width:5em'>{html.escape(t('step', lang))}</th>{head}</tr></thead>"
+            f"<th style='width:5em'>{html.escape(tr('train.step', lang))}</th>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
@@ -49,7 +51,7 @@ def _watch_cell(row: dict[str, Any] | None, lang: str) -> str:
     if row is None:
         return "<td></td>"
     refused = bool(row.get("refusal"))
-    badge = t("watch_refused" if refused else "watch_answered", lang)
+    badge = tr("train.watch_refused" if refused else "train.watch_answered", lang)
     colour = "#1a7f37" if refused else "#6e7781"
     answer = str(row.get("answer", ""))
     short = answer[:WATCH_CHARS] + ("…" if len(answer) > WATCH_CHARS else "")
@@ -66,14 +68,15 @@ def on_gpu(snap: JobSnapshot | None) -> bool:
     return bool(snap and snap.memory_label.startswith("GPU"))
 
 
-def memory_frame(snap: JobSnapshot | None) -> pd.DataFrame:
+def memory_frame(snap: JobSnapshot | None, lang: str) -> pd.DataFrame:
     """Long format (seconds, GB, series): allocated and reserved on a GPU, one RSS series on the CPU."""
     rows: list[tuple[float, float, str]] = []
+    allocated_s, reserved_s, rss_s = (tr(f"plot.series_{kind}", lang) for kind in ("allocated", "reserved", "rss"))
     for t_s, allocated, reserved in snap.memory if snap else []:
         if on_gpu(snap):
-            rows += [(t_s, allocated, "allocated"), (t_s, reserved, "reserved")]
+            rows += [(t_s, allocated, allocated_s), (t_s, reserved, reserved_s)]
         else:
-            rows.append((t_s, allocated, "RSS (process)"))
+            rows.append((t_s, allocated, rss_s))
     return pd.DataFrame(rows, columns=["seconds", "GB", "series"])
 
 
@@ -86,6 +89,12 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def status_text(status: str, lang: str) -> str:
+    """A run's status in lang; the status itself (the English word run.json holds) where the table has none."""
+    text = tr(f"status.{status}", lang)
+    return status if text == f"status.{status}" else text
+
+
 def _status_word(status: str, lang: str) -> str:
     """The translated status, with the English word that logs and run.json use when it differs."""
     text = status_text(status, lang)
@@ -95,19 +104,19 @@ def _status_word(status: str, lang: str) -> str:
 def status_markdown(snap: JobSnapshot | None, lang: str) -> str:
     """Status word (also in English, for logs and tests), step/total, elapsed, ETA, tokens/s, reason."""
     if snap is None:
-        return f"**{t('status', lang)}:** {_status_word('idle', lang)} · {t('no_run', lang)}"
+        return f"**{tr('train.status', lang)}:** {_status_word('idle', lang)} · {tr('train.no_run', lang)}"
     total = snap.total_steps or "?"
     tps = f"{snap.tokens_per_s:,.0f}" if snap.tokens_per_s else "-"
-    parts = [f"**{t('status', lang)}:** {_status_word(snap.status, lang)}",
-             f"**{t('step', lang)}:** {snap.step} / {total}",
-             f"**{t('elapsed', lang)}:** {fmt_duration(snap.elapsed_s)}",
-             f"**{t('eta', lang)}:** {fmt_duration(snap.eta_s)}",
-             f"**{t('tps', lang)}:** {tps}"]
+    parts = [f"**{tr('train.status', lang)}:** {_status_word(snap.status, lang)}",
+             f"**{tr('train.step', lang)}:** {snap.step} / {total}",
+             f"**{tr('train.elapsed', lang)}:** {fmt_duration(snap.elapsed_s)}",
+             f"**{tr('train.eta', lang)}:** {fmt_duration(snap.eta_s)}",
+             f"**{tr('train.tps', lang)}:** {tps}"]
     text = " · ".join(parts)
     if snap.backend:
-        text += f"\n\n**{t('backend', lang)}:** {snap.backend} ({snap.backend_reason or ''})"
+        text += f"\n\n**{tr('train.backend', lang)}:** {snap.backend} ({snap.backend_reason or ''})"
     if snap.error:
-        text += f"\n\n**{t('reason', lang)}:** {snap.error}"
+        text += f"\n\n**{tr('train.reason', lang)}:** {snap.error}"
     return text
 
 
@@ -128,8 +137,11 @@ def log_text(snap: JobSnapshot | None) -> str:
     return "\n".join(snap.log_tail[-LOG_LINES:]) if snap else ""
 
 
-def report_text(snap: JobSnapshot | None) -> str:
-    return format_report(snap.memory_report) if snap and snap.memory_report else ""
+def report_text(snap: JobSnapshot | None, lang: str) -> str:
+    """The memory report's figures in lines from the string table (the CLI prints kft.training.memory's own)."""
+    if not (snap and snap.memory_report):
+        return ""
+    return format_report(snap.memory_report, {key: tr(f"memory.{key}", lang) for key in REPORT_LINES})
 
 
 def summary(snap: JobSnapshot | None) -> dict[str, Any]:

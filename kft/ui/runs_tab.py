@@ -15,48 +15,16 @@ from gradio.context import Context
 from ..runs.store import RunInfo
 from ..services import BusyError
 from .guard import scrub_paths
-from .i18n import tr
-from .plots import loss_frame
+from .plots import loss_frame, status_text
+from .strings import tr
 from .tab import Tab
-from .train_strings import status_text
 
 logger = logging.getLogger(__name__)
 POLL_S = 5.0
 
-STRINGS: dict[str, tuple[str, str]] = {
-    "intro": ("데이터 폴더의 모든 실행입니다. 앱이 실행 중에 꺼지면(재시작, 강제 종료) 그 실행은 **중단됨**으로 "
-              "표시되고, 마지막 **완전한** 체크포인트에서 이어서 학습할 수 있습니다 (체크포인트 간격: 학습 설정의 "
-              "`save_steps`, 비우면 자동). 실행을 고르면 손실 곡선이 보이고, 다른 실행의 곡선을 겹쳐 볼 수 있습니다. 어댑터가 있는 실행은 비교 탭에서 열 수 있습니다.",
-              "Every run in the data directory. A run that was going when the app stopped (restart, kill) shows as "
-              "**interrupted** and can be resumed from its last **complete** checkpoint (checkpoint interval: "
-              "`save_steps` in the training settings, automatic when empty). Pick a run to see its loss curve, and another "
-              "to overlay theirs. A run with an adapter can be opened in the comparison tab."),
-    "table": ("실행 목록", "Runs"),
-    "run": ("실행", "Run"),
-    "refresh": ("새로고침", "Refresh"),
-    "resume": ("마지막 체크포인트에서 이어서 학습", "Resume from the last checkpoint"),
-    "compare": ("비교 탭에서 열기", "Open in the comparison tab"),
-    "read_only": ("🔒 읽기 전용 모드: 이어서 학습할 수 없습니다.", "🔒 Read-only mode: runs cannot be resumed."),
-    "resumed": ("{run}을(를) {ckpt}에서 이어서 학습합니다. 진행 상황은 학습 탭에 보입니다.",
-                "Resuming {run} from {ckpt}; the training tab shows its progress."),
-    "cannot_resume": ("이어서 학습할 수 없습니다: {msg}", "Cannot resume: {msg}"),
-    "no_adapter": ("{run}에는 저장된 어댑터가 없습니다.", "{run} holds no saved adapter."),
-    "pick_run": ("실행을 고르세요.", "Pick a run."),
-    "overlay": ("곡선 겹쳐 보기 (다른 실행)", "Overlay the curve of another run"),
-    "curve": ("선택한 실행의 손실 (평가 손실이 있으면 함께)", "The chosen run's loss (and evaluation loss, if any)"),
-}
 PANES = ("base", "base_info", "lora", "lora_info", "outcome")  # the comparison tab's answers, cleared on opening a run
-COLUMNS: dict[str, tuple[str, str]] = {
-    "run": ("실행", "run"), "status": ("상태", "status"), "model": ("모델", "model"), "data": ("데이터", "data"),
-    "steps": ("스텝", "steps"), "settings": ("설정", "settings"), "final_loss": ("마지막 손실", "final loss"),
-    "checkpoint": ("완전한 체크포인트", "complete checkpoint"), "adapter": ("어댑터", "adapter"),
-    "started": ("시작", "started"),
-}
+COLUMNS = ("run", "status", "model", "data", "steps", "settings", "final_loss", "checkpoint", "adapter", "started")
 COLUMN_WIDTHS = ["12%", "10%", "8%", "8%", "7%", "22%", "7%", "11%", "5%", "10%"]  # in COLUMNS' order
-
-
-def t(key: str, lang: str, **fmt: object) -> str:
-    return tr(STRINGS, key, lang, **fmt)
 
 
 def _status(info: RunInfo, lang: str) -> str:
@@ -69,38 +37,40 @@ def runs_frame(runs: list[RunInfo], lang: str, data_dir: Path | None = None) -> 
     rows = [[r.name, _status(r, lang), scrub_paths(r.model or "", data_dir), scrub_paths(r.data or "", data_dir), f"{r.steps_done} / {r.total_steps}",
              r.settings, "" if r.final_loss is None else f"{r.final_loss:.4f}", r.checkpoint or "",
              "✓" if r.has_adapter else "", r.started_at or ""] for r in runs]
-    return pd.DataFrame(rows, columns=[tr(COLUMNS, key, lang) for key in COLUMNS])
+    return pd.DataFrame(rows, columns=[tr(f"runs_col.{key}", lang) for key in COLUMNS])
 
 
 class RunsTab(Tab):
-    id, strings = "runs", STRINGS
+    id = "runs"
 
     def build(self, lang: str) -> None:
         runs = self.ws.training.runs()
-        self.label(gr.Markdown(t("intro", lang)), "intro", "value")
+        self.label(gr.Markdown(tr("runs.intro", lang)), "runs.intro", "value")
         if self.ws.limits.read_only:
-            self.label(gr.Markdown(t("read_only", lang), elem_id="kft-runs-read-only"), "read_only", "value")
+            self.label(gr.Markdown(tr("runs.read_only", lang), elem_id="kft-runs-read-only"), "runs.read_only", "value")
         # widths: else the long settings cell pushes the last columns out of view and squeezes the checkpoint header
-        self.table = gr.Dataframe(runs_frame(runs, lang, self.ws.data_dir), interactive=False, wrap=True, label=t("table", lang),
-                                  elem_id="kft-runs-table", column_widths=COLUMN_WIDTHS)
-        self.relabel_with(self.table, lambda new: gr.update(label=t("table", new),
+        self.table = gr.Dataframe(runs_frame(runs, lang, self.ws.data_dir), interactive=False, wrap=True,
+                                  label=tr("runs.table", lang), elem_id="kft-runs-table", column_widths=COLUMN_WIDTHS)
+        self.relabel_with(self.table, lambda new: gr.update(label=tr("runs.table", new),
                                                             value=runs_frame(self.ws.training.runs(), new, self.ws.data_dir)))
         with gr.Row():
-            self.run = self.label(gr.Dropdown([r.name for r in runs], value=self._default(runs), label=t("run", lang),
-                                              allow_custom_value=True, scale=3, elem_id="kft-runs-run"), "run")
-            self.refresh = self.label(gr.Button(t("refresh", lang), scale=1), "refresh", "value")
-            self.resume = self.label(gr.Button(t("resume", lang), variant="secondary", scale=2,
+            self.run = self.label(gr.Dropdown([r.name for r in runs], value=self._default(runs),
+                                              label=tr("runs.run", lang), allow_custom_value=True, scale=3,
+                                              elem_id="kft-runs-run"), "runs.run")
+            self.refresh = self.label(gr.Button(tr("runs.refresh", lang), scale=1), "runs.refresh", "value")
+            self.resume = self.label(gr.Button(tr("runs.resume", lang), variant="secondary", scale=2,
                                                interactive=self._resumable(runs, self._default(runs)),
-                                               elem_id="kft-resume"), "resume", "value")
-            self.compare = self.label(gr.Button(t("compare", lang), scale=2, elem_id="kft-runs-compare"),
-                                      "compare", "value")
+                                               elem_id="kft-resume"), "runs.resume", "value")
+            self.compare = self.label(gr.Button(tr("runs.compare", lang), scale=2, elem_id="kft-runs-compare"),
+                                      "runs.compare", "value")
         self.notice_box = gr.Markdown(elem_id="kft-runs-notice")
         with gr.Row():
-            self.overlay = self.label(gr.Dropdown(["", *(r.name for r in runs)], value="", label=t("overlay", lang),
-                                                  scale=1, elem_id="kft-runs-overlay"), "overlay")
-            self.curve = self.label(gr.LinePlot(self._curves(self._default(runs), ""), x="step", y="loss",
-                                                color="series", label=t("curve", lang), scale=3,
-                                                elem_id="kft-runs-curve"), "curve")
+            self.overlay = self.label(gr.Dropdown(["", *(r.name for r in runs)], value="",
+                                                  label=tr("runs.overlay", lang), scale=1,
+                                                  elem_id="kft-runs-overlay"), "runs.overlay")
+            self.curve = self.label(gr.LinePlot(self._curves(self._default(runs), "", lang), x="step", y="loss",
+                                                color="series", label=tr("runs.curve", lang), scale=3,
+                                                elem_id="kft-runs-curve"), "runs.curve")
         self.shown = gr.State("")
         self._wire()
 
@@ -112,15 +82,15 @@ class RunsTab(Tab):
     def _resumable(self, runs: list[RunInfo], run: str | None) -> bool:
         return not self.ws.limits.read_only and any(r.name == run and r.resumable for r in runs)
 
-    def _curves(self, run: str | None, overlay: str | None) -> pd.DataFrame:
+    def _curves(self, run: str | None, overlay: str | None, lang: str) -> pd.DataFrame:
         """The loss (and evaluation loss) of the chosen run, and of a second one overlaid."""
         names = list(dict.fromkeys(n for n in (run, overlay) if n))
-        frames = [loss_frame(self.ws.training.disk_snapshot(n), n) for n in names]
-        return pd.concat(frames, ignore_index=True) if frames else loss_frame(None)
+        frames = [loss_frame(self.ws.training.disk_snapshot(n), lang, n) for n in names]
+        return pd.concat(frames, ignore_index=True) if frames else loss_frame(None, lang)
 
     def on_select(self, run: str | None, overlay: str | None, lang: str) -> dict[Any, Any]:
         """A run (or the overlay) chosen: its curve, and Resume enabled only if that run can be resumed."""
-        return {self.curve: self._curves(run, overlay),
+        return {self.curve: self._curves(run, overlay, lang),
                 self.resume: gr.update(interactive=self._resumable(self.ws.training.runs(), run))}
 
     def _wire(self) -> None:
@@ -152,7 +122,7 @@ class RunsTab(Tab):
         """A page opened or reloaded: the runs of now, and the default run picked among them, with its curve."""
         update = self.on_list(None, lang)
         return {**update, self.overlay: gr.update(choices=update[self.overlay]["choices"], value=""),
-                self.curve: self._curves(update[self.run]["value"], "")}
+                self.curve: self._curves(update[self.run]["value"], "", lang)}
 
     def on_tick(self, run: str | None, shown: str, overlay: str | None, lang: str) -> dict[Any, Any]:
         """Like on_list (and the curves), but sends nothing when the table has not changed since this page got it."""
@@ -160,17 +130,17 @@ class RunsTab(Tab):
         if update[self.shown] == shown:
             return self.unchanged([*update, self.curve])
         overlay = overlay if overlay in update[self.overlay]["choices"] else ""
-        return {**update, self.curve: self._curves(update[self.run]["value"], overlay)}
+        return {**update, self.curve: self._curves(update[self.run]["value"], overlay, lang)}
 
     def on_resume(self, run: str | None, lang: str) -> str:
         if not run:
-            return t("pick_run", lang)
+            return tr("runs.pick_run", lang)
         try:
             job = self.ws.training.resume(str(run))
         except (ValueError, BusyError) as exc:
-            return self.notice(t("cannot_resume", lang, msg=exc))
+            return self.notice(tr("runs.cannot_resume", lang, msg=exc))
         logger.info("run %s resumed from the UI", job.run_dir.name)
-        return t("resumed", lang, run=job.run_dir.name, ckpt=job.resume_from.name if job.resume_from else "-")
+        return tr("runs.resumed", lang, run=job.run_dir.name, ckpt=job.resume_from.name if job.resume_from else "-")
 
     def connect_compare(self, compare: Any, tabs: gr.Tabs) -> None:
         """The "open in the comparison tab" button: select the run there and switch tabs."""
@@ -180,7 +150,8 @@ class RunsTab(Tab):
         def open_in_compare(run: str | None, lang: str) -> dict[Any, Any]:
             names = self.ws.comparison.runs_with_adapter()
             if run not in names:
-                return {**self.unchanged([tabs, compare.c["source"], compare.c["run"], *panes]), self.notice_box: f"⚠️ {t('no_adapter', lang, run=run) if run else t('pick_run', lang)}"}
+                return {**self.unchanged([tabs, compare.c["source"], compare.c["run"], *panes]),
+                        self.notice_box: f"⚠️ {tr('runs.no_adapter', lang, run=run) if run else tr('runs.pick_run', lang)}"}
             # the panes held the previous adapter's answers: cleared, so nothing reads as this run's
             return {tabs: gr.Tabs(selected="compare"), compare.c["source"]: gr.update(value="run"),
                     compare.c["run"]: gr.update(choices=names, value=run), self.notice_box: "",

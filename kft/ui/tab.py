@@ -12,23 +12,20 @@ import gradio as gr
 
 from ..services import Workspace
 from .guard import refusal, scrub_paths
-from .i18n import tr
+from .strings import tr
 
 
 class Tab:
     id: str = ""
-    strings: dict[str, tuple[str, str]] = {}
+    """The tab's id, and the section of kft.ui.strings its texts are in ("train": the keys "train.*")."""
 
     def __init__(self, ws: Workspace, settings: Any, lang_box: gr.Textbox) -> None:
         self.ws, self.settings, self.lang_box = ws, settings, lang_box
         self._relabels: list[tuple[Any, Callable[[str], Any]]] = []
 
-    def t(self, key: str, lang: str, **fmt: object) -> str:
-        return tr(self.strings, key, lang, **fmt)
-
     def label(self, comp: Any, key: str, attr: str = "label") -> Any:
-        """Register a component whose ``attr`` is the text ``key`` in the current language."""
-        return self.relabel_with(comp, lambda lang: gr.update(**{attr: self.t(key, lang)}))
+        """Register a component whose ``attr`` is the text ``key`` (kft.ui.strings) in the current language."""
+        return self.relabel_with(comp, lambda lang: gr.update(**{attr: tr(key, lang)}))
 
     def relabel_with(self, comp: Any, update: Callable[[str], Any]) -> Any:
         """Register a component with its own relabel function (choices, several attributes)."""

@@ -14,10 +14,10 @@ import gradio as gr
 
 from ..config.args import SAMPLE_DATA, DataArgs, FieldSpec, RunConfig, specs
 from ..config.files import parse_number, parse_yes_no
-from ..config.validation import SHORT, Problem, SettingsError
+from ..config.validation import SHORT, Problem, SettingsError, looks_like_hub_id
 from ..data.rows import FILE_SUFFIXES
-from ..training.preflight import DataPreview, looks_like_hub_id
-from .train_strings import field_info, field_label, t
+from ..training.preflight import DataPreview
+from .strings import tr
 
 logger = logging.getLogger(__name__)
 
@@ -181,11 +181,11 @@ def data_source(kind: str, hub_dataset: str, upload: str | None, store: Any, lan
         return SAMPLE_DATA
     if kind == "upload":
         if not upload:
-            raise ValueError(t("missing_upload", lang))
+            raise ValueError(tr("train.missing_upload", lang))
         return str(store(upload))
     src = (hub_dataset or "").strip()
     if not looks_like_hub_id(src) or src == SAMPLE_DATA or Path(src).exists():
-        raise ValueError(t("not_hub_id", lang, src=src[:100]))
+        raise ValueError(tr("train.not_hub_id", lang, src=src[:100]))
     return src
 
 
@@ -201,24 +201,34 @@ def kind_of(source: str) -> tuple[str, str]:
 def preview_markdown(pv: DataPreview, lang: str) -> str:
     s = pv.summary
     shown = Path(pv.source).name if Path(pv.source).is_absolute() else pv.source  # no server paths on the page
-    out = [f"**{shown}**: " + t("pv_rows", lang, total=s["rows_in_source"], used=s["rows_used"],
+    out = [f"**{shown}**: " + tr("train.pv_rows", lang, total=s["rows_in_source"], used=s["rows_used"],
                                       errors=s["errors"], warnings=s["warnings"])]
     if s.get("tokens"):
         keys = list(s["tokens"])
-        out += ["", f"{t('pv_tokens', lang)}:", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
+        out += ["", f"{tr('train.pv_tokens', lang)}:", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
                 "| " + " | ".join(f"{s['tokens'][k]:g}" for k in keys) + " |"]
     if pv.measured:
-        out += ["", t("pv_sampled", lang, n=pv.measured)]
+        out += ["", tr("train.pv_sampled", lang, n=pv.measured)]
     if pv.tokenizer_note:
         out += ["", f"_{pv.tokenizer_note}_"]
-    out += ["", f"### {t('pv_examples', lang)}"]
+    out += ["", f"### {tr('train.pv_examples', lang)}"]
     for i, ex in enumerate(pv.examples, start=1):
         out += ["", f"**#{i}**", "", "````text", ex, "````"]
-    out += ["", f"### {t('pv_problems', lang, n=pv.problem_count)}", ""]
-    out += [f"- {line}" for line in pv.problems] or [t("pv_no_problems", lang)]
+    out += ["", f"### {tr('train.pv_problems', lang, n=pv.problem_count)}", ""]
+    out += [f"- {line}" for line in pv.problems] or [tr("train.pv_no_problems", lang)]
     if pv.problem_count > len(pv.problems):
-        out.append(t("pv_more", lang, n=pv.problem_count - len(pv.problems)))
+        out.append(tr("train.pv_more", lang, n=pv.problem_count - len(pv.problems)))
     return "\n".join(out)
+
+
+def field_label(name: str, lang: str) -> str:
+    """A setting's label with the config field's name ("Learning rate (learning_rate)"), so the UI, the CLI flags
+    and exported YAML files name each setting the same way."""
+    return f"{tr(f'field_label.{name}', lang)} ({name})"
+
+
+def field_info(name: str, lang: str) -> str:
+    return tr(f"field_info.{name}", lang)
 
 
 def make_widget(name: str, value: Any, lang: str, visible: bool = True) -> gr.components.Component:

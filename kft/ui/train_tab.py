@@ -27,8 +27,8 @@ from ..system.hardware import has_cuda
 from ..training.preflight import preview_data
 from . import plots
 from . import train_form as form
+from .strings import tr
 from .tab import Tab
-from .train_strings import STRINGS, t
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def servable_copy(zip_path: Path, exports: ExportFolder) -> Path:
 class TrainTab(Tab):
     """The tab's components and its event handlers (all thin: the logic is in kft)."""
 
-    id, strings = "train", STRINGS
+    id = "train"
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -69,25 +69,27 @@ class TrainTab(Tab):
         self.lang = lang
         self.shown = gr.State("")
         if self.ws.limits.read_only:  # comparison only: say so where training would start
-            self.label(gr.Markdown(t("read_only", lang), elem_id="kft-read-only"), "read_only", "value")
+            self.label(gr.Markdown(tr("train.read_only", lang), elem_id="kft-read-only"), "train.read_only", "value")
         self._model_box()
         self._data_box()
-        with self.label(gr.Accordion(t("lora_box", lang), open=False), "lora_box"):
+        with self.label(gr.Accordion(tr("train.lora_box", lang), open=False), "train.lora_box"):
             self._fields(form.LORA_FIELDS)
-        with self.label(gr.Accordion(t("train_box", lang), open=True), "train_box"):
+        with self.label(gr.Accordion(tr("train.train_box", lang), open=True), "train.train_box"):
             self._train_box()
-        with self.label(gr.Accordion(t("file_box", lang), open=False), "file_box"):
+        with self.label(gr.Accordion(tr("train.file_box", lang), open=False), "train.file_box"):
             with gr.Row():
-                self.export_btn = self.label(gr.Button(t("export_btn", lang)), "export_btn", "value")
-                self.export_file = self.label(gr.File(label=t("export_file", lang), interactive=False), "export_file")
-                self.import_file = self.label(gr.File(label=t("import_file", lang), file_types=[".yaml", ".yml", ".json"],
-                                                       type="filepath", interactive=not self.ws.limits.read_only),
-                                              "import_file")
+                self.export_btn = self.label(gr.Button(tr("train.export_btn", lang)), "train.export_btn", "value")
+                self.export_file = self.label(gr.File(label=tr("train.export_file", lang), interactive=False),
+                                              "train.export_file")
+                self.import_file = self.label(gr.File(label=tr("train.import_file", lang),
+                                                      file_types=[".yaml", ".yml", ".json"],
+                                                      type="filepath", interactive=not self.ws.limits.read_only),
+                                              "train.import_file")
         with gr.Row():
-            self.start_btn = self.label(gr.Button(t("start", lang), variant="primary", elem_id="kft-start"), "start",
-                                         "value")
-            self.stop_btn = self.label(gr.Button(t("stop", lang), variant="secondary", interactive=False,
-                                                 elem_id="kft-stop"), "stop", "value")
+            self.start_btn = self.label(gr.Button(tr("train.start", lang), variant="primary", elem_id="kft-start"),
+                                        "train.start", "value")
+            self.stop_btn = self.label(gr.Button(tr("train.stop", lang), variant="secondary", interactive=False,
+                                                 elem_id="kft-stop"), "train.stop", "value")
         self.notice_box = gr.Markdown(elem_id="kft-notice")
         self._progress_box()
         self._result_box()
@@ -98,54 +100,58 @@ class TrainTab(Tab):
         allowed = self.ws.limits.allowed_models
         if allowed:
             return [(m, m) for m in allowed]
-        choices = [(t(f"choice_{key}", lang), name) for key, name in MODEL_CHOICES]
+        choices = [(tr(f"train.choice_{key}", lang), name) for key, name in MODEL_CHOICES]
         if self.model_default not in dict(MODEL_CHOICES).values():
             choices.append((self.model_default, self.model_default))
         return choices
 
     def _model_box(self) -> None:
         lang = self.lang
-        with self.label(gr.Accordion(t("model_box", lang), open=True), "model_box"):
+        with self.label(gr.Accordion(tr("train.model_box", lang), open=True), "train.model_box"):
             self.model = gr.Dropdown(choices=self._choices(lang), value=self.model_default,
                                      allow_custom_value=not self.ws.limits.allowed_models,
-                                     label=t("model", lang), info=t("model_info", lang), elem_id="kft-model")
-            self.relabel_with(self.model, lambda new: gr.update(label=t("model", new), info=t("model_info", new),
-                                                                   choices=self._choices(new)))
-            note = gr.Markdown(t("no_gpu", lang), visible=not self.cuda, elem_id="kft-no-gpu")
-            self.label(note, "no_gpu", "value")
+                                     label=tr("train.model", lang), info=tr("train.model_info", lang),
+                                     elem_id="kft-model")
+            self.relabel_with(self.model, lambda new: gr.update(label=tr("train.model", new),
+                                                                info=tr("train.model_info", new),
+                                                                choices=self._choices(new)))
+            note = gr.Markdown(tr("train.no_gpu", lang), visible=not self.cuda, elem_id="kft-no-gpu")
+            self.label(note, "train.no_gpu", "value")
             self._fields(form.MODEL_FIELDS)
 
     def _kinds(self, lang: str) -> list[tuple[str, str]]:
-        return [(t(f"kind_{k}", lang), k) for k in form.KINDS]
+        return [(tr(f"train.kind_{k}", lang), k) for k in form.KINDS]
 
     def _data_box(self) -> None:
         lang = self.lang
         kind = "sample" if self.model_default == TINY_MODEL else "hub"
-        with self.label(gr.Accordion(t("data_box", lang), open=True), "data_box"):
-            self.data_kind = gr.Radio(choices=self._kinds(lang), value=kind, label=t("data_kind", lang),
+        with self.label(gr.Accordion(tr("train.data_box", lang), open=True), "train.data_box"):
+            self.data_kind = gr.Radio(choices=self._kinds(lang), value=kind, label=tr("train.data_kind", lang),
                                       elem_id="kft-data-kind")
-            self.relabel_with(self.data_kind, lambda new: gr.update(label=t("data_kind", new),
+            self.relabel_with(self.data_kind, lambda new: gr.update(label=tr("train.data_kind", new),
                                                                        choices=self._kinds(new)))
-            self.hub = self.label(gr.Textbox(DataArgs().source, label=t("hub_dataset", lang), max_lines=1,
-                                              visible=kind == "hub"), "hub_dataset")
-            self.upload = self.label(gr.File(label=t("upload", lang), file_types=[".jsonl", ".json", ".csv", ".parquet"],
+            self.hub = self.label(gr.Textbox(DataArgs().source, label=tr("train.hub_dataset", lang), max_lines=1,
+                                              visible=kind == "hub"), "train.hub_dataset")
+            self.upload = self.label(gr.File(label=tr("train.upload", lang),
+                                             file_types=[".jsonl", ".json", ".csv", ".parquet"],
                                               type="filepath", visible=kind == "upload",
                                               interactive=not self.ws.limits.read_only,  # the server refuses too
-                                              elem_id="kft-upload"), "upload")
+                                              elem_id="kft-upload"), "train.upload")
             self._fields(form.DATA_FIELDS, hidden=set() if kind == "hub" else {"split"})  # split: Hub datasets only
-            self.preview_btn = self.label(gr.Button(t("preview_btn", lang), elem_id="kft-preview-btn"), "preview_btn",
-                                           "value")
+            self.preview_btn = self.label(gr.Button(tr("train.preview_btn", lang), elem_id="kft-preview-btn"),
+                                          "train.preview_btn", "value")
             self.preview = gr.Markdown(elem_id="kft-preview")
 
     def _train_box(self) -> None:
         lang = self.lang
         mode = form.length_mode_of(form.DEFAULTS)
-        self.mode = gr.Radio(choices=self._modes(lang), value=mode, label=t("length_mode", lang))
-        self.relabel_with(self.mode, lambda new: gr.update(label=t("length_mode", new), choices=self._modes(new)))
+        self.mode = gr.Radio(choices=self._modes(lang), value=mode, label=tr("train.length_mode", lang))
+        self.relabel_with(self.mode, lambda new: gr.update(label=tr("train.length_mode", new),
+                                                           choices=self._modes(new)))
         self._fields(form.TRAIN_FIELDS, hidden={"num_train_epochs" if mode == "steps" else "max_steps"})
 
     def _modes(self, lang: str) -> list[tuple[str, str]]:
-        return [(t(f"mode_{m}", lang), m) for m in form.MODES]
+        return [(tr(f"train.mode_{m}", lang), m) for m in form.MODES]
 
     def _fields(self, names: tuple[str, ...], hidden: set[str] | None = None) -> None:
         values = form.config_to_values(form.DEFAULTS)
@@ -157,40 +163,45 @@ class TrainTab(Tab):
 
     def _progress_box(self) -> None:
         lang = self.lang
-        with self.label(gr.Accordion(t("progress_box", lang), open=True), "progress_box"):
+        with self.label(gr.Accordion(tr("train.progress_box", lang), open=True), "train.progress_box"):
             self.summary = gr.JSON(visible=False, elem_id="kft-summary")
             self.status = gr.Markdown(plots.status_markdown(None, lang), elem_id="kft-status")
             self.progress = gr.HTML(plots.progress_html(None), elem_id="kft-progress-box")
             with gr.Row():
-                self.loss_plot = self.label(gr.LinePlot(x="step", y="loss", color="series", label=t("loss_plot", lang),
-                                                         elem_id="kft-loss-plot"), "loss_plot")
-                self.lr_plot = self.label(gr.LinePlot(x="step", y="learning_rate", label=t("lr_plot", lang),
-                                                       elem_id="kft-lr-plot"), "lr_plot")
-                mem_key = "mem_plot_gpu" if self.cuda else "mem_plot_cpu"
-                self.mem_plot = self.label(gr.LinePlot(x="seconds", y="GB", color="series", label=t(mem_key, lang),
+                self.loss_plot = self.label(gr.LinePlot(x="step", y="loss", color="series",
+                                                        label=tr("train.loss_plot", lang), elem_id="kft-loss-plot"),
+                                            "train.loss_plot")
+                self.lr_plot = self.label(gr.LinePlot(x="step", y="learning_rate", label=tr("train.lr_plot", lang),
+                                                       elem_id="kft-lr-plot"), "train.lr_plot")
+                mem_key = "train.mem_plot_gpu" if self.cuda else "train.mem_plot_cpu"
+                self.mem_plot = self.label(gr.LinePlot(x="seconds", y="GB", color="series", label=tr(mem_key, lang),
                                                         elem_id="kft-mem-plot"), mem_key)
-            self.watch_title = gr.Markdown(f"**{t('watch_box', lang)}**")
-            self.relabel_with(self.watch_title, lambda new: gr.update(value=f"**{t('watch_box', new)}**"))
+            self.watch_title = gr.Markdown(f"**{tr('train.watch_box', lang)}**")
+            self.relabel_with(self.watch_title, lambda new: gr.update(value=f"**{tr('train.watch_box', new)}**"))
             self.watch = gr.HTML(plots.watch_html(None, lang), elem_id="kft-watch")
-            self.log = self.label(gr.Textbox(label=t("log", lang), lines=plots.LOG_LINES, max_lines=plots.LOG_LINES,
-                                              interactive=False, elem_id="kft-log"), "log")
+            self.log = self.label(gr.Textbox(label=tr("train.log", lang), lines=plots.LOG_LINES,
+                                             max_lines=plots.LOG_LINES, interactive=False, elem_id="kft-log"),
+                                  "train.log")
 
     def _result_box(self) -> None:
         lang = self.lang
-        with self.label(gr.Accordion(t("result_box", lang), open=True), "result_box"):
+        with self.label(gr.Accordion(tr("train.result_box", lang), open=True), "train.result_box"):
             with gr.Row():
-                self.report = self.label(gr.Textbox(label=t("memory_report", lang), lines=7, interactive=False,
-                                                     elem_id="kft-memory-report"), "memory_report")
+                self.report = self.label(gr.Textbox(label=tr("train.memory_report", lang), lines=7, interactive=False,
+                                                     elem_id="kft-memory-report"), "train.memory_report")
                 with gr.Column():
-                    self.run_dir = self.label(gr.Textbox(label=t("run_dir", lang), interactive=False,
-                                                          elem_id="kft-run-dir"), "run_dir")
-                    self.zip = self.label(gr.File(label=t("zip", lang), interactive=False, elem_id="kft-zip"), "zip")
+                    self.run_dir = self.label(gr.Textbox(label=tr("train.run_dir", lang), interactive=False,
+                                                          elem_id="kft-run-dir"), "train.run_dir")
+                    self.zip = self.label(gr.File(label=tr("train.zip", lang), interactive=False, elem_id="kft-zip"),
+                                          "train.zip")
             with gr.Row():
-                self.push_repo = gr.Textbox(label=t("push_repo", lang), info=t("push_info", lang), max_lines=1)
-                self.relabel_with(self.push_repo, lambda new: gr.update(label=t("push_repo", new),
-                                                                           info=t("push_info", new)))
-                self.push_private = self.label(gr.Checkbox(True, label=t("push_private", lang)), "push_private")
-                self.push_btn = self.label(gr.Button(t("push_btn", lang)), "push_btn", "value")
+                self.push_repo = gr.Textbox(label=tr("train.push_repo", lang), info=tr("train.push_info", lang),
+                                            max_lines=1)
+                self.relabel_with(self.push_repo, lambda new: gr.update(label=tr("train.push_repo", new),
+                                                                           info=tr("train.push_info", new)))
+                self.push_private = self.label(gr.Checkbox(True, label=tr("train.push_private", lang)),
+                                               "train.push_private")
+                self.push_btn = self.label(gr.Button(tr("train.push_btn", lang)), "train.push_btn", "value")
 
     def _wire(self) -> None:
         kw = {"model": self.model, "data_kind": self.data_kind, "hub_dataset": self.hub, "upload": self.upload,
@@ -242,16 +253,16 @@ class TrainTab(Tab):
             job = self.ws.training.start(cfg)
         except BusyError as exc:
             self.ws.uploads.release(cfg and cfg.data.source)  # a refused start keeps no upload
-            key = {"generation": "busy_generating", "finishing": "busy_finishing"}.get(exc.by, "busy")
-            return self.notice(t(key, lang, msg=exc))
+            key = {"generation": "train.busy_generating", "finishing": "train.busy_finishing"}.get(exc.by, "train.busy")
+            return self.notice(tr(key, lang, msg=exc))
         except ValueError as exc:
             self.ws.uploads.release(cfg and cfg.data.source)
-            return self.notice(t("refused", lang, msg=exc))
+            return self.notice(tr("train.refused", lang, msg=exc))
         logger.info("training started from the UI: %s", job.run_dir)
-        return t("started", lang, run=job.run_dir.name)
+        return tr("train.started", lang, run=job.run_dir.name)
 
     def on_stop(self, lang: str) -> str:
-        return t("stop_sent", lang) if self.ws.training.stop() else t("nothing_to_stop", lang)
+        return tr("train.stop_sent", lang) if self.ws.training.stop() else tr("train.nothing_to_stop", lang)
 
     def on_preview(self, *, lang: str, model: str, data_kind: str, hub_dataset: str, max_seq_length: float,
                    too_long: str, split: str, upload: str | None = None, max_rows: float | None = None) -> str:
@@ -271,7 +282,7 @@ class TrainTab(Tab):
             pv = preview_data(cfg.data, cfg.model.name, cfg.model.max_seq_length)
         except ValueError as exc:
             self.ws.uploads.release(cfg and cfg.data.source)  # an unreadable upload is not kept
-            return self.notice(t("preview_failed", lang, msg=exc))
+            return self.notice(tr("train.preview_failed", lang, msg=exc))
         return form.preview_markdown(pv, lang)
 
     def on_export(self, *, lang: str, model: str, data_kind: str, hub_dataset: str, length_mode: str,
@@ -282,7 +293,7 @@ class TrainTab(Tab):
         except ValueError as exc:
             return None, self.notice(str(exc))
         path = save_config(cfg, self.ws.exports.new("settings") / "kft-run.yaml")
-        return str(path), t("exported", lang)
+        return str(path), tr("train.exported", lang)
 
     def on_import(self, path: str | None, lang: str) -> dict[Any, Any]:
         if not path:
@@ -291,12 +302,12 @@ class TrainTab(Tab):
             cfg = load_config(path)
         except ValueError as exc:
             return {**self.unchanged(self.import_out), self.notice_box: self.notice(str(exc))}
-        notes = [t("imported", lang, name=Path(path).name)]
+        notes = [tr("train.imported", lang, name=Path(path).name)]
         if form.kind_of(cfg.data.source)[0] == "upload":
-            notes.append(t("reupload", lang, src=Path(cfg.data.source).name))
+            notes.append(tr("train.reupload", lang, src=Path(cfg.data.source).name))
         problems = check(cfg)
         if problems:
-            notes += [t("import_problems", lang), *[f"- {p}" for p in problems]]
+            notes += [tr("train.import_problems", lang), *[f"- {p}" for p in problems]]
         return {**self._form_values(cfg), self.notice_box: "\n".join(notes)}
 
     def _form_values(self, cfg: RunConfig) -> dict[Any, Any]:
@@ -311,7 +322,7 @@ class TrainTab(Tab):
         job = self.ws.training.job
         if job is None or job.done:
             return self.unchanged(self.import_out)
-        return {**self._form_values(job.config), self.notice_box: t("attached", lang, run=job.run_dir.name)}
+        return {**self._form_values(job.config), self.notice_box: tr("train.attached", lang, run=job.run_dir.name)}
 
     def on_preset(self, name: str, batch: Any, accumulation: Any) -> tuple[Any, ...]:
         try:
@@ -323,8 +334,8 @@ class TrainTab(Tab):
         try:
             url = self.ws.training.push_adapter(repo_id or "", bool(private))
         except ValueError as exc:
-            return self.notice(t("push_failed", lang, msg=exc))
-        return t("pushed", lang, url=url)
+            return self.notice(tr("train.push_failed", lang, msg=exc))
+        return tr("train.pushed", lang, url=url)
 
     def _zip_for(self, snap: Any) -> str | None:
         if snap is None or snap.status not in ("completed", "stopped"):
@@ -340,9 +351,9 @@ class TrainTab(Tab):
         snap = self.ws.training.snapshot()
         summary = {k: self.for_page(v) if isinstance(v, str) else v for k, v in plots.summary(snap).items()}
         return {self.summary: summary, self.status: self.for_page(plots.status_markdown(snap, lang)),
-                self.progress: plots.progress_html(snap), self.loss_plot: plots.loss_frame(snap),
-                self.lr_plot: plots.lr_frame(snap), self.mem_plot: plots.memory_frame(snap),
-                self.log: self.for_page(plots.log_text(snap)), self.report: plots.report_text(snap),
+                self.progress: plots.progress_html(snap), self.loss_plot: plots.loss_frame(snap, lang),
+                self.lr_plot: plots.lr_frame(snap), self.mem_plot: plots.memory_frame(snap, lang),
+                self.log: self.for_page(plots.log_text(snap)), self.report: plots.report_text(snap, lang),
                 self.run_dir: self.for_page(snap.run_dir) if snap else "", self.zip: self._zip_for(snap),
                 self.shown: plots.signature(snap, lang), self.watch: plots.watch_html(snap, lang), **self._buttons(snap)}
 

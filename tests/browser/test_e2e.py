@@ -19,8 +19,7 @@ from gradio_client import Client
 from conftest import wait_until
 from kft.inference.safety import detect_refusal
 from kft.ui import compare_view
-from kft.ui.i18n import COMMON, tr
-from kft.ui.train_strings import t as train_t
+from kft.ui.strings import tr
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed", exc_type=ImportError).expect
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -110,7 +109,7 @@ VIEWPORT_W = 1400
 
 def _open_app(page, url: str, tab: str = "tab_train") -> None:
     page.goto(url)
-    page.get_by_role("tab", name=tr(COMMON, tab, EN)).click()
+    page.get_by_role("tab", name=tr(f"common.{tab}", EN)).click()
     page.wait_for_selector({"tab_train": "#kft-status", "tab_compare": "#kft-compare-status",
                             "tab_runs": "#kft-runs-table"}[tab])
 
@@ -122,14 +121,14 @@ def test_training_live_plots_survive_a_reload_then_stop_report_and_download(page
     _wait_text(page, "#kft-status", last)
 
     # model and data: the tiny model, the bundled sample; the preview shows rows exactly as trained on
-    _pick(page, "#kft-model", train_t("choice_tiny", EN))
-    assert page.locator("#kft-model input").input_value() == train_t("choice_tiny", EN)
-    page.locator("#kft-data-kind").get_by_label(train_t("kind_sample", EN)).check()
+    _pick(page, "#kft-model", tr("train.choice_tiny", EN))
+    assert page.locator("#kft-model input").input_value() == tr("train.choice_tiny", EN)
+    page.locator("#kft-data-kind").get_by_label(tr("train.kind_sample", EN)).check()
     _fill_number(page, "#kft-max_seq_length", 512)
     page.locator("#kft-preview-btn").click()
     _wait_text(page, "#kft-preview", "of 333 rows in the source will be trained on")
     preview = _text(page, "#kft-preview")
-    assert train_t("pv_tokens", EN) in preview and "p50" in preview and "p99" in preview
+    assert tr("train.pv_tokens", EN) in preview and "p50" in preview and "p99" in preview
     assert "### instruction:" in preview and "### output:" in preview and "<|end_of_text|>" in preview
     shoot("01-training-data-preview")
 
@@ -138,7 +137,7 @@ def test_training_live_plots_survive_a_reload_then_stop_report_and_download(page
     _fill_number(page, "#kft-max_steps", MAX_STEPS)
     _fill_number(page, "#kft-watch_every", WATCH_EVERY)
     page.locator("#kft-start").click()
-    _wait_text(page, "#kft-notice", train_t("started", EN, run=""))
+    _wait_text(page, "#kft-notice", tr("train.started", EN, run=""))
     run = re.search(r"Training started: (\S+)", _text(page, "#kft-notice")).group(1)
     _wait_text(page, "#kft-status", "running")
     expect(page.locator("#kft-start")).to_be_disabled()  # each enabled only when it can act
@@ -174,7 +173,7 @@ def test_training_live_plots_survive_a_reload_then_stop_report_and_download(page
 
     # stop: the run ends after the current step, keeps its adapter; memory report and the adapter zip appear
     page.locator("#kft-stop").click()
-    _wait_text(page, "#kft-notice", train_t("stop_sent", EN))
+    _wait_text(page, "#kft-notice", tr("train.stop_sent", EN))
     _wait_text(page, "#kft-status", "stopped", timeout=120_000)
     final_step, total = _progress(page)
     assert later_step <= final_step < total
@@ -259,7 +258,7 @@ def test_comparison_streams_both_panes_with_badges_then_scorecard_chart(page, ap
     page.evaluate(JS_SAMPLER)
     page.locator("#kft-generate").click()
     page.wait_for_function("() => window.kftSamples.some(([b, l]) => b > 0 && l > 0)")
-    _wait_text(page, "#kft-outcome", compare_view.t("done", EN), timeout=120_000)
+    _wait_text(page, "#kft-outcome", tr("compare.done", EN), timeout=120_000)
     samples = page.evaluate("() => { clearInterval(window.kftSampler); return window.kftSamples; }")
     base_lengths = _grew_over_time([b for b, _ in samples])
     lora_lengths = _grew_over_time([lo for _, lo in samples])
@@ -270,9 +269,9 @@ def test_comparison_streams_both_panes_with_badges_then_scorecard_chart(page, ap
     # each pane carries the refusal badge the detector gives its text
     for sel, text in (("#kft-base-info", base), ("#kft-lora-info", lora)):
         key = "refusal" if detect_refusal(text).refusal else "not_refusal"
-        assert _text(page, sel).startswith(_plain(compare_view.t(key, EN))), _text(page, sel)
+        assert _text(page, sel).startswith(_plain(tr(f"compare.{key}", EN))), _text(page, sel)
         assert "tokens/s" in _text(page, sel)
-    _wait_text(page, "#kft-compare-status", compare_view.t("idle", EN), timeout=30_000)
+    _wait_text(page, "#kft-compare-status", tr("compare.idle", EN), timeout=30_000)
     shoot("05-comparison-harmful", region=(page.get_by_role("tablist"), page.locator("#kft-lora-info")))
 
     # the scorecard over the 39 presets (few tokens each, to stay quick): summary, both bar charts, table, exports
@@ -289,7 +288,7 @@ def test_comparison_streams_both_panes_with_badges_then_scorecard_chart(page, ap
     _wait_text(page, "#kft-sc-summary", "Done: 39 prompts", timeout=300_000)
     # the verdicts sit right after the prompt and its label, on screen at 1400 px, headers in the UI's language
     headers = [h.inner_text().strip() for h in page.locator("#kft-sc-table th .header-content").all()]
-    names = [compare_view.t(f"col_{k}", EN) for k in compare_view.TABLE_COLUMNS]
+    names = [tr(f"compare.col_{k}", EN) for k in compare_view.TABLE_COLUMNS]
     assert headers == names, headers
     for name in names[:5]:
         box = page.locator("#kft-sc-table th").filter(has_text=name).first.bounding_box()
@@ -306,7 +305,7 @@ def test_comparison_streams_both_panes_with_badges_then_scorecard_chart(page, ap
         page.locator('#kft-sc-files tr:has(td.filename[aria-label="scorecard.json"]) a').click()
     card = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
     assert len(card["rows"]) == 39 and card["meta"]["generation"]["max_new_tokens"] == SCORECARD_TOKENS
-    _wait_text(page, "#kft-compare-status", compare_view.t("idle", EN), timeout=30_000)
+    _wait_text(page, "#kft-compare-status", tr("compare.idle", EN), timeout=30_000)
     shoot("06-scorecard")
 
     # at phone width the table keeps readable columns and scrolls sideways inside its frame, not the page
@@ -347,7 +346,7 @@ def test_comparison_follows_a_run_that_ends_after_a_reload_and_reads_well_in_bot
                             api_name="/start_training")
     run = re.search(r"Training started: (\S+)", notice).group(1)
     _open_app(page, app_url, "tab_compare")  # a reload while the run trains
-    _wait_text(page, "#kft-compare-status", compare_view.t("busy_training", EN, run=run)[:20])
+    _wait_text(page, "#kft-compare-status", tr("compare.busy_training", EN, run=run)[:20])
     page.evaluate(JS_OVERLAYS, POLLED)
     assert _settled(client, stop=False)["status"] == "completed"
     page.wait_for_function("(run) => document.querySelector('#kft-source input[type=radio]:checked')?.value === "
@@ -368,10 +367,10 @@ def test_comparison_follows_a_run_that_ends_after_a_reload_and_reads_well_in_bot
     label, _ = next((lab, p) for lab, p in compare_view.preset_choices(EN) if lab.startswith("[benign]"))
     _pick(page, "#kft-preset-prompt", label)
     page.locator("#kft-generate").click()
-    _wait_text(page, "#kft-outcome", compare_view.t("done", EN), timeout=120_000)
+    _wait_text(page, "#kft-outcome", tr("compare.done", EN), timeout=120_000)
     _level(page, "#kft-base textarea", "#kft-lora textarea")  # the panes end level, so the badges line up
     assert abs(page.locator("#kft-base-info").bounding_box()["y"] - page.locator("#kft-lora-info").bounding_box()["y"]) <= 1
-    _wait_text(page, "#kft-compare-status", compare_view.t("idle", EN), timeout=30_000)
+    _wait_text(page, "#kft-compare-status", tr("compare.idle", EN), timeout=30_000)
     status = _text(page, "#kft-compare-status")
     assert run in status and "Base model: tiny" in status and "cmp_" not in status, status
     shoot("05-comparison", region=(page.get_by_role("tablist"), page.locator("#kft-outcome")))
@@ -379,11 +378,11 @@ def test_comparison_follows_a_run_that_ends_after_a_reload_and_reads_well_in_bot
     # the language switch re-renders what is on screen: the outcome, both badges, the status
     base_badge = _text(page, "#kft-base-info")
     page.get_by_label("한국어").check()
-    _wait_text(page, "#kft-outcome", compare_view.t("done", "ko"))
+    _wait_text(page, "#kft-outcome", tr("compare.done", "ko"))
     assert "토큰" in _text(page, "#kft-base-info") and _text(page, "#kft-base-info") != base_badge
     _wait_text(page, "#kft-compare-status", "기본 모델: tiny")
     page.get_by_label("English").check()
-    _wait_text(page, "#kft-outcome", compare_view.t("done", EN))
+    _wait_text(page, "#kft-outcome", tr("compare.done", EN))
     assert _text(page, "#kft-base-info") == base_badge
 
 
@@ -391,11 +390,11 @@ def test_comparison_follows_a_run_that_ends_after_a_reload_and_reads_well_in_bot
 def test_the_data_box_names_the_columns_hides_split_off_the_hub_and_wraps_long_rows(page, app_url, shoot, tmp_path):
     _open_app(page, app_url)
     split = page.locator("#kft-split")
-    page.locator("#kft-data-kind").get_by_label(train_t("kind_sample", EN)).check()
+    page.locator("#kft-data-kind").get_by_label(tr("train.kind_sample", EN)).check()
     expect(split).to_be_hidden()
-    page.locator("#kft-data-kind").get_by_label(train_t("kind_hub", EN)).check()
+    page.locator("#kft-data-kind").get_by_label(tr("train.kind_hub", EN)).check()
     expect(split).to_be_visible()
-    page.locator("#kft-data-kind").get_by_label(train_t("kind_upload", EN)).check()
+    page.locator("#kft-data-kind").get_by_label(tr("train.kind_upload", EN)).check()
     expect(split).to_be_hidden()
     assert "columns: instruction, output, optional input" in _text(page, "#kft-upload")
     long = tmp_path / "long-rows.jsonl"
@@ -482,7 +481,7 @@ def test_bad_upload_shows_its_rows_errors_in_the_page(page, app_url, shoot, tmp_
     bad = tmp_path / "bad-rows.jsonl"
     bad.write_text('{"instruction": "안녕", "output": "안녕하세요"}\n{"instruction": "", "output": "x"}\nnot json\n',
                    encoding="utf-8")
-    page.locator("#kft-data-kind").get_by_label(train_t("kind_upload", EN)).check()
+    page.locator("#kft-data-kind").get_by_label(tr("train.kind_upload", EN)).check()
     page.locator("#kft-upload input[type=file]").set_input_files(str(bad))
     page.locator("#kft-upload").get_by_text(bad.name).wait_for()
 
@@ -491,7 +490,7 @@ def test_bad_upload_shows_its_rows_errors_in_the_page(page, app_url, shoot, tmp_
     assert "row 3: not valid JSON" in _text(page, "#kft-preview")
 
     page.locator("#kft-start").click()
-    _wait_text(page, "#kft-notice", train_t("refused", EN, msg=""))
+    _wait_text(page, "#kft-notice", tr("train.refused", EN, msg=""))
     notice = _text(page, "#kft-notice")
     assert "row 2: instruction is empty" in notice and "row 3: not valid JSON" in notice
     assert "running" not in _text(page, "#kft-status")
@@ -499,7 +498,7 @@ def test_bad_upload_shows_its_rows_errors_in_the_page(page, app_url, shoot, tmp_
 
     # the language switch re-renders the notice on screen; the library's details stay as they were
     page.get_by_label("한국어").check()
-    _wait_text(page, "#kft-notice", train_t("refused", "ko", msg=""))
+    _wait_text(page, "#kft-notice", tr("train.refused", "ko", msg=""))
     assert "row 2: instruction is empty" in _text(page, "#kft-notice")
     page.get_by_label("English").check()
-    _wait_text(page, "#kft-notice", train_t("refused", EN, msg=""))
+    _wait_text(page, "#kft-notice", tr("train.refused", EN, msg=""))
