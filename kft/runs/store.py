@@ -15,7 +15,7 @@ import os
 import re
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +53,21 @@ class RunDir:
 
     def read_json(self) -> dict[str, Any] | None:
         """run.json as a dict, or None when missing or unreadable (a run killed before writing it)."""
+        return self.load_json()[0]
+
+    def load_json(self) -> tuple[dict[str, Any] | None, str | None]:
+        """(run.json as a dict or None, why it could not be read: None when it is fine or simply not written yet)."""
         try:
-            data = json.loads(self.run_json.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+            data = json.loads(self.run_json.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            return None, f"run.json cannot be read ({_os_reason(exc)})"
+        except (ValueError, RecursionError):  # cut short by a kill or a full disk, bad bytes, not JSON
+            return None, "run.json cannot be read (cut short, or not written by kft): its settings and status are unknown"
+        if not isinstance(data, dict):
+            return None, "run.json holds no settings object (not written by kft)"
+        return data, None
 
     def write_json(self, data: dict[str, Any]) -> None:
         """Atomic rewrite of run.json (tmp file, then rename)."""
@@ -71,11 +81,11 @@ class RunDir:
     def append_watch(self, row: dict[str, Any]) -> None:
         _append(self.watch_file, row)
 
-    def read_metrics(self) -> list[dict[str, Any]]:
-        """Rows of metrics.jsonl (unreadable lines, such as one cut by a kill, are left out)."""
+    def read_metrics(self) -> Rows:
+        """Rows of metrics.jsonl (unreadable lines, such as one cut by a kill, are left out and counted)."""
         return _read_rows(self.metrics_file)
 
-    def read_watch(self) -> list[dict[str, Any]]:
+    def read_watch(self) -> Rows:
         """Rows of refusals.jsonl: {step, kind, prompt, answer, refusal}."""
         return _read_rows(self.watch_file)
 
@@ -137,21 +147,71 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """The JSON-lines rows of a run file that carry an integer step (a line cut by a kill is left out)."""
-    rows = []
+class Rows(list):
+    """The rows of a JSON-lines run file, and what reading it left out: ``dropped`` lines (bad bytes, not JSON, no
+    step), ``torn`` when the last of them was cut short (a write stopped by a kill or a full disk), ``error`` when the
+    file could not be read at all. A list, so callers that only want the rows use it as one."""
+
+    def __init__(self, name: str, rows: list[dict[str, Any]] | None = None, dropped: int = 0, torn: bool = False,
+                 error: str | None = None) -> None:
+        super().__init__(rows or [])
+        self.name, self.dropped, self.torn, self.error = name, dropped, torn, error
+
+    @property
+    def damage(self) -> str | None:
+        """What is wrong with the file, in a sentence for the runs tab (None: nothing)."""
+        if self.error:
+            return f"{self.name} cannot be read ({self.error})"
+        if not self.dropped:
+            return None
+        if self.torn and self.dropped == 1:
+            return f"{self.name}: its last line was cut short (a write stopped by a kill or a full disk) and is left out"
+        return f"{self.name}: {self.dropped} unreadable line{'s' if self.dropped > 1 else ''} left out" + (
+            ", the last one cut short" if self.torn else "")
+
+
+_LOGGED: set[tuple[str, int]] = set()  # (file, size) already logged as damaged: the list is read every few seconds
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OSError in kft's words (no library text)."""
+    if isinstance(exc, IsADirectoryError):
+        return "it is a folder, not a file"
+    if isinstance(exc, PermissionError):
+        return "this process may not read it"
+    return "the disk refused to read it"
+
+
+def _read_rows(path: Path) -> Rows:
+    """The JSON-lines rows of a run file that carry an integer step. Never raises: lines with bad bytes, or cut by a
+    kill, are left out and counted; a file that cannot be read gives no rows and says why."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Rows(path.name)
+    except OSError as exc:
+        return Rows(path.name, error=_os_reason(exc))
+    rows, dropped, torn = [], 0, False
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
             continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):  # bad bytes (UnicodeDecodeError is one), cut short, not JSON
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and not isinstance(row["step"], bool):
             rows.append(row)
-    return rows
+        else:
+            dropped += 1
+            torn = torn or i == len(lines) - 1  # no newline after it: the write stopped inside this line
+    found = Rows(path.name, rows, dropped, torn)
+    if dropped and (str(path), len(data)) not in _LOGGED:
+        if len(_LOGGED) > 10_000:
+            _LOGGED.clear()
+        _LOGGED.add((str(path), len(data)))
+        logger.warning("%s/%s", path.parent.name, found.damage)
+    return found
 
 
 def _truncate(path: Path, step: int) -> list[dict[str, Any]]:
@@ -180,6 +240,7 @@ class RunInfo:
     checkpoint: str | None = None  # name of the last complete checkpoint (``checkpoint-N``), if any
     error: str | None = None
     resumed_from: str | None = None
+    damage: list[str] = field(default_factory=list)  # files of the run that are torn or unreadable, and how
 
     @property
     def resumable(self) -> bool:
@@ -292,10 +353,10 @@ def _count(value: Any) -> int:
 
 def run_info(run: RunDir, live_run: RunDir | None = None) -> RunInfo:
     """What one run directory says about its run."""
-    raw = run.read_json()
+    raw, problem = run.load_json()
     ckpt = run.last_complete_checkpoint()
     info = RunInfo(run.name, effective_status(raw, run == live_run), run.path, checkpoint=ckpt.name if ckpt else None,
-                   has_adapter=run.has_adapter)
+                   has_adapter=run.has_adapter, damage=[problem] if problem else [])
     if raw is None:
         return info
     # read defensively: a hand-edited or other-version run.json must not stop the app (the list is read at start)
@@ -310,6 +371,7 @@ def run_info(run: RunDir, live_run: RunDir | None = None) -> RunInfo:
     info.error, info.resumed_from = _text(raw.get("error")), _text(raw.get("resumed_from"))
     if info.status != "completed":  # a run that did not end cleanly: metrics.jsonl knows how far it got
         rows = run.read_metrics()
+        info.damage += [d for d in (rows.damage, run.read_watch().damage) if d]
         info.steps_done = max([info.steps_done, *(r["step"] for r in rows)])
         if info.final_loss is None:
             losses = [r["loss"] for r in rows if isinstance(r.get("loss"), (int, float))]
@@ -362,7 +424,11 @@ def mark_interrupted(runs_dir: Path, live_run: RunDir | None = None) -> list[str
         raw.update(status="interrupted", interrupted_at=time.strftime(TIME_FORMAT), last_checkpoint=info.checkpoint,
                    error=f"the app stopped while this run was {raw.get('status')}; "
                          + (f"resume it from {info.checkpoint}" if info.checkpoint else "no complete checkpoint to resume from"))
-        run.write_json(raw)
+        try:
+            run.write_json(raw)
+        except OSError as exc:  # a read-only or full data directory must not stop the app from starting
+            logger.warning("run %s could not be marked interrupted: %s", info.name, _os_reason(exc))
+            continue
         marked.append(info.name)
         logger.info("run %s was interrupted (last complete checkpoint: %s)", info.name, info.checkpoint)
     return marked

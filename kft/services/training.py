@@ -143,7 +143,8 @@ class TrainingService:
                            watch=run.read_watch(), elapsed_s=float(elapsed) if isinstance(elapsed, (int, float)) else 0.0,
                            error=info.error, backend=raw.get("backend"), backend_reason=raw.get("backend_reason"),
                            memory_report=raw.get("memory") if isinstance(raw.get("memory"), dict) else None,
-                           log_tail=[f"{run.name}: read from its run directory (run.json, metrics.jsonl)"])
+                           log_tail=[f"{run.name}: read from its run directory (run.json, metrics.jsonl)",
+                                     *(f"{run.name}: {d}" for d in info.damage)])
 
     def live_run(self) -> runs.RunDir | None:
         """The run this process is training now, if any."""

@@ -44,6 +44,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "pick_run": ("실행을 고르세요.", "Pick a run."),
     "overlay": ("곡선 겹쳐 보기 (다른 실행)", "Overlay the curve of another run"),
     "curve": ("선택한 실행의 손실 (평가 손실이 있으면 함께)", "The chosen run's loss (and evaluation loss, if any)"),
+    "damaged": ("⚠️ 손상된 파일: {why}", "⚠️ damaged files: {why}"),
 }
 PANES = ("base", "base_info", "lora", "lora_info", "outcome")  # the comparison tab's answers, cleared on opening a run
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -61,7 +62,8 @@ def t(key: str, lang: str, **fmt: object) -> str:
 
 def _status(info: RunInfo, lang: str) -> str:
     text = status_text(info.status, lang)
-    return text if text == info.status else f"{text} ({info.status})"
+    text = text if text == info.status else f"{text} ({info.status})"
+    return f"{text} {t('damaged', lang, why='; '.join(info.damage))}" if info.damage else text
 
 
 def runs_frame(runs: list[RunInfo], lang: str, data_dir: Path | None = None) -> pd.DataFrame:
