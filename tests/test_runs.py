@@ -39,8 +39,9 @@ def _checkpoint(run: Path, step: int, state_step: int | None = None) -> Path:
     ckpt = run / "checkpoints" / f"checkpoint-{step}"
     ckpt.mkdir(parents=True)
     save_file({"w": torch.zeros(4)}, str(ckpt / "adapter_model.safetensors"))
-    for name in ("adapter_config.json", "optimizer.pt", "scheduler.pt"):
-        (ckpt / name).write_text("{}", encoding="utf-8")
+    (ckpt / "adapter_config.json").write_text("{}", encoding="utf-8")
+    for name in ("optimizer.pt", "scheduler.pt"):
+        torch.save({"state": {}, "param_groups": []}, ckpt / name)
     (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": state_step or step}), encoding="utf-8")
     return ckpt
 
@@ -334,3 +335,49 @@ def test_the_app_state_reads_a_data_dir_of_torn_files(tmp_path):
     assert ws.training.disk_snapshot() is not None
     frame = runs_frame(runs_list, "en")
     assert "refusals.jsonl" in " ".join(frame.iloc[:, 1])  # the runs tab shows why
+
+
+# ---- checkpoints that are really complete (issue 23, item 2) -------------------------------------------------
+def _cut(path: Path, size: int) -> None:
+    os.truncate(path, size)
+
+
+def test_a_checkpoint_cut_after_its_header_or_with_a_cut_torch_file_is_not_complete(tmp_path):
+    run = _run(tmp_path / "runs", "r1", pid=999_999_999)
+    rd = RunDir(run)
+    for step in (2, 4, 6, 8):
+        rd.write_manifest(_checkpoint(run, step))
+    weights = run / "checkpoints" / "checkpoint-8" / "adapter_model.safetensors"
+    _cut(weights, 8 + int.from_bytes(weights.read_bytes()[:8], "little"))  # cut right after its header
+    opt = run / "checkpoints" / "checkpoint-6" / "optimizer.pt"
+    _cut(opt, opt.stat().st_size // 2)
+    sched = run / "checkpoints" / "checkpoint-4" / "scheduler.pt"  # same size, other bytes: only the hash tells
+    data = bytearray(sched.read_bytes())
+    data[-30] ^= 0xFF
+    sched.write_bytes(bytes(data))
+    problems = {c.name: rd.checkpoint_problems(c) for c in rd.checkpoints()}
+    assert "adapter_model.safetensors is cut short" in problems["checkpoint-8"]
+    assert "optimizer.pt is cut short" in problems["checkpoint-6"]
+    assert problems["checkpoint-4"] == [] and "scheduler.pt changed since it was saved" in rd.checkpoint_problems(
+        run / "checkpoints" / "checkpoint-4", deep=True)
+    assert rd.last_complete_checkpoint().name == "checkpoint-4"  # the quick check of the runs list
+    assert rd.last_complete_checkpoint(deep=True).name == "checkpoint-2"  # before a resume
+    assert resume_plan(rd).checkpoint.name == "checkpoint-2"
+    rd.mark_damaged(run / "checkpoints" / "checkpoint-2", "could not be read back")
+    with pytest.raises(ValueError, match="no complete checkpoint"):
+        resume_plan(rd)
+
+
+@pytest.mark.parametrize("failure, resumable", [("disk_full", True), ("damaged_checkpoint", True), (None, False)])
+def test_a_run_failed_on_a_full_disk_or_a_damaged_checkpoint_stays_resumable(tmp_path, failure, resumable):
+    run = _run(tmp_path / "runs", "r1", status="failed")
+    raw = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    (run / "run.json").write_text(json.dumps({**raw, "failure": failure, "error": "x"}), encoding="utf-8")
+    _checkpoint(run, 3)
+    info = run_info(RunDir(run))
+    assert info.status == "failed" and info.resumable is resumable
+    if resumable:
+        assert resume_plan(RunDir(run)).checkpoint.name == "checkpoint-3"
+    else:
+        with pytest.raises(ValueError, match="is failed, not interrupted"):
+            resume_plan(RunDir(run))

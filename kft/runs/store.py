@@ -13,11 +13,22 @@ import logging
 import math
 import os
 import re
-import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .integrity import (
+    DAMAGED,
+    MANIFEST,
+    Rows,
+    manifest_problems,
+    os_reason,
+    read_rows,
+    safetensors_ok,
+    sha256,
+    torch_file_ok,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +37,9 @@ LIVE_STATES = ("pending", "loading", "running", "stopping")
 CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
 CHECKPOINT_FILES = ("adapter_config.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt",
                     "trainer_state.json")
+TORCH_FILES = (".pt", ".pth", ".bin")  # torch.save's zip archives (optimizer, scheduler, rng state, training args)
+STATE_FILES = ("optimizer.pt", "scheduler.pt")  # opened with torch.load(weights_only=True) before a resume
+RESUMABLE_FAILURES = ("disk_full", "damaged_checkpoint")  # a run that failed so resumes once the cause is gone
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 PID_SLACK_S = 2.0  # run.json times have one-second resolution
 
@@ -62,7 +76,7 @@ class RunDir:
         except FileNotFoundError:
             return None, None
         except OSError as exc:
-            return None, f"run.json cannot be read ({_os_reason(exc)})"
+            return None, f"run.json cannot be read ({os_reason(exc)})"
         except (ValueError, RecursionError):  # cut short by a kill or a full disk, bad bytes, not JSON
             return None, "run.json cannot be read (cut short, or not written by kft): its settings and status are unknown"
         if not isinstance(data, dict):
@@ -83,11 +97,11 @@ class RunDir:
 
     def read_metrics(self) -> Rows:
         """Rows of metrics.jsonl (unreadable lines, such as one cut by a kill, are left out and counted)."""
-        return _read_rows(self.metrics_file)
+        return read_rows(self.metrics_file)
 
     def read_watch(self) -> Rows:
         """Rows of refusals.jsonl: {step, kind, prompt, answer, refusal}."""
-        return _read_rows(self.watch_file)
+        return read_rows(self.watch_file)
 
     def truncate_metrics(self, step: int) -> list[dict[str, Any]]:
         """Keep metrics.jsonl rows up to ``step`` (a resumed run logs the later steps again); return them."""
@@ -106,34 +120,60 @@ class RunDir:
         found = [p for p in folder.iterdir() if p.is_dir() and CHECKPOINT_DIR.fullmatch(p.name)]
         return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
-    def checkpoint_problems(self, ckpt: Path) -> list[str]:
-        """Why a checkpoint directory cannot be resumed from (empty list: complete)."""
+    def checkpoint_problems(self, ckpt: Path, deep: bool = False) -> list[str]:
+        """Why a checkpoint directory cannot be resumed from (empty list: complete). The quick checks (the files'
+        sizes, the safetensors header, the torch archives' directories, the manifest's sizes) run on every listing;
+        ``deep`` (before a resume) also compares the manifest's sha256 and opens the optimizer and scheduler."""
         match = CHECKPOINT_DIR.fullmatch(ckpt.name)
         if match is None:
             return [f"{ckpt.name} is not named checkpoint-N"]
         if ckpt.is_symlink() or not ckpt.resolve().is_relative_to(self.checkpoints_dir.resolve()):
             return [f"{ckpt.name} lies outside the run's checkpoints folder"]
+        if (ckpt / DAMAGED).is_file():
+            return [f"{ckpt.name} could not be read back by a resume"]
         problems = [f"{name} missing or empty" for name in CHECKPOINT_FILES
                     if not (ckpt / name).is_file() or (ckpt / name).is_symlink() or (ckpt / name).stat().st_size == 0]
-        if not problems and not _safetensors_ok(ckpt / "adapter_model.safetensors"):
+        if problems:
+            return problems
+        if not safetensors_ok(ckpt / "adapter_model.safetensors"):
             problems.append("adapter_model.safetensors is cut short")
+        problems += [f"{f.name} is cut short" for f in sorted(ckpt.iterdir())
+                     if f.suffix in TORCH_FILES and not torch_file_ok(f, deep and f.name in STATE_FILES)]
+        problems += manifest_problems(ckpt, deep)
         if not problems:
             try:
-                step = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8")).get("global_step")
-            except (OSError, ValueError, AttributeError):
+                step = json.loads((ckpt / "trainer_state.json").read_bytes().decode("utf-8")).get("global_step")
+            except (OSError, ValueError, AttributeError, RecursionError):
                 step = None
             if step != int(match.group(1)):
                 problems.append(f"trainer_state.json says step {step}, not {match.group(1)}")
         return problems
 
-    def last_complete_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint; incomplete ones (a kill while saving) are skipped and logged."""
+    def last_complete_checkpoint(self, deep: bool = False) -> Path | None:
+        """The newest complete checkpoint; incomplete ones (a kill while saving, a full disk) are skipped and logged."""
         for ckpt in reversed(self.checkpoints()):
-            problems = self.checkpoint_problems(ckpt)
+            problems = self.checkpoint_problems(ckpt, deep)
             if not problems:
                 return ckpt
-            logger.debug("skipping incomplete %s/%s: %s", self.name, ckpt.name, "; ".join(problems))
+            (logger.warning if deep else logger.debug)("skipping incomplete %s/%s: %s", self.name, ckpt.name,
+                                                       "; ".join(problems))
         return None
+
+    def write_manifest(self, ckpt: Path) -> None:
+        """Record each file of a checkpoint just saved (size, sha256); written last, atomically: its presence says
+        the save finished, its contents let a resume find a file changed or cut since."""
+        files = {f.name: [f.stat().st_size, sha256(f)] for f in sorted(ckpt.iterdir())
+                 if f.is_file() and not f.is_symlink() and f.name not in (MANIFEST, DAMAGED)}
+        tmp = ckpt / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(files, indent=1), encoding="utf-8")
+        tmp.replace(ckpt / MANIFEST)
+
+    def mark_damaged(self, ckpt: Path, reason: str) -> None:
+        """A resume could not read ``ckpt`` back: it is never offered again (the previous checkpoint is)."""
+        try:
+            (ckpt / DAMAGED).write_text(reason + "\n", encoding="utf-8")
+        except OSError as exc:
+            logger.warning("could not mark %s/%s damaged: %s", self.name, ckpt.name, os_reason(exc))
 
 
 def series(rows: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
@@ -147,75 +187,8 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-class Rows(list):
-    """The rows of a JSON-lines run file, and what reading it left out: ``dropped`` lines (bad bytes, not JSON, no
-    step), ``torn`` when the last of them was cut short (a write stopped by a kill or a full disk), ``error`` when the
-    file could not be read at all. A list, so callers that only want the rows use it as one."""
-
-    def __init__(self, name: str, rows: list[dict[str, Any]] | None = None, dropped: int = 0, torn: bool = False,
-                 error: str | None = None) -> None:
-        super().__init__(rows or [])
-        self.name, self.dropped, self.torn, self.error = name, dropped, torn, error
-
-    @property
-    def damage(self) -> str | None:
-        """What is wrong with the file, in a sentence for the runs tab (None: nothing)."""
-        if self.error:
-            return f"{self.name} cannot be read ({self.error})"
-        if not self.dropped:
-            return None
-        if self.torn and self.dropped == 1:
-            return f"{self.name}: its last line was cut short (a write stopped by a kill or a full disk) and is left out"
-        return f"{self.name}: {self.dropped} unreadable line{'s' if self.dropped > 1 else ''} left out" + (
-            ", the last one cut short" if self.torn else "")
-
-
-_LOGGED: set[tuple[str, int]] = set()  # (file, size) already logged as damaged: the list is read every few seconds
-
-
-def _os_reason(exc: OSError) -> str:
-    """An OSError in kft's words (no library text)."""
-    if isinstance(exc, IsADirectoryError):
-        return "it is a folder, not a file"
-    if isinstance(exc, PermissionError):
-        return "this process may not read it"
-    return "the disk refused to read it"
-
-
-def _read_rows(path: Path) -> Rows:
-    """The JSON-lines rows of a run file that carry an integer step. Never raises: lines with bad bytes, or cut by a
-    kill, are left out and counted; a file that cannot be read gives no rows and says why."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return Rows(path.name)
-    except OSError as exc:
-        return Rows(path.name, error=_os_reason(exc))
-    rows, dropped, torn = [], 0, False
-    lines = data.split(b"\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line.decode("utf-8"))
-        except (ValueError, RecursionError):  # bad bytes (UnicodeDecodeError is one), cut short, not JSON
-            row = None
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and not isinstance(row["step"], bool):
-            rows.append(row)
-        else:
-            dropped += 1
-            torn = torn or i == len(lines) - 1  # no newline after it: the write stopped inside this line
-    found = Rows(path.name, rows, dropped, torn)
-    if dropped and (str(path), len(data)) not in _LOGGED:
-        if len(_LOGGED) > 10_000:
-            _LOGGED.clear()
-        _LOGGED.add((str(path), len(data)))
-        logger.warning("%s/%s", path.parent.name, found.damage)
-    return found
-
-
 def _truncate(path: Path, step: int) -> list[dict[str, Any]]:
-    rows = [r for r in _read_rows(path) if r["step"] <= step]
+    rows = [r for r in read_rows(path) if r["step"] <= step]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)
@@ -241,10 +214,13 @@ class RunInfo:
     error: str | None = None
     resumed_from: str | None = None
     damage: list[str] = field(default_factory=list)  # files of the run that are torn or unreadable, and how
+    failure: str | None = None  # why a failed run failed, when the cause can go away (RESUMABLE_FAILURES)
 
     @property
     def resumable(self) -> bool:
-        return self.status == "interrupted" and self.checkpoint is not None
+        """Interrupted, or failed on a full disk or a damaged checkpoint, with a complete checkpoint to go on from."""
+        cause_gone = self.status == "failed" and self.failure in RESUMABLE_FAILURES
+        return (self.status == "interrupted" or cause_gone) and self.checkpoint is not None
 
 
 @dataclass
@@ -261,19 +237,6 @@ class ResumePlan:
     def meta(self) -> dict[str, Any]:
         """The run.json keys a resumed run carries over."""
         return {"resumed_from": self.checkpoint.name, "resumes": self.resumes, "first_started_at": self.first_started_at}
-
-
-def _safetensors_ok(path: Path) -> bool:
-    """The header of a safetensors file parses (a file cut short by a kill does not)."""
-    try:
-        with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            if size <= 0 or 8 + size > path.stat().st_size:
-                return False
-            json.loads(f.read(size))
-    except (OSError, ValueError, struct.error):
-        return False
-    return True
 
 
 def _epoch(stamp: Any) -> float | None:
@@ -369,6 +332,7 @@ def run_info(run: RunDir, live_run: RunDir | None = None) -> RunInfo:
     info.settings = settings_summary(config)
     info.started_at = _text(raw.get("first_started_at") or raw.get("started_at"))
     info.error, info.resumed_from = _text(raw.get("error")), _text(raw.get("resumed_from"))
+    info.failure = raw.get("failure") if raw.get("failure") in RESUMABLE_FAILURES else None
     if info.status != "completed":  # a run that did not end cleanly: metrics.jsonl knows how far it got
         rows = run.read_metrics()
         info.damage += [d for d in (rows.damage, run.read_watch().damage) if d]
@@ -427,7 +391,7 @@ def mark_interrupted(runs_dir: Path, live_run: RunDir | None = None) -> list[str
         try:
             run.write_json(raw)
         except OSError as exc:  # a read-only or full data directory must not stop the app from starting
-            logger.warning("run %s could not be marked interrupted: %s", info.name, _os_reason(exc))
+            logger.warning("run %s could not be marked interrupted: %s", info.name, os_reason(exc))
             continue
         marked.append(info.name)
         logger.info("run %s was interrupted (last complete checkpoint: %s)", info.name, info.checkpoint)
@@ -437,12 +401,13 @@ def mark_interrupted(runs_dir: Path, live_run: RunDir | None = None) -> list[str
 def resume_plan(run: RunDir, live_run: RunDir | None = None) -> ResumePlan:
     """Everything needed to resume an interrupted run; ValueError says why it cannot be resumed."""
     info = run_info(run, live_run)
-    if info.status != "interrupted":
-        raise ValueError(f"run {info.name} is {info.status}, not interrupted: only an interrupted run is resumed")
+    if info.status != "interrupted" and not (info.status == "failed" and info.failure):
+        raise ValueError(f"run {info.name} is {info.status}, not interrupted: only an interrupted run, or one that "
+                         "failed on a full disk or a damaged checkpoint, is resumed")
     raw = run.read_json() or {}
     if not isinstance(raw.get("config"), dict):
         raise ValueError(f"run {info.name} has no readable run.json config; start a new run instead")
-    ckpt = run.last_complete_checkpoint()
+    ckpt = run.last_complete_checkpoint(deep=True)
     if ckpt is None:
         raise ValueError(f"run {info.name} has no complete checkpoint to resume from (set 'save_steps' to "
                          "checkpoint every N steps); start a new run instead")

@@ -78,7 +78,7 @@ class TrainingService:
             try:
                 run = plan.run if plan else runs.claim(self.runs_dir)
             except OSError as exc:  # a read-only or full data directory
-                raise ValueError(f"the run could not start: {exc}") from exc
+                raise ValueError(f"the run could not start: {runs.os_reason(exc)}") from exc
             job = TrainingJob(config, run.path, callbacks=[step_cap(self.limits.max_steps)], resume=plan,
                               on_done=self.slot.end_training)
             try:
@@ -93,7 +93,7 @@ class TrainingService:
             except OSError as exc:  # disk full, read-only data dir: a never-started job would count as
                 self.job = previous  # training forever and refuse every later Start and generation
                 self.slot.end_training(None)
-                raise ValueError(f"the run could not start: {exc}") from exc
+                raise ValueError(f"the run could not start: {runs.os_reason(exc)}") from exc
             return job
         finally:
             self._start_lock.release()
