@@ -127,6 +127,29 @@ def test_second_start_refused_fresh_client_sees_progress_and_stop_works(app, cli
     assert "No run in progress" in client.predict(api_name="/stop_training")
 
 
+def test_stop_before_the_first_step_says_no_adapter_is_kept(app, client, monkeypatch):
+    """Stop within 0.5 s of Start saved no adapter, yet the reply said the run "keeps its adapter"."""
+    import threading
+
+    from kft.models import loading
+
+    url, ws = app
+    _wait_idle(ws)
+    gate, real_load = threading.Event(), loading.load_base
+
+    def slow_load(*args, **kwargs):
+        gate.wait(60)  # the model is still loading when Stop arrives
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(loading, "load_base", slow_load)
+    client.predict(max_steps=3, api_name="/start_training", **FAST)
+    reply = client.predict(api_name="/stop_training")
+    gate.set()
+    assert "keeps its adapter" not in reply and "no adapter is saved" in reply, reply
+    final = _wait(client, _finished)[0]
+    assert final["status"] == "stopped" and not (ws.data_dir / final["run_dir"] / "adapter").exists()
+
+
 def test_start_during_a_generation_says_the_comparison_holds_the_model(app, client):
     """It said 'a run is already in progress' while no run was going: the model was generating."""
     url, ws = app

@@ -108,11 +108,12 @@ class TrainingService:
         if self.slot.generating:
             raise BusyError("a generation is running on the model; try again when it has finished", by="generation")
 
-    def stop(self) -> bool:
+    def stop(self) -> str | None:
+        """Stop the run: ``"adapter"`` (it ends after the current step and saves the adapter trained so far),
+        ``"no_adapter"`` (stopped before its first step: it ends with none), None (no run to stop)."""
         if self.active:
-            self.job.stop()
-            return True
-        return False
+            return "adapter" if self.job.stop() else "no_adapter"
+        return None
 
     def snapshot(self) -> JobSnapshot | None:
         """The current or last run of this process; after a restart, the newest run on disk (None: no run at all)."""

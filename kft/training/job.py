@@ -52,6 +52,7 @@ class TrainingJob:
         self._loaded = loaded
         self._extra_callbacks = callbacks or []
         self._stop = threading.Event()
+        self._saves_on_stop: bool | None = None  # Stop came once training had begun: the adapter will be saved
         self._diverged: str | None = None  # what stopped being finite, set by the recorder
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -113,15 +114,22 @@ class TrainingJob:
         threading.Thread(target=self._sampler, name="kft-mem", daemon=True).start()
         return self
 
-    def stop(self) -> None:
-        """Ask the run to end after the current step; the adapter reached so far is saved."""
-        if not self._done.is_set():
-            self._stop.set()
-            with self._lock:  # the run may have ended already (its thread still frees memory): keep its status
-                if self._snap.finished:
-                    return
-                self._snap.status = "stopping"
-            self._note("stop requested: ending after the current step")
+    def stop(self) -> bool:
+        """Ask the run to end after the current step; the adapter reached so far is saved. Returns whether an adapter
+        will be saved: not for a run stopped before training began (still loading), which ends with none."""
+        if self._done.is_set():
+            return False
+        with self._lock:  # the run may have ended already (its thread still frees memory): keep its status
+            if self._snap.finished:
+                self._stop.set()
+                return False
+            if self._saves_on_stop is None:  # the first Stop decides; a second one gets the same answer
+                self._saves_on_stop = self._snap.status not in ("pending", "loading")
+            saves = self._saves_on_stop
+            self._stop.set()  # under the lock: _run reads the status and this flag together
+            self._snap.status = "stopping"
+        self._note("stop requested: " + ("ending after the current step" if saves else "ending before the first step"))
+        return saves
 
     def join(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -215,9 +223,10 @@ class TrainingJob:
             self._set(status="loading")
             self._write_run_json()
             trainer, start_mem = self._prepare()
-            if self._stop.is_set():
-                raise _StoppedBeforeStart
-            self._set(status="running")
+            with self._lock:  # with stop()'s lock: a Stop is either before training (no adapter) or during it
+                if self._stop.is_set():
+                    raise _StoppedBeforeStart
+                self._snap.status = "running"
             self._write_run_json()
             t_train = time.time()
             trainer = self._train(trainer)

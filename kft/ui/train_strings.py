@@ -119,6 +119,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "pv_more": ("... 외 {n}개", "... and {n} more"),
     "missing_upload": ("업로드한 파일이 없습니다: 데이터 파일을 올리세요.", "No file uploaded: upload a data file."),
     "not_hub_id": ("{src!r}는 Hugging Face 데이터셋 id(조직/이름)가 아닙니다.", "{src!r} is not a Hugging Face dataset id (org/name)."),
+    "stop_sent_no_adapter": ("중지를 요청했습니다: 첫 스텝 전에 멈추므로 어댑터는 저장되지 않습니다.",
+                             "Stop requested: the run ends before its first step, so no adapter is saved."),
 }
 
 STATUS: dict[str, tuple[str, str]] = {

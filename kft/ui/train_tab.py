@@ -251,7 +251,8 @@ class TrainTab(Tab):
         return t("started", lang, run=job.run_dir.name)
 
     def on_stop(self, lang: str) -> str:
-        return t("stop_sent", lang) if self.ws.training.stop() else t("nothing_to_stop", lang)
+        kept = self.ws.training.stop()
+        return t({"adapter": "stop_sent", "no_adapter": "stop_sent_no_adapter"}.get(kept or "", "nothing_to_stop"), lang)
 
     def on_preview(self, *, lang: str, model: str, data_kind: str, hub_dataset: str, max_seq_length: float,
                    too_long: str, split: str, upload: str | None = None, max_rows: float | None = None) -> str:
