@@ -155,3 +155,21 @@ def test_a_resume_that_cannot_read_its_checkpoint_falls_back_to_the_previous_one
     assert resumed.resume_from.name == "checkpoint-4"
     assert any("checkpoint-6 is damaged" in line and "resuming from checkpoint-4" in line for line in snap.log_tail)
     assert run.last_complete_checkpoint().name == "checkpoint-6"  # saved anew by the resumed run
+
+
+# ---- no server path in served files (issue 23, item 8) --------------------------------------------------------
+def test_the_adapter_zip_names_the_base_model_as_the_user_chose_it(tmp_path):
+    """adapter_config.json and the README held base_model: /root/.cache/kft/tiny-llama-..."""
+    import zipfile
+
+    from kft.models.tiny import cache_root
+
+    ws = Workspace(tmp_path)
+    job = ws.training.start(tiny_config(2))
+    assert job.join(TIMEOUT_S) and job.snapshot().status == "completed"
+    with zipfile.ZipFile(ws.training.adapter_zip()) as zf:
+        texts = {n: zf.read(n).decode("utf-8", "replace") for n in zf.namelist() if n.endswith((".json", ".md"))}
+    assert json.loads(texts["adapter/adapter_config.json"])["base_model_name_or_path"] == "tiny"
+    assert "base_model: tiny" in texts["adapter/README.md"]
+    for name, text in texts.items():
+        assert str(cache_root()) not in text and str(tmp_path) not in text, name

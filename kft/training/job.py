@@ -21,6 +21,7 @@ from transformers import PrinterCallback
 from ..config.args import RunConfig
 from ..data.template import DEFAULT_TEMPLATE, PromptTemplate
 from ..models.compat import ensure_trl_cpu_kernel
+from ..runs.export import unpath_adapter
 from ..runs.store import DAMAGED, TIME_FORMAT, ResumePlan, RunDir, series
 from ..system.distributed import is_main
 from ..system.hardware import cuda_capability
@@ -366,6 +367,7 @@ class TrainingJob:
         self.loaded.model.save_pretrained(str(out))
         self.loaded.tokenizer.save_pretrained(str(out))
         self.template.save(out)
+        unpath_adapter(out, self.loaded.path, self.config.model.name)  # the Hub id or 'tiny', not a cache folder
         self._note(f"adapter saved to {out}")
 
     def _finish(self, status: str, error: str | None, start_mem: dict[str, Any], seconds: float,

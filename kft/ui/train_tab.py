@@ -282,6 +282,8 @@ class TrainTab(Tab):
             cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.uploads.store, lang)
         except ValueError as exc:
             return None, self.notice(str(exc))
+        if Path(cfg.data.source).is_absolute():  # a stored upload: its name only (importing asks to upload it again)
+            cfg.data.source = Path(cfg.data.source).name
         path = save_config(cfg, self.ws.exports.new("settings") / "kft-run.yaml")
         return str(path), t("exported", lang)
 
