@@ -33,8 +33,9 @@ def _checkpoint(run: Path, step: int) -> Path:
     ckpt = run / "checkpoints" / f"checkpoint-{step}"
     ckpt.mkdir(parents=True)
     save_file({"w": torch.zeros(4)}, str(ckpt / "adapter_model.safetensors"))
-    for name in ("adapter_config.json", "optimizer.pt", "scheduler.pt"):
-        (ckpt / name).write_text("{}", encoding="utf-8")
+    (ckpt / "adapter_config.json").write_text("{}", encoding="utf-8")
+    for name in ("optimizer.pt", "scheduler.pt"):
+        torch.save({"state": {}, "param_groups": []}, ckpt / name)
     (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}), encoding="utf-8")
     return ckpt
 

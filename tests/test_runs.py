@@ -39,8 +39,9 @@ def _checkpoint(run: Path, step: int, state_step: int | None = None) -> Path:
     ckpt = run / "checkpoints" / f"checkpoint-{step}"
     ckpt.mkdir(parents=True)
     save_file({"w": torch.zeros(4)}, str(ckpt / "adapter_model.safetensors"))
-    for name in ("adapter_config.json", "optimizer.pt", "scheduler.pt"):
-        (ckpt / name).write_text("{}", encoding="utf-8")
+    (ckpt / "adapter_config.json").write_text("{}", encoding="utf-8")
+    for name in ("optimizer.pt", "scheduler.pt"):
+        torch.save({"state": {}, "param_groups": []}, ckpt / name)
     (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": state_step or step}), encoding="utf-8")
     return ckpt
 
@@ -277,3 +278,106 @@ def test_a_hand_edited_run_json_is_read_defensively(tmp_path, run_json):
     assert info.name == run.name and info.status in ("completed", "interrupted", "failed")
     assert info.steps_done == 0 and info.model is None and info.settings == ""
     assert runs.run_info(RunDir(run)).name == run.name
+
+
+# ---- torn and foreign files (issue 23, item 1) --------------------------------------------------------------
+def _torn_data_dir(tmp_path: Path) -> Path:
+    """A data dir with a torn file of each kind kft reads back: refusals.jsonl cut inside a Korean character, bad
+    bytes in metrics.jsonl of an interrupted run, a cut run.json, and a metrics.jsonl that is not a file."""
+    runs_dir = tmp_path / "runs"
+    watch = _run(runs_dir, "20260101-000004", pid=999_999_999)  # newest, interrupted, resumable
+    _checkpoint(watch, 3)
+    (watch / "refusals.jsonl").write_bytes(b'{"step":3,"kind":"harmful","answer":"ok"}\n{"step":9,"answer":"\xec\xa3')
+    bad = _run(runs_dir, "20260101-000003", pid=999_999_999)
+    (bad / "metrics.jsonl").write_bytes(b'{"step":1,"loss":2.0}\n{"step":2,"loss":\xff\xfe1.5}\n{"step":3,"loss":1.0}\n')
+    cut = _run(runs_dir, "20260101-000002", status="completed")
+    (cut / "run.json").write_bytes((cut / "run.json").read_bytes()[:40])
+    odd = _run(runs_dir, "20260101-000001", status="failed")
+    (odd / "metrics.jsonl").mkdir()  # cannot be read as a file at all
+    for i, name in enumerate(sorted(p.name for p in runs_dir.iterdir())):
+        os.utime(runs_dir / name, (1_700_000_000 + i, 1_700_000_000 + i))
+    return runs_dir
+
+
+def test_torn_and_foreign_run_files_never_raise_and_say_why(tmp_path, caplog):
+    runs_dir = _torn_data_dir(tmp_path)
+    assert sorted(mark_interrupted(runs_dir)) == ["20260101-000003", "20260101-000004"]
+    infos = {i.name: i for i in list_runs(runs_dir)}
+    watch, bad, cut, odd = (infos[f"20260101-00000{n}"] for n in (4, 3, 2, 1))
+    assert watch.resumable and watch.checkpoint == "checkpoint-3"
+    assert any("refusals.jsonl" in d and "cut short" in d for d in watch.damage), watch.damage
+    assert bad.steps_done == 5 and any("metrics.jsonl" in d and "1 unreadable line" in d for d in bad.damage)
+    assert any("run.json" in d for d in cut.damage) and cut.status == "interrupted"
+    assert any("metrics.jsonl" in d and "cannot be read" in d for d in odd.damage)
+    run = RunDir(runs_dir / watch.name)
+    rows = run.read_watch()
+    assert [r["step"] for r in rows] == [3] and rows.dropped == 1
+    assert [r["step"] for r in RunDir(runs_dir / bad.name).read_metrics()] == [1, 3]
+    assert "refusals.jsonl" in caplog.text  # a dropped line is logged
+    plan = resume_plan(run)
+    assert plan.checkpoint.name == "checkpoint-3"
+    assert run.truncate_watch(3) == rows and run.watch_file.read_bytes().endswith(b"\n")  # repaired on resume
+
+
+def test_the_app_state_reads_a_data_dir_of_torn_files(tmp_path):
+    """Workspace() (mark_interrupted at launch), the runs tab's default pick and its curve (disk_snapshot)."""
+    from kft.services import Workspace
+    from kft.ui.runs_tab import RunsTab, runs_frame
+
+    _torn_data_dir(tmp_path)
+    ws = Workspace(tmp_path)
+    runs_list = ws.training.runs()
+    pick = RunsTab._default(runs_list)
+    assert pick == "20260101-000004"
+    snap = ws.training.disk_snapshot(pick)
+    assert [r["step"] for r in snap.watch] == [3]
+    assert all(ws.training.disk_snapshot(r.name) is not None for r in runs_list)
+    assert ws.training.disk_snapshot() is not None
+    frame = runs_frame(runs_list, "en")
+    assert "refusals.jsonl" in " ".join(frame.iloc[:, 1])  # the runs tab shows why
+
+
+# ---- checkpoints that are really complete (issue 23, item 2) -------------------------------------------------
+def _cut(path: Path, size: int) -> None:
+    os.truncate(path, size)
+
+
+def test_a_checkpoint_cut_after_its_header_or_with_a_cut_torch_file_is_not_complete(tmp_path):
+    run = _run(tmp_path / "runs", "r1", pid=999_999_999)
+    rd = RunDir(run)
+    for step in (2, 4, 6, 8):
+        rd.write_manifest(_checkpoint(run, step))
+    weights = run / "checkpoints" / "checkpoint-8" / "adapter_model.safetensors"
+    _cut(weights, 8 + int.from_bytes(weights.read_bytes()[:8], "little"))  # cut right after its header
+    opt = run / "checkpoints" / "checkpoint-6" / "optimizer.pt"
+    _cut(opt, opt.stat().st_size // 2)
+    sched = run / "checkpoints" / "checkpoint-4" / "scheduler.pt"  # same size, other bytes: only the hash tells
+    data = bytearray(sched.read_bytes())
+    data[-30] ^= 0xFF
+    sched.write_bytes(bytes(data))
+    problems = {c.name: rd.checkpoint_problems(c) for c in rd.checkpoints()}
+    assert "adapter_model.safetensors is cut short" in problems["checkpoint-8"]
+    assert "optimizer.pt is cut short" in problems["checkpoint-6"]
+    assert problems["checkpoint-4"] == [] and "scheduler.pt changed since it was saved" in rd.checkpoint_problems(
+        run / "checkpoints" / "checkpoint-4", deep=True)
+    assert rd.last_complete_checkpoint().name == "checkpoint-4"  # the quick check of the runs list
+    assert rd.last_complete_checkpoint(deep=True).name == "checkpoint-2"  # before a resume
+    assert resume_plan(rd).checkpoint.name == "checkpoint-2"
+    rd.mark_damaged(run / "checkpoints" / "checkpoint-2", "could not be read back")
+    with pytest.raises(ValueError, match="no complete checkpoint"):
+        resume_plan(rd)
+
+
+@pytest.mark.parametrize("failure, resumable", [("disk_full", True), ("damaged_checkpoint", True), (None, False)])
+def test_a_run_failed_on_a_full_disk_or_a_damaged_checkpoint_stays_resumable(tmp_path, failure, resumable):
+    run = _run(tmp_path / "runs", "r1", status="failed")
+    raw = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    (run / "run.json").write_text(json.dumps({**raw, "failure": failure, "error": "x"}), encoding="utf-8")
+    _checkpoint(run, 3)
+    info = run_info(RunDir(run))
+    assert info.status == "failed" and info.resumable is resumable
+    if resumable:
+        assert resume_plan(RunDir(run)).checkpoint.name == "checkpoint-3"
+    else:
+        with pytest.raises(ValueError, match="is failed, not interrupted"):
+            resume_plan(RunDir(run))

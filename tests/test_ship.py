@@ -112,6 +112,45 @@ def test_failed_logins_are_throttled_per_client_address(tmp_path):
     assert throttle.retry_after("a") == 0
 
 
+def test_the_login_throttle_counts_the_socket_peer_not_a_forwarded_header(tmp_path):
+    """uvicorn believed X-Forwarded-For from 127.0.0.1: 300 wrong passwords, each with another header, got no 429,
+    and the right password with a fresh header passed while loopback was locked out. Only --trusted-proxies are
+    believed now; and 60 simultaneous guesses from one address judge at most MAX_FAILURES of them."""
+    from kft.services.login import MAX_FAILURES
+
+    settings = AppSettings(port=free_port(), data_dir=str(tmp_path / "d"), lang="en", auth=f"{AUTH[0]}:{AUTH[1]}")
+    with running_app(settings) as (url, ws), httpx.Client() as http:
+        def guess(i: int, password: str = "wrong") -> int:
+            return http.post(f"{url}login", data={"username": AUTH[0], "password": password},
+                             headers={"X-Forwarded-For": f"10.1.{i // 250}.{i % 250 + 1}"}).status_code
+
+        assert [guess(i) for i in range(MAX_FAILURES)] == [400] * MAX_FAILURES
+        assert guess(MAX_FAILURES) == 429 and guess(MAX_FAILURES + 1, AUTH[1]) == 429
+        assert ws.logins.retry_after("10.1.0.1") == 0 and ws.logins.retry_after("127.0.0.1") > 0
+    settings = AppSettings(port=free_port(), data_dir=str(tmp_path / "e"), lang="en", auth=f"{AUTH[0]}:{AUTH[1]}")
+    with running_app(settings) as (url, ws):
+        def one(_: int) -> int:
+            return httpx.post(f"{url}login", data={"username": AUTH[0], "password": "wrong"}).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(60) as pool:
+            codes = list(pool.map(one, range(60)))
+        assert codes.count(400) <= MAX_FAILURES and codes.count(429) >= 60 - MAX_FAILURES, codes
+    settings = AppSettings(port=free_port(), data_dir=str(tmp_path / "f"), lang="en", auth=f"{AUTH[0]}:{AUTH[1]}",
+                           trusted_proxies="127.0.0.1")
+    with running_app(settings) as (url, ws), httpx.Client() as http:  # behind a named proxy: the client it names
+        for _ in range(MAX_FAILURES):
+            guess(0)
+        assert guess(0) == 429 and guess(1) == 400 and ws.logins.retry_after("127.0.0.1") == 0
+
+
+def test_trusted_proxies_are_addresses_or_networks():
+    assert parse_settings(["--trusted-proxies", "10.0.0.1, 192.168.0.0/16"]).trusted_proxy_list() == (
+        "10.0.0.1", "192.168.0.0/16")
+    assert AppSettings().trusted_proxy_list() == ()
+    with pytest.raises(SystemExit, match="--trusted-proxies: 'proxy.example' is not an IP address or network"):
+        check_settings(AppSettings(trusted_proxies="proxy.example"))
+
+
 def test_share_with_a_short_password_is_refused_at_start():
     with pytest.raises(SystemExit, match="--share with a password shorter than 12 characters is refused"):
         check_settings(AppSettings(share=True, auth="me:short-pw"))

@@ -42,8 +42,9 @@ def test_a_run_that_cannot_start_leaves_the_workspace_free(tmp_path, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(TrainingJob, "start", no_space)
-    with pytest.raises(ValueError, match="No space left"):
+    with pytest.raises(ValueError, match="the run could not start: the disk is full") as err:
         ws.training.start(tiny_config(2))
+    assert "Errno" not in str(err.value) and "No space left" not in str(err.value)  # kft's words, not Python's
     assert not ws.training.active and ws.slot.training_run is None
     monkeypatch.undo()
     job = ws.training.start(tiny_config(2))
@@ -91,3 +92,84 @@ def test_a_hand_edited_run_json_does_not_stop_the_app_from_starting(tmp_path, ru
     [info] = ws.training.runs()
     assert info.name == run.name and info.status in ("completed", "interrupted", "failed")
     assert info.steps_done == 0 and info.model is None
+
+
+# ---- a failure does not make a run unresumable (issue 23, item 2) ---------------------------------------------
+def _checkpoint_steps(run_dir) -> list[int]:
+    return sorted(int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("checkpoint-*"))
+
+
+def test_a_full_disk_fails_the_run_in_kfts_words_and_it_resumes_once_space_is_freed(tmp_path, monkeypatch):
+    import errno
+
+    from transformers import Trainer
+
+    from kft.training.snapshot import DISK_FULL
+
+    ws = Workspace(tmp_path)
+    real_save = Trainer._save_checkpoint
+
+    def save_then_full(self, model, trial):
+        real_save(self, model, trial)
+        if self.state.global_step == 4:  # the disk filled up while checkpoint-4 was written
+            opt = ws.runs_dir / job.run_dir.name / "checkpoints" / "checkpoint-4" / "optimizer.pt"
+            opt.write_bytes(opt.read_bytes()[: opt.stat().st_size // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_full)
+    job = ws.training.start(tiny_config(6, save_steps=2))
+    assert job.join(TIMEOUT_S)
+    snap = job.snapshot()
+    assert snap.status == "failed" and snap.error == DISK_FULL
+    [info] = ws.training.runs()
+    assert info.status == "failed" and info.checkpoint == "checkpoint-2" and info.resumable
+    monkeypatch.undo()  # space freed
+    again = ws.training.resume(info.name)
+    assert again.resume_from.name == "checkpoint-2" and again.join(TIMEOUT_S)
+    assert again.snapshot().status == "completed" and again.snapshot().step == 6
+
+
+def test_a_resume_that_cannot_read_its_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    """A checkpoint that passes every check on disk yet fails when the trainer reads it back (here an optimizer
+    state of the wrong shape, its manifest rewritten to match) is marked damaged; the previous one is used."""
+    import torch
+
+    from kft.runs.store import RunDir
+
+    ws = Workspace(tmp_path)
+    job = ws.training.start(tiny_config(6, save_steps=2))
+    assert job.join(TIMEOUT_S) and job.snapshot().status == "completed"
+    run = RunDir(job.run_dir)
+    raw = run.read_json()
+    run.write_json({**raw, "status": "running", "pid": 999_999_999})  # as if killed after the last save
+    ws = Workspace(tmp_path)  # a restart: marks it interrupted
+    bad = run.checkpoints_dir / "checkpoint-6"
+    torch.save({"state": {}, "param_groups": "nonsense"}, bad / "optimizer.pt")
+    run.write_manifest(bad)
+    [info] = ws.training.runs()
+    assert info.resumable and info.checkpoint == "checkpoint-6"
+    resumed = ws.training.resume(info.name)
+    assert resumed.join(TIMEOUT_S)
+    snap = resumed.snapshot()
+    assert snap.status == "completed", snap.error
+    assert resumed.resume_from.name == "checkpoint-4"
+    assert any("checkpoint-6 is damaged" in line and "resuming from checkpoint-4" in line for line in snap.log_tail)
+    assert run.last_complete_checkpoint().name == "checkpoint-6"  # saved anew by the resumed run
+
+
+# ---- no server path in served files (issue 23, item 8) --------------------------------------------------------
+def test_the_adapter_zip_names_the_base_model_as_the_user_chose_it(tmp_path):
+    """adapter_config.json and the README held base_model: /root/.cache/kft/tiny-llama-..."""
+    import zipfile
+
+    from kft.models.tiny import cache_root
+
+    ws = Workspace(tmp_path)
+    job = ws.training.start(tiny_config(2))
+    assert job.join(TIMEOUT_S) and job.snapshot().status == "completed"
+    with zipfile.ZipFile(ws.training.adapter_zip()) as zf:
+        texts = {n: zf.read(n).decode("utf-8", "replace") for n in zf.namelist() if n.endswith((".json", ".md"))}
+    assert json.loads(texts["adapter/adapter_config.json"])["base_model_name_or_path"] == "tiny"
+    assert "base_model: tiny" in texts["adapter/README.md"]
+    for name, text in texts.items():
+        assert str(cache_root()) not in text and str(tmp_path) not in text, name

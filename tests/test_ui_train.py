@@ -19,7 +19,7 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 
-from conftest import copy_run, free_port, running_app, tiny_config, wait_until
+from conftest import ROOT, copy_run, free_port, running_app, tiny_config, wait_until
 from kft.config.app_settings import AppSettings
 from kft.config.args import RunConfig
 from kft.config.files import load_config
@@ -127,6 +127,29 @@ def test_second_start_refused_fresh_client_sees_progress_and_stop_works(app, cli
     assert "No run in progress" in client.predict(api_name="/stop_training")
 
 
+def test_stop_before_the_first_step_says_no_adapter_is_kept(app, client, monkeypatch):
+    """Stop within 0.5 s of Start saved no adapter, yet the reply said the run "keeps its adapter"."""
+    import threading
+
+    from kft.models import loading
+
+    url, ws = app
+    _wait_idle(ws)
+    gate, real_load = threading.Event(), loading.load_base
+
+    def slow_load(*args, **kwargs):
+        gate.wait(60)  # the model is still loading when Stop arrives
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(loading, "load_base", slow_load)
+    client.predict(max_steps=3, api_name="/start_training", **FAST)
+    reply = client.predict(api_name="/stop_training")
+    gate.set()
+    assert "keeps its adapter" not in reply and "no adapter is saved" in reply, reply
+    final = _wait(client, _finished)[0]
+    assert final["status"] == "stopped" and not (ws.data_dir / final["run_dir"] / "adapter").exists()
+
+
 def test_start_during_a_generation_says_the_comparison_holds_the_model(app, client):
     """It said 'a run is already in progress' while no run was going: the model was generating."""
     url, ws = app
@@ -221,6 +244,21 @@ def test_settings_export_and_import_round_trip(client):
     assert (got["model"], got["data_kind"], got["length_mode"], got["r"], got["learning_rate"]) == (
         "tiny", "sample", "epochs", 8, 5e-3)
     assert got["target_modules"] == ["q_proj", "v_proj"] and "imported" in got["notice"]
+
+
+def test_an_exported_settings_file_names_no_server_path(app, client, tmp_path):
+    """The exported settings held source: /.../uploads/<hash>-file.jsonl (a server path)."""
+    url, ws = app
+    data = tmp_path / "mine.jsonl"
+    data.write_text((ROOT / "kft" / "assets" / "data" / "korean_safe_sample.jsonl").read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    path, _ = client.predict(api_name="/export_settings", **{**FAST, "data_kind": "upload"}, upload=handle_file(data))
+    text = Path(path).read_text(encoding="utf-8")
+    assert str(ws.data_dir) not in text and "/uploads/" not in text
+    cfg = load_config(path)
+    assert cfg.data.source.endswith("-mine.jsonl") and "/" not in cfg.data.source
+    notice = client.predict(handle_file(path), api_name="/import_settings")[-1]
+    assert "mine.jsonl" in notice  # importing asks for the file again, by its name
 
 
 def test_push_to_hub_errors_cleanly_without_token_or_network(app, client, monkeypatch):

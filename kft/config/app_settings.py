@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,10 +32,17 @@ class AppSettings:
     uploads_keep_mb: int = 2048  # KFT_UPLOADS_KEEP_MB: stored uploads no run points to, oldest removed beyond this
     lang: str = "ko"  # initial UI language, ko or en (KFT_LANG)
     verbose: bool = False  # also print other libraries' start-up and request lines (KFT_VERBOSE)
+    # KFT_TRUSTED_PROXIES: comma-separated addresses or networks of the reverse proxies in front of the app, whose
+    # X-Forwarded-For header is believed (the login throttle counts the client it names); None = no proxy is
+    # believed, every request counts as the address that opened the connection
+    trusted_proxies: str | None = None
 
     def allowed_model_names(self) -> tuple[str, ...] | None:
         names = tuple(n.strip() for n in (self.allowed_models or "").split(",") if n.strip())
         return names or None
+
+    def trusted_proxy_list(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in (self.trusted_proxies or "").split(",") if n.strip())
 
     def auth_pairs(self) -> list[tuple[str, str]] | None:
         if not self.auth:
@@ -117,6 +125,9 @@ def parse_settings(argv: Sequence[str] | None = None) -> AppSettings:
     p.add_argument("--uploads-keep-mb", type=int, default=_env_int(("KFT_UPLOADS_KEEP_MB",), d.uploads_keep_mb),
                    help="stored uploads that no run points to are removed, oldest first, beyond this total")
     p.add_argument("--lang", choices=("ko", "en"), default=_env_lang(d.lang))
+    p.add_argument("--trusted-proxies", default=env("KFT_TRUSTED_PROXIES"),
+                   help="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed "
+                        "(default: none; the login throttle counts the connecting address)")
     p.add_argument("--verbose", action="store_true", default=bool(_env_bool("KFT_VERBOSE")),
                    help="also print other libraries' lines (bitsandbytes' CPU kernel notice, each httpx request)")
     s = AppSettings(**vars(p.parse_args(argv)))
@@ -139,6 +150,12 @@ def check_settings(s: AppSettings) -> None:
         problems.append("--max-upload-mb must be between 1 and 10240")
     if s.uploads_keep_mb < s.max_upload_mb:
         problems.append(f"--uploads-keep-mb ({s.uploads_keep_mb}) must be at least --max-upload-mb ({s.max_upload_mb})")
+    for proxy in s.trusted_proxy_list():
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            problems.append(f"--trusted-proxies: {proxy[:80]!r} is not an IP address or network (such as 10.0.0.1 "
+                            "or 10.0.0.0/8)")
     allowed = s.allowed_model_names()
     if allowed and s.default_model and s.default_model not in allowed:
         problems.append(f"--default-model {s.default_model!r} is not in --allowed-models {list(allowed)}")

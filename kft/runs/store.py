@@ -13,11 +13,22 @@ import logging
 import math
 import os
 import re
-import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .integrity import (
+    DAMAGED,
+    MANIFEST,
+    Rows,
+    manifest_problems,
+    os_reason,
+    read_rows,
+    safetensors_ok,
+    sha256,
+    torch_file_ok,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +37,9 @@ LIVE_STATES = ("pending", "loading", "running", "stopping")
 CHECKPOINT_DIR = re.compile(r"checkpoint-(\d+)")
 CHECKPOINT_FILES = ("adapter_config.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt",
                     "trainer_state.json")
+TORCH_FILES = (".pt", ".pth", ".bin")  # torch.save's zip archives (optimizer, scheduler, rng state, training args)
+STATE_FILES = ("optimizer.pt", "scheduler.pt")  # opened with torch.load(weights_only=True) before a resume
+RESUMABLE_FAILURES = ("disk_full", "damaged_checkpoint")  # a run that failed so resumes once the cause is gone
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 PID_SLACK_S = 2.0  # run.json times have one-second resolution
 
@@ -53,11 +67,21 @@ class RunDir:
 
     def read_json(self) -> dict[str, Any] | None:
         """run.json as a dict, or None when missing or unreadable (a run killed before writing it)."""
+        return self.load_json()[0]
+
+    def load_json(self) -> tuple[dict[str, Any] | None, str | None]:
+        """(run.json as a dict or None, why it could not be read: None when it is fine or simply not written yet)."""
         try:
-            data = json.loads(self.run_json.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+            data = json.loads(self.run_json.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            return None, f"run.json cannot be read ({os_reason(exc)})"
+        except (ValueError, RecursionError):  # cut short by a kill or a full disk, bad bytes, not JSON
+            return None, "run.json cannot be read (cut short, or not written by kft): its settings and status are unknown"
+        if not isinstance(data, dict):
+            return None, "run.json holds no settings object (not written by kft)"
+        return data, None
 
     def write_json(self, data: dict[str, Any]) -> None:
         """Atomic rewrite of run.json (tmp file, then rename)."""
@@ -71,13 +95,13 @@ class RunDir:
     def append_watch(self, row: dict[str, Any]) -> None:
         _append(self.watch_file, row)
 
-    def read_metrics(self) -> list[dict[str, Any]]:
-        """Rows of metrics.jsonl (unreadable lines, such as one cut by a kill, are left out)."""
-        return _read_rows(self.metrics_file)
+    def read_metrics(self) -> Rows:
+        """Rows of metrics.jsonl (unreadable lines, such as one cut by a kill, are left out and counted)."""
+        return read_rows(self.metrics_file)
 
-    def read_watch(self) -> list[dict[str, Any]]:
+    def read_watch(self) -> Rows:
         """Rows of refusals.jsonl: {step, kind, prompt, answer, refusal}."""
-        return _read_rows(self.watch_file)
+        return read_rows(self.watch_file)
 
     def truncate_metrics(self, step: int) -> list[dict[str, Any]]:
         """Keep metrics.jsonl rows up to ``step`` (a resumed run logs the later steps again); return them."""
@@ -96,34 +120,60 @@ class RunDir:
         found = [p for p in folder.iterdir() if p.is_dir() and CHECKPOINT_DIR.fullmatch(p.name)]
         return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
-    def checkpoint_problems(self, ckpt: Path) -> list[str]:
-        """Why a checkpoint directory cannot be resumed from (empty list: complete)."""
+    def checkpoint_problems(self, ckpt: Path, deep: bool = False) -> list[str]:
+        """Why a checkpoint directory cannot be resumed from (empty list: complete). The quick checks (the files'
+        sizes, the safetensors header, the torch archives' directories, the manifest's sizes) run on every listing;
+        ``deep`` (before a resume) also compares the manifest's sha256 and opens the optimizer and scheduler."""
         match = CHECKPOINT_DIR.fullmatch(ckpt.name)
         if match is None:
             return [f"{ckpt.name} is not named checkpoint-N"]
         if ckpt.is_symlink() or not ckpt.resolve().is_relative_to(self.checkpoints_dir.resolve()):
             return [f"{ckpt.name} lies outside the run's checkpoints folder"]
+        if (ckpt / DAMAGED).is_file():
+            return [f"{ckpt.name} could not be read back by a resume"]
         problems = [f"{name} missing or empty" for name in CHECKPOINT_FILES
                     if not (ckpt / name).is_file() or (ckpt / name).is_symlink() or (ckpt / name).stat().st_size == 0]
-        if not problems and not _safetensors_ok(ckpt / "adapter_model.safetensors"):
+        if problems:
+            return problems
+        if not safetensors_ok(ckpt / "adapter_model.safetensors"):
             problems.append("adapter_model.safetensors is cut short")
+        problems += [f"{f.name} is cut short" for f in sorted(ckpt.iterdir())
+                     if f.suffix in TORCH_FILES and not torch_file_ok(f, deep and f.name in STATE_FILES)]
+        problems += manifest_problems(ckpt, deep)
         if not problems:
             try:
-                step = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8")).get("global_step")
-            except (OSError, ValueError, AttributeError):
+                step = json.loads((ckpt / "trainer_state.json").read_bytes().decode("utf-8")).get("global_step")
+            except (OSError, ValueError, AttributeError, RecursionError):
                 step = None
             if step != int(match.group(1)):
                 problems.append(f"trainer_state.json says step {step}, not {match.group(1)}")
         return problems
 
-    def last_complete_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint; incomplete ones (a kill while saving) are skipped and logged."""
+    def last_complete_checkpoint(self, deep: bool = False) -> Path | None:
+        """The newest complete checkpoint; incomplete ones (a kill while saving, a full disk) are skipped and logged."""
         for ckpt in reversed(self.checkpoints()):
-            problems = self.checkpoint_problems(ckpt)
+            problems = self.checkpoint_problems(ckpt, deep)
             if not problems:
                 return ckpt
-            logger.debug("skipping incomplete %s/%s: %s", self.name, ckpt.name, "; ".join(problems))
+            (logger.warning if deep else logger.debug)("skipping incomplete %s/%s: %s", self.name, ckpt.name,
+                                                       "; ".join(problems))
         return None
+
+    def write_manifest(self, ckpt: Path) -> None:
+        """Record each file of a checkpoint just saved (size, sha256); written last, atomically: its presence says
+        the save finished, its contents let a resume find a file changed or cut since."""
+        files = {f.name: [f.stat().st_size, sha256(f)] for f in sorted(ckpt.iterdir())
+                 if f.is_file() and not f.is_symlink() and f.name not in (MANIFEST, DAMAGED)}
+        tmp = ckpt / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(files, indent=1), encoding="utf-8")
+        tmp.replace(ckpt / MANIFEST)
+
+    def mark_damaged(self, ckpt: Path, reason: str) -> None:
+        """A resume could not read ``ckpt`` back: it is never offered again (the previous checkpoint is)."""
+        try:
+            (ckpt / DAMAGED).write_text(reason + "\n", encoding="utf-8")
+        except OSError as exc:
+            logger.warning("could not mark %s/%s damaged: %s", self.name, ckpt.name, os_reason(exc))
 
 
 def series(rows: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
@@ -137,25 +187,8 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """The JSON-lines rows of a run file that carry an integer step (a line cut by a kill is left out)."""
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
-            rows.append(row)
-    return rows
-
-
 def _truncate(path: Path, step: int) -> list[dict[str, Any]]:
-    rows = [r for r in _read_rows(path) if r["step"] <= step]
+    rows = [r for r in read_rows(path) if r["step"] <= step]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)
@@ -180,10 +213,14 @@ class RunInfo:
     checkpoint: str | None = None  # name of the last complete checkpoint (``checkpoint-N``), if any
     error: str | None = None
     resumed_from: str | None = None
+    damage: list[str] = field(default_factory=list)  # files of the run that are torn or unreadable, and how
+    failure: str | None = None  # why a failed run failed, when the cause can go away (RESUMABLE_FAILURES)
 
     @property
     def resumable(self) -> bool:
-        return self.status == "interrupted" and self.checkpoint is not None
+        """Interrupted, or failed on a full disk or a damaged checkpoint, with a complete checkpoint to go on from."""
+        cause_gone = self.status == "failed" and self.failure in RESUMABLE_FAILURES
+        return (self.status == "interrupted" or cause_gone) and self.checkpoint is not None
 
 
 @dataclass
@@ -200,19 +237,6 @@ class ResumePlan:
     def meta(self) -> dict[str, Any]:
         """The run.json keys a resumed run carries over."""
         return {"resumed_from": self.checkpoint.name, "resumes": self.resumes, "first_started_at": self.first_started_at}
-
-
-def _safetensors_ok(path: Path) -> bool:
-    """The header of a safetensors file parses (a file cut short by a kill does not)."""
-    try:
-        with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            if size <= 0 or 8 + size > path.stat().st_size:
-                return False
-            json.loads(f.read(size))
-    except (OSError, ValueError, struct.error):
-        return False
-    return True
 
 
 def _epoch(stamp: Any) -> float | None:
@@ -292,10 +316,10 @@ def _count(value: Any) -> int:
 
 def run_info(run: RunDir, live_run: RunDir | None = None) -> RunInfo:
     """What one run directory says about its run."""
-    raw = run.read_json()
+    raw, problem = run.load_json()
     ckpt = run.last_complete_checkpoint()
     info = RunInfo(run.name, effective_status(raw, run == live_run), run.path, checkpoint=ckpt.name if ckpt else None,
-                   has_adapter=run.has_adapter)
+                   has_adapter=run.has_adapter, damage=[problem] if problem else [])
     if raw is None:
         return info
     # read defensively: a hand-edited or other-version run.json must not stop the app (the list is read at start)
@@ -308,8 +332,10 @@ def run_info(run: RunDir, live_run: RunDir | None = None) -> RunInfo:
     info.settings = settings_summary(config)
     info.started_at = _text(raw.get("first_started_at") or raw.get("started_at"))
     info.error, info.resumed_from = _text(raw.get("error")), _text(raw.get("resumed_from"))
+    info.failure = raw.get("failure") if raw.get("failure") in RESUMABLE_FAILURES else None
     if info.status != "completed":  # a run that did not end cleanly: metrics.jsonl knows how far it got
         rows = run.read_metrics()
+        info.damage += [d for d in (rows.damage, run.read_watch().damage) if d]
         info.steps_done = max([info.steps_done, *(r["step"] for r in rows)])
         if info.final_loss is None:
             losses = [r["loss"] for r in rows if isinstance(r.get("loss"), (int, float))]
@@ -362,7 +388,11 @@ def mark_interrupted(runs_dir: Path, live_run: RunDir | None = None) -> list[str
         raw.update(status="interrupted", interrupted_at=time.strftime(TIME_FORMAT), last_checkpoint=info.checkpoint,
                    error=f"the app stopped while this run was {raw.get('status')}; "
                          + (f"resume it from {info.checkpoint}" if info.checkpoint else "no complete checkpoint to resume from"))
-        run.write_json(raw)
+        try:
+            run.write_json(raw)
+        except OSError as exc:  # a read-only or full data directory must not stop the app from starting
+            logger.warning("run %s could not be marked interrupted: %s", info.name, os_reason(exc))
+            continue
         marked.append(info.name)
         logger.info("run %s was interrupted (last complete checkpoint: %s)", info.name, info.checkpoint)
     return marked
@@ -371,12 +401,13 @@ def mark_interrupted(runs_dir: Path, live_run: RunDir | None = None) -> list[str
 def resume_plan(run: RunDir, live_run: RunDir | None = None) -> ResumePlan:
     """Everything needed to resume an interrupted run; ValueError says why it cannot be resumed."""
     info = run_info(run, live_run)
-    if info.status != "interrupted":
-        raise ValueError(f"run {info.name} is {info.status}, not interrupted: only an interrupted run is resumed")
+    if info.status != "interrupted" and not (info.status == "failed" and info.failure):
+        raise ValueError(f"run {info.name} is {info.status}, not interrupted: only an interrupted run, or one that "
+                         "failed on a full disk or a damaged checkpoint, is resumed")
     raw = run.read_json() or {}
     if not isinstance(raw.get("config"), dict):
         raise ValueError(f"run {info.name} has no readable run.json config; start a new run instead")
-    ckpt = run.last_complete_checkpoint()
+    ckpt = run.last_complete_checkpoint(deep=True)
     if ckpt is None:
         raise ValueError(f"run {info.name} has no complete checkpoint to resume from (set 'save_steps' to "
                          "checkpoint every N steps); start a new run instead")

@@ -1,6 +1,8 @@
 """LoginThrottle: failed logins counted per client address in a sliding window; past the limit, the address
 waits until its oldest failure in the window is old enough (a password cannot be guessed at network speed).
-A success does not clear the count: one valid account must not reset the guessing at another's password."""
+A guess is counted as a failure before it is judged (``attempt``), and only a success takes its own count back, so
+simultaneous guesses cannot all pass the check before the first is counted. A success does not clear the count:
+one valid account must not reset the guessing at another's password."""
 
 from __future__ import annotations
 
@@ -34,15 +36,36 @@ class LoginThrottle:
                 return 0
             return max(1, int(times[-self.max_failures] + self.window_s - now + 0.999))
 
-    def failed(self, client: str) -> None:
+    def attempt(self, client: str) -> tuple[int, float | None]:
+        """Count a login attempt as failed before it is judged: (0, its ticket), or (seconds to wait, None) if the
+        address is over the limit and the attempt must be refused unjudged. Atomic: at most ``max_failures``
+        attempts of one address are judged in a window, however many arrive at once."""
         with self._lock:
             now = self.clock()
             times = self._recent(client, now)
-            times.append(now)
-            self._failures[client] = times
-            if len(self._failures) > 10_000:  # many addresses: forget those with no recent failure
-                for key in [k for k, v in self._failures.items() if not self._recent(k, now)]:
-                    del self._failures[key]
+            if len(times) >= self.max_failures:
+                return max(1, int(times[-self.max_failures] + self.window_s - now + 0.999)), None
+            self._add(client, times, now)
+            return 0, now
+
+    def succeeded(self, client: str, ticket: float) -> None:
+        """The attempt counted with ``ticket`` logged in: take that count (and only it) back."""
+        with self._lock:
+            times = self._failures.get(client)
+            if times is not None and ticket in times:
+                times.remove(ticket)
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            now = self.clock()
+            self._add(client, self._recent(client, now), now)
+
+    def _add(self, client: str, times: deque[float], now: float) -> None:
+        times.append(now)
+        self._failures[client] = times
+        if len(self._failures) > 10_000:  # many addresses: forget those with no recent failure
+            for key in [k for k, v in self._failures.items() if not self._recent(k, now)]:
+                del self._failures[key]
 
     def message(self, wait: int) -> str:
         return (f"Too many failed logins from this address ({self.max_failures} in {self.window_s / 60:g} minutes): "

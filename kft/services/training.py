@@ -78,7 +78,7 @@ class TrainingService:
             try:
                 run = plan.run if plan else runs.claim(self.runs_dir)
             except OSError as exc:  # a read-only or full data directory
-                raise ValueError(f"the run could not start: {exc}") from exc
+                raise ValueError(f"the run could not start: {runs.os_reason(exc)}") from exc
             job = TrainingJob(config, run.path, callbacks=[step_cap(self.limits.max_steps)], resume=plan,
                               on_done=self.slot.end_training)
             try:
@@ -93,7 +93,7 @@ class TrainingService:
             except OSError as exc:  # disk full, read-only data dir: a never-started job would count as
                 self.job = previous  # training forever and refuse every later Start and generation
                 self.slot.end_training(None)
-                raise ValueError(f"the run could not start: {exc}") from exc
+                raise ValueError(f"the run could not start: {runs.os_reason(exc)}") from exc
             return job
         finally:
             self._start_lock.release()
@@ -108,11 +108,12 @@ class TrainingService:
         if self.slot.generating:
             raise BusyError("a generation is running on the model; try again when it has finished", by="generation")
 
-    def stop(self) -> bool:
+    def stop(self) -> str | None:
+        """Stop the run: ``"adapter"`` (it ends after the current step and saves the adapter trained so far),
+        ``"no_adapter"`` (stopped before its first step: it ends with none), None (no run to stop)."""
         if self.active:
-            self.job.stop()
-            return True
-        return False
+            return "adapter" if self.job.stop() else "no_adapter"
+        return None
 
     def snapshot(self) -> JobSnapshot | None:
         """The current or last run of this process; after a restart, the newest run on disk (None: no run at all)."""
@@ -143,7 +144,8 @@ class TrainingService:
                            watch=run.read_watch(), elapsed_s=float(elapsed) if isinstance(elapsed, (int, float)) else 0.0,
                            error=info.error, backend=raw.get("backend"), backend_reason=raw.get("backend_reason"),
                            memory_report=raw.get("memory") if isinstance(raw.get("memory"), dict) else None,
-                           log_tail=[f"{run.name}: read from its run directory (run.json, metrics.jsonl)"])
+                           log_tail=[f"{run.name}: read from its run directory (run.json, metrics.jsonl)",
+                                     *(f"{run.name}: {d}" for d in info.damage)])
 
     def live_run(self) -> runs.RunDir | None:
         """The run this process is training now, if any."""

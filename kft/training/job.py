@@ -21,18 +21,22 @@ from transformers import PrinterCallback
 from ..config.args import RunConfig
 from ..data.template import DEFAULT_TEMPLATE, PromptTemplate
 from ..models.compat import ensure_trl_cpu_kernel
-from ..runs.store import TIME_FORMAT, ResumePlan, RunDir, series
+from ..runs.export import unpath_adapter
+from ..runs.store import DAMAGED, TIME_FORMAT, ResumePlan, RunDir, series
 from ..system.distributed import is_main
 from ..system.hardware import cuda_capability
 from . import memory
 from .pace import Pace
 from .recorder import FAULT_ENV, CountingCollator, Recorder
 from .sft import sft_kwargs, to_sft_config
-from .snapshot import JobSnapshot, TrainingDiverged, classify
+from .snapshot import DamagedCheckpoint, JobSnapshot, TrainingDiverged, classify, disk_full, failure_kind
 
 __all__ = ["FAULT_ENV", "JobSnapshot", "TrainingDiverged", "TrainingJob", "sft_kwargs", "to_sft_config"]
 
 logger = logging.getLogger(__name__)
+# the Trainer's methods that read a checkpoint back: a failure inside them is a damaged checkpoint
+CHECKPOINT_LOADERS = frozenset({"_load_from_checkpoint", "_load_optimizer_and_scheduler", "_load_rng_state",
+                                "_load_scaler", "_load_callback_state"})
 
 
 class TrainingJob:
@@ -49,6 +53,7 @@ class TrainingJob:
         self._loaded = loaded
         self._extra_callbacks = callbacks or []
         self._stop = threading.Event()
+        self._saves_on_stop: bool | None = None  # Stop came once training had begun: the adapter will be saved
         self._diverged: str | None = None  # what stopped being finite, set by the recorder
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -110,15 +115,22 @@ class TrainingJob:
         threading.Thread(target=self._sampler, name="kft-mem", daemon=True).start()
         return self
 
-    def stop(self) -> None:
-        """Ask the run to end after the current step; the adapter reached so far is saved."""
-        if not self._done.is_set():
-            self._stop.set()
-            with self._lock:  # the run may have ended already (its thread still frees memory): keep its status
-                if self._snap.finished:
-                    return
-                self._snap.status = "stopping"
-            self._note("stop requested: ending after the current step")
+    def stop(self) -> bool:
+        """Ask the run to end after the current step; the adapter reached so far is saved. Returns whether an adapter
+        will be saved: not for a run stopped before training began (still loading), which ends with none."""
+        if self._done.is_set():
+            return False
+        with self._lock:  # the run may have ended already (its thread still frees memory): keep its status
+            if self._snap.finished:
+                self._stop.set()
+                return False
+            if self._saves_on_stop is None:  # the first Stop decides; a second one gets the same answer
+                self._saves_on_stop = self._snap.status not in ("pending", "loading")
+            saves = self._saves_on_stop
+            self._stop.set()  # under the lock: _run reads the status and this flag together
+            self._snap.status = "stopping"
+        self._note("stop requested: " + ("ending after the current step" if saves else "ending before the first step"))
+        return saves
 
     def join(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -212,12 +224,13 @@ class TrainingJob:
             self._set(status="loading")
             self._write_run_json()
             trainer, start_mem = self._prepare()
-            if self._stop.is_set():
-                raise _StoppedBeforeStart
-            self._set(status="running")
+            with self._lock:  # with stop()'s lock: a Stop is either before training (no adapter) or during it
+                if self._stop.is_set():
+                    raise _StoppedBeforeStart
+                self._snap.status = "running"
             self._write_run_json()
             t_train = time.time()
-            trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
+            trainer = self._train(trainer)
             self._refuse_if_diverged()
             self._save_adapter()
             self._finish("stopped" if self._stop.is_set() else "completed", None, start_mem, time.time() - t_train)
@@ -227,7 +240,7 @@ class TrainingJob:
         except BaseException as exc:  # noqa: BLE001 - the app must keep serving whatever happened
             logger.error("training failed: %s", traceback.format_exc())
             try:
-                self._finish("failed", classify(exc), start_mem, time.time() - t_train)
+                self._finish("failed", classify(exc), start_mem, time.time() - t_train, failure=failure_kind(exc))
             finally:
                 self._loaded = None  # even if the report could not be written: the model must be let go
         finally:
@@ -239,6 +252,38 @@ class TrainingJob:
                 except Exception:  # noqa: BLE001 - the job must end whatever its listener does
                     logger.exception("on_done of %s failed", self.run_dir)
             self._done.set()
+
+    def _train(self, trainer: Any) -> Any:
+        """trainer.train(), resuming if asked; a checkpoint the trainer cannot read back is marked damaged and the
+        previous complete one is tried (with a new trainer). Returns the trainer that trained."""
+        while True:
+            try:
+                trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
+                return trainer
+            except Exception as exc:
+                if self.resume is None or disk_full(exc) or not _raised_in(exc, CHECKPOINT_LOADERS):
+                    raise
+                bad = self.resume.checkpoint
+                logger.error("%s could not be read back: %s", bad, traceback.format_exc())
+                self.run.mark_damaged(bad, f"{type(exc).__name__}: {exc}"[:2000])  # the detail for the log only
+                previous = self.run.last_complete_checkpoint(deep=True)
+                if previous is None:
+                    raise DamagedCheckpoint(f"{bad.name} is damaged (it could not be read back) and no earlier "
+                                            "complete checkpoint is left: start a new run") from exc
+                self._note(f"{bad.name} is damaged (it could not be read back): resuming from {previous.name}")
+                self.resume = replace(self.resume, checkpoint=previous, step=int(previous.name.split("-")[1]))
+                self.meta = self.resume.meta()
+                self._restore(self.resume)
+                del trainer
+                trainer, _ = self._prepare()
+
+    def checkpoint_saved(self, step: int) -> None:
+        """The trainer has written checkpoint-``step`` whole: its manifest goes last, then run.json's step count."""
+        ckpt = self.run.checkpoints_dir / f"checkpoint-{step}"
+        if is_main() and ckpt.is_dir():
+            (ckpt / DAMAGED).unlink(missing_ok=True)  # saved anew over a checkpoint a resume could not read
+            self.run.write_manifest(ckpt)
+        self._write_run_json()
 
     def _prepare(self) -> tuple[Any, dict[str, Any]]:
         from ..data.rows import load_rows, to_text_dataset
@@ -322,9 +367,11 @@ class TrainingJob:
         self.loaded.model.save_pretrained(str(out))
         self.loaded.tokenizer.save_pretrained(str(out))
         self.template.save(out)
+        unpath_adapter(out, self.loaded.path, self.config.model.name)  # the Hub id or 'tiny', not a cache folder
         self._note(f"adapter saved to {out}")
 
-    def _finish(self, status: str, error: str | None, start_mem: dict[str, Any], seconds: float) -> None:
+    def _finish(self, status: str, error: str | None, start_mem: dict[str, Any], seconds: float,
+                failure: str | None = None) -> None:
         report = memory.final_report(start_mem, seconds) if start_mem else None
         with self._lock:
             self._snap.elapsed_s = time.time() - self._t0
@@ -338,7 +385,7 @@ class TrainingJob:
             for line in memory.format_report(report).splitlines():
                 self._note(line)
         try:
-            self._write_run_json(finished_at=time.strftime(TIME_FORMAT))
+            self._write_run_json(finished_at=time.strftime(TIME_FORMAT), failure=failure)
         except OSError as exc:  # disk full, say: the status above still tells the app and the CLI
             logger.error("could not write run.json: %s", exc)
             self._note(f"could not write run.json: {exc}")
@@ -346,3 +393,8 @@ class TrainingJob:
 
 class _StoppedBeforeStart(Exception):
     pass
+
+
+def _raised_in(exc: BaseException, functions: frozenset[str]) -> bool:
+    """Whether one of ``functions`` is on the traceback of ``exc``."""
+    return any(frame.name in functions for frame in traceback.extract_tb(exc.__traceback__))

@@ -73,7 +73,7 @@ class Recorder(TrainerCallback):
         self.job._write_run_json()  # the total is known now: a run killed later still shows step / total
 
     def on_save(self, args, state, control, **kw):  # noqa: ANN001
-        self.job._write_run_json()  # steps done, as far as the checkpoint just written
+        self.job.checkpoint_saved(state.global_step)  # its manifest, then the steps done as far as it
         return control
 
     @_marked("kft.on_step_end")

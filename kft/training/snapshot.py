@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,34 @@ class JobSnapshot:
         return self.status in FINAL_STATES
 
 
+DISK_FULL = "the disk is full: free space and press Resume"
+
+
+class DamagedCheckpoint(RuntimeError):
+    """A resume could not read its checkpoint back and no earlier complete one is left (the message says so)."""
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the disk running out of space: OSError ENOSPC, or a library's text."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        text = str(exc).lower()
+        if "no space left on device" in text or "os error 28" in text or "errno 28" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def failure_kind(exc: BaseException) -> str | None:
+    """Why a run failed when the cause can go away and the run resume (kft.runs.store.RESUMABLE_FAILURES)."""
+    if disk_full(exc):
+        return "disk_full"
+    return "damaged_checkpoint" if isinstance(exc, DamagedCheckpoint) else None
+
+
 class TrainingDiverged(RuntimeError):
     """The loss or the adapter's weights stopped being finite: the run fails and its adapter is not saved."""
 
@@ -50,7 +79,9 @@ def classify(exc: BaseException) -> str:
     if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
         return ("out of memory: the GPU ran out of memory. Lower the batch size or max_seq_length, "
                 f"or use 4-bit loading. ({str(exc)[:200]})")
-    if isinstance(exc, TrainingDiverged):
+    if disk_full(exc):
+        return DISK_FULL
+    if isinstance(exc, (TrainingDiverged, DamagedCheckpoint)):
         return str(exc)
     if isinstance(exc, DataError):
         return f"bad data: {exc}"

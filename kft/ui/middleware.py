@@ -1,5 +1,8 @@
 """An ASGI middleware in front of gradio's routes: throttles failed logins per client address (429), and in
-read-only mode refuses gradio's upload route (403), so nothing is written to disk by an upload there."""
+read-only mode refuses gradio's upload route (403), so nothing is written to disk by an upload there.
+
+The client address is the ASGI scope's: the socket peer, unless that peer is one of ``--trusted-proxies``, whose
+X-Forwarded-For uvicorn then follows (kft.ui.server sets uvicorn's FORWARDED_ALLOW_IPS from the setting)."""
 
 from __future__ import annotations
 
@@ -38,14 +41,19 @@ class Guard:
         if not _is(path, "/login"):
             return await self.app(scope, receive, send)
         client = (scope.get("client") or ("unknown", 0))[0]
-        wait = self.throttle.retry_after(client)
+        wait, ticket = self.throttle.attempt(client)  # counted as failed before it is judged
         if wait:
             logger.warning("login from %s refused for %d s: too many failed logins", client, wait)
             return await _refuse(send, 429, self.throttle.message(wait), [(b"retry-after", str(wait).encode())])
+        answered: list[int] = []
 
         async def watch(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and message["status"] in (400, 401):
-                self.throttle.failed(client)  # gradio answers a wrong password with 400
+            if message["type"] == "http.response.start":
+                answered.append(message["status"])  # gradio answers a wrong password with 400
             await send(message)
 
-        return await self.app(scope, receive, watch)
+        try:
+            return await self.app(scope, receive, watch)
+        finally:
+            if answered and answered[0] < 400:
+                self.throttle.succeeded(client, ticket)

@@ -29,7 +29,8 @@ COLUMN_WIDTHS = ["12%", "10%", "8%", "8%", "7%", "22%", "7%", "11%", "5%", "10%"
 
 def _status(info: RunInfo, lang: str) -> str:
     text = status_text(info.status, lang)
-    return text if text == info.status else f"{text} ({info.status})"
+    text = text if text == info.status else f"{text} ({info.status})"
+    return f"{text} {tr('runs.damaged', lang, why='; '.join(info.damage))}" if info.damage else text
 
 
 def runs_frame(runs: list[RunInfo], lang: str, data_dir: Path | None = None) -> pd.DataFrame:

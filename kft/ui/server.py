@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,15 @@ def blocked_paths(settings: AppSettings) -> list[str]:
     return list(dict.fromkeys(str(p.expanduser().resolve()) for p in paths))  # unique, in order
 
 
+def trust_proxies(settings: AppSettings) -> None:
+    """Tell uvicorn (which gradio starts with proxy headers on) whose X-Forwarded-For to believe: only
+    --trusted-proxies. Its own default believes 127.0.0.1, so behind loopback any client could name itself and
+    dodge the login throttle. uvicorn reads FORWARDED_ALLOW_IPS when gradio builds its config; empty: nobody."""
+    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(settings.trusted_proxy_list())
+    if settings.trusted_proxy_list():
+        logger.info("X-Forwarded-For is believed from %s only", ", ".join(settings.trusted_proxy_list()))
+
+
 # long configuration names in the settings' labels (per_device_train_batch_size) wrap instead of being cut;
 # the data preview's long example rows wrap instead of running off the right edge;
 # at phone width the runs and scorecard tables keep readable columns and scroll sideways in their frame
@@ -63,6 +73,7 @@ def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = Non
     backend, reason = choose_backend("auto")
     logger.info("models will load on the %s backend: %s", backend, reason)
     ws = ws or make_workspace(settings)
+    trust_proxies(settings)
     demo = build_app(ws, settings)
     demo.queue(default_concurrency_limit=8)
     # quiet: gradio's start-up lines suggest share=True, not how a public link works here (--share needs --auth)

@@ -262,7 +262,9 @@ class TrainTab(Tab):
         return tr("train.started", lang, run=job.run_dir.name)
 
     def on_stop(self, lang: str) -> str:
-        return tr("train.stop_sent", lang) if self.ws.training.stop() else tr("train.nothing_to_stop", lang)
+        kept = self.ws.training.stop()
+        key = {"adapter": "train.stop_sent", "no_adapter": "train.stop_sent_no_adapter"}.get(kept or "", "train.nothing_to_stop")
+        return tr(key, lang)
 
     def on_preview(self, *, lang: str, model: str, data_kind: str, hub_dataset: str, max_seq_length: float,
                    too_long: str, split: str, upload: str | None = None, max_rows: float | None = None) -> str:
@@ -292,6 +294,8 @@ class TrainTab(Tab):
             cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.uploads.store, lang)
         except ValueError as exc:
             return None, self.notice(str(exc))
+        if Path(cfg.data.source).is_absolute():  # a stored upload: its name only (importing asks to upload it again)
+            cfg.data.source = Path(cfg.data.source).name
         path = save_config(cfg, self.ws.exports.new("settings") / "kft-run.yaml")
         return str(path), tr("train.exported", lang)
 

@@ -274,4 +274,6 @@ STRINGS: dict[str, str] = {
     "plot.model_base": "base",
     "plot.model_lora": "LoRA",
     **{f"memory.{key}": line for key, line in REPORT_LINES.items()},
+    "train.stop_sent_no_adapter": 'Stop requested: the run ends before its first step, so no adapter is saved.',
+    "runs.damaged": '⚠️ damaged files: {why}',
 }

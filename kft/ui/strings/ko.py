@@ -315,4 +315,6 @@ STRINGS: dict[str, str] = {
     "plot.model_lora": "LoRA",
     # not translated yet: the memory report's lines in English, as the CLI prints them
     **{f"memory.{key}": line for key, line in REPORT_LINES.items()},
+    "train.stop_sent_no_adapter": '중지를 요청했습니다: 첫 스텝 전에 멈추므로 어댑터는 저장되지 않습니다.',
+    "runs.damaged": '⚠️ 손상된 파일: {why}',
 }
