@@ -170,7 +170,7 @@ def main() -> None:
         print(name, json.dumps(result[name]), flush=True)
 
     engine_gen = SideBySideGenerator(loaded)
-    attempt("first_request_after_load", lambda: side_by_side(engine_gen, 16))
+    attempt("first_request_after_load", lambda: side_by_side(engine_gen, a.tokens))
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     attempt("engine", lambda: side_by_side(engine_gen, a.tokens))

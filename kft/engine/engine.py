@@ -60,7 +60,7 @@ class DecodeEngine:
         self._final_norm = self._copy(w.norm)
         self._bias = {id(p): (None if p.bias is None else p.bias.detach().to(dt if p.quantized else p.weight.dtype))
                       for layer in w.layers for p in layer.proj.values()}
-        self._lora = [[self._pack(layer.proj, names) for names in GROUPS] for layer in w.layers]
+        self._lora_packs = [[self._pack(layer.proj, names) for names in GROUPS] for layer in w.layers]
         if any(p.quantized for layer in w.layers for p in layer.proj.values()):
             import bitsandbytes as bnb
 
@@ -71,7 +71,10 @@ class DecodeEngine:
         pos = torch.arange(max_len, dtype=torch.float32, device=dev)
         freqs = torch.outer(pos, w.inv_freq.to(dev))
         emb = torch.cat((freqs, freqs), dim=-1)
-        self._cos, self._sin = emb.cos() * w.rope_scaling, emb.sin() * w.rope_scaling  # (max_len, head_dim) fp32
+        self._cos = emb.cos() * w.rope_scaling  # (max_len, head_dim) fp32
+        sin = emb.sin() * w.rope_scaling
+        half = w.head_dim // 2
+        self._sin = torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)  # rotate_half's sign folded in
         self._slots = torch.arange(max_len, device=dev)
         # the decode step's inputs: buffers the captured graph reads
         self._tokens = torch.zeros((rows, 1), dtype=torch.long, device=dev)
@@ -121,7 +124,7 @@ class DecodeEngine:
             raise ValueError(f"adapter(s) {unknown} are not loaded (loaded: {list(self.adapters)})")
         self.row_adapters = list(row_adapters)
         self._any_lora = any(a is not None for a in row_adapters)
-        for layer in self._lora:
+        for layer in self._lora_packs:
             for pack in layer:
                 if pack is None:
                     continue
@@ -135,12 +138,13 @@ class DecodeEngine:
         return sum(t.numel() * t.element_size() for t in (*self.k, *self.v))
 
     # ---- the forward ----------------------------------------------------------------------------------------------
+    # Rows x positions are flattened to one dimension (n = rows * T), so every projection is a 2-D matmul and each
+    # LoRA delta is added by the B matmul itself (addmm); q/k/v and gate/up leave their 4-bit matmuls side by side
+    # in one tensor, so one LoRA B, one rotary embedding (q and k together) and one SiLU-and-multiply serve them.
     def _rms(self, h: Any, weight: Any) -> Any:
-        import torch
+        import torch.nn.functional as F
 
-        x = h.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.w.eps)
-        return weight * x.to(self.dtype)
+        return F.rms_norm(h, (h.shape[-1],), weight, self.w.eps)
 
     def _linear(self, p: Projection, x: Any) -> Any:
         import torch.nn.functional as F
@@ -152,51 +156,48 @@ class DecodeEngine:
         y = F.linear(x if x.dtype == w.dtype else x.to(w.dtype), w, bias)
         return y if y.dtype == self.dtype else y.to(self.dtype)
 
-    def _group(self, layer: int, g: int, x: Any) -> list[Any]:
-        """The outputs of group ``g``'s projections for ``x``, each with its rows' LoRA added."""
+    def _lora(self, layer: int, g: int, x: Any, out: Any, t: int) -> Any:
+        """``out`` + group ``g``'s LoRA delta of ``x`` for each row's adapter (a row without one adds zero)."""
+        import torch
         import torch.nn.functional as F
 
-        names = GROUPS[g]
-        proj = self.w.layers[layer].proj
-        outs = [self._linear(proj[n], x) for n in names]
-        pack = self._lora[layer][g]
+        pack = self._lora_packs[layer][g]
         if pack is None or not self._any_lora:
-            return outs
-        t = F.linear(x, pack.a) * (pack.mask if x.dim() == 2 else pack.mask[:, None, :])
-        delta = F.linear(t, pack.b).split([proj[n].out_features for n in names], dim=-1)
-        return [o + d for o, d in zip(outs, delta, strict=True)]
-
-    @staticmethod
-    def _rotate(x: Any, cos: Any, sin: Any) -> Any:
-        import torch
-
-        half = x.shape[-1] // 2
-        return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+            return out
+        mask = pack.mask if t == 1 else pack.mask.repeat_interleave(t, dim=0)
+        return torch.addmm(out, F.linear(x, pack.a) * mask, pack.b.t())
 
     def _forward(self, ids: Any, positions: Any, attend: Any) -> Any:
-        """Hidden states after the last norm, for ``ids`` (rows, T) at ``positions`` (rows, T); ``attend(layer, q, k,
-        v)`` stores k/v in the cache and returns the attention output (rows, heads, T, head_dim)."""
+        """Hidden states after the last norm (rows, T, hidden), for ``ids`` (rows, T) at ``positions`` (rows, T);
+        ``attend(layer, q, k, v, rows, t)`` stores k/v (n, heads, head_dim) in the cache and returns the attention
+        output (n, heads * head_dim)."""
+        import torch
         import torch.nn.functional as F
 
-        w, rows, t = self.w, ids.shape[0], ids.shape[1]
-        h = F.embedding(ids, w.embed)
+        w, (rows, t) = self.w, ids.shape
+        n, hd, heads, kv = rows * t, w.head_dim, w.heads, w.kv_heads
+        h = F.embedding(ids.reshape(n), w.embed)
         h = h if h.dtype == self.dtype else h.to(self.dtype)
-        cos = self._cos[positions].to(self.dtype).unsqueeze(1)  # (rows, 1, T, head_dim)
-        sin = self._sin[positions].to(self.dtype).unsqueeze(1)
-        hd = w.head_dim
-        for i in range(len(w.layers)):
-            norm_in, norm_post = self._norms[i]
+        flat = positions.reshape(n)
+        cos = self._cos[flat].to(self.dtype).unsqueeze(1)  # (n, 1, head_dim)
+        sin = self._sin[flat].to(self.dtype).unsqueeze(1)  # signed: rotate_half(x) * sin == roll(x) * this
+        qk_width = (heads + kv) * hd
+        for i, layer in enumerate(w.layers):
+            proj, (norm_in, norm_post) = layer.proj, self._norms[i]
             x = self._rms(h, norm_in)
-            q, k, v = self._group(i, 0, x)
-            q = self._rotate(q.view(rows, t, w.heads, hd).transpose(1, 2), cos, sin)
-            k = self._rotate(k.view(rows, t, w.kv_heads, hd).transpose(1, 2), cos, sin)
-            v = v.view(rows, t, w.kv_heads, hd).transpose(1, 2)
-            a = attend(i, q, k, v).transpose(1, 2).reshape(rows, t, w.heads * hd)
-            h = h + self._group(i, 1, a)[0]
+            qkv = torch.cat([self._linear(proj[name], x) for name in GROUPS[0]], dim=-1)
+            qkv = self._lora(i, 0, x, qkv, t)
+            qk = qkv[:, :qk_width].view(n, heads + kv, hd)
+            qk = torch.addcmul(qk * cos, torch.roll(qk, hd // 2, dims=-1), sin)
+            v = qkv[:, qk_width:].view(n, kv, hd)
+            a = attend(i, qk[:, :heads], qk[:, heads:], v, rows, t)
+            h = self._lora(i, 1, a, h + self._linear(proj["o_proj"], a), t)
             x = self._rms(h, norm_post)
-            gate, up = self._group(i, 2, x)
-            h = h + self._group(i, 3, F.silu(gate) * up)[0]
-        return self._rms(h, self._final_norm)
+            gu = self._lora(i, 2, x, torch.cat([self._linear(proj[name], x) for name in GROUPS[2]], dim=-1), t)
+            inter = proj["gate_proj"].out_features
+            act = F.silu(gu[:, :inter]) * gu[:, inter:]
+            h = self._lora(i, 3, act, h + self._linear(proj["down_proj"], act), t)
+        return self._rms(h, self._final_norm).view(rows, t, -1)
 
     def _head(self, last: Any) -> Any:
         import torch.nn.functional as F
@@ -227,12 +228,14 @@ class DecodeEngine:
             | torch.eye(t, dtype=torch.bool, device=self.device)[None]
         group = self.w.heads // self.w.kv_heads
 
-        def attend(i: int, q: Any, k: Any, v: Any) -> Any:
+        def attend(i: int, q: Any, k: Any, v: Any, rows: int, t: int) -> Any:
+            q, k, v = (x.view(rows, t, -1, x.shape[-1]).transpose(1, 2) for x in (q, k, v))
             self.k[i][:, :, :t] = k
             self.v[i][:, :, :t] = v
             if group > 1:
                 k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None])
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None])
+            return out.transpose(1, 2).reshape(rows * t, -1)
 
         with torch.inference_mode():
             h = self._forward(ids, positions, attend)
@@ -248,14 +251,13 @@ class DecodeEngine:
         positions = (self._slot - self._pad).clamp(min=0)[:, None]  # (rows, 1)
         visible = ((self._slots[None, :] >= self._pad[:, None]) & (self._slots[None, :] <= self._slot))[:, None, None]
 
-        def attend(i: int, q: Any, k: Any, v: Any) -> Any:
-            self.k[i].index_copy_(2, self._slot, k)
-            self.v[i].index_copy_(2, self._slot, v)
-            rows, hd = q.shape[0], q.shape[-1]
+        def attend(i: int, q: Any, k: Any, v: Any, rows: int, t: int) -> Any:
+            self.k[i].index_copy_(2, self._slot, k.unsqueeze(2))
+            self.v[i].index_copy_(2, self._slot, v.unsqueeze(2))
             # grouped-query attention without repeating the cache: a kv head's queries side by side
-            out = F.scaled_dot_product_attention(q.reshape(rows, w.kv_heads, group, hd), self.k[i], self.v[i],
-                                                 attn_mask=visible)
-            return out.reshape(rows, w.heads, 1, hd)
+            out = F.scaled_dot_product_attention(q.reshape(rows, w.kv_heads, group, w.head_dim), self.k[i],
+                                                 self.v[i], attn_mask=visible)
+            return out.reshape(rows, -1)
 
         h = self._forward(self._tokens, positions, attend)
         self._logits.copy_(self._head(h[:, -1]))

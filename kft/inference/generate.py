@@ -248,13 +248,17 @@ class SideBySideGenerator:
             if cancel.is_set():
                 yield panes, True, True
                 return
+            more = n + 1 - t < longest
+            # a replayed step goes to the GPU before this round's text is made, so the host work of a round (the
+            # tokens' copy, decoding text, the yield) overlaps it (past the last token it is dropped); an eager step
+            # is itself host work (thousands of launches), so it follows the round, as the first ones do
+            ahead = more and engine.graph.replay is not None
             with torch.inference_mode():
                 history[:, n] = tokens
                 n += 1
                 host.start(tokens)
-                # the next step goes to the GPU before this one's text is made: the host work of a round (the
-                # tokens' copy, decoding text, the yield) overlaps the step; past the last token it is dropped
-                logits = engine.step(tokens) if n - t < longest else None
+                if ahead:
+                    logits = engine.step(tokens)
                 chosen = host.values()
             for row, p in enumerate(panes):
                 if not p.stats.finished:
@@ -265,6 +269,8 @@ class SideBySideGenerator:
             if finished:
                 return
             with torch.inference_mode():
+                if not ahead:
+                    logits = engine.step(tokens)
                 tokens = choose(logits, history[:, :n], sampling, rng)
 
     def _decode_generic(self, ids: Any, adapters: list[str | None], gens: list[GenerationArgs],
