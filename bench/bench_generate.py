@@ -133,6 +133,12 @@ def scorecard(loaded, tokens: int) -> dict:
             "answers": len(answers)}
 
 
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return round(time.perf_counter() - t0, 2)
+
+
 def _sync() -> None:
     import torch
 
@@ -148,6 +154,7 @@ def main() -> None:
     ap.add_argument("--generic-tokens", type=int, default=64)
     ap.add_argument("--backend", default="unsloth")
     ap.add_argument("--scorecard", action="store_true")
+    ap.add_argument("--warm-up", action="store_true", help="warm the decode up after the load, as the app does")
     a = ap.parse_args()
     t_load = time.perf_counter()
     loaded = with_random_lora(a.model, a.backend)
@@ -170,6 +177,8 @@ def main() -> None:
         print(name, json.dumps(result[name]), flush=True)
 
     engine_gen = SideBySideGenerator(loaded)
+    if a.warm_up:  # as the comparison service does after it loads a model
+        attempt("warm_up_s", lambda: _timed(engine_gen.warm_up))
     attempt("first_request_after_load", lambda: side_by_side(engine_gen, a.tokens))
     if cuda:
         torch.cuda.reset_peak_memory_stats()

@@ -197,10 +197,14 @@ class ComparisonService:
         loaded = self.slot.loaded
         if loaded is None or not same_base(loaded, source.model):
             self._check_base(source.model)
+        before = self.slot.loaded
         self.slot.ensure_base(lambda have: same_base(have, source.model), lambda: load_base(source.model))
         name = self.slot.ensure_adapter(source.key, source.adapter_dir, load_adapter)
         template_dir = source.adapter_dir or RunDir(source.key).adapter
-        return SideBySideGenerator(self.slot.loaded, PromptTemplate.load(template_dir), adapter=name)
+        generator = SideBySideGenerator(self.slot.loaded, PromptTemplate.load(template_dir), adapter=name)
+        if self.slot.loaded is not before:
+            generator.warm_up()  # a new model: its kernels start here, while the pane still says "loading"
+        return generator
 
     def trained_run(self) -> str | None:
         """The run whose adapter 'the adapter just trained' serves now, if any (the comparison tab follows it)."""
