@@ -150,6 +150,49 @@ def test_unusable_settings_files_are_refused_in_words(app, name, content, expect
     assert str(ws.data_dir) not in text and "/tmp/" not in text
 
 
+# ---- Python's wording inside kft messages (issue 23, item 9) --------------------------------------------------
+PYTHON_WORDS = ("Exceeds the limit", "set_int_max_str_digits", "Unterminated string starting at", "Expecting value",
+                "(char ", "Errno", "No space left on device")
+DIGITS = b"9" * 5000
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), [
+    ("digits.jsonl", b'{"instruction": "a", "output": ' + DIGITS + b"}\n", "a number has more than 4300 digits"),
+    ("digits.json", b'[{"instruction": "a", "output": ' + DIGITS + b"}]", "a number has more than 4300 digits"),
+    ("open.json", b'[{"instruction": "a", "output": "b}]', "a text in quotes is not closed"),
+    ("open.jsonl", b'{"instruction": "a", "output": "b}\n', "a text in quotes is not closed"),
+])
+def test_data_files_with_huge_numbers_or_open_strings_are_refused_in_kfts_words(app, name, content, expected):
+    url, _ = app
+    text = call_api(url, "/preview_data", model="tiny", data_kind="upload", upload=upload(url, name, content),
+                    lang="en")[1][0]
+    assert expected in text, text
+    assert not [m for m in PYTHON_WORDS + PYTHON_TEXT if m in text], text
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), [
+    ("digits.yaml", b"train:\n  seed: " + DIGITS + b"\n", "a number has more than 4300 digits"),
+    ("digits.json", b'{"train": {"seed": ' + DIGITS + b"}}", "a number has more than 4300 digits"),
+    ("open.json", b'{"train": {"optim": "adamw}}', "a text in quotes is not closed (line 1, column 21)"),
+    ("open.yaml", b'train:\n  optim: "adamw\n', "is not valid YAML (line"),
+])
+def test_settings_files_with_huge_numbers_or_open_strings_are_refused_in_kfts_words(app, name, content, expected):
+    url, _ = app
+    text = call_api(url, "/import_settings", path=upload(url, name, content), lang="en")[1][-1]
+    assert expected in text, text
+    assert not [m for m in PYTHON_WORDS + PYTHON_TEXT if m in text], text
+
+
+def test_a_bad_loftq_config_is_refused_in_kfts_words(app):
+    url, _ = app
+    for bad in (" x", "{bad", '{"loftq_bits": 4'):
+        text = kft_text(call_api(url, "/start_training", **{**FAST, "loftq_config": bad}))
+        assert "loftq_config is not valid JSON: " in text, text
+        assert not [m for m in PYTHON_WORDS if m in text], text
+    with pytest.raises(ValueError, match="a number has more than 4300 digits"):  # longer than the field takes
+        form.parse_json('{"loftq_bits": ' + "9" * 5000 + "}")
+
+
 def test_the_model_field_answers_alike_for_a_missing_path_and_one_that_is_not_a_model(app):
     url, _ = app
     missing = kft_text(call_api(url, "/start_training", **{**FAST, "model": "/nonexistent-kft-dir"}))
