@@ -5,6 +5,7 @@ exception text). Values go as raw JSON (conftest.call_api): gradio_client refuse
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -191,6 +192,28 @@ def test_a_bad_loftq_config_is_refused_in_kfts_words(app):
         assert not [m for m in PYTHON_WORDS if m in text], text
     with pytest.raises(ValueError, match="a number has more than 4300 digits"):  # longer than the field takes
         form.parse_json('{"loftq_bits": ' + "9" * 5000 + "}")
+
+
+# ---- the reply language (issue 23, item 10) ----------------------------------------------------------------
+@pytest.mark.parametrize("lang", [None, "fr", 5])
+def test_a_missing_or_invalid_lang_answers_in_the_servers_language(app, lang):
+    url, _ = app
+    text = kft_text(call_raw_lang(url, lang))
+    assert text.startswith("⚠️ Refused: the value sent for ") and not re.search("[가-힣]", text), text
+
+
+def call_raw_lang(url: str, lang):
+    """/start_training with a bad dtype (refused by gradio's own check) and ``lang`` as sent, or left out."""
+    from conftest import call_raw
+
+    params = httpx.get(f"{url}gradio_api/info", timeout=30).json()["named_endpoints"]["/start_training"]["parameters"]
+    values = {**FAST, "dtype": "bogus"}
+    data = [values.get(p["parameter_name"], p.get("parameter_default")) for p in params]
+    if lang is None:
+        data = data[:-1]  # the language left out
+    else:
+        data[-1] = lang
+    return call_raw(url, "/start_training", data)
 
 
 def test_the_model_field_answers_alike_for_a_missing_path_and_one_that_is_not_a_model(app):
