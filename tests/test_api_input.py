@@ -157,29 +157,25 @@ PYTHON_WORDS = ("Exceeds the limit", "set_int_max_str_digits", "Unterminated str
 DIGITS = b"9" * 5000
 
 
-@pytest.mark.parametrize(("name", "content", "expected"), [
-    ("digits.jsonl", b'{"instruction": "a", "output": ' + DIGITS + b"}\n", "a number has more than 4300 digits"),
-    ("digits.json", b'[{"instruction": "a", "output": ' + DIGITS + b"}]", "a number has more than 4300 digits"),
-    ("open.json", b'[{"instruction": "a", "output": "b}]', "a text in quotes is not closed"),
-    ("open.jsonl", b'{"instruction": "a", "output": "b}\n', "a text in quotes is not closed"),
+@pytest.mark.parametrize(("kind", "name", "content", "expected"), [
+    ("data", "digits.jsonl", b'{"instruction": "a", "output": ' + DIGITS + b"}\n", "a number has more than 4300 digits"),
+    ("data", "digits.json", b'[{"instruction": "a", "output": ' + DIGITS + b"}]", "a number has more than 4300 digits"),
+    ("data", "open.json", b'[{"instruction": "a", "output": "b}]', "a text in quotes is not closed"),
+    ("data", "open.jsonl", b'{"instruction": "a", "output": "b}\n', "a text in quotes is not closed"),
+    ("settings", "digits.yaml", b"train:\n  seed: " + DIGITS + b"\n", "a number has more than 4300 digits"),
+    ("settings", "digits.json", b'{"train": {"seed": ' + DIGITS + b"}}", "a number has more than 4300 digits"),
+    ("settings", "open.json", b'{"train": {"optim": "adamw}}', "a text in quotes is not closed (line 1, column 21)"),
+    ("settings", "open.yaml", b'train:\n  optim: "adamw\n', "is not valid YAML (line"),
 ])
-def test_data_files_with_huge_numbers_or_open_strings_are_refused_in_kfts_words(app, name, content, expected):
+def test_files_with_huge_numbers_or_open_strings_are_refused_in_kfts_words(app, kind, name, content, expected):
+    """A data file (preview) or a settings file (import): Python's "Exceeds the limit (4300 digits)... use
+    sys.set_int_max_str_digits()" and "Unterminated string starting at: ... (char 41)" reached the page."""
     url, _ = app
-    text = call_api(url, "/preview_data", model="tiny", data_kind="upload", upload=upload(url, name, content),
-                    lang="en")[1][0]
-    assert expected in text, text
-    assert not [m for m in PYTHON_WORDS + PYTHON_TEXT if m in text], text
-
-
-@pytest.mark.parametrize(("name", "content", "expected"), [
-    ("digits.yaml", b"train:\n  seed: " + DIGITS + b"\n", "a number has more than 4300 digits"),
-    ("digits.json", b'{"train": {"seed": ' + DIGITS + b"}}", "a number has more than 4300 digits"),
-    ("open.json", b'{"train": {"optim": "adamw}}', "a text in quotes is not closed (line 1, column 21)"),
-    ("open.yaml", b'train:\n  optim: "adamw\n', "is not valid YAML (line"),
-])
-def test_settings_files_with_huge_numbers_or_open_strings_are_refused_in_kfts_words(app, name, content, expected):
-    url, _ = app
-    text = call_api(url, "/import_settings", path=upload(url, name, content), lang="en")[1][-1]
+    if kind == "data":
+        text = call_api(url, "/preview_data", model="tiny", data_kind="upload", upload=upload(url, name, content),
+                        lang="en")[1][0]
+    else:
+        text = call_api(url, "/import_settings", path=upload(url, name, content), lang="en")[1][-1]
     assert expected in text, text
     assert not [m for m in PYTHON_WORDS + PYTHON_TEXT if m in text], text
 
