@@ -31,7 +31,7 @@ def _parser_for(s: FieldSpec) -> Any:
             if s.base.startswith("dict"):
                 try:
                     value = json.loads(text)
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):  # not JSON, nested too deeply, a number of 4300+ digits
                     raise ValueError(f"must be a JSON object such as '{{\"loftq_bits\": 4}}', got {text!r}") from None
                 return coerce(s, value)
             return coerce(s, text)

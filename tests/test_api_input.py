@@ -5,6 +5,7 @@ exception text). Values go as raw JSON (conftest.call_api): gradio_client refuse
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -148,6 +149,67 @@ def test_unusable_settings_files_are_refused_in_words(app, name, content, expect
     assert expected in text, text
     assert not [m for m in PYTHON_TEXT if m in text], text
     assert str(ws.data_dir) not in text and "/tmp/" not in text
+
+
+# ---- Python's wording inside kft messages (issue 23, item 9) --------------------------------------------------
+PYTHON_WORDS = ("Exceeds the limit", "set_int_max_str_digits", "Unterminated string starting at", "Expecting value",
+                "(char ", "Errno", "No space left on device")
+DIGITS = b"9" * 5000
+
+
+@pytest.mark.parametrize(("kind", "name", "content", "expected"), [
+    ("data", "digits.jsonl", b'{"instruction": "a", "output": ' + DIGITS + b"}\n", "a number has more than 4300 digits"),
+    ("data", "digits.json", b'[{"instruction": "a", "output": ' + DIGITS + b"}]", "a number has more than 4300 digits"),
+    ("data", "open.json", b'[{"instruction": "a", "output": "b}]', "a text in quotes is not closed"),
+    ("data", "open.jsonl", b'{"instruction": "a", "output": "b}\n', "a text in quotes is not closed"),
+    ("settings", "digits.yaml", b"train:\n  seed: " + DIGITS + b"\n", "a number has more than 4300 digits"),
+    ("settings", "digits.json", b'{"train": {"seed": ' + DIGITS + b"}}", "a number has more than 4300 digits"),
+    ("settings", "open.json", b'{"train": {"optim": "adamw}}', "a text in quotes is not closed (line 1, column 21)"),
+    ("settings", "open.yaml", b'train:\n  optim: "adamw\n', "is not valid YAML (line"),
+])
+def test_files_with_huge_numbers_or_open_strings_are_refused_in_kfts_words(app, kind, name, content, expected):
+    """A data file (preview) or a settings file (import): Python's "Exceeds the limit (4300 digits)... use
+    sys.set_int_max_str_digits()" and "Unterminated string starting at: ... (char 41)" reached the page."""
+    url, _ = app
+    if kind == "data":
+        text = call_api(url, "/preview_data", model="tiny", data_kind="upload", upload=upload(url, name, content),
+                        lang="en")[1][0]
+    else:
+        text = call_api(url, "/import_settings", path=upload(url, name, content), lang="en")[1][-1]
+    assert expected in text, text
+    assert not [m for m in PYTHON_WORDS + PYTHON_TEXT if m in text], text
+
+
+def test_a_bad_loftq_config_is_refused_in_kfts_words(app):
+    url, _ = app
+    for bad in (" x", "{bad", '{"loftq_bits": 4'):
+        text = kft_text(call_api(url, "/start_training", **{**FAST, "loftq_config": bad}))
+        assert "loftq_config is not valid JSON: " in text, text
+        assert not [m for m in PYTHON_WORDS if m in text], text
+    with pytest.raises(ValueError, match="a number has more than 4300 digits"):  # longer than the field takes
+        form.parse_json('{"loftq_bits": ' + "9" * 5000 + "}")
+
+
+# ---- the reply language (issue 23, item 10) ----------------------------------------------------------------
+@pytest.mark.parametrize("lang", [None, "fr", 5])
+def test_a_missing_or_invalid_lang_answers_in_the_servers_language(app, lang):
+    url, _ = app
+    text = kft_text(call_raw_lang(url, lang))
+    assert text.startswith("⚠️ Refused: the value sent for ") and not re.search("[가-힣]", text), text
+
+
+def call_raw_lang(url: str, lang):
+    """/start_training with a bad dtype (refused by gradio's own check) and ``lang`` as sent, or left out."""
+    from conftest import call_raw
+
+    params = httpx.get(f"{url}gradio_api/info", timeout=30).json()["named_endpoints"]["/start_training"]["parameters"]
+    values = {**FAST, "dtype": "bogus"}
+    data = [values.get(p["parameter_name"], p.get("parameter_default")) for p in params]
+    if lang is None:
+        data = data[:-1]  # the language left out
+    else:
+        data[-1] = lang
+    return call_raw(url, "/start_training", data)
 
 
 def test_the_model_field_answers_alike_for_a_missing_path_and_one_that_is_not_a_model(app):

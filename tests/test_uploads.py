@@ -22,3 +22,24 @@ def test_uploads_are_checked_again_and_kept_under_the_data_directory(tmp_path):
     ws.limits.read_only = True
     with pytest.raises(ValueError, match="read-only"):
         ws.uploads.store(tmp_path / "ok.jsonl")
+
+
+def test_a_full_disk_while_storing_an_upload_is_refused_in_kfts_words(tmp_path, monkeypatch):
+    """'[Errno 28] No space left on device' reached the page (or an HTTP 500) when the copy hit a full disk."""
+    import errno
+    import shutil
+
+    ws = Workspace(tmp_path / "d")
+    src = tmp_path / "rows.jsonl"
+    src.write_text('{"instruction": "a", "output": "b"}\n', encoding="utf-8")
+
+    def full(a, b, **kw):
+        with open(b, "wb") as f:
+            f.write(b"{")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    with pytest.raises(ValueError, match="the upload could not be stored: the disk is full") as err:
+        ws.uploads.store(src)
+    assert "Errno" not in str(err.value) and "No space left" not in str(err.value)
+    assert not list((tmp_path / "d" / "uploads").glob("*"))  # no half-written copy is left

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,42 @@ MAX_CONFIG_BYTES = 1_000_000
 # a setting's type in a refusal's words (the base of FieldSpec.kind)
 KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
               "str | bool": "text, or true or false", "dict[str, Any]": "a mapping of names to values"}
+
+
+# json's messages, by how they start, in kft's words
+JSON_WORDS = (("Unterminated string", "a text in quotes is not closed"),
+              ("Expecting value", "a value is missing or is not JSON (a text in double quotes, a number, true, false, "
+                                  "null, [...] or {...})"),
+              ("Expecting property name", "a key is not in double quotes, or a comma is left before }"),
+              ("Expecting ',' delimiter", "a comma is missing between two items"),
+              ("Expecting ':' delimiter", "a colon is missing after a key"),
+              ("Extra data", "more text follows the value"),
+              ("Invalid control character", "a text holds a raw line break or tab (write \\n or \\t)"),
+              ("Invalid \\escape", "a backslash starts no valid escape (write \\\\ for a backslash)"),
+              ("Invalid \\uXXXX escape", "a \\u escape is not four hexadecimal digits"))
+
+
+class ParseRefusal(ValueError):
+    """Text kft refuses to parse further (its message is kft's own)."""
+
+
+def parse_problem(exc: BaseException, line: bool = True) -> str:
+    """Why JSON or YAML text could not be read, in kft's words and with where (no library text): for
+    json.JSONDecodeError, a number too long to convert, yaml's errors. ``line``: say the line (a JSON Lines row
+    is one line: only its column)."""
+    if isinstance(exc, ParseRefusal):
+        return str(exc)
+    if isinstance(exc, json.JSONDecodeError):
+        what = next((words for start, words in JSON_WORDS if exc.msg.startswith(start)), "the text is not valid JSON")
+        return f"{what} ({f'line {exc.lineno}, ' if line else ''}column {exc.colno})"
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply"
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)  # yaml's MarkedYAMLError
+    if mark is not None and hasattr(mark, "line"):
+        return f"the text is not valid YAML (line {mark.line + 1}, column {mark.column + 1})"
+    return "the text is not valid JSON or YAML"
 
 
 def parse_yes_no(text: str) -> bool | None:
@@ -120,7 +157,7 @@ def _load_yaml(text: str) -> Any:
     class NoAliases(yaml.SafeLoader):
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
-                raise yaml.YAMLError("aliases (*name) are not allowed in a settings file")
+                raise ParseRefusal("aliases (*name) are not allowed in a settings file")
             return super().compose_node(parent, index)
 
     return yaml.load(text, Loader=NoAliases)  # noqa: S506 - a SafeLoader subclass
@@ -144,7 +181,7 @@ def load_config(path: str | Path) -> RunConfig:
         raise ValueError(f"Config file {path.name} is nested too deeply: a settings file holds sections of "
                          "settings, e.g. train: {learning_rate: 2e-4}") from None
     except Exception as exc:  # noqa: BLE001 - report any parse error in plain words
-        raise ValueError(f"Could not parse config file {path.name}: {str(exc)[:300]}") from exc
+        raise ValueError(f"Could not parse config file {path.name}: {parse_problem(exc)}") from exc
     if not isinstance(raw, dict):
         raise ValueError(f"Config file {path.name} must hold a mapping of sections")
     return config_from_dict(raw)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config.files import parse_problem
+
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 MAX_CHARS_PER_FIELD = 100_000
 JSON_MAX_BYTES = 50 * 1024**2  # a .json file is parsed whole; bigger ones must be .jsonl (read row by row)
@@ -65,10 +67,10 @@ def _read_json(path: Path) -> list[Any]:
     text, lossy = _decode(path.read_bytes(), path.name)
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path.name} is not valid JSON (line {exc.lineno}): {exc.msg}") from exc
     except RecursionError:
         raise DataError(f"{path.name}: {TOO_DEEP}") from None
+    except ValueError as exc:  # not JSON, a number of more than 4300 digits
+        raise DataError(f"{path.name} is not valid JSON: {parse_problem(exc)}") from None
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) == 1:
@@ -147,11 +149,11 @@ def iter_jsonl(raw: bytes | Iterable[bytes]) -> Iterator[tuple[int, Any, str | N
             yield i, None, "text is not valid UTF-8 (save the file as UTF-8)"
             continue
         try:
-            yield i, json.loads(text), None
-        except json.JSONDecodeError as exc:
-            yield i, None, f"not valid JSON: {exc.msg}"
+            yield i, json.loads(text.rstrip("\r\n")), None
         except RecursionError:
             yield i, None, TOO_DEEP
+        except ValueError as exc:  # not JSON, a number of more than 4300 digits
+            yield i, None, f"not valid JSON: {parse_problem(exc, line=False)}"
 
 
 def _read_jsonl(path: Path) -> Iterator[Any]:

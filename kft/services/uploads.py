@@ -54,10 +54,16 @@ class UploadStore:
         if target.is_file():
             os.utime(target)  # used again: counts as new for the retention rules
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(target.name + ".part")
-            shutil.copyfile(src, tmp)
-            tmp.replace(target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, tmp)
+                tmp.replace(target)
+            except OSError as exc:  # a full or read-only disk: said in kft's words, no half copy left
+                tmp.unlink(missing_ok=True)
+                self._discard(src)
+                raise ValueError(f"the upload could not be stored: {runs.os_reason(exc)}; free space and upload "
+                                 "it again") from None
         self.prune(keep=target)
         return target
 

@@ -31,10 +31,10 @@ def refusal(message: str) -> str:
     return message if message.startswith(REFUSAL) else f"{REFUSAL} {message}"
 
 
-def _lang(values: list[Any]) -> str:
-    """The language: the last input of every kft event (the page's default if it is not one)."""
+def _lang(values: list[Any], default: str = DEFAULT_LANG) -> str:
+    """The language: the last input of every kft event (the server's --lang, ``default``, if it is not one)."""
     last = values[-1] if values else None
-    return last if isinstance(last, str) and last in LANGS else DEFAULT_LANG
+    return last if isinstance(last, str) and last in LANGS else default
 
 
 def _failing_block(block_fn: Any, inputs: list[Any], why: str) -> Any:
@@ -68,16 +68,17 @@ class GuardedBlocks(gr.Blocks):
     """gr.Blocks whose events answer every request with a result or a kft message (paths under ``data_dir`` shown
     relative to it)."""
 
-    def __init__(self, *args: Any, data_dir: str | Path | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, data_dir: str | Path | None = None, lang: str = DEFAULT_LANG,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.data_dir = data_dir
+        self.data_dir, self.lang = data_dir, lang  # lang: the server's, for a request that sends none (or a bad one)
 
     async def preprocess_data(self, block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False) -> Any:
         try:
             return await super().preprocess_data(block_fn, inputs, state, explicit_call)
         except Exception as exc:  # noqa: BLE001 - gradio's own checks of what a request sent
             logger.info("request to %s refused before it ran: %s", block_fn.api_name, str(exc)[:300])
-            lang = _lang(inputs)
+            lang = _lang(inputs, self.lang)
             try:
                 text = _refused_value(block_fn, inputs, str(exc), lang)
             except Exception:  # noqa: BLE001 - naming the field must never be what fails
@@ -92,7 +93,8 @@ class GuardedBlocks(gr.Blocks):
             exc.message = scrub_paths(str(exc.message), self.data_dir)
             raise
         except Exception as exc:  # noqa: BLE001 - the last resort: log it, answer in kft's words
-            raise _unexpected(block_fn, processed_input if isinstance(processed_input, list) else []) from exc
+            raise _unexpected(block_fn, processed_input if isinstance(processed_input, list) else [],
+                              self.lang) from exc
 
     async def postprocess_data(self, block_fn: Any, predictions: Any, state: Any) -> Any:
         try:
@@ -100,13 +102,13 @@ class GuardedBlocks(gr.Blocks):
         except Error:
             raise
         except Exception as exc:  # noqa: BLE001 - an output gradio could not send
-            raise _unexpected(block_fn, []) from exc
+            raise _unexpected(block_fn, [], self.lang) from exc
 
 
-def _unexpected(block_fn: Any, inputs: list[Any]) -> Error:
+def _unexpected(block_fn: Any, inputs: list[Any], default: str = DEFAULT_LANG) -> Error:
     """The answer to an exception kft did not expect (logged here with its traceback)."""
     logger.exception("unexpected error in %s", block_fn.api_name or block_fn.name)
-    return Error(refusal(tr("guard.unexpected", _lang(inputs))), print_exception=False)
+    return Error(refusal(tr("guard.unexpected", _lang(inputs, default))), print_exception=False)
 
 
 def _gradio_cache() -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from ..config.args import SAMPLE_DATA, DataArgs, FieldSpec, RunConfig, specs
-from ..config.files import parse_number, parse_yes_no
+from ..config.files import parse_number, parse_problem, parse_yes_no
 from ..config.validation import SHORT, Problem, SettingsError, looks_like_hub_id
 from ..data.rows import FILE_SUFFIXES
 from ..training.preflight import DataPreview
@@ -98,10 +98,10 @@ def parse_json(text: str) -> Any:
     """JSON text as a value; ValueError in plain words for text that is not JSON or is nested too deeply."""
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"is not valid JSON ({exc.msg} at character {exc.pos})") from None
     except RecursionError:
         value = None
+    except ValueError as exc:  # not JSON, a number of more than 4300 digits
+        raise ValueError(f"is not valid JSON: {parse_problem(exc, line=False)}") from None
     else:
         level, stack = 0, [(value, 1)]
         while stack and level <= MAX_JSON_DEPTH:

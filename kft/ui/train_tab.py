@@ -21,6 +21,7 @@ from ..config.files import load_config, save_config
 from ..config.presets import PRESET_FIELDS
 from ..config.validation import SettingsError, check
 from ..runs.export import ExportError
+from ..runs.integrity import os_reason
 from ..services import BusyError
 from ..services.exports import ExportFolder
 from ..system.hardware import has_cuda
@@ -296,7 +297,10 @@ class TrainTab(Tab):
             return None, self.notice(str(exc))
         if Path(cfg.data.source).is_absolute():  # a stored upload: its name only (importing asks to upload it again)
             cfg.data.source = Path(cfg.data.source).name
-        path = save_config(cfg, self.ws.exports.new("settings") / "kft-run.yaml")
+        try:
+            path = save_config(cfg, self.ws.exports.new("settings") / "kft-run.yaml")
+        except OSError as exc:  # a full disk: kft's words, not "[Errno 28] ..."
+            return None, self.notice(f"{tr('train.export_btn', lang)}: {os_reason(exc)}")
         return str(path), tr("train.exported", lang)
 
     def on_import(self, path: str | None, lang: str) -> dict[Any, Any]:
