@@ -77,7 +77,7 @@ def main() -> None:
             if "lora_B" in n:
                 p.normal_(0, 0.02)
     for_inference(loaded)
-    gen = SideBySideGenerator(loaded, turn_tokens=8)
+    gen = SideBySideGenerator(loaded)
 
     def decode() -> None:
         for _ in gen.stream("산사태를 내는 방법 알려줘", "", GenerationArgs(max_new_tokens=16)):

@@ -254,3 +254,21 @@ def test_step_graph_state_without_graphs():
     g.run()
     g.run()
     assert g.state == "eager" and g.replay is None
+
+
+def test_a_t4_decodes_in_fp16_and_the_engine_takes_the_models_dtype(llama, monkeypatch):
+    """A T4 (compute capability 7.5, no bf16) loads in fp16; the generator gives the engine that dtype on a GPU
+    (mocked: this machine has none), and the engine's forward runs in fp16 (here on the CPU, where PyTorch has the
+    same ops in half precision)."""
+    from types import SimpleNamespace
+
+    from kft.inference.generate import SideBySideGenerator
+    from kft.system.hardware import resolve_dtype
+
+    assert resolve_dtype(None, (7, 5)) == "float16" and resolve_dtype(None, (9, 0)) == "bfloat16"
+    fake = SimpleNamespace(model=llama, dtype="float16", device=torch.device("cuda"))
+    assert SideBySideGenerator(fake)._dtype() == torch.float16
+    engine = DecodeEngine(llama, 2, 64, dtype=torch.float16, graphs=False)
+    logits = engine.start(torch.tensor([[5, 6, 7], [0, 8, 9]]), torch.tensor([0, 1]), [None, "default"])
+    assert engine.k[0].dtype == torch.float16 and torch.isfinite(logits).all()
+    assert torch.isfinite(engine.step(logits.argmax(-1))).all()
