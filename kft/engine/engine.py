@@ -135,7 +135,7 @@ class DecodeEngine:
 
     def memory_bytes(self) -> int:
         """The static cache's size."""
-        return sum(t.numel() * t.element_size() for t in (*self.k, *self.v))
+        return cache_bytes(self.w, self.rows, self.max_len, self.dtype)
 
     # ---- the forward ----------------------------------------------------------------------------------------------
     # Rows x positions are flattened to one dimension (n = rows * T), so every projection is a 2-D matmul and each
@@ -275,6 +275,14 @@ class DecodeEngine:
             self.graph.run()
             self.length += 1
         return self._logits
+
+
+def cache_bytes(weights: ModelWeights, rows: int, max_len: int, dtype: Any) -> int:
+    """The static KV cache's size for ``rows`` rows of ``max_len`` tokens."""
+    import torch
+
+    per_token = 2 * len(weights.layers) * weights.kv_heads * weights.head_dim * torch.finfo(dtype).bits // 8
+    return rows * max_len * per_token
 
 
 def cache_length(needed: int, max_seq_length: int, smallest: int = 256) -> int:

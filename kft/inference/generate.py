@@ -22,9 +22,9 @@ from typing import Any
 from ..config.args import MAX_PROMPT_CHARS, GenerationArgs
 from ..config.validation import INVALID_UNICODE, valid_text
 from ..data.template import DEFAULT_TEMPLATE, PromptTemplate
-from ..engine.engine import cache_length, engine_for
+from ..engine.engine import cache_bytes, cache_length, engine_for
 from ..engine.sampling import RowSampling, choose
-from ..engine.weights import unsupported
+from ..engine.weights import read_weights, unsupported
 
 logger = logging.getLogger(__name__)
 BASE, LORA = "base", "lora"
@@ -361,14 +361,12 @@ class SideBySideGenerator:
 
     def _answers_engine(self, texts: list[str], adapters: list[str | None], gen: GenerationArgs,
                         cancel: threading.Event | None) -> list[list[str]] | None:
-        import torch
 
         tok, eos_ids = self.loaded.tokenizer, _eos_ids(self.loaded)
         jobs = [(a, i) for a in adapters for i in range(len(texts))]  # (adapter, prompt index)
         lengths = [len(ids) for ids in tok(texts)["input_ids"]]
         size = cache_length(max(lengths) + gen.max_new_tokens, self.loaded.max_seq_length)
-        w = self._engine_shape()
-        per_row = 2 * w.layers * w.kv_heads * w.head_dim * size * torch.finfo(self._dtype()).bits // 8
+        per_row = cache_bytes(read_weights(self.loaded.model), 1, size, self._dtype())
         step = min(len(jobs), self._row_budget(per_row))
         out: dict[tuple[str | None, int], str] = {}
         for start in range(0, len(jobs), step):
@@ -381,14 +379,6 @@ class SideBySideGenerator:
                 return None
             out.update({job: text for job, text in zip(chunk, answers, strict=True)})
         return [[out[(a, i)] for i in range(len(texts))] for a in adapters]
-
-    def _engine_shape(self) -> Any:
-        from types import SimpleNamespace
-
-        cfg = self.loaded.model.config
-        heads = cfg.num_attention_heads
-        return SimpleNamespace(layers=cfg.num_hidden_layers, kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
-                               head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
 
     def _run_rows(self, ids: Any, pad: Any, adapters: list[str | None], gen: GenerationArgs, eos_ids: set[int],
                   cancel: threading.Event | None) -> list[str] | None:
