@@ -272,7 +272,7 @@ def test_start_memory_is_taken_with_the_model_loaded_as_the_seed_does(tmp_path, 
 
 def test_a_full_disk_at_the_end_fails_the_run_frees_the_model_and_ends_the_thread_cleanly(tmp_path, tiny_dir,
                                                                                            monkeypatch):
-    """No space left to save the adapter, nor to rewrite run.json: the run ends failed with the reason, the
+    """No space left to save the adapter, nor to rewrite run.json: the run ends failed with the reason in kft's words, the
     model is let go (GPU memory), and no exception escapes the job thread."""
     import threading
 
@@ -295,7 +295,7 @@ def test_a_full_disk_at_the_end_fails_the_run_frees_the_model_and_ends_the_threa
     job.start()
     assert job.join(300)
     snap = job.snapshot()
-    assert snap.status == "failed" and "No space left" in snap.error
+    assert snap.status == "failed" and snap.error == "the disk is full: free space and press Resume"  # kft's words (issue 23)
     assert job.loaded is None
     assert escaped == []
 
