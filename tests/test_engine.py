@@ -272,3 +272,15 @@ def test_a_t4_decodes_in_fp16_and_the_engine_takes_the_models_dtype(llama, monke
     logits = engine.start(torch.tensor([[5, 6, 7], [0, 8, 9]]), torch.tensor([0, 1]), [None, "default"])
     assert engine.k[0].dtype == torch.float16 and torch.isfinite(logits).all()
     assert torch.isfinite(engine.step(logits.argmax(-1))).all()
+
+
+def test_a_suppressed_token_is_never_chosen_greedy_or_sampled():
+    from kft.config.args import GenerationArgs
+
+    logits = torch.zeros(2, 10)
+    logits[:, 7] = 50.0  # the favourite of both rows
+    history = torch.zeros(2, 1, dtype=torch.long)
+    for gen in (GenerationArgs(), GenerationArgs(do_sample=True, temperature=1.0, top_p=1.0)):
+        s = RowSampling.of([gen, gen], torch.device("cpu"), suppress=[7])
+        picks = {int(t) for _ in range(20) for t in choose(logits, history, s, torch.Generator().manual_seed(0))}
+        assert 7 not in picks

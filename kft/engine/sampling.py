@@ -18,10 +18,11 @@ class RowSampling:
     repetition_penalty: Any  # float32
     penalize: bool  # some row has a penalty other than 1
     sample: bool  # some row samples
+    suppress: Any | None = None  # token ids never chosen (the model's generation_config.suppress_tokens)
 
     @classmethod
-    def of(cls, gens: list[Any], device: Any) -> RowSampling:
-        """From one GenerationArgs per row."""
+    def of(cls, gens: list[Any], device: Any, suppress: list[int] | None = None) -> RowSampling:
+        """From one GenerationArgs per row; ``suppress``: token ids no row may choose."""
         import torch
 
         def col(name: str, dtype: Any) -> Any:
@@ -29,7 +30,8 @@ class RowSampling:
 
         return cls(col("do_sample", torch.bool), col("temperature", torch.float32), col("top_p", torch.float32),
                    col("repetition_penalty", torch.float32),
-                   any(g.repetition_penalty != 1.0 for g in gens), any(g.do_sample for g in gens))
+                   any(g.repetition_penalty != 1.0 for g in gens), any(g.do_sample for g in gens),
+                   torch.tensor(sorted(suppress), dtype=torch.long, device=device) if suppress else None)
 
 
 def choose(logits: Any, history: Any, s: RowSampling, generator: Any | None) -> Any:
@@ -37,6 +39,8 @@ def choose(logits: Any, history: Any, s: RowSampling, generator: Any | None) -> 
     far (prompt included), which the repetition penalty reads."""
     import torch
 
+    if s.suppress is not None:
+        logits = logits.index_fill(1, s.suppress, float("-inf"))
     if s.penalize:
         p = s.repetition_penalty[:, None]
         score = logits.gather(1, history)

@@ -261,7 +261,7 @@ class SideBySideGenerator:
         with torch.inference_mode():
             history = torch.zeros((rows, engine.max_len), dtype=torch.long, device=ids.device)
             history[:, :t] = ids
-            sampling = RowSampling.of(gens, ids.device)
+            sampling = RowSampling.of(gens, ids.device, _suppressed(self.loaded))
             logits = engine.start(history[:, :t], torch.zeros(rows, dtype=torch.long), adapters)
         panes = [_Pane(str(a), history[r:r + 1, :t]) for r, a in enumerate(adapters)]
         n, host, longest = t, _HostCopy(rows, ids.device), max(g.max_new_tokens for g in gens)
@@ -309,7 +309,7 @@ class SideBySideGenerator:
         panes = [_Pane(str(a), ids) for a in adapters]
         caches = [DynamicCache() for _ in adapters]
         fed = [ids for _ in adapters]
-        sampling = [RowSampling.of([g], ids.device) for g in gens]
+        sampling = [RowSampling.of([g], ids.device, _suppressed(self.loaded)) for g in gens]
         while not all(p.stats.finished for p in panes):
             for row, (p, adapter) in enumerate(zip(panes, adapters, strict=True)):
                 if p.stats.finished:
@@ -391,7 +391,7 @@ class SideBySideGenerator:
         with torch.inference_mode():
             history = torch.zeros((rows, t + gen.max_new_tokens), dtype=torch.long, device=ids.device)
             history[:, :t] = ids
-            sampling = RowSampling.of([gen] * rows, ids.device)
+            sampling = RowSampling.of([gen] * rows, ids.device, _suppressed(self.loaded))
             rng = torch.Generator(device=ids.device).manual_seed(0)
             logits = engine.start(ids, pad, adapters)
             done = torch.zeros(rows, dtype=torch.bool, device=ids.device)
@@ -463,6 +463,12 @@ class _HostCopy:
             self.event.synchronize()
             return self.buf.tolist()
         return self.tokens.tolist()
+
+
+def _suppressed(loaded: Any) -> list[int] | None:
+    """Token ids never to choose: the model's ``generation_config.suppress_tokens`` (a pad kft added, for one)."""
+    ids = getattr(getattr(loaded.model, "generation_config", None), "suppress_tokens", None)
+    return [int(i) for i in ids] if ids else None
 
 
 def _eos_ids(loaded: Any) -> set[int]:
