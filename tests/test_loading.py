@@ -94,3 +94,22 @@ def test_unsloth_is_given_a_tokenizer_whose_pad_is_not_its_eos(tmp_path, qwen_eo
     assert choice.how == "reserved" and tok.pad_token == "<|fim_pad|>" and tok.pad_token_id != tok.eos_token_id
     with pytest.raises(ModelLoadError, match="--backend transformers"):
         _unsloth_pad(ModelArgs(name=str(no_pad)), str(no_pad), str(tmp_path / "b"))
+
+
+@pytest.mark.parametrize("config", ['{"model_type": "qwen2", "hidden_size": ', '{"model_type": "no-such-model"}'])
+def test_a_local_directory_that_fails_to_load_is_not_blamed_on_the_network(tmp_path, config):
+    from kft.models.loading import ModelLoadError, load_base
+
+    (tmp_path / "config.json").write_text(config, encoding="utf-8")
+    with pytest.raises(ModelLoadError) as err:
+        load_base(ModelArgs(name=str(tmp_path), backend="transformers"))
+    message = str(err.value)
+    assert "network" not in message and "Hub id" not in message
+    assert str(tmp_path) in message and "config.json" in message
+
+
+def test_a_hub_id_that_fails_to_load_still_mentions_the_network():
+    from kft.models.loading import ModelLoadError, load_base
+
+    with pytest.raises(ModelLoadError, match="network"):
+        load_base(ModelArgs(name="no-such-org/no-such-model", backend="transformers"))

@@ -111,8 +111,20 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def _load_error(name: str, exc: Exception) -> ModelLoadError:
-    return ModelLoadError(f"Could not load model {name!r}: {str(exc)[:300]}. If it is a "
+def _load_error(name: str, exc: Exception, path: str | None = None) -> ModelLoadError:
+    """The load failure in words: a local directory's own cause (its files), never the network; a Hub id's may be."""
+    cause = str(exc)[:300].rstrip(". ")
+    if path is not None and Path(path).is_dir():
+        hint = "Check its config.json, its tokenizer files and its weights (*.safetensors)"
+        try:
+            json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            hint = f"Its config.json could not be read ({err})"
+        except ValueError as err:
+            hint = f"Its config.json is not valid JSON ({err})"
+        return ModelLoadError(f"Could not load the local model directory {name!r}: {cause}. {hint}; the "
+                              "directory is read as it is, nothing is downloaded for it.")
+    return ModelLoadError(f"Could not load model {name!r}: {cause}. If it is a "
                           "Hub id, this machine needs network access or the model in its Hugging Face cache; "
                           "otherwise give a local model directory, or 'tiny' for the offline tiny model.")
 
@@ -143,7 +155,7 @@ def _unsloth_pad(args: ModelArgs, path: str, folder: str) -> tuple[PadChoice, st
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001
-        raise _load_error(args.name, exc) from exc
+        raise _load_error(args.name, exc, path) from exc
     rows = getattr(config.get_text_config(), "vocab_size", None) or len(tokenizer)
     choice = choose_pad(tokenizer, rows)
     if choice.how == "kept":
@@ -173,7 +185,7 @@ def _load_unsloth(args: ModelArgs, path: str, dtype: str) -> LoadedModel:
                 trust_remote_code=False, load_in_4bit=args.load_in_4bit,
                 **({"tokenizer_name": tokenizer_name} if tokenizer_name else {}))
         except Exception as exc:  # noqa: BLE001
-            raise _load_error(args.name, exc) from exc
+            raise _load_error(args.name, exc, path) from exc
     apply_pad(tokenizer, model, choice)
     return LoadedModel(model, tokenizer, "unsloth", "", dtype, args.name, path, args.load_in_4bit, args.max_seq_length,
                        choice)
@@ -195,7 +207,7 @@ def _load_transformers(args: ModelArgs, path: str, dtype: str, on_gpu: bool) -> 
                                                      trust_remote_code=False,
                                                      device_map={"": local_rank()} if on_gpu else None)
     except Exception as exc:  # noqa: BLE001
-        raise _load_error(args.name, exc) from exc
+        raise _load_error(args.name, exc, path) from exc
     choice = choose_pad(tokenizer, model.get_input_embeddings().weight.shape[0])
     apply_pad(tokenizer, model, choice)
     return LoadedModel(model, tokenizer, "transformers", "", dtype, args.name, path, quant is not None,
