@@ -164,3 +164,33 @@ def call_api(base: str, api_name: str, **values: Any) -> tuple[str, Any]:
     unknown = set(values) - {p["parameter_name"] for p in params}
     assert not unknown, unknown
     return call_raw(base, api_name, [values.get(p["parameter_name"], p.get("parameter_default")) for p in params])
+
+
+def tiny_qwen_dir(out: Path, pad: str | None = "eos", reserved: bool = True) -> Path:
+    """A tiny random Qwen2 whose tokenizer is like Qwen2.5's as rebuilt from its GGUF file: ``pad='eos'`` makes the
+    pad its EOS, ``pad=None`` leaves it without one; ``reserved`` adds Qwen's never-used ``<|fim_pad|>``. The
+    embedding has exactly as many rows as the tokenizer has tokens (no spare row)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from kft.models.tiny import _corpus
+
+    eos = "<|endoftext|>"
+    specials = [eos, "<|im_start|>", "<|im_end|>", *(["<|fim_pad|>"] if reserved else [])]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(_corpus(), trainer=trainers.BpeTrainer(
+        vocab_size=600, special_tokens=specials, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=eos if pad == "eos" else pad,
+                                   model_max_length=2048)
+    fast.save_pretrained(out)
+    config = Qwen2Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         tie_word_embeddings=True, eos_token_id=fast.eos_token_id, bos_token_id=None,
+                         pad_token_id=fast.pad_token_id)
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).to(torch.float32).save_pretrained(out)
+    return out

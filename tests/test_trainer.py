@@ -86,3 +86,53 @@ def test_the_lean_step_reads_nothing_back_from_the_device_between_logs(tmp_path,
     NaN filter two more). Counted on the CPU, where .item() and bool() are the calls that wait for a GPU."""
     assert len(_reads_in_step(tmp_path, monkeypatch, stock=True)) >= 4 * 5  # the check sees them when they are there
     assert _reads_in_step(tmp_path, monkeypatch, stock=False) == []
+
+
+def _collated(model_dir, preset: str, tmp_path, pad_is_eos: bool = False):
+    """(tokenizer, batch): the first micro-batch TRL's SFTTrainer builds with kft's settings, from kft's own rows."""
+    from kft.data.rows import load_rows, to_text_dataset
+    from kft.data.template import DEFAULT_TEMPLATE
+    from kft.models.compat import ensure_trl_cpu_kernel
+    from kft.models.loading import attach_lora, load_base
+    from kft.training.sft import to_sft_config
+    from kft.training.trainer import lean_trainer_class
+
+    cfg = apply_preset(tiny_config(2), preset)
+    cfg.model.name = str(model_dir)
+    loaded = attach_lora(load_base(cfg.model), cfg.lora)
+    tok = loaded.tokenizer
+    if pad_is_eos:  # the tokenizer as it ships (and as kft padded it before issue 25)
+        tok.pad_token = tok.eos_token
+    report = load_rows(cfg.data, tok, DEFAULT_TEMPLATE, cfg.model.max_seq_length)
+    dataset = to_text_dataset(report, DEFAULT_TEMPLATE, tok.eos_token)
+    ensure_trl_cpu_kernel()
+    trainer = lean_trainer_class()(model=loaded.model, args=to_sft_config(cfg, tmp_path / "run", None),
+                                   train_dataset=dataset, processing_class=tok)
+    rows = cfg.train.per_device_train_batch_size
+    examples = sorted(trainer.train_dataset, key=lambda r: len(r["input_ids"]))
+    examples = [examples[0], examples[-1], *examples[1:rows - 1]]  # the shortest and the longest: padding in it
+    return tok, trainer.data_collator(examples), examples, cfg
+
+
+@pytest.mark.parametrize("preset", ["seed", "fast"])
+@pytest.mark.parametrize("kind", ["pad_is_eos", "no_pad", "shipped_pad_is_eos"])
+def test_the_answers_final_eos_is_a_label_and_padding_is_not(tmp_path_factory, tmp_path, preset, kind):
+    """Issue 25's risk: with pad = EOS, a label mask built from token ids would drop the answer's last EOS, and the
+    model would never learn to stop. Each row's last label is its EOS; every padded position is -100."""
+    from conftest import tiny_qwen_dir
+
+    model_dir = tiny_qwen_dir(tmp_path_factory.mktemp(kind), pad=None if kind == "no_pad" else "eos",
+                              reserved=kind != "no_pad")
+    tok, batch, examples, cfg = _collated(model_dir, preset, tmp_path, pad_is_eos=kind == "shipped_pad_is_eos")
+    labels, mask, ids = batch["labels"], batch["attention_mask"], batch["input_ids"]
+    assert len(examples) == labels.shape[0] == cfg.train.per_device_train_batch_size
+    if cfg.train.pad_to_multiple_of:
+        assert labels.shape[1] % cfg.train.pad_to_multiple_of == 0
+    assert (mask == 0).any(), "the batch holds no padding: nothing is tested"
+    eos = tok.eos_token_id
+    for row, example in enumerate(examples):
+        n = len(example["input_ids"])
+        assert example["input_ids"][-1] == eos and ids[row, n - 1] == eos  # the text ends with one EOS
+        assert labels[row, n - 1] == eos, "the answer's final EOS is not a label"
+        assert (labels[row, n:] == -100).all() and (mask[row, n:] == 0).all(), "padding is a label"
+        assert (labels[row, :n] != -100).any()

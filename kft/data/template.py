@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 KOREAN_ALPACA = (
     "아래에는 작업을 설명하는 지시 사항과 추가적인 컨텍스트를 제공하는 입력이 있습니다. "
@@ -44,10 +45,15 @@ class PromptTemplate:
         """Template with an empty output slot: what the model continues."""
         return self.apply(instruction, input, "")
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, pad: dict[str, Any] | None = None) -> Path:
+        """template.json in ``directory``; ``pad``: the pad token chosen when the model loaded
+        (kft.models.padding.PadChoice.to_json), so the adapter is loaded with the same one."""
         path = Path(directory) / TEMPLATE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2), encoding="utf-8")
+        raw: dict[str, Any] = asdict(self)
+        if pad is not None:
+            raw["pad"] = pad
+        path.write_text(json.dumps(raw, ensure_ascii=False, indent=2), encoding="utf-8")
         return path
 
     @classmethod
@@ -61,6 +67,15 @@ class PromptTemplate:
         if template.text.count("{}") != 3:
             raise ValueError(f"{path}: a template needs exactly three '{{}}' slots")
         return template
+
+
+def saved_pad(directory: str | Path) -> dict[str, Any] | None:
+    """The pad choice recorded in ``directory``'s template.json (None: none recorded, as before issue 25)."""
+    path = Path(directory) / TEMPLATE_FILE
+    if not path.is_file():
+        return None
+    pad = json.loads(path.read_text(encoding="utf-8")).get("pad")
+    return pad if isinstance(pad, dict) else None
 
 
 DEFAULT_TEMPLATE = PromptTemplate()

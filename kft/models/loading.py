@@ -17,6 +17,7 @@ from ..config.args import TINY_MODEL, LoraArgs, ModelArgs
 from ..runs.store import RunDir
 from ..system.distributed import is_distributed, local_rank, world_size
 from ..system.hardware import cuda_capability, gpu_name, has_cuda, has_package, resolve_dtype
+from .padding import PadChoice, apply_pad, choose_pad
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class LoadedModel:
     path: str
     quantized: bool
     max_seq_length: int
+    pad: PadChoice | None = None  # the pad chosen at load (kft.models.padding); saved in the run's template.json
 
     @property
     def device(self) -> Any:
@@ -109,8 +111,20 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def _load_error(name: str, exc: Exception) -> ModelLoadError:
-    return ModelLoadError(f"Could not load model {name!r}: {str(exc)[:300]}. If it is a "
+def _load_error(name: str, exc: Exception, path: str | None = None) -> ModelLoadError:
+    """The load failure in words: a local directory's own cause (its files), never the network; a Hub id's may be."""
+    cause = str(exc)[:300].rstrip(". ")
+    if path is not None and Path(path).is_dir():
+        hint = "Check its config.json, its tokenizer files and its weights (*.safetensors)"
+        try:
+            json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            hint = f"Its config.json could not be read ({err})"
+        except ValueError as err:
+            hint = f"Its config.json is not valid JSON ({err})"
+        return ModelLoadError(f"Could not load the local model directory {name!r}: {cause}. {hint}; the "
+                              "directory is read as it is, nothing is downloaded for it.")
+    return ModelLoadError(f"Could not load model {name!r}: {cause}. If it is a "
                           "Hub id, this machine needs network access or the model in its Hugging Face cache; "
                           "otherwise give a local model directory, or 'tiny' for the offline tiny model.")
 
@@ -125,24 +139,56 @@ def load_base(args: ModelArgs) -> LoadedModel:
     loaded = (_load_unsloth(args, path, dtype) if backend == "unsloth"
               else _load_transformers(args, path, dtype, capability is not None))
     loaded.reason = reason
-    tok = loaded.tokenizer
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
     return loaded
 
 
+def _unsloth_pad(args: ModelArgs, path: str, folder: str) -> tuple[PadChoice, str | None]:
+    """The pad for Unsloth, chosen before it sees the tokenizer: Unsloth refuses a tokenizer whose pad is its EOS
+    when it finds no spare token ("Could not find a valid pad token"). Its from_pretrained takes a tokenizer by name
+    only (``tokenizer_name``), so a tokenizer given a reserved token as its pad is saved in ``folder`` and named
+    there (None: the model's own tokenizer is fine). A pad that needs a new embedding row cannot be given to Unsloth
+    (it loads the model and judges the tokenizer in one call, before kft could resize the embedding): that is
+    refused here, in words, with the transformers backend as the way out."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except Exception as exc:  # noqa: BLE001
+        raise _load_error(args.name, exc, path) from exc
+    rows = getattr(config.get_text_config(), "vocab_size", None) or len(tokenizer)
+    choice = choose_pad(tokenizer, rows)
+    if choice.how == "kept":
+        return choice, None
+    if choice.rows > rows:
+        raise ModelLoadError(f"Could not load model {args.name!r} on Unsloth: its tokenizer has no pad token apart "
+                             f"from its EOS, no spare special token, and every one of the {rows:,} embedding rows is "
+                             "a real token, so a pad needs a new row, which Unsloth refuses. Use --backend "
+                             "transformers (it adds the row).")
+    apply_pad(tokenizer, None, choice)
+    tokenizer.save_pretrained(folder)
+    return choice, folder
+
+
 def _load_unsloth(args: ModelArgs, path: str, dtype: str) -> LoadedModel:
+    import tempfile
+
     import torch
     import unsloth  # noqa: F401  (patches transformers/peft/trl: import first)
     from unsloth import FastLanguageModel
 
-    try:
-        model, tokenizer = FastLanguageModel.from_pretrained(model_name=path, max_seq_length=args.max_seq_length,
-                                                             dtype=getattr(torch, dtype), trust_remote_code=False,
-                                                             load_in_4bit=args.load_in_4bit)
-    except Exception as exc:  # noqa: BLE001
-        raise _load_error(args.name, exc) from exc
-    return LoadedModel(model, tokenizer, "unsloth", "", dtype, args.name, path, args.load_in_4bit, args.max_seq_length)
+    with tempfile.TemporaryDirectory(prefix="kft-tokenizer-") as folder:
+        choice, tokenizer_name = _unsloth_pad(args, path, folder)
+        try:
+            model, tokenizer = FastLanguageModel.from_pretrained(
+                model_name=path, max_seq_length=args.max_seq_length, dtype=getattr(torch, dtype),
+                trust_remote_code=False, load_in_4bit=args.load_in_4bit,
+                **({"tokenizer_name": tokenizer_name} if tokenizer_name else {}))
+        except Exception as exc:  # noqa: BLE001
+            raise _load_error(args.name, exc, path) from exc
+    apply_pad(tokenizer, model, choice)
+    return LoadedModel(model, tokenizer, "unsloth", "", dtype, args.name, path, args.load_in_4bit, args.max_seq_length,
+                       choice)
 
 
 def _load_transformers(args: ModelArgs, path: str, dtype: str, on_gpu: bool) -> LoadedModel:
@@ -161,8 +207,11 @@ def _load_transformers(args: ModelArgs, path: str, dtype: str, on_gpu: bool) -> 
                                                      trust_remote_code=False,
                                                      device_map={"": local_rank()} if on_gpu else None)
     except Exception as exc:  # noqa: BLE001
-        raise _load_error(args.name, exc) from exc
-    return LoadedModel(model, tokenizer, "transformers", "", dtype, args.name, path, quant is not None, args.max_seq_length)
+        raise _load_error(args.name, exc, path) from exc
+    choice = choose_pad(tokenizer, model.get_input_embeddings().weight.shape[0])
+    apply_pad(tokenizer, model, choice)
+    return LoadedModel(model, tokenizer, "transformers", "", dtype, args.name, path, quant is not None,
+                       args.max_seq_length, choice)
 
 
 def to_lora_kwargs(args: LoraArgs) -> dict[str, Any]:
@@ -231,6 +280,7 @@ def load_adapter(loaded: LoadedModel, adapter_dir: str | Path, name: str = "defa
     """Put a trained adapter (PEFT format) onto the base model under ``name`` and make it active."""
     adapter_dir = _adapter_folder(adapter_dir)
     _refuse_non_finite(adapter_dir)
+    _apply_saved_pad(loaded, adapter_dir)
     from peft import PeftModel
 
     if isinstance(loaded.model, PeftModel):
@@ -247,6 +297,21 @@ def load_adapter(loaded: LoadedModel, adapter_dir: str | Path, name: str = "defa
             loaded.model = FastLanguageModel.patch_peft_model(loaded.model, use_gradient_checkpointing=False)
     loaded.model.set_adapter(name)
     return loaded
+
+
+def _apply_saved_pad(loaded: LoadedModel, adapter_dir: Path) -> None:
+    """The pad the adapter was trained with (its template.json), on the base model before the adapter goes on: an
+    added pad's embedding row must exist before PEFT loads the adapter's weights."""
+    from ..data.template import saved_pad
+
+    choice = PadChoice.from_json(saved_pad(adapter_dir))
+    if choice is None or choice == loaded.pad:
+        return
+    try:
+        apply_pad(loaded.tokenizer, loaded.model, choice)
+    except ValueError as exc:
+        raise ModelLoadError(f"the adapter at {adapter_dir} does not fit this base model: {exc}") from exc
+    loaded.pad = choice
 
 
 def trained_base(adapter_dir: str | Path) -> ModelArgs:

@@ -366,7 +366,7 @@ class TrainingJob:
         out = self.run.adapter
         self.loaded.model.save_pretrained(str(out))
         self.loaded.tokenizer.save_pretrained(str(out))
-        self.template.save(out)
+        self.template.save(out, pad=self.loaded.pad.to_json() if self.loaded.pad else None)
         unpath_adapter(out, self.loaded.path, self.config.model.name)  # the Hub id or 'tiny', not a cache folder
         self._note(f"adapter saved to {out}")
 
