@@ -217,3 +217,21 @@ def test_a_sampled_batch_answers_through_the_engine_and_the_generic_path(trained
     for engine in (True, False):
         answers = SideBySideGenerator(trained_run.loaded, engine=engine).answer_batch(prompts, gen)
         assert len(answers) == 3 and all(len(pair) == 2 for pair in answers)
+
+
+def test_a_suppressed_token_never_reaches_a_pane(trained_run):
+    """A pad kft added to the vocabulary (kft.models.padding) is listed in generation_config.suppress_tokens: the
+    engine's panes and batches never choose it, as transformers' generate does not."""
+    generator = SideBySideGenerator(trained_run.loaded)
+    gen = GenerationArgs(max_new_tokens=8)
+    ids = generator.encode(PROMPT, "", gen)
+    favourite = int(generator.pair_logits(ids)[0].argmax())
+    config = trained_run.loaded.model.generation_config
+    before = config.suppress_tokens
+    config.suppress_tokens = [favourite]
+    try:
+        *_, last = generator.stream_rows(PROMPT, "", [None, "default"], gen)
+        chosen = [int(t) for p in last[1] for t in p.ids[0, p.prompt_len:]]
+    finally:
+        config.suppress_tokens = before
+    assert chosen and favourite not in chosen

@@ -5,7 +5,7 @@ ever produces: a never-used special or reserved token it already has (``<|finetu
 ``<|fim_pad|>`` in Qwen2.5, a reserved token), else a new token and one more embedding row. The choice is a
 ``PadChoice``, saved in the run's ``template.json`` (kft.data.template) and applied again when the adapter loads.
 The new row (the mean of the others) is never a label (labels are -100 at padding) and is kept out of sampling
-through ``generation_config.suppress_tokens`` (transformers' generate; kft.engine's sampling does not read it yet).
+through ``generation_config.suppress_tokens`` (read by transformers' generate and by kft.engine's sampling).
 """
 
 from __future__ import annotations
