@@ -237,3 +237,18 @@ def test_the_scorecard_keeps_its_progress_as_plain_data(ws):
     total = len(prompts)  # progress comes per batch of prompts decoded together
     assert seen == [(SCORECARD_BATCH_CPU, SCORECARD_BATCH_CPU, total, False, True), (total, total, total, False, True)]
     assert svc.last_card.finished and not svc.last_card.stopped and svc.last_card.eta_s == 0
+
+
+def test_every_answer_and_scorecard_names_the_adapter_and_base_that_made_it_and_when(ws, trained_run):
+    """Issue 24: the panes and the scorecard held an earlier adapter's results with nothing saying whose."""
+    copy_run(trained_run, ws.runs_dir, "r2")
+    svc = ws.comparison
+    updates = list(svc.stream(RUN, PROMPT, "", GenerationArgs(max_new_tokens=2)))
+    assert all(u.origin is not None and u.origin.adapter == "r1" for u in updates)
+    origin = updates[-1].origin
+    assert origin.base == "tiny" or not Path(origin.base).is_absolute()  # never a server path
+    assert len(origin.made) == len("2026-12-02 20:15:03")
+    _last(svc.scorecard(AdapterChoice("run", "r2"), [{"prompt": "질문", "label": "benign"}],
+                        GenerationArgs(max_new_tokens=2)))
+    assert svc.last_card.origin.adapter == "r2" and svc.last_card.origin.base == origin.base
+    assert svc.current_label(AdapterChoice("run", "r2")) == "r2" and svc.current_label(AdapterChoice()) is None

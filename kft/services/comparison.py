@@ -71,14 +71,34 @@ class CompareStatus:
     base: str | None = None  # the base model's name alone (``model`` says how it runs)
 
 
+@dataclass(frozen=True)
+class Origin:
+    """What produced a result: the adapter as users know it (a run name or a Hub id), its base model, and when."""
+
+    adapter: str
+    base: str
+    made: str  # local time, "YYYY-MM-DD HH:MM:SS"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"adapter": self.adapter, "base": self.base, "made": self.made}
+
+
+def origin_of(source: AdapterSource) -> Origin:
+    name = str(source.model.name)
+    base = Path(name).name if Path(name).is_absolute() else name  # a local base by its folder name, no server path
+    return Origin(adapter_label(source.key), base, time.strftime("%Y-%m-%d %H:%M:%S"))
+
+
 @dataclass
 class CardProgress:
-    """The most recent scorecard as plain data: the rows done so far, of how many, and the time taken."""
+    """The most recent scorecard as plain data: the rows done so far, of how many, the time taken, what made it."""
 
     card: Scorecard
     total: int
     elapsed_s: float = 0.0
     finished: bool = False
+    origin: Origin | None = None
+    batch: int = 0  # prompts decoded together (each batch is one progress update)
 
     @property
     def done(self) -> int:
@@ -143,6 +163,14 @@ class ComparisonService:
         self.last: PairUpdate | None = None  # the last update of the most recent comparison
         self.last_card: CardProgress | None = None  # the most recent scorecard (the page re-renders it)
 
+    def scorecard_batch(self) -> int:
+        """How many prompts the scorecard decodes together here (one progress update each)."""
+        from ..system.hardware import has_cuda
+
+        loaded = self.slot.loaded
+        on_gpu = loaded.device.type == "cuda" if loaded is not None else has_cuda()
+        return SCORECARD_BATCH if on_gpu else SCORECARD_BATCH_CPU
+
     def runs_with_adapter(self) -> list[str]:
         """Names of run directories that hold a saved adapter, newest first."""
         return runs.with_adapter(self.runs_dir)
@@ -202,6 +230,12 @@ class ComparisonService:
         template_dir = source.adapter_dir or RunDir(source.key).adapter
         return SideBySideGenerator(self.slot.loaded, PromptTemplate.load(template_dir), adapter=name)
 
+    def current_label(self, choice: AdapterChoice) -> str | None:
+        """The name (run or Hub id) the choice stands for now, without loading anything; None if it names none."""
+        if choice.source == "trained":
+            return self.trained_run()
+        return choice.ref.strip() or None
+
     def trained_run(self) -> str | None:
         """The run whose adapter 'the adapter just trained' serves now, if any (the comparison tab follows it)."""
         key, job = self.slot.trained_key(), self.training.job
@@ -258,11 +292,13 @@ class ComparisonService:
                 yield PairUpdate(done=True, cancelled=True)
                 return
             source = self.resolve(choice)
+            origin = origin_of(source)
             if not self._ready(source):
-                yield PairUpdate(loading=True)
+                yield PairUpdate(loading=True, origin=origin)
             inner = self._generator(source).stream(instruction, input, gen, cancel=cancel, seed=seed, t0=t0)
             try:
                 for update in inner:
+                    update.origin = origin
                     self.last = update
                     yield update
             finally:
@@ -278,14 +314,16 @@ class ComparisonService:
         if problems:
             raise PromptError("; ".join(problems))
         t0 = time.perf_counter()
-        self.last_card = progress = CardProgress(Scorecard(), len(prompts))
+        self.last_card = progress = CardProgress(Scorecard(), len(prompts), batch=self.scorecard_batch())
         try:
             with self._turn(cancel) as got:
                 if not got:
                     return
-                generator = self._generator(self.resolve(choice))
+                source = self.resolve(choice)
+                progress.origin = origin_of(source)
+                generator = self._generator(source)
                 _check_prompts(generator, prompts, gen)
-                batch = SCORECARD_BATCH if self.slot.loaded.device.type == "cuda" else SCORECARD_BATCH_CPU
+                batch = progress.batch = self.scorecard_batch()
                 for card in iter_scorecard(generator, prompts, gen, cancel, batch):
                     progress.card, progress.elapsed_s = card, time.perf_counter() - t0
                     yield len(card.rows), card
