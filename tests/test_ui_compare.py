@@ -133,6 +133,28 @@ def test_results_from_another_adapter_are_cleared_with_a_line_naming_them(tmp_pa
     assert "Chosen: **B**" in tab.on_tick({"seen": "B", "chose": False}, None, "en", "trained", "")[tab.status_md]
 
 
+def test_generate_is_disabled_while_training_and_stop_only_while_work_runs(tmp_path):
+    """Issue 24: Generate during training showed a raw "Error" toast; both Stop buttons were red and enabled idle."""
+    from kft.ui.compare_tab import stop_button
+
+    ws = Workspace(tmp_path / "data")
+    tab = _tab(ws)
+    c = tab.c
+    for stop in (c["stop"], c["stop_scorecard"]):
+        assert stop.interactive is False and stop.variant == "secondary"
+    assert stop_button(True) == gr.update(interactive=True, variant="stop")
+    assert tab.on_tick({"seen": None, "chose": False}, None, "en")[c["generate"]]["interactive"] is True
+    ws.slot.claim_for_training("20250101-000000")
+    out = tab.on_tick({"seen": None, "chose": False}, None, "en")
+    assert out[c["generate"]]["interactive"] is False and out[c["run_scorecard"]]["interactive"] is False
+    assert "busy training (20250101-000000)" in out[tab.status_md], "the reason is shown where the button is greyed"
+    with pytest.raises(gr.Error) as refused:  # an API caller (or a page that has not ticked yet) is refused in words
+        list(tab.compare(PROMPT, "", "run", "r1", "", 8, False, 0.7, 0.9, 1.0, "en"))
+    assert refused.value.title == "Refused" and "busy training" in refused.value.message
+    ws.slot.end_training(None)
+    assert tab.on_tick({"seen": None, "chose": False}, None, "en")[c["generate"]]["interactive"] is True
+
+
 def test_temperature_and_top_p_are_disabled_while_sampling_is_off(tmp_path):
     tab = _tab(Workspace(tmp_path / "data"))
     assert not tab.c["do_sample"].value

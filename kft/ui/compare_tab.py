@@ -59,6 +59,11 @@ def _gen_args(max_new_tokens: Any, do_sample: Any, temperature: Any, top_p: Any,
     return GenerationArgs(**parsed)
 
 
+def stop_button(running: bool) -> Any:
+    """A Stop button is enabled (and red) only while its work runs."""
+    return gr.update(interactive=running, variant="stop" if running else "secondary")
+
+
 class CompareTab(Tab):
     """The tab's layout and event handlers; each handler turns plain data from the service into values."""
 
@@ -70,19 +75,20 @@ class CompareTab(Tab):
 
     def _error(self, exc: Exception, lang: str) -> gr.Error:
         run = self.ws.slot.training_run
-        return self.error(tr("compare.busy_training", lang, run=run) if run else tr("compare.bad_request", lang, e=exc))
+        return self.error(tr("compare.busy_training", lang, run=run) if run else tr("compare.bad_request", lang, e=exc),
+                          lang)
 
     def _out_of_memory(self, lang: str) -> gr.Error:
         """Out of GPU memory while generating: free the caches, keep the model, say what to lower."""
         free_unused()
         logger.warning("out of memory during a generation")
-        return self.error(tr("compare.out_of_memory", lang))
+        return self.error(tr("compare.out_of_memory", lang), lang)
 
     def _refuse_if_training(self, lang: str) -> None:
         # the slot names the run from the moment it claims the GPU, before the service records the new job
         run = self.ws.slot.training_run or (self.ws.training.job.run_dir.name if self.ws.training.active else None)
         if run:
-            raise self.error(tr("compare.busy_training", lang, run=run))
+            raise self.error(tr("compare.busy_training", lang, run=run), lang)
 
     def compare(self, instruction: str, input_: str, source: str, run: str | None, hub: str | None,
                 max_new_tokens: float, do_sample: bool, temperature: float, top_p: float,
@@ -120,7 +126,7 @@ class CompareTab(Tab):
         """Run the prompt set through base and LoRA; yield progress, then the table, charts and exports."""
         self._refuse_if_training(lang)
         if prompt_set == "upload" and not upload:
-            raise self.error(tr("compare.need_upload", lang))
+            raise self.error(tr("compare.need_upload", lang), lang)
         choice = _choice(source, run, hub)
         try:
             gen = _gen_args(max_new_tokens, do_sample, temperature, top_p, repetition_penalty)
@@ -215,7 +221,13 @@ class CompareTab(Tab):
     def on_load(self, run: str | None, lang: str) -> dict[Any, Any]:
         source = "trained" if self.service.trained_available() else "run"
         return {self.c["source"]: gr.update(value=source), self.c["run"]: self.list_adapters(run),
-                self.status_md: self.status(lang), self.follow: {"seen": self.service.trained_run(), "chose": False}}
+                self.status_md: self.status(lang), self.follow: {"seen": self.service.trained_run(), "chose": False},
+                **self._buttons()}
+
+    def _buttons(self) -> dict[Any, Any]:
+        """Generate and Run scorecard are disabled while a run trains (the status line says so)."""
+        free = not (self.ws.slot.training_run or self.ws.training.active)
+        return {self.c["generate"]: gr.update(interactive=free), self.c["run_scorecard"]: gr.update(interactive=free)}
 
     def status(self, lang: str, choice: AdapterChoice | None = None) -> str:
         chosen = self.service.current_label(choice) if choice is not None else None
@@ -226,7 +238,7 @@ class CompareTab(Tab):
         """The status line; and when a run has just left a new adapter, the adapter choice follows it (the
         just-trained adapter, and the newest run in the list) unless the user picked an adapter on this page."""
         choice = _choice(source, run, hub) if source else None
-        out: dict[Any, Any] = {self.status_md: self.status(lang, choice)}
+        out: dict[Any, Any] = {self.status_md: self.status(lang, choice), **self._buttons()}
         newest = self.service.trained_run()
         if newest is None or newest == (follow or {}).get("seen"):
             return {**out, self.c["source"]: gr.skip(), self.c["run"]: gr.skip(), self.follow: gr.skip()}
@@ -309,8 +321,8 @@ class CompareTab(Tab):
         with gr.Row():
             c["generate"] = self.label(gr.Button(tr("compare.generate", lang), variant="primary",
                                                  elem_id="kft-generate"), "compare.generate", "value")
-            c["stop"] = self.label(gr.Button(tr("compare.stop", lang), variant="stop", elem_id="kft-gen-stop"),
-                                   "compare.stop", "value")
+            c["stop"] = self.label(gr.Button(tr("compare.stop", lang), variant="secondary", interactive=False,
+                                             elem_id="kft-gen-stop"), "compare.stop", "value")
         with gr.Row(equal_height=True):
             for pane in ("base", "lora"):
                 with gr.Column():
@@ -342,8 +354,9 @@ class CompareTab(Tab):
                 c["run_scorecard"] = self.label(gr.Button(tr("compare.run_scorecard", lang), variant="primary",
                                                           elem_id="kft-run-scorecard"), "compare.run_scorecard",
                                                 "value")
-                c["stop_scorecard"] = self.label(gr.Button(tr("compare.stop", lang), variant="stop",
-                                                           elem_id="kft-sc-stop"), "compare.stop", "value")
+                c["stop_scorecard"] = self.label(gr.Button(tr("compare.stop", lang), variant="secondary",
+                                                           interactive=False, elem_id="kft-sc-stop"),
+                                                 "compare.stop", "value")
             c["sc_progress"] = gr.HTML(elem_id="kft-sc-progress-box")
             c["sc_summary"] = gr.Markdown(tr("compare.sc_empty", lang), elem_id="kft-sc-summary")
             with gr.Row():
@@ -372,15 +385,20 @@ class CompareTab(Tab):
         adapter = [c["source"], c["run"], c["hub"]]
         gen = [c[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty")]
         panes = [c["base"], c["base_info"], c["lora"], c["lora_info"], c["outcome"]]
-        gr.on([c["generate"].click, c["instruction"].submit], h.compare,
-              inputs=[c["instruction"], c["input"], *adapter, *gen, lang_box], outputs=[*panes, h.shown_panes],
-              api_name="compare", show_progress="minimal")
+        # each Stop is enabled while its work runs: on before the work, off after it (unless a newer request runs)
+        quiet = dict(api_visibility="private", queue=False, show_progress="hidden")
+        gr.on([c["generate"].click, c["instruction"].submit], lambda: stop_button(True), outputs=c["stop"],
+              **quiet).then(h.compare, inputs=[c["instruction"], c["input"], *adapter, *gen, lang_box],
+                            outputs=[*panes, h.shown_panes], api_name="compare", show_progress="minimal").then(
+            lambda: stop_button(self.ws.slot.generating), outputs=c["stop"], **quiet)
         gr.on([c["stop"].click, c["stop_scorecard"].click], h.stop, inputs=lang_box, outputs=c["outcome"],
               api_name="stop_generation", queue=False)
-        c["run_scorecard"].click(h.scorecard, inputs=[c["prompt_set"], c["upload"], *adapter, *gen, lang_box],
-                                 outputs=[c["sc_summary"], c["table"], c["plot_harmful"], c["plot_benign"], c["files"],
-                                          c["sc_progress"], h.shown_card],  # the bar last: the API's first five
-                                 api_name="scorecard", show_progress="minimal")
+        c["run_scorecard"].click(lambda: stop_button(True), outputs=c["stop_scorecard"], **quiet).then(
+            h.scorecard, inputs=[c["prompt_set"], c["upload"], *adapter, *gen, lang_box],
+            outputs=[c["sc_summary"], c["table"], c["plot_harmful"], c["plot_benign"], c["files"],
+                     c["sc_progress"], h.shown_card],  # the bar last: the API's first five stay in place
+            api_name="scorecard", show_progress="minimal").then(
+            lambda: stop_button(self.ws.slot.generating), outputs=c["stop_scorecard"], **quiet)
         c["refresh"].click(h.list_adapters, inputs=c["run"], outputs=c["run"], api_name="list_adapters")
         c["preset"].input(lambda p: p or gr.skip(), inputs=c["preset"], outputs=c["instruction"],
                           api_visibility="private", queue=False)
@@ -390,7 +408,7 @@ class CompareTab(Tab):
         for widget in (c["source"], c["run"]):  # .input: the user's own pick, not the tick's
             widget.input(h.on_user_choice, inputs=h.follow, outputs=h.follow, api_visibility="private", queue=False,
                          show_progress="hidden")
-        followed = [status, c["source"], c["run"], h.follow]
+        followed = [status, c["source"], c["run"], h.follow, c["generate"], c["run_scorecard"]]
         gr.Timer(2.0).tick(h.on_tick, inputs=[h.follow, c["run"], lang_box, c["source"], c["hub"]], outputs=followed,
                            api_visibility="private", queue=False, show_progress="hidden")
         # the adapter chosen changed (the user, the tick following a new run, the runs tab's "open"): results that

@@ -14,6 +14,7 @@ STRINGS: dict[str, str] = {
                      "Scorecard** (below the comparison: harmful prompts refused more, benign prompts not "
                      "over-refused). `tiny` is an offline test model with random weights that writes noise: it "
                      "shows that the app works, not what training does."),
+    "common.refused": "Refused",
     "common.language": "Language",
     "common.lang_name": "English",
     "common.tab_train": "Training",

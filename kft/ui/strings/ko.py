@@ -12,6 +12,7 @@ STRINGS: dict[str, str] = {
                      "LoRA의 답변) → **③ 스코어카드** (비교 탭 아래: 유해 질문 거절률은 오르고 무해 질문 과잉 "
                      "거절은 오르지 않았는지). `tiny`는 가중치가 무작위인 오프라인 테스트 모델이라 의미 없는 글을 "
                      "씁니다: 앱이 도는지 확인하는 용도입니다."),
+    "common.refused": "거절됨",
     "common.language": "언어",
     "common.lang_name": "한국어",
     "common.tab_train": "학습",
