@@ -411,3 +411,18 @@ def test_app_a_new_adapters_first_request_shows_loading_through_the_api(app, tra
     outcomes = [out[-1] for out in job.outputs()]
     assert tr("compare.loading", "en") in outcomes and outcomes[-1] == tr("compare.done", "en")
     assert outcomes.index(tr("compare.loading", "en")) < len(outcomes) - 1
+
+
+def test_app_three_panes_base_run_a_and_run_b_through_the_api(app, trained_run):
+    """Issue 24: /compare_runs answers base, run A and run B on one request; without a second run, two panes."""
+    ws, client, _ = app
+    copy_run(trained_run, ws.runs_dir, "r-b")
+    g = GREEDY
+    gen = (8, g["do_sample"], g["temperature"], g["top_p"], g["repetition_penalty"], "en")
+    base, base_info, a, a_info, b, b_info, outcome = client.predict(PROMPT, "", "run", "r1", "", "r-b", *gen,
+                                                                    api_name="/compare_runs")
+    assert outcome == "Done." and base and a and b
+    assert "from **r1**" in a_info and "from **r-b**" in b_info and b == a  # r-b is a copy of r1
+    two = client.predict(PROMPT, "", "run", "r1", "", "", *gen, api_name="/compare_runs")
+    assert two[-1] == "Done." and two[4] == "" and two[0] == base, "no second run: the third pane stays empty"
+    assert client.predict(*_compare_args(max_new_tokens=8), api_name="/compare")[-1] == "Done."

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config.args import GenerationArgs, ModelArgs
 from ..data.template import PromptTemplate
-from ..inference.generate import PairUpdate, PromptError, SideBySideGenerator, prompt_problems
+from ..inference.generate import PairUpdate, PaneStats, PromptError, SideBySideGenerator, prompt_problems
 from ..inference.safety import Scorecard, iter_scorecard
 from ..models.loading import LoadedModel, ModelLoadError, load_adapter, load_base, resolve_model_path, trained_base
 from ..runs import store as runs
@@ -112,6 +112,18 @@ class CardProgress:
     def eta_s(self) -> float | None:
         """Time left at the pace so far (None until a prompt is done)."""
         return self.elapsed_s / self.done * (self.total - self.done) if self.done else None
+
+
+@dataclass
+class RowsUpdate:
+    """Answers of several rows for one request (base first, then each adapter) so far, with what made each."""
+
+    texts: list[str]
+    stats: list[PaneStats]
+    origins: list[Origin | None]  # None for the base row
+    done: bool = False
+    cancelled: bool = False
+    loading: bool = False
 
 
 def adapter_label(key: str) -> str:
@@ -301,6 +313,45 @@ class ComparisonService:
                     update.origin = origin
                     self.last = update
                     yield update
+            finally:
+                inner.close()
+
+    def stream_runs(self, choices: list[AdapterChoice], instruction: str, input: str = "",  # noqa: A002
+                    gen: GenerationArgs | None = None, cancel: threading.Event | None = None,
+                    seed: int | None = None, t0: float | None = None) -> Iterator[RowsUpdate]:
+        """The base and every chosen adapter on one request, as rows of one batch (``stream_rows`` with adapters
+        [None, "A", "B", ...]): every adapter goes onto the one base through the slot, under its own name. The
+        adapters must share a base model; the prompt template is the first adapter's."""
+        t0 = time.perf_counter() if t0 is None else t0
+        gen = gen or GenerationArgs()
+        seed = secrets.randbelow(2**31) if seed is None else seed
+        self.check_request(instruction, input, gen)
+        if not choices:
+            raise PromptError("choose at least one adapter")
+        return self._stream_runs(choices, instruction, input, gen, cancel or threading.Event(), seed, t0)
+
+    def _stream_runs(self, choices: list[AdapterChoice], instruction: str, input: str,  # noqa: A002
+                     gen: GenerationArgs, cancel: threading.Event, seed: int, t0: float) -> Iterator[RowsUpdate]:
+        rows = len(choices) + 1
+        with self._turn(cancel) as got:
+            if not got:
+                yield RowsUpdate([""] * rows, [PaneStats() for _ in range(rows)], [None] * rows, True, True)
+                return
+            sources = [self.resolve(c) for c in choices]
+            origins = [None, *(origin_of(s) for s in sources)]
+            if not all(self._ready(s) for s in sources):
+                yield RowsUpdate([""] * rows, [PaneStats() for _ in range(rows)], origins, loading=True)
+            generator = self._generator(sources[0])
+            others = [adapter_label(s.key) for s in sources[1:] if not same_base(self.slot.loaded, s.model)]
+            if others:
+                raise ModelLoadError(f"{', '.join(others)} was trained on another base model than "
+                                     f"{adapter_label(sources[0].key)}: compare runs of one base model")
+            names = [self.slot.ensure_adapter(s.key, s.adapter_dir, load_adapter) for s in sources]
+            inner = generator.stream_rows(instruction, input, [None, *names], gen, cancel, seed, t0)
+            try:
+                for _adapters, panes, done, cancelled in inner:
+                    yield RowsUpdate([p.text for p in panes], [PaneStats(**vars(p.stats)) for p in panes], origins,
+                                     done, cancelled)
             finally:
                 inner.close()
 

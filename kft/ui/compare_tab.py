@@ -30,6 +30,7 @@ from .train_form import parse_flag
 
 logger = logging.getLogger(__name__)
 _USER_ERRORS = (PromptError, ModelLoadError, BusyError, ValueError)
+PANE_NAMES = ("base", "base_info", "lora", "lora_info", "lora_b", "lora_b_info")
 
 
 def _choice(source: str, run: str | None, hub: str | None) -> AdapterChoice:
@@ -117,6 +118,38 @@ class CompareTab(Tab):
             cancel.set()
             stream.close()
 
+    def compare_panes(self, instruction: str, input_: str, source: str, run: str | None, hub: str | None,
+                      run_b: str | None, max_new_tokens: float, do_sample: bool, temperature: float, top_p: float,
+                      repetition_penalty: float, lang: str) -> Iterator[dict[Any, Any]]:
+        """The Generate button: base and the chosen adapter, plus a third pane for a second run when one is chosen
+        (every row in one batch: ComparisonService.stream_runs)."""
+        if not run_b:
+            for values in self.compare(instruction, input_, source, run, hub, max_new_tokens, do_sample,
+                                       temperature, top_p, repetition_penalty, lang):
+                yield {**values, self.c["lora_b"]: "", self.c["lora_b_info"]: ""}
+            return
+        t0 = time.perf_counter()
+        self._refuse_if_training(lang)
+        cancel = threading.Event()
+        try:
+            gen = _gen_args(max_new_tokens, do_sample, temperature, top_p, repetition_penalty)
+            stream = self.service.stream_runs([_choice(source, run, hub), AdapterChoice("run", run_b)], instruction,
+                                              input_ or "", gen, cancel, t0=t0)
+        except PromptError as exc:
+            raise self._error(exc, lang) from exc
+        try:
+            yield self._named({n: "" for n in PANE_NAMES} | {"outcome": tr("compare.running", lang)})
+            for update in stream:
+                shown = update.origins[1].adapter if update.origins[1] is not None else None
+                yield {**self._named(view.render_rows(update, lang)), self.shown_panes: shown}
+        except _USER_ERRORS as exc:
+            raise self._error(exc, lang) from exc
+        except torch.OutOfMemoryError as exc:
+            raise self._out_of_memory(lang) from exc
+        finally:
+            cancel.set()
+            stream.close()
+
     def stop(self, lang: str) -> str:
         return tr("compare.stopped" if self.service.stop() else "compare.nothing_to_stop", lang)
 
@@ -187,7 +220,7 @@ class CompareTab(Tab):
         now_text = now or tr("compare.no_adapter_chosen", lang)
         out: dict[Any, Any] = self.unchanged(self._stale_outputs())
         if panes_from and panes_from != now:
-            out.update(self._named({"base": "", "lora": "", "base_info": "", "lora_info": "",
+            out.update(self._named({"base": "", "lora": "", "base_info": "", "lora_info": "", "lora_b": "", "lora_b_info": "",
                                     "outcome": tr("compare.stale_panes", lang, run=panes_from, now=now_text)}))
             out[self.shown_panes] = None
         if card_from and card_from != now:
@@ -197,7 +230,7 @@ class CompareTab(Tab):
         return out
 
     def _stale_outputs(self) -> list[Any]:
-        names = ("base", "base_info", "lora", "lora_info", "outcome", "sc_summary", "table", "plot_harmful",
+        names = ("base", "base_info", "lora", "lora_info", "lora_b", "lora_b_info", "outcome", "sc_summary", "table", "plot_harmful",
                  "plot_benign", "files", "sc_progress")
         return [*(self.c[n] for n in names), self.shown_panes, self.shown_card]
 
@@ -220,7 +253,9 @@ class CompareTab(Tab):
 
     def on_load(self, run: str | None, lang: str) -> dict[Any, Any]:
         source = "trained" if self.service.trained_available() else "run"
+        runs = self.service.runs_with_adapter()
         return {self.c["source"]: gr.update(value=source), self.c["run"]: self.list_adapters(run),
+                self.c["run_b"]: gr.update(choices=["", *runs]),
                 self.status_md: self.status(lang), self.follow: {"seen": self.service.trained_run(), "chose": False},
                 **self._buttons()}
 
@@ -288,6 +323,9 @@ class CompareTab(Tab):
                                               "compare.refresh", "value")
                 c["hub"] = self.label(gr.Textbox(value="", label=tr("compare.hub", lang), placeholder="owner/name",
                                                  max_lines=1), "compare.hub")
+                c["run_b"] = self.label(gr.Dropdown(["", *runs], value="", label=tr("compare.run_b", lang),
+                                                    allow_custom_value=True,  # checked by the service
+                                                    elem_id="kft-compare-run-b"), "compare.run_b")
             with gr.Column(scale=3):
                 c["preset"] = gr.Dropdown(view.preset_choices(lang), value=None, label=tr("compare.preset", lang),
                                           elem_id="kft-preset-prompt")
@@ -324,14 +362,16 @@ class CompareTab(Tab):
             c["stop"] = self.label(gr.Button(tr("compare.stop", lang), variant="secondary", interactive=False,
                                              elem_id="kft-gen-stop"), "compare.stop", "value")
         with gr.Row(equal_height=True):
-            for pane in ("base", "lora"):
-                with gr.Column():
-                    # a fixed height (the text scrolls): both panes end level, so their badges line up
+            for pane in ("base", "lora", "lora_b"):  # the third (run B) only while a second run is chosen
+                with gr.Column(visible=pane != "lora_b", elem_id=f"kft-{pane}-column") as column:
+                    # a fixed height (the text scrolls): the panes end level, so their badges line up
                     c[pane] = self.label(gr.Textbox(lines=12, max_lines=12, interactive=False, buttons=["copy"],
                                                     label=tr(f"compare.{pane}_pane", lang), elem_id=f"kft-{pane}"),
                                          f"compare.{pane}_pane")
                     c[f"{pane}_info"] = gr.Markdown(elem_id=f"kft-{pane}-info")
+                c[f"{pane}_column"] = column
         c["outcome"] = gr.Markdown(elem_id="kft-outcome")
+        c["compare_api"] = gr.Button(visible=False)  # carries the two-pane /compare endpoint
         return c
 
     def _build_scorecard(self, lang: str) -> dict[str, Any]:
@@ -387,10 +427,17 @@ class CompareTab(Tab):
         panes = [c["base"], c["base_info"], c["lora"], c["lora_info"], c["outcome"]]
         # each Stop is enabled while its work runs: on before the work, off after it (unless a newer request runs)
         quiet = dict(api_visibility="private", queue=False, show_progress="hidden")
+        three = [c["base"], c["base_info"], c["lora"], c["lora_info"], c["lora_b"], c["lora_b_info"], c["outcome"]]
         gr.on([c["generate"].click, c["instruction"].submit], lambda: stop_button(True), outputs=c["stop"],
-              **quiet).then(h.compare, inputs=[c["instruction"], c["input"], *adapter, *gen, lang_box],
-                            outputs=[*panes, h.shown_panes], api_name="compare", show_progress="minimal").then(
+              **quiet).then(h.compare_panes, inputs=[c["instruction"], c["input"], *adapter, c["run_b"], *gen,
+                                                     lang_box],
+                            outputs=[*three, h.shown_panes], api_name="compare_runs", show_progress="minimal").then(
             lambda: stop_button(self.ws.slot.generating), outputs=c["stop"], **quiet)
+        # /compare (two panes) keeps its signature for API callers: an event of its own, on a hidden button
+        c["compare_api"].click(h.compare, inputs=[c["instruction"], c["input"], *adapter, *gen, lang_box],
+                               outputs=[*panes, h.shown_panes], api_name="compare", show_progress="minimal")
+        c["run_b"].change(lambda b: gr.update(visible=bool(b)), inputs=c["run_b"], outputs=c["lora_b_column"],
+                          **quiet)
         gr.on([c["stop"].click, c["stop_scorecard"].click], h.stop, inputs=lang_box, outputs=c["outcome"],
               api_name="stop_generation", queue=False)
         c["run_scorecard"].click(lambda: stop_button(True), outputs=c["stop_scorecard"], **quiet).then(
@@ -419,5 +466,5 @@ class CompareTab(Tab):
         self.check_stale = stale  # the runs tab chains it after "open in the comparison tab"
         root = gr.context.Context.root_block
         if root is not None:
-            root.load(h.on_load, inputs=[c["run"], lang_box], outputs=followed,
+            root.load(h.on_load, inputs=[c["run"], lang_box], outputs=[*followed, c["run_b"]],
                       api_visibility="private", queue=False, show_progress="hidden")

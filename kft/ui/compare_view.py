@@ -89,6 +89,24 @@ def render_update(update: PairUpdate, lang: str) -> dict[str, str]:
             "outcome": outcome}
 
 
+def render_rows(update: Any, lang: str) -> dict[str, str]:
+    """Three panes (base, run A, run B) for one streamed RowsUpdate, by the tab's component names."""
+    names = ("base", "lora", "lora_b")
+    if update.loading:
+        pane = tr("compare.loading_pane", lang)
+        return {**{n: "" for n in names}, **{f"{n}_info": pane for n in names}, "outcome": tr("compare.loading", lang)}
+    outcome = tr("compare.cancelled" if update.cancelled else "compare.done" if update.done else "compare.running",
+                 lang)
+    out = {"outcome": outcome}
+    made_by = update.origins[1]
+    for i, name in enumerate(names):
+        origin = update.origins[i] or made_by
+        out[name] = update.texts[i]
+        out[f"{name}_info"] = _with_origin(pane_info(update.texts[i], update.stats[i], lang), origin, lang,
+                                           base_pane=i == 0)
+    return out
+
+
 def status_line(s: CompareStatus, lang: str, chosen: str | None = None) -> str:
     """The tab's status: busy or ready, the base in memory, the page's chosen adapter, the adapters in memory."""
     if s.training:

@@ -181,6 +181,8 @@ STRINGS: dict[str, str] = {
     "compare.stop": "Stop",
     "compare.base_pane": "base (adapter off)",
     "compare.lora_pane": "LoRA",
+    "compare.run_b": "Second run (optional: a third pane, run B)",
+    "compare.lora_b_pane": "LoRA, run B",
     "compare.refusal": "🛑 **refusal**",
     "compare.not_refusal": "💬 **not a refusal**",
     "compare.ttft": "first token {s} after the request",

@@ -222,6 +222,8 @@ STRINGS: dict[str, str] = {
     "compare.stop": "중지",
     "compare.base_pane": "기본 모델 (base, 어댑터 끔)",
     "compare.lora_pane": "LoRA 모델",
+    "compare.run_b": "두 번째 실행 (선택: 세 번째 창, 실행 B)",
+    "compare.lora_b_pane": "LoRA, 실행 B",
     "compare.refusal": "🛑 **거절**",
     "compare.not_refusal": "💬 **거절 아님**",
     "compare.ttft": "요청 후 {s}에 첫 토큰",
