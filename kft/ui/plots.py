@@ -165,3 +165,23 @@ def signature(snap: JobSnapshot | None, lang: str) -> str:
     return "|".join(map(str, (snap.run_dir, snap.status, snap.step, len(snap.losses), len(snap.memory),
                               len(snap.eval_losses), len(snap.watch),
                               len(snap.log_tail), snap.log_tail[-1:] if snap.log_tail else "", lang)))
+
+
+def parts(snap: JobSnapshot | None, lang: str) -> dict[str, str]:
+    """One signature per shown box: a page gets a box again only when its own signature changed (a new step sends
+    the plots it grew, not the unchanged log, report or zip)."""
+    if snap is None:
+        idle = f"idle|{lang}"
+        return dict.fromkeys(("summary", "status", "progress", "loss", "lr", "memory", "log", "report", "run_dir",
+                              "zip", "watch"), idle)
+    run = str(snap.run_dir)
+
+    def sig(*values: Any) -> str:
+        return "|".join(map(str, (run, *values)))
+
+    return {"summary": signature(snap, lang), "status": sig(snap.status, snap.step, lang),
+            "progress": sig(snap.status, snap.step), "loss": sig(len(snap.losses), len(snap.eval_losses), lang),
+            "lr": sig(len(snap.losses)), "memory": sig(len(snap.memory), lang),
+            "log": sig(len(snap.log_tail), snap.log_tail[-1:] if snap.log_tail else ""),
+            "report": sig(repr(snap.memory_report), lang), "run_dir": run, "zip": sig(snap.status),
+            "watch": sig(len(snap.watch), lang)}
