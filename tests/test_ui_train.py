@@ -513,3 +513,20 @@ def test_polls_send_only_what_changed_and_render_once_per_step_for_every_viewer(
         assert {tab.log, tab.report, tab.zip, tab.start_btn, tab.stop_btn} <= skipped, "unchanged boxes are not sent"
     assert tab.on_status("en")[tab.loss_plot] is not None and len(renders) == 2, "the API's status shares the render"
 
+
+def test_small_ones_an_empty_watch_answer_and_a_one_point_loss_chart():
+    """Issue 24: an empty answer showed as 'answered' in the refusal timeline; a one-point loss chart printed
+    '8.3259382248'."""
+    snap = JobSnapshot("running", "runs/r", step=1, losses=[(1, 8.3259382248)],
+                       watch=[{"step": 1, "kind": "harmful", "prompt": "p", "answer": "  ", "refusal": False}])
+    assert plots.loss_frame(snap, "en")["loss"].tolist() == [8.3259]
+    page = plots.watch_html(snap, "ko")
+    assert "빈 답변" in page and "답변함" not in page
+
+
+def test_the_4bit_box_is_not_ticked_on_a_cpu(tmp_path, monkeypatch):
+    import kft.ui.train_tab as train_tab
+
+    monkeypatch.setattr(train_tab, "has_cuda", lambda: False)
+    box = _tab(Workspace(tmp_path)).widgets["load_in_4bit"]
+    assert box.value is False and box.interactive is False

@@ -162,6 +162,8 @@ class TrainTab(Tab):
         with gr.Row(equal_height=False):
             for name in names:
                 w = form.make_widget(name, values[name], self.lang, visible=name not in (hidden or set()))
+                if name == "load_in_4bit" and not self.cuda:  # 4-bit does nothing on a CPU: not ticked there
+                    w.value, w.interactive = False, False
                 self.widgets[name] = w
                 self.relabel_with(w, lambda new, n=name: form.widget_update(n, new))
 

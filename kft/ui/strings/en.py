@@ -57,6 +57,7 @@ STRINGS: dict[str, str] = {
     "train.watch_harmful": "Harmful",
     "train.watch_benign": "Benign",
     "train.watch_refused": "refusal",
+    "train.watch_empty": "empty answer",
     "train.watch_answered": "answers",
     "train.lr_plot": "Learning rate",
     "train.mem_plot_gpu": "GPU memory (GB)",

@@ -55,6 +55,7 @@ STRINGS: dict[str, str] = {
     "train.watch_harmful": "유해",
     "train.watch_benign": "무해",
     "train.watch_refused": "거절",
+    "train.watch_empty": "빈 답변",
     "train.watch_answered": "답변함",
     "train.lr_plot": "학습률 (learning rate)",
     "train.mem_plot_gpu": "GPU 메모리 (GB)",
