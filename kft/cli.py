@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -205,10 +206,24 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
+QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+
+
+def quiet_libraries() -> None:
+    """kft's lines only (without --verbose): no progress bars from the Hub, datasets and transformers (which follows
+    the Hub's switch), and no bitsandbytes import-time warning ("pip install kernels": a CPU kernel kft never uses).
+    Set before those libraries are imported (the commands import them lazily)."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not ns.verbose:
+        quiet_libraries()
     handlers = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval}
     try:
         return handlers[ns.command](ns)

@@ -192,3 +192,19 @@ def test_bad_data_is_refused_before_a_run_directory_is_made(tmp_path, monkeypatc
         err = capsys.readouterr().err
         assert words in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_cli_prints_kfts_lines_only_unless_verbose(monkeypatch):
+    """Issue 24: every CLI run printed bitsandbytes' 'pip install kernels' warning and progress bars."""
+    import logging
+
+    from kft import cli
+
+    for key in cli.QUIET_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(logging.getLogger("bitsandbytes"), "level", logging.NOTSET)
+    cli.quiet_libraries()
+    import os
+
+    assert all(os.environ[k] == "1" for k in cli.QUIET_ENV)
+    assert logging.getLogger("bitsandbytes").getEffectiveLevel() == logging.ERROR

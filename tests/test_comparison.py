@@ -237,3 +237,41 @@ def test_the_scorecard_keeps_its_progress_as_plain_data(ws):
     total = len(prompts)  # progress comes per batch of prompts decoded together
     assert seen == [(SCORECARD_BATCH_CPU, SCORECARD_BATCH_CPU, total, False, True), (total, total, total, False, True)]
     assert svc.last_card.finished and not svc.last_card.stopped and svc.last_card.eta_s == 0
+
+
+def test_every_answer_and_scorecard_names_the_adapter_and_base_that_made_it_and_when(ws, trained_run):
+    """Issue 24: the panes and the scorecard held an earlier adapter's results with nothing saying whose."""
+    copy_run(trained_run, ws.runs_dir, "r2")
+    svc = ws.comparison
+    updates = list(svc.stream(RUN, PROMPT, "", GenerationArgs(max_new_tokens=2)))
+    assert all(u.origin is not None and u.origin.adapter == "r1" for u in updates)
+    origin = updates[-1].origin
+    assert origin.base == "tiny" or not Path(origin.base).is_absolute()  # never a server path
+    assert len(origin.made) == len("2026-12-02 20:15:03")
+    _last(svc.scorecard(AdapterChoice("run", "r2"), [{"prompt": "질문", "label": "benign"}],
+                        GenerationArgs(max_new_tokens=2)))
+    assert svc.last_card.origin.adapter == "r2" and svc.last_card.origin.base == origin.base
+    assert svc.current_label(AdapterChoice("run", "r2")) == "r2" and svc.current_label(AdapterChoice()) is None
+
+
+def test_three_panes_base_run_a_and_run_b_on_one_request(ws, trained_run):
+    """Issue 24: base, run A and run B in one batch (stream_rows with [None, A, B]) on the one base; each row equals
+    what that adapter alone answers, and each names its maker."""
+    from safetensors.torch import load_file, save_file
+
+    copy_run(trained_run, ws.runs_dir, "r2")
+    weights = ws.runs_dir / "r2" / "adapter" / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    save_file({k: v * 8 if "lora_B" in k else v for k, v in tensors.items()}, weights)  # another adapter: B differs
+    svc, g = ws.comparison, GenerationArgs(max_new_tokens=6, do_sample=False)
+    updates = list(svc.stream_runs([RUN, AdapterChoice("run", "r2")], PROMPT, "", g, seed=1))
+    assert updates[0].loading and updates[-1].done and not updates[-1].cancelled
+    last = updates[-1]
+    assert len(last.texts) == 3 and [o and o.adapter for o in last.origins] == [None, "r1", "r2"]
+    base_model = ws.slot.loaded
+    assert len(ws.slot.adapters) == 2, "both adapters on the one base, under distinct names"
+    pair = _last(svc.stream(RUN, PROMPT, "", g, seed=1))
+    assert ws.slot.loaded is base_model
+    assert (last.texts[0], last.texts[1]) == (pair.base, pair.lora)
+    assert last.texts[2] == _last(svc.stream(AdapterChoice("run", "r2"), PROMPT, "", g, seed=1)).lora
+    assert all(s.tokens > 0 for s in last.stats) and not ws.slot.generating

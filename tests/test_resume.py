@@ -173,17 +173,25 @@ def test_runs_tab_lists_runs_relabels_and_opens_a_run_in_the_comparison_tab(tmp_
     assert set(tab.relabel("ko")) == set(tab.translated) and tab.translated
     demo = build_app(ws)
     opener = _event(demo, "open_in_compare")
-    tabs, source, run, notice, *panes = opener.outputs
+    tabs, source, run, notice = opener.outputs
     out = opener.fn("r2", "en")
     assert (out[tabs].selected, out[source]["value"], out[run]["value"], out[notice]) == ("compare", "run", "r2", "")
-    assert {p.elem_id for p in panes} >= {"kft-base", "kft-lora", "kft-base-info", "kft-lora-info", "kft-outcome"}
-    assert all(out[p] == "" for p in panes)  # the previous adapter's answers are cleared
+    # another adapter's answers and scorecard are cleared by the comparison tab's check (chained; issue 24)
+    stale = _event(demo, "cleared_if_stale")
+    assert {p.elem_id for p in stale.outputs} >= {"kft-base", "kft-lora", "kft-outcome", "kft-sc-summary", "kft-sc-table"}
     assert "holds no saved adapter" in opener.fn("r1", "en")[notice]
     _run(runs, "r3", status="completed")  # a run that finished after the app was built
     on_load = _event(demo, "on_load", owner="RunsTab")
     table, dropdown, *_ = on_load.outputs
     out = on_load.fn("en")
     assert "r3" in out[table]["run"].tolist() and "r3" in out[dropdown]["choices"]  # a new page sees the runs of now
+    tick = _event(demo, "on_tick", owner="RunsTab")  # a page loaded earlier: its tick brings new runs and statuses
+    table, dropdown, shown, *_ = tick.outputs
+    seen = on_load.fn("en")[shown]
+    assert all(v == gr.skip() for v in tick.fn("r2", seen, "", "en").values()), "nothing changed: nothing sent"
+    _run(runs, "r4", status="completed")
+    out = tick.fn("r2", seen, "", "en")
+    assert "r4" in out[table]["run"].tolist() and "r4" in out[dropdown]["choices"] and out[dropdown]["value"] == "r2"
 
 
 def test_runs_tab_shows_a_runs_curve_overlays_another_and_offers_resume_only_where_it_can_act(tmp_path):

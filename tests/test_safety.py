@@ -119,3 +119,11 @@ def test_csv_export_keeps_formulas_inert_and_json_keeps_the_text():
     [row] = csv.DictReader(io.StringIO(card.to_csv()))
     assert row["prompt"].startswith("'=HYPERLINK") and row["base_answer"] == "'- 우유\n- 계란"
     assert row["lora_answer"] == "'@sum" and card.to_dict()["rows"][0]["base_answer"] == "- 우유\n- 계란"
+
+
+def test_the_examples_the_page_quotes_are_judged_as_the_page_says():
+    """Issue 24: the page words the definition of a refusal and quotes these; the detector must agree with them."""
+    from kft.inference.safety import EXAMPLES, detect_refusal
+
+    assert all(detect_refusal(e).refusal for e in EXAMPLES["refusal"])
+    assert not any(detect_refusal(e).refusal for kind in ("warning", "apology", "partial") for e in EXAMPLES[kind])

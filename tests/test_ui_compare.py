@@ -101,6 +101,60 @@ def test_the_tab_follows_a_newly_trained_adapter_unless_the_user_chose_one(tmp_p
     assert out[c["source"]] == gr.skip() and out[c["run"]]["value"] == "old"
 
 
+def test_results_from_another_adapter_are_cleared_with_a_line_naming_them(tmp_path, monkeypatch):
+    """Issue 24's repro: train A, compare and score, train B, open the comparison tab: the panes and the whole
+    scorecard still showed A's results while the status named B. Now they are cleared, saying whose they were."""
+    from kft.inference.generate import PairUpdate
+    from kft.inference.safety import Scorecard
+    from kft.services.comparison import CardProgress, Origin
+    from kft.ui import compare_view as view
+
+    ws = Workspace(tmp_path / "data")
+    tab = _tab(ws)
+    c, svc = tab.c, ws.comparison
+    trained = {"run": "A"}
+    monkeypatch.setattr(svc, "trained_run", lambda: trained["run"])
+    a = Origin("A", "tiny", "2026-12-02 20:00:00")
+    shown = view.render_update(PairUpdate(base="x", lora="y", done=True, origin=a), "en")
+    assert "from **A** (base tiny) · 2026-12-02 20:00:00" in shown["lora_info"] and "A" in shown["base_info"]
+    row = {"prompt": "p", "label": "harmful", "base_answer": "a", "lora_answer": "b", "base_refusal": True,
+           "lora_refusal": False}
+    card = tab._card_outputs(CardProgress(Scorecard([row]), 1, finished=True, origin=a), "en")
+    assert card[tab.shown_card] == "A" and card[c["sc_summary"]].endswith("from **A** (base tiny) · 2026-12-02 20:00:00")
+    same = tab.cleared_if_stale("trained", None, "", "A", "A", "en")
+    assert all(v == gr.skip() for v in same.values()), "the same adapter: nothing changes"
+    trained["run"] = "B"  # B has been trained: "the adapter just trained" is B now
+    out = tab.cleared_if_stale("trained", None, "", "A", "A", "en")
+    assert out[c["base"]] == out[c["lora"]] == "" and out[tab.shown_panes] is None and out[tab.shown_card] is None
+    assert out[c["outcome"]].startswith("⚠️ The answers from run A were cleared: it is not the current adapter (B)")
+    assert out[c["sc_summary"]].startswith("⚠️ The scorecard from run A was cleared") and out[c["table"]].empty
+    out = tab.cleared_if_stale("run", "C", "", None, "A", "en")  # a run opened from the runs tab
+    assert out[c["base"]] == gr.skip() and "(C)" in out[c["sc_summary"]]
+    assert "Chosen: **B**" in tab.on_tick({"seen": "B", "chose": False}, None, "en", "trained", "")[tab.status_md]
+
+
+def test_generate_is_disabled_while_training_and_stop_only_while_work_runs(tmp_path):
+    """Issue 24: Generate during training showed a raw "Error" toast; both Stop buttons were red and enabled idle."""
+    from kft.ui.compare_tab import stop_button
+
+    ws = Workspace(tmp_path / "data")
+    tab = _tab(ws)
+    c = tab.c
+    for stop in (c["stop"], c["stop_scorecard"]):
+        assert stop.interactive is False and stop.variant == "secondary"
+    assert stop_button(True) == gr.update(interactive=True, variant="stop")
+    assert tab.on_tick({"seen": None, "chose": False}, None, "en")[c["generate"]]["interactive"] is True
+    ws.slot.claim_for_training("20250101-000000")
+    out = tab.on_tick({"seen": None, "chose": False}, None, "en")
+    assert out[c["generate"]]["interactive"] is False and out[c["run_scorecard"]]["interactive"] is False
+    assert "busy training (20250101-000000)" in out[tab.status_md], "the reason is shown where the button is greyed"
+    with pytest.raises(gr.Error) as refused:  # an API caller (or a page that has not ticked yet) is refused in words
+        list(tab.compare(PROMPT, "", "run", "r1", "", 8, False, 0.7, 0.9, 1.0, "en"))
+    assert refused.value.title == "Refused" and "busy training" in refused.value.message
+    ws.slot.end_training(None)
+    assert tab.on_tick({"seen": None, "chose": False}, None, "en")[c["generate"]]["interactive"] is True
+
+
 def test_temperature_and_top_p_are_disabled_while_sampling_is_off(tmp_path):
     tab = _tab(Workspace(tmp_path / "data"))
     assert not tab.c["do_sample"].value
@@ -132,19 +186,39 @@ def test_a_language_switch_re_renders_the_badges_outcome_and_scorecard_on_screen
     assert en[c["sc_summary"]] == "1/2 prompts done" and en[c["base_info"]].startswith(tr("compare.refusal", "en"))
 
 
-def test_the_scorecard_charts_draw_zero_bars_with_value_labels_before_any_prompt():
+def test_the_scorecard_charts_are_empty_before_any_prompt_and_then_draw_bars_with_value_labels(tmp_path):
+    """Issue 24: before any run both charts read "base · 0% / LoRA · 0%", which reads as a result."""
     from kft.inference.safety import Scorecard
     from kft.ui import compare_view as view
 
-    frame = view.rate_frame(Scorecard(), "harmful", "en")
-    assert frame.values.tolist() == [["base · 0%", "base", 0.0], ["LoRA · 0%", "LoRA", 0.0]]
-    for lang in LANGS:
-        bars = view.rate_frame(Scorecard(), "harmful", lang)["bar"]
-        assert sorted(bars, reverse=True) == list(bars), f"the chart's '-x' sort keeps base first ({lang})"
+    assert view.rate_frame(Scorecard(), "harmful", "en").empty
     row = {"prompt": "p", "label": "harmful", "base_answer": "a", "lora_answer": "b", "base_refusal": False,
            "lora_refusal": True}
+    for lang in LANGS:
+        bars = view.rate_frame(Scorecard([row]), "harmful", lang)["bar"]
+        assert sorted(bars, reverse=True) == list(bars), f"the chart's '-x' sort keeps base first ({lang})"
+        assert view.rate_frame(Scorecard([row]), "benign", lang).empty, "no benign prompt done: no benign bar"
     assert view.rate_frame(Scorecard([row]), "harmful", "en")["bar"].tolist() == ["base · 0%", "LoRA · 100%"]
-    assert "value='0' max='39'" in view.progress_html(0, 39, None, "en")
+    assert view.progress_html(0, 0, None, "en") == "" and "value='0' max='39'" in view.progress_html(0, 39, None, "en")
+    started = view.progress_html(0, 39, None, "en", batch=4)
+    assert "prompts 1–4 of 39 running" in started, "the page says what runs before the first batch ends"
+    later = view.progress_html(4, 39, 35.0, "en", batch=4)
+    assert "about 0:35 left" in later and "prompts 5–8 of 39 running" in later
+    assert "running" not in view.progress_html(39, 39, 0.0, "en", batch=4, finished=True)
+    tab = _tab(Workspace(tmp_path / "data"))
+    assert tab.c["sc_summary"].value == tr("compare.sc_empty", "en")
+    assert tab.c["plot_harmful"].value["data"] == [] and tab.relabel("ko")[tab.c["sc_summary"]]["value"] == tr("compare.sc_empty", "ko")
+
+
+def test_the_definition_of_a_refusal_is_on_the_page_in_words(tmp_path):
+    tab = _tab(Workspace(tmp_path / "data"))
+    from kft.ui import compare_view as view
+
+    texts = {u.get("value") for u in tab.relabel("en").values() if isinstance(u, dict)}
+    definition = view.refusal_definition("en")
+    assert definition in texts and '"도와드릴 수 없습니다"' in definition and "empty answers" in definition
+    assert '"설명하기 어렵지만 ..."' in view.refusal_definition("ko")
+    assert "safety.py" not in tr("compare.sc_intro", "en") + tr("compare.sc_intro", "ko")
 
 
 # ---- the app through gradio_client ----------------------------------------------------------------
@@ -194,7 +268,7 @@ def test_app_second_request_stops_the_first(app):
     assert second[-1] == "Done."
     final = first.result(timeout=30)
     assert final[-1].startswith("Stopped")
-    assert int(final[1].rsplit("·", 1)[-1].split()[0]) < 400
+    assert int(final[1].splitlines()[0].rsplit("·", 1)[-1].split()[0]) < 400
     assert not ws.slot.generating
 
 
@@ -245,7 +319,14 @@ def test_app_scorecard_on_an_uploaded_set(app, tmp_path):
     assert card["benign_over_refusal_rate"] == expected["benign_over_refusal_rate"]
     assert set(card["harmful_refusal_rate"]) == {"base", "lora"}
     header = paths[".csv"].read_text(encoding="utf-8-sig").splitlines()[0]
-    assert header.startswith("prompt,label,id,base_answer,lora_answer")
+    assert header.startswith("prompt,label,id,base_answer,lora_answer") and header.endswith("adapter,base_model")
+    import csv
+    import io
+
+    first = next(csv.DictReader(io.StringIO(paths[".csv"].read_text(encoding="utf-8-sig"))))
+    assert (first["adapter"], first["base_model"]) == ("r1", "tiny"), "each row names its maker"
+    assert (card["meta"]["adapter_run"], card["meta"]["base_model"]) == ("r1", "tiny") and card["meta"]["created"]
+    assert summary.splitlines()[-1].startswith("from **r1** (base tiny)")
     assert not str(paths[".csv"]).startswith(str(ws.data_dir))
     assert (card["meta"]["prompts_total"], card["meta"]["prompts_scored"], card["meta"]["stopped"]) == (3, 3, False)
 
@@ -330,3 +411,18 @@ def test_app_a_new_adapters_first_request_shows_loading_through_the_api(app, tra
     outcomes = [out[-1] for out in job.outputs()]
     assert tr("compare.loading", "en") in outcomes and outcomes[-1] == tr("compare.done", "en")
     assert outcomes.index(tr("compare.loading", "en")) < len(outcomes) - 1
+
+
+def test_app_three_panes_base_run_a_and_run_b_through_the_api(app, trained_run):
+    """Issue 24: /compare_runs answers base, run A and run B on one request; without a second run, two panes."""
+    ws, client, _ = app
+    copy_run(trained_run, ws.runs_dir, "r-b")
+    g = GREEDY
+    gen = (8, g["do_sample"], g["temperature"], g["top_p"], g["repetition_penalty"], "en")
+    base, base_info, a, a_info, b, b_info, outcome = client.predict(PROMPT, "", "run", "r1", "", "r-b", *gen,
+                                                                    api_name="/compare_runs")
+    assert outcome == "Done." and base and a and b
+    assert "from **r1**" in a_info and "from **r-b**" in b_info and b == a  # r-b is a copy of r1
+    two = client.predict(PROMPT, "", "run", "r1", "", "", *gen, api_name="/compare_runs")
+    assert two[-1] == "Done." and two[4] == "" and two[0] == base, "no second run: the third pane stays empty"
+    assert client.predict(*_compare_args(max_new_tokens=8), api_name="/compare")[-1] == "Done."

@@ -484,3 +484,49 @@ def test_training_status_after_a_restart_through_the_api(tmp_path, trained_run):
     assert (summary["status"], summary["run"], summary["step"], summary["loss_points"]) == (
         "completed", "20260101-000000", 30, 30)
     assert "No run yet" not in status_md
+
+
+def test_polls_send_only_what_changed_and_render_once_per_step_for_every_viewer(tmp_path, monkeypatch):
+    """Issue 24: each open tab slowed training (every poll rendered everything for every viewer). A poll that finds
+    nothing new sends nothing; a new step is rendered once, whatever the number of pages, and a page gets only the
+    boxes that changed (not the unchanged log, report or zip)."""
+    ws = Workspace(tmp_path)
+    tab = _tab(ws)
+    renders = []
+    real = plots.loss_frame
+    monkeypatch.setattr(plots, "loss_frame", lambda *a, **k: renders.append(1) or real(*a, **k))
+    snap = {"now": JobSnapshot("running", "runs/r", step=1, total_steps=10, losses=[(1, 2.0)], log_tail=["a"])}
+    ws.training.job = SimpleNamespace(done=False, run_dir=tmp_path / "r", snapshot=lambda: snap["now"])
+    monkeypatch.setattr(type(ws.training), "active", property(lambda self: True))
+    pages = [tab.on_tick("", "en") for _ in range(3)]  # three viewers' first polls
+    assert len(renders) == 1, "one render for three viewers"
+    shown = [p[tab.shown] for p in pages]
+    for s in shown:
+        again = tab.on_tick(s, "en")
+        assert all(isinstance(v, dict) and v == gr.skip() for v in again.values()), "nothing new: nothing sent"
+    snap["now"] = JobSnapshot("running", "runs/r", step=2, total_steps=10, losses=[(1, 2.0), (2, 1.5)], log_tail=["a"])
+    news = [tab.on_tick(s, "en") for s in shown]
+    assert len(renders) == 2, "the new step rendered once, not once per viewer"
+    for new in news:
+        skipped = {box for box, value in new.items() if isinstance(value, dict) and value == gr.skip()}
+        assert tab.loss_plot not in skipped and tab.progress not in skipped
+        assert {tab.log, tab.report, tab.zip, tab.start_btn, tab.stop_btn} <= skipped, "unchanged boxes are not sent"
+    assert tab.on_status("en")[tab.loss_plot] is not None and len(renders) == 2, "the API's status shares the render"
+
+
+def test_small_ones_an_empty_watch_answer_and_a_one_point_loss_chart():
+    """Issue 24: an empty answer showed as 'answered' in the refusal timeline; a one-point loss chart printed
+    '8.3259382248'."""
+    snap = JobSnapshot("running", "runs/r", step=1, losses=[(1, 8.3259382248)],
+                       watch=[{"step": 1, "kind": "harmful", "prompt": "p", "answer": "  ", "refusal": False}])
+    assert plots.loss_frame(snap, "en")["loss"].tolist() == [8.3259]
+    page = plots.watch_html(snap, "ko")
+    assert "빈 답변" in page and "답변함" not in page
+
+
+def test_the_4bit_box_is_not_ticked_on_a_cpu(tmp_path, monkeypatch):
+    import kft.ui.train_tab as train_tab
+
+    monkeypatch.setattr(train_tab, "has_cuda", lambda: False)
+    box = _tab(Workspace(tmp_path)).widgets["load_in_4bit"]
+    assert box.value is False and box.interactive is False

@@ -69,6 +69,7 @@ class PairUpdate:
     done: bool = False
     cancelled: bool = False
     loading: bool = False  # the adapter or its base is being loaded; no answer yet
+    origin: Any = None  # what produced the answers (set by the caller, e.g. kft.services.comparison.Origin)
 
 
 class _Pane:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config.args import GenerationArgs, ModelArgs
 from ..data.template import PromptTemplate
-from ..inference.generate import PairUpdate, PromptError, SideBySideGenerator, prompt_problems
+from ..inference.generate import PairUpdate, PaneStats, PromptError, SideBySideGenerator, prompt_problems
 from ..inference.safety import Scorecard, iter_scorecard
 from ..models.loading import LoadedModel, ModelLoadError, load_adapter, load_base, resolve_model_path, trained_base
 from ..runs import store as runs
@@ -71,14 +71,34 @@ class CompareStatus:
     base: str | None = None  # the base model's name alone (``model`` says how it runs)
 
 
+@dataclass(frozen=True)
+class Origin:
+    """What produced a result: the adapter as users know it (a run name or a Hub id), its base model, and when."""
+
+    adapter: str
+    base: str
+    made: str  # local time, "YYYY-MM-DD HH:MM:SS"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"adapter": self.adapter, "base": self.base, "made": self.made}
+
+
+def origin_of(source: AdapterSource) -> Origin:
+    name = str(source.model.name)
+    base = Path(name).name if Path(name).is_absolute() else name  # a local base by its folder name, no server path
+    return Origin(adapter_label(source.key), base, time.strftime("%Y-%m-%d %H:%M:%S"))
+
+
 @dataclass
 class CardProgress:
-    """The most recent scorecard as plain data: the rows done so far, of how many, and the time taken."""
+    """The most recent scorecard as plain data: the rows done so far, of how many, the time taken, what made it."""
 
     card: Scorecard
     total: int
     elapsed_s: float = 0.0
     finished: bool = False
+    origin: Origin | None = None
+    batch: int = 0  # prompts decoded together (each batch is one progress update)
 
     @property
     def done(self) -> int:
@@ -92,6 +112,18 @@ class CardProgress:
     def eta_s(self) -> float | None:
         """Time left at the pace so far (None until a prompt is done)."""
         return self.elapsed_s / self.done * (self.total - self.done) if self.done else None
+
+
+@dataclass
+class RowsUpdate:
+    """Answers of several rows for one request (base first, then each adapter) so far, with what made each."""
+
+    texts: list[str]
+    stats: list[PaneStats]
+    origins: list[Origin | None]  # None for the base row
+    done: bool = False
+    cancelled: bool = False
+    loading: bool = False
 
 
 def adapter_label(key: str) -> str:
@@ -142,6 +174,14 @@ class ComparisonService:
         self._current: threading.Event | None = None
         self.last: PairUpdate | None = None  # the last update of the most recent comparison
         self.last_card: CardProgress | None = None  # the most recent scorecard (the page re-renders it)
+
+    def scorecard_batch(self) -> int:
+        """How many prompts the scorecard decodes together here (one progress update each)."""
+        from ..system.hardware import has_cuda
+
+        loaded = self.slot.loaded
+        on_gpu = loaded.device.type == "cuda" if loaded is not None else has_cuda()
+        return SCORECARD_BATCH if on_gpu else SCORECARD_BATCH_CPU
 
     def runs_with_adapter(self) -> list[str]:
         """Names of run directories that hold a saved adapter, newest first."""
@@ -206,6 +246,12 @@ class ComparisonService:
             generator.warm_up()  # a new model: its kernels start here, while the pane still says "loading"
         return generator
 
+    def current_label(self, choice: AdapterChoice) -> str | None:
+        """The name (run or Hub id) the choice stands for now, without loading anything; None if it names none."""
+        if choice.source == "trained":
+            return self.trained_run()
+        return choice.ref.strip() or None
+
     def trained_run(self) -> str | None:
         """The run whose adapter 'the adapter just trained' serves now, if any (the comparison tab follows it)."""
         key, job = self.slot.trained_key(), self.training.job
@@ -262,13 +308,54 @@ class ComparisonService:
                 yield PairUpdate(done=True, cancelled=True)
                 return
             source = self.resolve(choice)
+            origin = origin_of(source)
             if not self._ready(source):
-                yield PairUpdate(loading=True)
+                yield PairUpdate(loading=True, origin=origin)
             inner = self._generator(source).stream(instruction, input, gen, cancel=cancel, seed=seed, t0=t0)
             try:
                 for update in inner:
+                    update.origin = origin
                     self.last = update
                     yield update
+            finally:
+                inner.close()
+
+    def stream_runs(self, choices: list[AdapterChoice], instruction: str, input: str = "",  # noqa: A002
+                    gen: GenerationArgs | None = None, cancel: threading.Event | None = None,
+                    seed: int | None = None, t0: float | None = None) -> Iterator[RowsUpdate]:
+        """The base and every chosen adapter on one request, as rows of one batch (``stream_rows`` with adapters
+        [None, "A", "B", ...]): every adapter goes onto the one base through the slot, under its own name. The
+        adapters must share a base model; the prompt template is the first adapter's."""
+        t0 = time.perf_counter() if t0 is None else t0
+        gen = gen or GenerationArgs()
+        seed = secrets.randbelow(2**31) if seed is None else seed
+        self.check_request(instruction, input, gen)
+        if not choices:
+            raise PromptError("choose at least one adapter")
+        return self._stream_runs(choices, instruction, input, gen, cancel or threading.Event(), seed, t0)
+
+    def _stream_runs(self, choices: list[AdapterChoice], instruction: str, input: str,  # noqa: A002
+                     gen: GenerationArgs, cancel: threading.Event, seed: int, t0: float) -> Iterator[RowsUpdate]:
+        rows = len(choices) + 1
+        with self._turn(cancel) as got:
+            if not got:
+                yield RowsUpdate([""] * rows, [PaneStats() for _ in range(rows)], [None] * rows, True, True)
+                return
+            sources = [self.resolve(c) for c in choices]
+            origins = [None, *(origin_of(s) for s in sources)]
+            if not all(self._ready(s) for s in sources):
+                yield RowsUpdate([""] * rows, [PaneStats() for _ in range(rows)], origins, loading=True)
+            generator = self._generator(sources[0])
+            others = [adapter_label(s.key) for s in sources[1:] if not same_base(self.slot.loaded, s.model)]
+            if others:
+                raise ModelLoadError(f"{', '.join(others)} was trained on another base model than "
+                                     f"{adapter_label(sources[0].key)}: compare runs of one base model")
+            names = [self.slot.ensure_adapter(s.key, s.adapter_dir, load_adapter) for s in sources]
+            inner = generator.stream_rows(instruction, input, [None, *names], gen, cancel, seed, t0)
+            try:
+                for _adapters, panes, done, cancelled in inner:
+                    yield RowsUpdate([p.text for p in panes], [PaneStats(**vars(p.stats)) for p in panes], origins,
+                                     done, cancelled)
             finally:
                 inner.close()
 
@@ -282,14 +369,16 @@ class ComparisonService:
         if problems:
             raise PromptError("; ".join(problems))
         t0 = time.perf_counter()
-        self.last_card = progress = CardProgress(Scorecard(), len(prompts))
+        self.last_card = progress = CardProgress(Scorecard(), len(prompts), batch=self.scorecard_batch())
         try:
             with self._turn(cancel) as got:
                 if not got:
                     return
-                generator = self._generator(self.resolve(choice))
+                source = self.resolve(choice)
+                progress.origin = origin_of(source)
+                generator = self._generator(source)
                 _check_prompts(generator, prompts, gen)
-                batch = SCORECARD_BATCH if self.slot.loaded.device.type == "cuda" else SCORECARD_BATCH_CPU
+                batch = progress.batch = self.scorecard_batch()
                 for card in iter_scorecard(generator, prompts, gen, cancel, batch):
                     progress.card, progress.elapsed_s = card, time.perf_counter() - t0
                     yield len(card.rows), card

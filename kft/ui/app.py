@@ -30,7 +30,9 @@ def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
         with gr.Tabs() as tab_row:
             pages = {}
             for tab in tabs:
-                with gr.Tab(tr(f"common.tab_{tab.id}", lang), id=tab.id) as page:
+                # the runs tab's children (its 5 s tick among them) live while another tab is shown: Gradio mounts an
+                # inactive tab's children only on its first visit, so a page loaded earlier kept a stale list
+                with gr.Tab(tr(f"common.tab_{tab.id}", lang), id=tab.id, render_children=tab.id == "runs") as page:
                     tab.build(lang)
                 pages[tab.id] = page
         tabs[2].connect_compare(tabs[1], tab_row)

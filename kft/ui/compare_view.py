@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from ..inference.generate import BASE, LORA, PairUpdate, PaneStats
-from ..inference.safety import Scorecard, detect_refusal, load_prompt_set
-from ..services.comparison import CompareStatus
+from ..inference.safety import EXAMPLES, Scorecard, detect_refusal, load_prompt_set
+from ..services.comparison import CompareStatus, Origin
 from .plots import fmt_duration
 from .strings import tr
 
@@ -42,6 +42,12 @@ def preset_choices(lang: str) -> list[tuple[str, str]]:
     return out
 
 
+def refusal_definition(lang: str) -> str:
+    """What counts as a refusal, in words, with the detector's own examples quoted."""
+    quoted = {kind: ", ".join(f'"{e}"' for e in examples) for kind, examples in EXAMPLES.items()}
+    return tr("compare.sc_refusal_def", lang, **quoted)
+
+
 def pane_info(text: str, stats: PaneStats, lang: str) -> str:
     """Badge, time to first token, tokens/s and token count of one pane."""
     badge = tr("compare.refusal" if detect_refusal(text).refusal else "compare.not_refusal", lang) if text else ""
@@ -54,22 +60,61 @@ def pane_info(text: str, stats: PaneStats, lang: str) -> str:
     return " · ".join(parts)
 
 
+def origin_line(origin: Origin | None, lang: str, base_pane: bool = False) -> str:
+    """Which adapter (run or Hub id, and its base model) made a result, and when; the base pane names the base."""
+    if origin is None:
+        return ""
+    key = "compare.made_by_base" if base_pane else "compare.made_by"
+    return tr(key, lang, run=origin.adapter, base=origin.base, t=origin.made)
+
+
+def _with_origin(info: str, origin: Origin | None, lang: str, base_pane: bool = False) -> str:
+    line = origin_line(origin, lang, base_pane)
+    return f"{info}  \n{line}" if line and info else info or line
+
+
 def render_update(update: PairUpdate, lang: str) -> dict[str, str]:
-    """What the panes show for one streamed update, by the tab's component names."""
+    """What the panes show for one streamed update, by the tab's component names (each badge names its origin)."""
+    origin = update.origin
     if update.loading:
         pane = tr("compare.loading_pane", lang)
-        return {"base": "", "base_info": pane, "lora": "", "lora_info": pane, "outcome": tr("compare.loading", lang)}
+        return {"base": "", "base_info": pane, "lora": "", "lora_info": _with_origin(pane, origin, lang),
+                "outcome": tr("compare.loading", lang)}
     outcome = tr("compare.cancelled" if update.cancelled else "compare.done" if update.done else "compare.running",
                  lang)
-    return {"base": update.base, "base_info": pane_info(update.base, update.stats[BASE], lang),
-            "lora": update.lora, "lora_info": pane_info(update.lora, update.stats[LORA], lang), "outcome": outcome}
+    return {"base": update.base, "base_info": _with_origin(pane_info(update.base, update.stats[BASE], lang), origin,
+                                                           lang, base_pane=True),
+            "lora": update.lora, "lora_info": _with_origin(pane_info(update.lora, update.stats[LORA], lang), origin,
+                                                           lang),
+            "outcome": outcome}
 
 
-def status_line(s: CompareStatus, lang: str) -> str:
+def render_rows(update: Any, lang: str) -> dict[str, str]:
+    """Three panes (base, run A, run B) for one streamed RowsUpdate, by the tab's component names."""
+    names = ("base", "lora", "lora_b")
+    if update.loading:
+        pane = tr("compare.loading_pane", lang)
+        return {**{n: "" for n in names}, **{f"{n}_info": pane for n in names}, "outcome": tr("compare.loading", lang)}
+    outcome = tr("compare.cancelled" if update.cancelled else "compare.done" if update.done else "compare.running",
+                 lang)
+    out = {"outcome": outcome}
+    made_by = update.origins[1]
+    for i, name in enumerate(names):
+        origin = update.origins[i] or made_by
+        out[name] = update.texts[i]
+        out[f"{name}_info"] = _with_origin(pane_info(update.texts[i], update.stats[i], lang), origin, lang,
+                                           base_pane=i == 0)
+    return out
+
+
+def status_line(s: CompareStatus, lang: str, chosen: str | None = None) -> str:
+    """The tab's status: busy or ready, the base in memory, the page's chosen adapter, the adapters in memory."""
     if s.training:
         return tr("compare.busy_training", lang, run=s.training_run)
     parts = [f"**{tr('compare.generating' if s.generating else 'compare.idle', lang)}**",
              tr("compare.model", lang, m=s.base) if s.base else tr("compare.no_model", lang)]
+    if chosen:
+        parts.append(tr("compare.chosen", lang, a=chosen))
     if s.adapters:
         parts.append(tr("compare.adapters", lang, a=", ".join(s.adapters)))
     return " · ".join(parts)
@@ -94,21 +139,41 @@ def scorecard_table(card: Scorecard, lang: str) -> pd.DataFrame:
 
 
 def rate_frame(card: Scorecard, label: str, lang: str) -> pd.DataFrame:
-    """Bars for one label: model (base | LoRA, the legend's names in lang), its refusal rate (0 before any prompt of
-    the label is done) and the bar's axis label with the value ("base · 25%"), so a 0% bar still reads as a value, not
-    a missing bar. The chart sorts the axis labels descending ("-x"), which keeps base ("b") before LoRA ("L")."""
-    data = [(tr(f"plot.model_{pane}", lang), card.rate(label, pane) or 0.0) for pane in ("base", "lora")]
-    return pd.DataFrame([(f"{m} · {r:.0%}", m, r) for m, r in data], columns=["bar", "model", "rate"])
+    """Bars for one label: model (base | LoRA, the legend's names in lang), its refusal rate and the bar's axis label
+    with the value ("base · 25%"), so a 0% bar still reads as a value. No bar before a prompt of the label is done: an
+    empty chart, not a "0%" that reads as a result. The chart sorts the axis labels descending ("-x"), which keeps base
+    ("b") before LoRA ("L")."""
+    data = [(tr(f"plot.model_{pane}", lang), card.rate(label, pane)) for pane in ("base", "lora")]
+    return pd.DataFrame([(f"{m} · {r:.0%}", m, r) for m, r in data if r is not None], columns=["bar", "model", "rate"])
 
 
-def progress_html(done: int, total: int, eta_s: float | None, lang: str) -> str:
-    """The scorecard's bar: prompts done of total, and the time left once a prompt has been timed."""
-    eta = f" · {tr('compare.sc_eta', lang, eta=fmt_duration(eta_s))}" if eta_s is not None and done < total else ""
+def progress_html(done: int, total: int, eta_s: float | None, lang: str, batch: int = 0, finished: bool = False,
+                  elapsed_s: float = 0.0) -> str:
+    """The scorecard's bar: prompts done of total, the prompts running now (from the start, before the first batch
+    ends), and the time left once a batch has been timed. Nothing before a scorecard has started."""
+    if total <= 0:
+        return ""
+    tail = ""
+    if done < total and not finished:
+        if eta_s is not None:
+            tail = f" · {tr('compare.sc_eta', lang, eta=fmt_duration(eta_s))}"
+        if batch:
+            running = tr("compare.sc_running", lang, a=done + 1, b=min(done + batch, total), n=total)
+            tail += f" · {running}"
     return (f"<progress id='kft-sc-progress' style='width:100%' value='{done}' max='{max(total, 1)}'></progress>"
-            f"<div style='text-align:right'>{tr('compare.sc_progress', lang, i=done, n=total)}{eta}</div>")
+            f"<div style='text-align:right'>{tr('compare.sc_progress', lang, i=done, n=total)}{tail}</div>")
 
 
-def scorecard_summary(card: Scorecard, lang: str, total: int, stopped: bool) -> str:
+def scorecard_summary(card: Scorecard, lang: str, total: int, stopped: bool, origin: Origin | None = None) -> str:
+    """The scorecard's one-paragraph summary, then the line naming the adapter that made it."""
+    if total <= 0:
+        return tr("compare.sc_empty", lang)
+    text = _summary(card, lang, total, stopped)
+    line = origin_line(origin, lang)
+    return f"{text}  \n{line}" if line else text
+
+
+def _summary(card: Scorecard, lang: str, total: int, stopped: bool) -> str:
     if stopped:
         return tr("compare.sc_stopped", lang, i=len(card.rows), n=total)
     if len(card.rows) < total:
@@ -122,7 +187,9 @@ def write_exports(card: Scorecard, meta: dict[str, Any], out: Path) -> list[str]
     """Write scorecard.csv (UTF-8 with BOM, so spreadsheet apps read the Korean) and scorecard.json into ``out``
     (a folder of the app's ExportFolder)."""
     csv_path, json_path = out / "scorecard.csv", out / "scorecard.json"
-    csv_path.write_text(card.to_csv(), encoding="utf-8-sig")
+    made_by = {"adapter": meta.get("adapter_run"), "base_model": meta.get("base_model")}  # each row names its maker
+    named = Scorecard([{**row, **made_by} for row in card.rows]) if meta.get("adapter_run") else card
+    csv_path.write_text(named.to_csv(), encoding="utf-8-sig")
     json_path.write_text(json.dumps({**card.to_dict(), "meta": meta}, ensure_ascii=False, indent=2), encoding="utf-8")
     logger.info("scorecard exported to %s", out)
     return [str(csv_path), str(json_path)]

@@ -18,11 +18,12 @@ WATCH_CHARS = 80  # of each watch answer shown in the timeline (the whole answer
 
 def loss_frame(snap: JobSnapshot | None, lang: str, name: str = "") -> pd.DataFrame:
     """Long format (step, loss, series): the training loss and, with a held-out share, the evaluation loss (a run's
-    ``name`` before each series name, to tell overlaid runs apart)."""
+    ``name`` before each series name, to tell overlaid runs apart). Losses to 4 decimals: a one-point chart printed
+    its axis as "8.3259382248"."""
     prefix = f"{name} · " if name else ""
     train, held_out = (prefix + tr(f"plot.series_{kind}", lang) for kind in ("training", "eval"))
-    rows = [(step, loss, train) for step, loss in (snap.losses if snap else [])]
-    rows += [(step, loss, held_out) for step, loss in (snap.eval_losses if snap else [])]
+    rows = [(step, round(loss, 4), train) for step, loss in (snap.losses if snap else [])]
+    rows += [(step, round(loss, 4), held_out) for step, loss in (snap.eval_losses if snap else [])]
     return pd.DataFrame(rows, columns=["step", "loss", "series"])
 
 
@@ -51,7 +52,8 @@ def _watch_cell(row: dict[str, Any] | None, lang: str) -> str:
     if row is None:
         return "<td></td>"
     refused = bool(row.get("refusal"))
-    badge = tr("train.watch_refused" if refused else "train.watch_answered", lang)
+    empty = not str(row.get("answer", "")).strip()  # an empty answer is neither a refusal nor an answer
+    badge = tr("train.watch_refused" if refused else "train.watch_empty" if empty else "train.watch_answered", lang)
     colour = "#1a7f37" if refused else "#6e7781"
     answer = str(row.get("answer", ""))
     short = answer[:WATCH_CHARS] + ("…" if len(answer) > WATCH_CHARS else "")
@@ -165,3 +167,23 @@ def signature(snap: JobSnapshot | None, lang: str) -> str:
     return "|".join(map(str, (snap.run_dir, snap.status, snap.step, len(snap.losses), len(snap.memory),
                               len(snap.eval_losses), len(snap.watch),
                               len(snap.log_tail), snap.log_tail[-1:] if snap.log_tail else "", lang)))
+
+
+def parts(snap: JobSnapshot | None, lang: str) -> dict[str, str]:
+    """One signature per shown box: a page gets a box again only when its own signature changed (a new step sends
+    the plots it grew, not the unchanged log, report or zip)."""
+    if snap is None:
+        idle = f"idle|{lang}"
+        return dict.fromkeys(("summary", "status", "progress", "loss", "lr", "memory", "log", "report", "run_dir",
+                              "zip", "watch"), idle)
+    run = str(snap.run_dir)
+
+    def sig(*values: Any) -> str:
+        return "|".join(map(str, (run, *values)))
+
+    return {"summary": signature(snap, lang), "status": sig(snap.status, snap.step, lang),
+            "progress": sig(snap.status, snap.step), "loss": sig(len(snap.losses), len(snap.eval_losses), lang),
+            "lr": sig(len(snap.losses)), "memory": sig(len(snap.memory), lang),
+            "log": sig(len(snap.log_tail), snap.log_tail[-1:] if snap.log_tail else ""),
+            "report": sig(repr(snap.memory_report), lang), "run_dir": run, "zip": sig(snap.status),
+            "watch": sig(len(snap.watch), lang)}

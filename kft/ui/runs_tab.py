@@ -22,7 +22,6 @@ from .tab import Tab
 logger = logging.getLogger(__name__)
 POLL_S = 5.0
 
-PANES = ("base", "base_info", "lora", "lora_info", "outcome")  # the comparison tab's answers, cleared on opening a run
 COLUMNS = ("run", "status", "model", "data", "steps", "settings", "final_loss", "checkpoint", "adapter", "started")
 COLUMN_WIDTHS = ["12%", "10%", "8%", "8%", "7%", "22%", "7%", "11%", "5%", "10%"]  # in COLUMNS' order
 
@@ -146,20 +145,17 @@ class RunsTab(Tab):
     def connect_compare(self, compare: Any, tabs: gr.Tabs) -> None:
         """The "open in the comparison tab" button: select the run there and switch tabs."""
 
-        panes = [compare.c[name] for name in PANES if name in compare.c]
-
         def open_in_compare(run: str | None, lang: str) -> dict[Any, Any]:
             names = self.ws.comparison.runs_with_adapter()
             if run not in names:
-                return {**self.unchanged([tabs, compare.c["source"], compare.c["run"], *panes]),
+                return {**self.unchanged([tabs, compare.c["source"], compare.c["run"]]),
                         self.notice_box: f"⚠️ {tr('runs.no_adapter', lang, run=run) if run else tr('runs.pick_run', lang)}"}
-            # the panes held the previous adapter's answers: cleared, so nothing reads as this run's
+            # results another adapter made are cleared by the comparison tab (chained below), with a line saying so
             return {tabs: gr.Tabs(selected="compare"), compare.c["source"]: gr.update(value="run"),
-                    compare.c["run"]: gr.update(choices=names, value=run), self.notice_box: "",
-                    **{pane: "" for pane in panes}}
+                    compare.c["run"]: gr.update(choices=names, value=run), self.notice_box: ""}
 
         self.compare.click(open_in_compare, inputs=[self.run, self.lang_box],
-                           outputs=[tabs, compare.c["source"], compare.c["run"], self.notice_box, *panes],
+                           outputs=[tabs, compare.c["source"], compare.c["run"], self.notice_box],
                            api_visibility="private", queue=False).then(
             compare.on_user_choice, inputs=compare.follow, outputs=compare.follow,  # a run the user opened stays
-            api_visibility="private", queue=False, show_progress="hidden")
+            api_visibility="private", queue=False, show_progress="hidden").then(**compare.check_stale)

@@ -58,6 +58,7 @@ class Tab:
         gr.Warning(message)
         return refusal(message)
 
-    def error(self, message: str) -> gr.Error:
-        """A refusal that ends the event (a stream, a file output): raise what this returns."""
-        return gr.Error(refusal(self.for_page(message)), print_exception=False)
+    def error(self, message: str, lang: str | None = None) -> gr.Error:
+        """A refusal that ends the event (a stream, a file output): raise what this returns. Its toast is titled in
+        plain words ("Refused" in the page's language), not Gradio's "Error"."""
+        return gr.Error(refusal(self.for_page(message)), print_exception=False, title=tr("common.refused", lang or "ko"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from .tab import Tab
 logger = logging.getLogger(__name__)
 
 POLL_S = 1.5
+RENDER_CACHE = 4  # rendered snapshots kept (shared by every page)
 MODEL_CHOICES = (("llama", DEFAULT_MODEL), ("small", SMALL_MODEL), ("tiny", TINY_MODEL))  # (label key, model name)
 
 
@@ -65,6 +67,8 @@ class TrainTab(Tab):
         if allowed and self.model_default not in allowed:
             self.model_default = allowed[0]
         self.widgets: dict[str, Any] = {}
+        self._render_cache: dict[str, dict[str, Any]] = {}  # rendered boxes by snapshot signature, for every page
+        self._render_lock = threading.Lock()
 
     def build(self, lang: str) -> None:
         self.lang = lang
@@ -159,6 +163,8 @@ class TrainTab(Tab):
         with gr.Row(equal_height=False):
             for name in names:
                 w = form.make_widget(name, values[name], self.lang, visible=name not in (hidden or set()))
+                if name == "load_in_4bit" and not self.cuda:  # 4-bit does nothing on a CPU: not ticked there
+                    w.value, w.interactive = False, False
                 self.widgets[name] = w
                 self.relabel_with(w, lambda new, n=name: form.widget_update(n, new))
 
@@ -355,15 +361,36 @@ class TrainTab(Tab):
             return None
 
     def on_status(self, lang: str) -> dict[Any, Any]:
-        """Everything the progress and result boxes show, rendered from one snapshot."""
+        """Everything the progress and result boxes show, rendered from one snapshot (once per step: see _rendered)."""
         snap = self.ws.training.snapshot()
-        summary = {k: self.for_page(v) if isinstance(v, str) else v for k, v in plots.summary(snap).items()}
-        return {self.summary: summary, self.status: self.for_page(plots.status_markdown(snap, lang)),
-                self.progress: plots.progress_html(snap), self.loss_plot: plots.loss_frame(snap, lang),
-                self.lr_plot: plots.lr_frame(snap), self.mem_plot: plots.memory_frame(snap, lang),
-                self.log: self.for_page(plots.log_text(snap)), self.report: plots.report_text(snap, lang),
-                self.run_dir: self.for_page(snap.run_dir) if snap else "", self.zip: self._zip_for(snap),
-                self.shown: plots.signature(snap, lang), self.watch: plots.watch_html(snap, lang), **self._buttons(snap)}
+        shown = self._parts(snap, lang)
+        return {**{self._boxes()[name]: value for name, value in self._rendered(snap, lang).items()},
+                self.shown: shown, **self._buttons(snap)}
+
+    def _boxes(self) -> dict[str, Any]:
+        return {"summary": self.summary, "status": self.status, "progress": self.progress, "loss": self.loss_plot,
+                "lr": self.lr_plot, "memory": self.mem_plot, "log": self.log, "report": self.report,
+                "run_dir": self.run_dir, "zip": self.zip, "watch": self.watch}
+
+    def _rendered(self, snap: Any, lang: str) -> dict[str, Any]:
+        """The boxes' values for this snapshot, rendered once and shared by every page that polls (keyed by the
+        snapshot's signature: a new step renders once, not once per viewer)."""
+        key = plots.signature(snap, lang)
+        with self._render_lock:
+            hit = self._render_cache.get(key)
+            if hit is not None:
+                return hit
+            summary = {k: self.for_page(v) if isinstance(v, str) else v for k, v in plots.summary(snap).items()}
+            values = {"summary": summary, "status": self.for_page(plots.status_markdown(snap, lang)),
+                      "progress": plots.progress_html(snap), "loss": plots.loss_frame(snap, lang),
+                      "lr": plots.lr_frame(snap), "memory": plots.memory_frame(snap, lang),
+                      "log": self.for_page(plots.log_text(snap)), "report": plots.report_text(snap, lang),
+                      "run_dir": self.for_page(snap.run_dir) if snap else "", "zip": self._zip_for(snap),
+                      "watch": plots.watch_html(snap, lang)}
+            self._render_cache[key] = values
+            while len(self._render_cache) > RENDER_CACHE:  # the newest few (a step in each language)
+                self._render_cache.pop(next(iter(self._render_cache)))
+            return values
 
     def _buttons(self, snap: Any) -> dict[Any, Any]:
         """Start only while no run goes (and training is allowed here), Stop only while one does."""
@@ -371,8 +398,21 @@ class TrainTab(Tab):
         return {self.start_btn: gr.update(interactive=not going and not self.ws.limits.read_only),
                 self.stop_btn: gr.update(interactive=going, variant="stop" if going else "secondary")}
 
-    def on_tick(self, shown: str, lang: str) -> dict[Any, Any]:
-        """Like on_status, but sends nothing when nothing changed since this page's last update."""
-        if plots.signature(self.ws.training.snapshot(), lang) == shown:
+    def on_tick(self, shown: Any, lang: str) -> dict[Any, Any]:
+        """Like on_status, but sends only the boxes whose content changed since this page's last update, and
+        nothing at all when nothing changed (a poll that finds nothing new sends nothing new)."""
+        snap = self.ws.training.snapshot()
+        now = self._parts(snap, lang)
+        before = shown if isinstance(shown, dict) else {}
+        if now == before:
             return self.unchanged(self.status_out)
-        return self.on_status(lang)
+        values = self._rendered(snap, lang)
+        out = {box: values[name] if now[name] != before.get(name) else gr.skip()
+               for name, box in self._boxes().items()}
+        buttons = self._buttons(snap) if now["buttons"] != before.get("buttons") else self.unchanged(
+            [self.start_btn, self.stop_btn])
+        return {**out, self.shown: now, **buttons}
+
+    def _parts(self, snap: Any, lang: str) -> dict[str, str]:
+        going = self.ws.training.active and snap is not None and not snap.finished
+        return {**plots.parts(snap, lang), "buttons": str(going)}
