@@ -192,6 +192,7 @@ def test_the_scorecard_charts_are_empty_before_any_prompt_and_then_draw_bars_wit
     from kft.ui import compare_view as view
 
     assert view.rate_frame(Scorecard(), "harmful", "en").empty
+    assert str(view.rate_frame(Scorecard(), "harmful", "en")["rate"].dtype) == "float64", "typed: the y axis stays 0..1"
     row = {"prompt": "p", "label": "harmful", "base_answer": "a", "lora_answer": "b", "base_refusal": False,
            "lora_refusal": True}
     for lang in LANGS:

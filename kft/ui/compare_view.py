@@ -144,7 +144,8 @@ def rate_frame(card: Scorecard, label: str, lang: str) -> pd.DataFrame:
     empty chart, not a "0%" that reads as a result. The chart sorts the axis labels descending ("-x"), which keeps base
     ("b") before LoRA ("L")."""
     data = [(tr(f"plot.model_{pane}", lang), card.rate(label, pane)) for pane in ("base", "lora")]
-    return pd.DataFrame([(f"{m} · {r:.0%}", m, r) for m, r in data if r is not None], columns=["bar", "model", "rate"])
+    bars = pd.DataFrame([(f"{m} · {r:.0%}", m, r) for m, r in data if r is not None], columns=["bar", "model", "rate"])
+    return bars.astype({"rate": "float64"})  # typed when empty too: the chart's y axis stays a 0..1 scale
 
 
 def progress_html(done: int, total: int, eta_s: float | None, lang: str, batch: int = 0, finished: bool = False,
