@@ -100,7 +100,10 @@ STRINGS: dict[str, str] = {
     "train.preview_failed": "Cannot preview: {msg}",
     "train.pv_rows": "{used} of {total} rows in the source will be trained on ({errors} errors, {warnings} warnings)",
     "train.pv_tokens": "Token lengths",
-    "train.pv_sampled": ("Every row was checked; token lengths and length warnings are from the first {n:,} rows "
+    "train.pv_rows_partial": ("{used} of the first {checked:,} rows can be trained on ({errors} errors, {warnings} "
+                              "warnings); the source holds {total:,} rows. Only the first {checked:,} were read, so "
+                              "a large file previews in seconds; a run checks every row as it reads it."),
+    "train.pv_sampled": ("Token lengths and length warnings are from the first {n:,} rows "
                          "(so a large file is previewed in little memory; a run measures every row)."),
     "train.pv_examples": "Rows rendered in the training template (with EOS, the exact training text)",
     "train.pv_problems": "Problems by row ({n})",

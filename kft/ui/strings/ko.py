@@ -98,7 +98,10 @@ STRINGS: dict[str, str] = {
     "train.preview_failed": "미리보기를 할 수 없습니다: {msg}",
     "train.pv_rows": "원본 {total}행 중 학습에 쓰일 행 {used}개 (오류 {errors}, 경고 {warnings})",
     "train.pv_tokens": "토큰 길이",
-    "train.pv_sampled": ("모든 행을 검사했고, 토큰 길이와 길이 경고는 처음 {n:,}개 행에서 셌습니다 (큰 파일을 적은 "
+    "train.pv_rows_partial": ("처음 {checked:,}행 중 학습에 쓰일 행 {used}개 (오류 {errors}, 경고 {warnings}); 원본은 "
+                              "{total:,}행입니다. 큰 파일도 몇 초 안에 미리보도록 처음 {checked:,}행만 읽었습니다. "
+                              "학습은 모든 행을 읽으며 검사합니다."),
+    "train.pv_sampled": ("토큰 길이와 길이 경고는 처음 {n:,}개 행에서 셌습니다 (큰 파일을 적은 "
                          "메모리로 미리보기 위해서입니다. 학습을 시작하면 모든 행을 잽니다)."),
     "train.pv_examples": "학습 템플릿으로 만든 예시 (EOS 포함, 학습 때와 똑같은 텍스트)",
     "train.pv_problems": "행별 문제 ({n}개)",
