@@ -189,8 +189,10 @@ def test_file_routes_refuse_traversal_absolute_paths_and_private_folders(public,
     finally:
         shutil.rmtree(hub_file.parent)
         shutil.rmtree(run)  # later tests check that no run directory appears
-    for folder in (ws.data_dir, Path(constants.HF_HUB_CACHE), cache_root()):
+    # the data directory's entries (runs, uploads; whatever else lies there), not kft's own gradio upload folder
+    for folder in (ws.runs_dir, ws.data_dir / "uploads", ws.data_dir / "x.txt", Path(constants.HF_HUB_CACHE), cache_root()):
         assert str(folder.resolve()) in blocked
+    assert str(ws.uploads.scratch) not in blocked
 
 
 def _probe_file_routes(url: str, session: httpx.Client, targets: list[Path]) -> None:

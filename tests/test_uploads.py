@@ -43,3 +43,60 @@ def test_a_full_disk_while_storing_an_upload_is_refused_in_kfts_words(tmp_path, 
         ws.uploads.store(src)
     assert "Errno" not in str(err.value) and "No space left" not in str(err.value)
     assert not list((tmp_path / "d" / "uploads").glob("*"))  # no half-written copy is left
+
+
+# ---- issue 23 (disk): one copy, a quota, Gradio's copies removed ------------------------------------------------
+def _scratch_ws(tmp_path, **limits):
+    from kft.services.uploads import scratch_folder
+
+    scratch = scratch_folder(tmp_path / "d")
+    scratch.mkdir(parents=True)
+    return Workspace(tmp_path / "d", Limits(**limits), upload_scratch=scratch), scratch
+
+
+def _gradio_upload(scratch, name: str, body: bytes):
+    path = scratch / "0123abcd" / name  # where gradio's upload route puts a file: a folder per content
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    return path
+
+
+def test_an_accepted_upload_lies_on_disk_once_and_its_gradio_path_keeps_working(tmp_path):
+    """Every accepted upload was stored twice (gradio's copy and kft's): now kft's is a hard link of gradio's."""
+    import os
+
+    from kft.services.uploads import _size
+
+    ws, scratch = _scratch_ws(tmp_path)
+    src = _gradio_upload(scratch, "rows.jsonl", b'{"instruction": "a", "output": "b"}\n' * 1000)
+    stored = ws.uploads.store(src)
+    assert os.path.samefile(src, stored) and stored.stat().st_nlink == 2
+    assert _size(ws.uploads.folder, scratch) == 36000  # one copy's bytes
+    assert ws.uploads.store(src) == stored  # Preview, then Start: the page sends the same path again
+    again = _gradio_upload(scratch, "copy.jsonl", src.read_bytes())  # the same content uploaded once more
+    assert ws.uploads.store(again).name.endswith("-copy.jsonl") and _size(ws.uploads.folder, scratch) == 2 * 36000
+    ws.uploads.release(stored)  # its run was refused (a setting to fix): the store lets it go, gradio's name stays
+    assert not stored.exists() and src.read_bytes().startswith(b'{"instruction"')
+    assert ws.uploads.store(src).is_file()  # Start again after the fix
+
+
+def test_uploads_past_the_quota_are_refused_in_kfts_words_after_retention_made_room(tmp_path):
+    import os
+    import time
+
+    ws, scratch = _scratch_ws(tmp_path, uploads_quota_bytes=2500, uploads_keep_bytes=10_000)
+    first = ws.uploads.store(_gradio_upload(scratch, "a.jsonl", b"a" * 1000))
+    second = ws.uploads.store(_gradio_upload(scratch, "b.jsonl", b"b" * 1000))
+    third = _gradio_upload(scratch, "c.jsonl", b"c" * 1000)
+    with pytest.raises(ValueError) as err:  # 3,000 bytes: the other two are minutes old, so kept
+        ws.uploads.store(third)
+    text = str(err.value)
+    assert "quota" in text and "--uploads-quota-mb" in text and "KFT_UPLOADS_QUOTA_MB" in text
+    assert "delete runs you no longer need in the runs tab" in text
+    assert not third.exists()  # the refused upload's copy left gradio's folder
+    assert ws.uploads.quota_problem(600) and ws.uploads.quota_problem(400) is None  # what the upload route asks
+    old = time.time() - 3600
+    os.utime(first, (old, old))  # past the grace time, and no run points to it
+    assert ws.uploads.quota_problem(1000) is None  # room made: the oldest removed, with its name in gradio's folder
+    assert not first.exists() and second.is_file() and not list(scratch.rglob("a.jsonl"))
+    assert ws.uploads.store(_gradio_upload(scratch, "c.jsonl", b"c" * 1000)).is_file()
