@@ -100,3 +100,61 @@ def test_uploads_past_the_quota_are_refused_in_kfts_words_after_retention_made_r
     assert ws.uploads.quota_problem(1000) is None  # room made: the oldest removed, with its name in gradio's folder
     assert not first.exists() and second.is_file() and not list(scratch.rglob("a.jsonl"))
     assert ws.uploads.store(_gradio_upload(scratch, "c.jsonl", b"c" * 1000)).is_file()
+
+
+def test_the_upload_route_refuses_past_the_quota_and_a_stopped_app_leaves_no_upload_copy(tmp_path):
+    """The adversarial run: 40 files of 4.9 MB taken in 4.7 s and kept; gradio's copies stayed after SIGTERM; a file
+    gradio refused (its type) kept its copy. ``python app.py`` as a user starts it, stopped with SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from conftest import ROOT, call_api, free_port, wait_until
+
+    data, log, port = tmp_path / "d", tmp_path / "app.log", free_port()
+    url = f"http://127.0.0.1:{port}/"
+    stale = data / "gradio-uploads" / "left-by-a-killed-app" / "rows.jsonl"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "KFT_UPLOADS_QUOTA_MB": "2",
+           "KFT_UPLOADS_KEEP_MB": "1", "KFT_MAX_UPLOAD_MB": "1"}
+    env.pop("GRADIO_TEMP_DIR", None)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--data-dir", str(data),
+                                 "--default-model", "tiny", "--lang", "en"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                return httpx.get(url, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 180, what="the app to come up", every=0.3)
+        assert not stale.exists()  # emptied at start: what a killed process left
+        scratch = data / "gradio-uploads"
+        answers = [httpx.post(f"{url}gradio_api/upload", files={"files": (f"r{i}.jsonl", bytes([65 + i]) * 900_000)},
+                              timeout=60) for i in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 413], [a.text for a in answers]
+        detail = answers[2].json()["detail"]
+        assert "quota" in detail and "--uploads-quota-mb" in detail and "runs tab" in detail, detail
+        assert len([p for p in scratch.rglob("*.jsonl")]) == 2  # the refused one was never written
+        bad = httpx.post(f"{url}gradio_api/upload", files={"files": ("rows.txt", b"x")}, timeout=60).json()[0]
+        event, _ = call_api(url, "/preview_data", model="tiny", data_kind="upload",
+                            upload={"path": bad, "orig_name": "rows.txt", "meta": {"_type": "gradio.FileData"}}, lang="en")
+        assert event == "error" and not os.path.exists(bad)  # gradio refused its type: its copy is removed
+        ok = answers[0].json()[0]
+        event, _ = call_api(url, "/preview_data", model="tiny", data_kind="upload",
+                            upload={"path": ok, "orig_name": "r0.jsonl", "meta": {"_type": "gradio.FileData"}}, lang="en")
+        stored = list((data / "uploads").iterdir())
+        assert len(stored) == 1 and stored[0].stat().st_nlink == 2  # stored once: a second name of gradio's copy
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0, log.read_text()[-3000:]
+    assert not scratch.exists() or not [p for p in scratch.rglob("*") if p.is_file()]  # SIGTERM: no copy left
+    assert stored[0].is_file() and stored[0].stat().st_nlink == 1  # kft's stored upload stays (the retention rules)

@@ -116,14 +116,17 @@ def serve_until_stopped(demo: Any, ws: Workspace) -> None:
     Gradio's files (its delete_cache), and then kft empties its upload folder. SIGTERM killed the process at once,
     and every upload stayed on disk."""
     import signal
+    import threading
 
-    def stop(signum: int, frame: Any) -> None:  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
     try:
-        demo.block_thread()
+        while demo.is_running and not stopped.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
     finally:
+        logger.info("kft is stopping: closing the server and emptying the upload folder")
+        demo.close(verbose=False)
         if ws.uploads.scratch is not None:
             empty_scratch(ws.uploads.scratch)
-        logger.info("kft stopped")
