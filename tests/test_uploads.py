@@ -137,6 +137,8 @@ def test_the_upload_route_refuses_past_the_quota_and_a_stopped_app_leaves_no_upl
         wait_until(up, 180, what="the app to come up", every=0.3)
         assert not stale.exists()  # emptied at start: what a killed process left
         scratch = data / "gradio-uploads"
+        big = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.jsonl", b"x" * 1_200_000)}, timeout=60)
+        assert big.status_code == 413 and not [p for p in scratch.rglob("*") if p.is_file()]  # over --max-upload-mb
         answers = [httpx.post(f"{url}gradio_api/upload", files={"files": (f"r{i}.jsonl", bytes([65 + i]) * 900_000)},
                               timeout=60) for i in range(3)]
         assert [a.status_code for a in answers] == [200, 200, 413], [a.text for a in answers]
@@ -158,3 +160,18 @@ def test_the_upload_route_refuses_past_the_quota_and_a_stopped_app_leaves_no_upl
     assert code == 0, log.read_text()[-3000:]
     assert not scratch.exists() or not [p for p in scratch.rglob("*") if p.is_file()]  # SIGTERM: no copy left
     assert stored[0].is_file() and stored[0].stat().st_nlink == 1  # kft's stored upload stays (the retention rules)
+
+
+def test_gradio_removes_its_copies_a_day_later_checked_hourly_and_the_store_is_pruned_at_start(tmp_path):
+    import os
+    import time
+
+    from kft.ui.app import build_app
+
+    ws, scratch = _scratch_ws(tmp_path)
+    assert build_app(ws).delete_cache == (3600, 86400)  # gradio's delete_cache: every hour, files older than a day
+    stored = ws.uploads.store(_gradio_upload(scratch, "old.jsonl", b"x" * 10))
+    old = time.time() - 8 * 86400
+    os.utime(stored, (old, old))
+    Workspace(tmp_path / "d")  # the app starting again: the retention rules run
+    assert not stored.exists()
