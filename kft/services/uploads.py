@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +46,23 @@ def scratch_folder(data_dir: Path) -> Path:
     killed process left is removed by the next one. (Gradio's file routes serve it; the data directory's other
     entries are their blocked paths: ``kft.ui.server.blocked_paths``.)"""
     return data_dir.resolve() / SCRATCH_NAME
+
+
+ALIAS_PREFIX = "kft-gradio-"
+
+
+def scratch_alias(folder: Path) -> Path:
+    """``<system temp>/kft-gradio-<hash>``: a link to ``folder``, the name Gradio is given for it (its file URLs show
+    this path, not the data directory's)."""
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:10]
+    alias = Path(tempfile.gettempdir()) / f"{ALIAS_PREFIX}{key}"
+    if not (alias.is_symlink() and alias.resolve() == folder.resolve()):
+        if alias.is_symlink() or alias.is_file():
+            alias.unlink()
+        elif alias.is_dir():
+            shutil.rmtree(alias, ignore_errors=True)
+        alias.symlink_to(folder.resolve(), target_is_directory=True)
+    return alias
 
 
 def empty_scratch(folder: Path) -> None:

@@ -124,16 +124,19 @@ def _unexpected(block_fn: Any, inputs: list[Any], default: str = DEFAULT_LANG) -
     return Error(refusal(tr("guard.unexpected", _lang(inputs, default))), print_exception=False)
 
 
-def _gradio_cache() -> str:
-    return str(Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve())
+def _gradio_caches() -> set[str]:
+    """Gradio's upload folder as Gradio names it (kft's alias in the temp folder) and as it resolves."""
+    named = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    return {str(named.absolute()), str(named.resolve())}
 
 
 def scrub_paths(text: str, data_dir: str | Path | None) -> str:
     """``text`` with the server's absolute paths shown as names: relative to the data directory (runs/..., uploads/...),
     and a file in Gradio's upload cache as its name only; text that is not valid Unicode is escaped (it cannot be
     sent as JSON)."""
+    for cache in _gradio_caches():
+        text = re.sub(re.escape(cache + os.sep) + r"[^/\s'\"]+/", "", text)
     if data_dir is not None:
         root = str(Path(data_dir).resolve()).rstrip(os.sep) + os.sep
         text = text.replace(root, "").replace(root.rstrip(os.sep), ".")
-    text = re.sub(re.escape(_gradio_cache() + os.sep) + r"[^/\s'\"]+/", "", text)
     return text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates echoed back, as \\ud800

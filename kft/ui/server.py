@@ -9,20 +9,22 @@ from typing import Any
 
 from ..config.app_settings import AppSettings, settings_warnings
 from ..services import Limits, Workspace
-from ..services.uploads import SCRATCH_NAME, empty_scratch, scratch_folder
+from ..services.uploads import ALIAS_PREFIX, SCRATCH_NAME, empty_scratch, scratch_alias, scratch_folder
 
 logger = logging.getLogger(__name__)
 
 
 def own_upload_folder(settings: AppSettings) -> Path:
     """Point Gradio's upload folder (GRADIO_TEMP_DIR) at kft's own (``scratch_folder``), emptied now: a process killed
-    before it could tidy left its uploads there. A second app in this process keeps the folder chosen first."""
+    before it could tidy left its uploads there. Gradio is given it by an alias in the temp folder (a link), so the
+    paths in its file URLs never name the data directory. A second app in this process keeps the folder chosen first."""
     current = os.environ.get("GRADIO_TEMP_DIR")
-    if current and Path(current).name == SCRATCH_NAME:  # another app in this process (the tests) chose it
-        return Path(current)
+    if current and Path(current).name.startswith(ALIAS_PREFIX):  # another app in this process (the tests) chose it
+        return Path(current).resolve()
     folder = scratch_folder(Path(settings.data_dir))
     empty_scratch(folder)
-    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(scratch_alias(folder))
     return folder
 
 
