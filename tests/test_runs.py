@@ -381,3 +381,93 @@ def test_a_run_failed_on_a_full_disk_or_a_damaged_checkpoint_stays_resumable(tmp
     else:
         with pytest.raises(ValueError, match="is failed, not interrupted"):
             resume_plan(RunDir(run))
+
+
+# ---- deleting a run (issue 23, disk) ------------------------------------------------------------------------
+def _run_with_zip(ws, name: str = "20260101-000000"):
+    from kft.runs.store import RunDir
+    from kft.services.exports import download_key
+
+    run = RunDir(ws.runs_dir / name)
+    (run.path / "adapter").mkdir(parents=True)
+    run.write_json({"status": "completed", "config": {}})
+    run.zip_file.write_bytes(b"zip")
+    copy = ws.exports.new("downloads", download_key(run.zip_file)) / run.zip_file.name
+    copy.write_bytes(b"zip")  # the copy handed out for download
+    return run, copy
+
+
+def test_deleting_a_run_removes_its_directory_and_its_exports_and_is_refused_when_it_must_be(tmp_path):
+    import pytest
+
+    from conftest import RunningJobStandIn
+    from kft.runs.store import RunDir
+    from kft.services import BusyError, Limits, Workspace
+
+    ws = Workspace(tmp_path / "d")
+    run, copy = _run_with_zip(ws)
+    other, _ = _run_with_zip(ws, "20260101-000001")
+    assert ws.delete_run(run.name) == run.name
+    assert not run.path.exists() and not copy.exists() and other.path.is_dir()
+    assert [r.name for r in ws.training.runs()] == [other.name]
+    with pytest.raises(ValueError, match="was not found"):
+        ws.delete_run(run.name)
+    with pytest.raises(ValueError, match="is not a run name"):
+        ws.delete_run("../uploads")
+
+    stand_in = RunningJobStandIn()  # the run being trained
+    stand_in.run, stand_in.run_dir = RunDir(other.path), other.path
+    ws.training.job = stand_in
+    with pytest.raises(BusyError, match="is training: stop it"):
+        ws.delete_run(other.name)
+    ws.training.job = None
+
+    class Model:  # a compared adapter on the model in memory
+        def delete_adapter(self, name):
+            self.deleted = name
+
+    class Loaded:
+        name, model = "base", Model()
+
+    ws.slot.ensure_base(lambda _: True, Loaded)
+    ws.slot.ensure_adapter(str(other.path), other.adapter, lambda *a: None)
+    with ws.slot.generation():  # ... being compared right now
+        with pytest.raises(BusyError, match="is in use on the model right now"):
+            ws.delete_run(other.name)
+    assert other.path.is_dir()
+    ws.delete_run(other.name)  # the comparison has finished: the adapter leaves memory with its run
+    assert Loaded.model.deleted.startswith("cmp_") and not ws.slot.adapters and not other.path.exists()
+
+    read_only = Workspace(tmp_path / "r", Limits(read_only=True))
+    kept, _ = _run_with_zip(read_only)
+    with pytest.raises(ValueError, match="read-only"):
+        read_only.delete_run(kept.name)
+    assert kept.path.is_dir()
+
+
+def test_a_run_is_deleted_from_the_runs_tab_after_a_confirmation_and_through_delete_run(tmp_path):
+    from conftest import call_api, free_port, running_app
+    from kft.config.app_settings import AppSettings
+    from kft.ui.runs_tab import RunsTab
+
+    settings = AppSettings(port=free_port(), data_dir=str(tmp_path / "d"), lang="en")
+    with running_app(settings) as (url, ws):
+        run, copy = _run_with_zip(ws)
+        other, _ = _run_with_zip(ws, "20260101-000001")
+        import gradio as gr
+
+        with gr.Blocks():
+            tab = RunsTab(ws, settings, gr.Textbox("en"))
+            tab.build("en")
+        assert tab.delete.interactive is not False and tab.confirm_row.visible is False  # hidden until asked
+        asked = tab.on_ask_delete(run.name, "en")
+        assert run.path.is_dir()  # asking deletes nothing
+        assert asked[tab.confirm_row]["visible"] is True
+        assert asked[tab.confirm_text].startswith("Delete **20260101-000000** for good")
+        event, out = call_api(url, "/delete_run", run=run.name, lang="en")
+        assert event == "complete" and out[0] == "Deleted 20260101-000000.", out
+        assert not run.path.exists() and not copy.exists()
+        table = next(v for v in out if isinstance(v, dict) and "headers" in v)
+        assert [row[0] for row in table["data"]] == [other.name]  # the runs table shows what is left
+        event, out = call_api(url, "/delete_run", run=run.name, lang="en")
+        assert out[0].startswith("⚠️ Cannot delete:") and "was not found" in out[0], out

@@ -189,8 +189,10 @@ def test_file_routes_refuse_traversal_absolute_paths_and_private_folders(public,
     finally:
         shutil.rmtree(hub_file.parent)
         shutil.rmtree(run)  # later tests check that no run directory appears
-    for folder in (ws.data_dir, Path(constants.HF_HUB_CACHE), cache_root()):
+    # the data directory's entries (runs, uploads; whatever else lies there), not kft's own gradio upload folder
+    for folder in (ws.runs_dir, ws.data_dir / "uploads", ws.data_dir / "x.txt", Path(constants.HF_HUB_CACHE), cache_root()):
         assert str(folder.resolve()) in blocked
+    assert str(ws.uploads.scratch) not in blocked
 
 
 def _probe_file_routes(url: str, session: httpx.Client, targets: list[Path]) -> None:
@@ -381,7 +383,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch, tmp_path):
     env = {"KFT_HOST": "0.0.0.0", "KFT_PORT": "7999", "KFT_SHARE": "1", "KFT_AUTH": "a:long-password", "KFT_DATA_DIR": str(tmp_path),
            "KFT_DEFAULT_MODEL": "tiny", "KFT_MAX_STEPS": "100", "KFT_MAX_NEW_TOKENS": "128", "KFT_READ_ONLY": "yes",
            "KFT_ALLOWED_MODELS": "tiny, unsloth/Meta-Llama-3.1-8B-bnb-4bit", "KFT_MAX_UPLOAD_MB": "5", "KFT_UPLOADS_KEEP_MB": "50",
-           "KFT_LANG": "en", "KFT_ALLOW_SHARE_WITHOUT_AUTH": "0"}
+           "KFT_UPLOADS_QUOTA_MB": "60", "KFT_LANG": "en", "KFT_ALLOW_SHARE_WITHOUT_AUTH": "0"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     s = parse_settings([])
@@ -392,7 +394,12 @@ def test_every_setting_reads_its_environment_variable(monkeypatch, tmp_path):
     check_settings(s)
     limits = server.make_workspace(s).limits
     assert (limits.max_steps, limits.read_only, limits.max_upload_bytes) == (100, True, 5 * 1024**2)
-    assert limits.uploads_keep_bytes == 50 * 1024**2
+    assert limits.uploads_keep_bytes == 50 * 1024**2 and limits.uploads_quota_bytes == 60 * 1024**2
+    with pytest.raises(SystemExit, match=r"--uploads-quota-mb \(40\) must be at least --uploads-keep-mb \(50\)"):
+        check_settings(parse_settings(["--uploads-quota-mb", "40"]))
+    from kft.services import Limits
+
+    assert Limits().uploads_quota_bytes == AppSettings().uploads_quota_mb * 1024**2 == 4096 * 1024**2  # one default
     assert parse_settings(["--port", "8001", "--allowed-models", "tiny"]).port == 8001  # flags win over env
 
 

@@ -30,6 +30,8 @@ class AppSettings:
     allowed_models: str | None = None  # KFT_ALLOWED_MODELS (comma-separated); None = any
     max_upload_mb: int = 200  # KFT_MAX_UPLOAD_MB; gradio refuses bigger files before storing
     uploads_keep_mb: int = 2048  # KFT_UPLOADS_KEEP_MB: stored uploads no run points to, oldest removed beyond this
+    # KFT_UPLOADS_QUOTA_MB: all uploads on disk (kft's stored ones and Gradio's upload folder); more are refused
+    uploads_quota_mb: int = 4096
     lang: str = "ko"  # initial UI language, ko or en (KFT_LANG)
     verbose: bool = False  # also print other libraries' start-up and request lines (KFT_VERBOSE)
     # KFT_TRUSTED_PROXIES: comma-separated addresses or networks of the reverse proxies in front of the app, whose
@@ -124,6 +126,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> AppSettings:
     p.add_argument("--max-upload-mb", type=int, default=_env_int(("KFT_MAX_UPLOAD_MB",), d.max_upload_mb))
     p.add_argument("--uploads-keep-mb", type=int, default=_env_int(("KFT_UPLOADS_KEEP_MB",), d.uploads_keep_mb),
                    help="stored uploads that no run points to are removed, oldest first, beyond this total")
+    p.add_argument("--uploads-quota-mb", type=int, default=_env_int(("KFT_UPLOADS_QUOTA_MB",), d.uploads_quota_mb),
+                   help="all uploads on disk together (stored ones and gradio's upload folder): more are refused")
     p.add_argument("--lang", choices=("ko", "en"), default=_env_lang(d.lang))
     p.add_argument("--trusted-proxies", default=env("KFT_TRUSTED_PROXIES"),
                    help="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed "
@@ -150,6 +154,9 @@ def check_settings(s: AppSettings) -> None:
         problems.append("--max-upload-mb must be between 1 and 10240")
     if s.uploads_keep_mb < s.max_upload_mb:
         problems.append(f"--uploads-keep-mb ({s.uploads_keep_mb}) must be at least --max-upload-mb ({s.max_upload_mb})")
+    if s.uploads_quota_mb < s.uploads_keep_mb:
+        problems.append(f"--uploads-quota-mb ({s.uploads_quota_mb}) must be at least --uploads-keep-mb "
+                        f"({s.uploads_keep_mb}): uploads are refused at the quota, before the retention rules apply")
     for proxy in s.trusted_proxy_list():
         try:
             ipaddress.ip_network(proxy, strict=False)

@@ -25,6 +25,7 @@ from .files import (
     DataError,
     Numbered,
     Undecodable,
+    count_rows,
     iter_file,
 )
 from .template import DEFAULT_TEMPLATE, PromptTemplate
@@ -63,6 +64,7 @@ class DataReport:
     used: int = 0  # rows that passed every check (``rows`` may keep only the first of them)
     error_count: int = 0  # ``errors`` and ``warnings`` keep the first MAX_KEPT_PROBLEMS; these count all
     warning_count: int = 0
+    checked: int = 0  # when only the first rows were read and checked: how many (0: every row)
 
     def error(self, row: int, message: str) -> None:
         self.error_count += 1
@@ -77,7 +79,8 @@ class DataReport:
     def summary(self) -> dict[str, Any]:
         """Row count and token-length percentiles."""
         return {"source": self.source, "rows_in_source": self.total_rows, "rows_used": self.used,
-                "errors": self.error_count, "warnings": self.warning_count, "tokens": percentiles(self.token_lengths)}
+                "rows_checked": self.checked or self.total_rows, "errors": self.error_count,
+                "warnings": self.warning_count, "tokens": percentiles(self.token_lengths)}
 
     def problem_lines(self, limit: int = MAX_LISTED) -> list[str]:
         lines = [f"error: {p}" for p in self.errors[:limit]] + [f"warning: {p}" for p in self.warnings[:limit]]
@@ -117,7 +120,13 @@ def iter_records(source: str, split: str = "train") -> Iterator[Any]:
 
 
 def count_records(source: str, split: str = "train") -> int:
-    """How many records the source holds, counted without keeping them."""
+    """How many records the source holds: a local file's rows counted from its metadata or lines
+    (``kft.data.files.count_rows``: no row is parsed), a Hub dataset's counted by reading them."""
+    if source == SAMPLE_DATA:
+        return count_rows(SAMPLE_PATH)
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix.lower() in FILE_SUFFIXES:
+        return count_rows(path)
     return sum(1 for _ in iter_records(source, split))
 
 

@@ -22,6 +22,11 @@ def export_root(data_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"kft-exports-{key}"
 
 
+def download_key(zip_path: Path) -> str:
+    """The ``downloads`` folder's key for a run's adapter zip (the same run name in another data dir differs)."""
+    return hashlib.sha256(str(zip_path.resolve()).encode()).hexdigest()[:12]
+
+
 class ExportFolder:
     def __init__(self, root: Path, keep: int = KEEP_PER_KIND) -> None:
         self.root, self.keep = root, keep
@@ -42,3 +47,7 @@ class ExportFolder:
         for p in old[: max(0, len(old) - self.keep + 1)]:
             shutil.rmtree(p, ignore_errors=True)
         return out
+
+    def remove(self, kind: str, key: str) -> None:
+        """The export folder ``key`` of ``kind`` goes (what it handed out is no longer wanted: its run was deleted)."""
+        shutil.rmtree(self.root / kind / key, ignore_errors=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config.app_settings import AppSettings
 from ..config.args import MAX_NEW_TOKENS_CAP, SAMPLE_DATA, GenerationArgs, RunConfig, specs
 from ..config.validation import SHORT, Problem, check
 
@@ -25,6 +26,8 @@ class Limits:
     max_upload_bytes: int = 200 * 1024**2
     uploads_keep_bytes: int = 2 * 1024**3  # stored uploads no run points to: oldest removed beyond this total
     uploads_keep_days: float = 7.0  # ... and removed once this old
+    # stored uploads and Gradio's upload folder together: an upload past this is refused (the default: the flag's)
+    uploads_quota_bytes: int = AppSettings.uploads_quota_mb * 1024**2
 
     def refuse_if_read_only(self) -> None:
         if self.read_only:

@@ -151,6 +151,23 @@ class ModelSlot:
         logger.info("adapter %s loaded as %r on %s", key, name, self._loaded.name)
         return name
 
+    def forget(self, key: str) -> None:
+        """Adapter ``key`` (a run directory) leaves memory (its run is being deleted): a compared one is unloaded,
+        the just-trained one takes the model with it. BusyError while a generation or a run holds the GPU."""
+        if key not in self._adapters.values():
+            return
+        with self.generation(timeout_s=0.5):
+            for name, have in list(self._adapters.items()):
+                if have != key:
+                    continue
+                if name == TRAINED_ADAPTER:
+                    self.release()
+                    return
+                self._loaded.model.delete_adapter(name)
+                with self._lock:
+                    del self._adapters[name]
+        free_unused()
+
     def release(self) -> None:
         """Let the model go (and with it its memory)."""
         with self._lock:

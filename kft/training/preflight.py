@@ -6,6 +6,7 @@ dataset exists; ``preview_data``: a few rows in the exact training text, with le
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
@@ -16,7 +17,7 @@ from typing import Any
 
 from ..config.args import SAMPLE_DATA, TINY_MODEL, DataArgs
 from ..config.validation import looks_like_hub_id
-from ..data.rows import FILE_SUFFIXES, DataError, iter_records, load_rows, measure, validate_records
+from ..data.rows import FILE_SUFFIXES, DataError, count_records, iter_records, load_rows, measure, validate_records
 from ..data.template import DEFAULT_TEMPLATE, PromptTemplate
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ logger = logging.getLogger(__name__)
 HUB_TIMEOUT_S = 10.0
 PREVIEW_ROWS = 3
 PREVIEW_PROBLEMS = 500
-PREVIEW_MEASURED_ROWS = 2000  # rows whose tokens the preview counts (every row is checked)
+PREVIEW_MEASURED_ROWS = 2000  # rows whose tokens the preview counts
+CHECKED_ROWS = 10_000  # rows the preview and the check before a run read (the run itself reads and checks every row)
 
 
 def _offline() -> bool:
@@ -86,12 +88,19 @@ def _dataset_cached(dataset_id: str) -> bool:
     return hub_dir.is_dir() or ds_dir.is_dir()
 
 
+def _local(source: str) -> bool:
+    return source == SAMPLE_DATA or Path(source).expanduser().is_file()
+
+
 def check_data(args: DataArgs) -> None:
     """Local data (sample or file) is read and validated; a Hub dataset must exist. Raises ValueError."""
     source = args.source.strip()
     path = Path(source).expanduser()
     if source == SAMPLE_DATA or path.exists() or path.suffix.lower() in FILE_SUFFIXES:
-        load_rows(args, keep=0)  # DataError (a ValueError) lists every bad row; no row is kept in memory
+        # the first CHECKED_ROWS rows only: a file of millions of rows blocked Start for minutes; the run checks the
+        # rest as it reads them (and fails listing the bad rows). DataError (a ValueError) lists every bad row seen.
+        limit = min(args.max_rows or CHECKED_ROWS, CHECKED_ROWS)
+        load_rows(dataclasses.replace(args, max_rows=limit), keep=0)
         return
     if not looks_like_hub_id(source):
         raise DataError(f"Data source {source!r} is not a Hugging Face dataset id (org/name), "
@@ -132,12 +141,15 @@ class DataPreview:
 
 def preview_data(args: DataArgs, model_name: str, max_seq_length: int, n_rows: int = PREVIEW_ROWS,
                  template: PromptTemplate = DEFAULT_TEMPLATE) -> DataPreview:
-    """Read and validate every row like a run (one at a time), measure the first PREVIEW_MEASURED_ROWS usable rows,
-    and list the bad rows; DataError only if the source is unreadable."""
-    records = iter_records(args.source, args.split)
-    if args.max_rows:
-        records = itertools.islice(records, args.max_rows)
-    report = validate_records(records, args.source, keep=PREVIEW_MEASURED_ROWS)
+    """Read and validate the first CHECKED_ROWS rows like a run (one at a time), measure the first
+    PREVIEW_MEASURED_ROWS usable rows, and list the bad rows; the source's row count comes from the file's metadata or
+    lines (``count_records``), so a file of millions of rows is not read whole. DataError only if it is unreadable."""
+    checked = min(args.max_rows or CHECKED_ROWS, CHECKED_ROWS)
+    report = validate_records(itertools.islice(iter_records(args.source, args.split), checked), args.source,
+                              keep=PREVIEW_MEASURED_ROWS)
+    if report.total_rows >= checked:  # more rows than were read: counted without parsing them
+        total = count_records(args.source, args.split) if _local(args.source) else report.total_rows
+        report.checked, report.total_rows = report.total_rows, min(total, args.max_rows or total)
     measured = len(report.rows) if report.used > len(report.rows) else 0  # 0: every usable row
     tokenizer, note = None, None
     try:

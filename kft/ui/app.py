@@ -19,7 +19,8 @@ CACHE_RETENTION = (3600, 86400)  # gradio's delete_cache: (every s, files older 
 def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
     lang = getattr(settings, "lang", DEFAULT_LANG)
     # gradio's upload folder: what this app received (or produced) is deleted a day later, checked every hour
-    with GuardedBlocks(title="kft", data_dir=ws.data_dir, lang=lang, delete_cache=CACHE_RETENTION) as demo:
+    with GuardedBlocks(title="kft", data_dir=ws.data_dir, lang=lang, delete_cache=CACHE_RETENTION,
+                       discard=ws.uploads.discard) as demo:
         lang_box = gr.Textbox(value=lang, visible=False)  # the page's language: the last input of every event
         with gr.Row():
             title = gr.Markdown(f"## {tr('common.title', lang)}")

@@ -69,15 +69,18 @@ class GuardedBlocks(gr.Blocks):
     relative to it)."""
 
     def __init__(self, *args: Any, data_dir: str | Path | None = None, lang: str = DEFAULT_LANG,
-                 **kwargs: Any) -> None:
+                 discard: Any = None, **kwargs: Any) -> None:
+        """``discard(path)``: removes a refused upload's copy from gradio's upload folder (UploadStore.discard)."""
         super().__init__(*args, **kwargs)
         self.data_dir, self.lang = data_dir, lang  # lang: the server's, for a request that sends none (or a bad one)
+        self.discard = discard
 
     async def preprocess_data(self, block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False) -> Any:
         try:
             return await super().preprocess_data(block_fn, inputs, state, explicit_call)
         except Exception as exc:  # noqa: BLE001 - gradio's own checks of what a request sent
             logger.info("request to %s refused before it ran: %s", block_fn.api_name, str(exc)[:300])
+            self._discard_files(inputs)
             lang = _lang(inputs, self.lang)
             try:
                 text = _refused_value(block_fn, inputs, str(exc), lang)
@@ -85,6 +88,16 @@ class GuardedBlocks(gr.Blocks):
                 logger.exception("could not name the refused value of %s", block_fn.api_name)
                 text = tr("guard.bad_value", lang, field=tr("guard.a_value", lang))
             raise Error(refusal(text), print_exception=False) from exc
+
+    def _discard_files(self, inputs: list[Any]) -> None:
+        """The uploads a refused request sent (a file type gradio refused) leave gradio's upload folder."""
+        for value in inputs:
+            path = value.get("path") if isinstance(value, dict) else None
+            if self.discard is not None and isinstance(path, str):
+                try:
+                    self.discard(path)
+                except OSError:
+                    logger.warning("could not remove a refused upload")
 
     async def call_function(self, block_fn: Any, processed_input: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -111,16 +124,19 @@ def _unexpected(block_fn: Any, inputs: list[Any], default: str = DEFAULT_LANG) -
     return Error(refusal(tr("guard.unexpected", _lang(inputs, default))), print_exception=False)
 
 
-def _gradio_cache() -> str:
-    return str(Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve())
+def _gradio_caches() -> set[str]:
+    """Gradio's upload folder as Gradio names it (kft's alias in the temp folder) and as it resolves."""
+    named = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    return {str(named.absolute()), str(named.resolve())}
 
 
 def scrub_paths(text: str, data_dir: str | Path | None) -> str:
     """``text`` with the server's absolute paths shown as names: relative to the data directory (runs/..., uploads/...),
     and a file in Gradio's upload cache as its name only; text that is not valid Unicode is escaped (it cannot be
     sent as JSON)."""
+    for cache in _gradio_caches():
+        text = re.sub(re.escape(cache + os.sep) + r"[^/\s'\"]+/", "", text)
     if data_dir is not None:
         root = str(Path(data_dir).resolve()).rstrip(os.sep) + os.sep
         text = text.replace(root, "").replace(root.rstrip(os.sep), ".")
-    text = re.sub(re.escape(_gradio_cache() + os.sep) + r"[^/\s'\"]+/", "", text)
     return text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates echoed back, as \\ud800

@@ -1,5 +1,6 @@
-"""An ASGI middleware in front of gradio's routes: throttles failed logins per client address (429), and in
-read-only mode refuses gradio's upload route (403), so nothing is written to disk by an upload there.
+"""An ASGI middleware in front of gradio's routes: throttles failed logins per client address (429), in read-only
+mode refuses gradio's upload route (403), so nothing is written to disk by an upload there, and refuses an upload
+that would take the uploads past their quota (413; one without a Content-Length: 411) before gradio writes it.
 
 The client address is the ASGI scope's: the socket peer, unless that peer is one of ``--trusted-proxies``, whose
 X-Forwarded-For uvicorn then follows (kft.ui.server sets uvicorn's FORWARDED_ALLOW_IPS from the setting)."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ..services.limits import READ_ONLY
@@ -29,15 +31,23 @@ async def _refuse(send: Any, status: int, detail: str, headers: list[tuple[bytes
 
 
 class Guard:
-    def __init__(self, app: Any, throttle: LoginThrottle, read_only: bool) -> None:
-        self.app, self.throttle, self.read_only = app, throttle, read_only
+    def __init__(self, app: Any, throttle: LoginThrottle, read_only: bool,
+                 quota_problem: Callable[[int], str | None] | None = None) -> None:
+        """``quota_problem(bytes)``: why that many more bytes of uploads do not fit (UploadStore.quota_problem)."""
+        self.app, self.throttle, self.read_only, self.quota_problem = app, throttle, read_only, quota_problem
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
-        if self.read_only and _is(path, "/gradio_api/upload"):
-            return await _refuse(send, 403, READ_ONLY)
+        if _is(path, "/gradio_api/upload"):
+            if self.read_only:
+                return await _refuse(send, 403, READ_ONLY)
+            if self.quota_problem is not None:
+                refused = self._over_quota(scope)
+                if refused:
+                    logger.warning("upload refused: %s", refused[1])
+                    return await _refuse(send, *refused)
         if not _is(path, "/login"):
             return await self.app(scope, receive, send)
         client = (scope.get("client") or ("unknown", 0))[0]
@@ -57,3 +67,12 @@ class Guard:
         finally:
             if answered and answered[0] < 400:
                 self.throttle.succeeded(client, ticket)
+
+    def _over_quota(self, scope: dict[str, Any]) -> tuple[int, str] | None:
+        """(status, why) for an upload that does not fit the quota, judged by its Content-Length before any byte
+        is written; None when it fits."""
+        length = dict(scope.get("headers") or []).get(b"content-length", b"").decode("latin-1").strip()
+        if not length.isdigit():
+            return 411, "an upload must say its size (Content-Length), so the server can check it fits its quota"
+        problem = self.quota_problem(int(length)) if self.quota_problem else None
+        return (413, problem) if problem else None

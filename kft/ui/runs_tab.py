@@ -1,6 +1,7 @@
 """The runs tab: every run under DATA_DIR/runs with its status, settings and final loss; resume an interrupted run
 from its last complete checkpoint; open a run's adapter in the comparison tab. Event wiring only (the logic is
-kft/runs/store.py and the training service). Endpoints (stable api_names): /list_runs, /resume_run."""
+kft/runs/store.py and the training service); delete a run, after a confirmation. Endpoints (stable api_names):
+/list_runs, /resume_run, /delete_run."""
 
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ class RunsTab(Tab):
             self.compare = self.label(gr.Button(tr("runs.compare", lang), scale=2, elem_id="kft-runs-compare"),
                                       "runs.compare", "value")
         self.notice_box = gr.Markdown(elem_id="kft-runs-notice")
+        self._build_delete(lang)
         with gr.Row():
             self.overlay = self.label(gr.Dropdown(["", *(r.name for r in runs)], value="",
                                                   label=tr("runs.overlay", lang), scale=1,
@@ -73,6 +75,19 @@ class RunsTab(Tab):
                                                 elem_id="kft-runs-curve"), "runs.curve")
         self.shown = gr.State("")
         self._wire()
+
+    def _build_delete(self, lang: str) -> None:
+        """Delete the picked run: a button, then a confirmation naming the run (Delete / Cancel)."""
+        with gr.Row():
+            self.delete = self.label(gr.Button(tr("runs.delete", lang), variant="stop", size="sm", scale=0,
+                                               interactive=not self.ws.limits.read_only,
+                                               elem_id="kft-runs-delete"), "runs.delete", "value")
+        with gr.Row(visible=False, elem_id="kft-runs-confirm") as self.confirm_row:
+            self.confirm_text = gr.Markdown()
+            self.confirm_yes = self.label(gr.Button(tr("runs.delete_yes", lang), variant="stop", size="sm", scale=0,
+                                                    elem_id="kft-runs-delete-yes"), "runs.delete_yes", "value")
+            self.confirm_no = self.label(gr.Button(tr("runs.delete_no", lang), size="sm", scale=0,
+                                                   elem_id="kft-runs-delete-no"), "runs.delete_no", "value")
 
     @staticmethod
     def _default(runs: list[RunInfo]) -> str | None:
@@ -103,6 +118,14 @@ class RunsTab(Tab):
             api_visibility="private", show_progress="hidden", queue=False)
         self.resume.click(self.on_resume, inputs=[self.run, self.lang_box], outputs=self.notice_box,
                           api_name="resume_run")
+        self.delete.click(self.on_ask_delete, inputs=[self.run, self.lang_box],
+                          outputs=[self.confirm_row, self.confirm_text, self.notice_box], api_visibility="private",
+                          show_progress="hidden", queue=False)
+        self.confirm_no.click(lambda: gr.update(visible=False), outputs=self.confirm_row, api_visibility="private",
+                              show_progress="hidden", queue=False)
+        self.confirm_yes.click(self.on_delete, inputs=[self.run, self.lang_box],
+                               outputs=[self.notice_box, self.confirm_row, self.delete, *outputs, self.curve],
+                               api_name="delete_run")
         # a page opened (or reloaded) now sees the runs of now, not those of when the app was built
         Context.root_block.load(self.on_load, inputs=[self.lang_box], outputs=[*outputs, self.curve],
                                 api_visibility="private", show_progress="hidden", queue=False)
@@ -141,6 +164,29 @@ class RunsTab(Tab):
             return self.notice(tr("runs.cannot_resume", lang, msg=exc))
         logger.info("run %s resumed from the UI", job.run_dir.name)
         return tr("runs.resumed", lang, run=job.run_dir.name, ckpt=job.resume_from.name if job.resume_from else "-")
+
+    def on_ask_delete(self, run: str | None, lang: str) -> dict[Any, Any]:
+        """The delete button: a confirmation naming the run (nothing is deleted yet)."""
+        if not run:
+            return {self.confirm_row: gr.update(visible=False), self.confirm_text: "",
+                    self.notice_box: tr("runs.pick_run", lang)}
+        return {self.confirm_row: gr.update(visible=True), self.notice_box: "",
+                self.confirm_text: tr("runs.delete_confirm", lang, run=str(run)[:80])}
+
+    def on_delete(self, run: str | None, lang: str) -> dict[Any, Any]:
+        """Delete the run (the confirmation's button, or /delete_run): the notice says what happened, and the
+        table and pickers show the runs that are left."""
+        if not run:
+            note = tr("runs.pick_run", lang)
+        else:
+            try:
+                note = tr("runs.deleted", lang, run=self.ws.delete_run(str(run)))
+                logger.info("run %s deleted from the UI", run)
+            except (ValueError, BusyError) as exc:
+                note = self.notice(tr("runs.cannot_delete", lang, msg=exc))
+        update = self.on_load(lang)
+        return {**update, self.notice_box: note, self.confirm_row: gr.update(visible=False),
+                self.delete: gr.update(interactive=not self.ws.limits.read_only)}
 
     def connect_compare(self, compare: Any, tabs: gr.Tabs) -> None:
         """The "open in the comparison tab" button: select the run there and switch tabs."""

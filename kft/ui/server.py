@@ -9,30 +9,49 @@ from typing import Any
 
 from ..config.app_settings import AppSettings, settings_warnings
 from ..services import Limits, Workspace
+from ..services.uploads import ALIAS_PREFIX, SCRATCH_NAME, empty_scratch, scratch_alias, scratch_folder
 
 logger = logging.getLogger(__name__)
 
 
-def make_workspace(settings: AppSettings) -> Workspace:
-    from gradio.utils import get_upload_folder
+def own_upload_folder(settings: AppSettings) -> Path:
+    """Point Gradio's upload folder (GRADIO_TEMP_DIR) at kft's own (``scratch_folder``), emptied now: a process killed
+    before it could tidy left its uploads there. Gradio is given it by an alias in the temp folder (a link), so the
+    paths in its file URLs never name the data directory. A second app in this process keeps the folder chosen first."""
+    current = os.environ.get("GRADIO_TEMP_DIR")
+    if current and Path(current).name.startswith(ALIAS_PREFIX):  # another app in this process (the tests) chose it
+        return Path(current).resolve()
+    folder = scratch_folder(Path(settings.data_dir))
+    empty_scratch(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(scratch_alias(folder))
+    return folder
 
+
+def make_workspace(settings: AppSettings) -> Workspace:
+    scratch = own_upload_folder(settings)
     return Workspace(settings.data_dir, Limits(max_steps=settings.max_steps, max_new_tokens=settings.max_new_tokens,
                                                read_only=settings.read_only,
                                                allowed_models=settings.allowed_model_names(),
                                                max_upload_bytes=settings.max_upload_mb * 1024**2,
-                                               uploads_keep_bytes=settings.uploads_keep_mb * 1024**2),
-                     upload_scratch=Path(get_upload_folder()))
+                                               uploads_keep_bytes=settings.uploads_keep_mb * 1024**2,
+                                               uploads_quota_bytes=settings.uploads_quota_mb * 1024**2),
+                     upload_scratch=scratch)
 
 
 def blocked_paths(settings: AppSettings) -> list[str]:
-    """Folders gradio's file routes must never serve: the data directory and the model caches (HF, kft's tiny)."""
+    """Folders gradio's file routes must never serve: the data directory (every entry but kft's own gradio upload
+    folder, which gradio serves and preprocesses uploads from; runs and uploads always, made or not) and the model
+    caches (HF, kft's tiny)."""
     from datasets import config as ds_config
     from huggingface_hub import constants
 
     from ..models.tiny import cache_root
 
-    paths = [Path(settings.data_dir), Path(constants.HF_HOME), Path(constants.HF_HUB_CACHE),
-             Path(ds_config.HF_DATASETS_CACHE), cache_root()]
+    data = Path(settings.data_dir).expanduser().resolve()
+    entries = {data / "runs", data / "uploads", *(data.iterdir() if data.is_dir() else ())}
+    paths = [*sorted(p for p in entries if p.name != SCRATCH_NAME), Path(constants.HF_HOME),
+             Path(constants.HF_HUB_CACHE), Path(ds_config.HF_DATASETS_CACHE), cache_root()]
     return list(dict.fromkeys(str(p.expanduser().resolve()) for p in paths))  # unique, in order
 
 
@@ -82,12 +101,34 @@ def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = Non
                          max_file_size=settings.max_upload_mb * 1024**2, blocked_paths=blocked_paths(settings),
                          allowed_paths=[],  # the guard: login throttle, no uploads when read-only
                          app_kwargs={"middleware": [Middleware(Guard, throttle=ws.logins,
-                                                               read_only=ws.limits.read_only)]})
+                                                               read_only=ws.limits.read_only,
+                                                               quota_problem=ws.uploads.quota_problem)]})
     logger.info("kft is running on %s", demo.local_url)
     if demo.share_url:
         logger.info("public link (password-protected): %s", demo.share_url)
     else:
         logger.info("for a public link, start with --share and --auth user:password (see README)")
     if block:
-        demo.block_thread()
+        serve_until_stopped(demo, ws)
     return result
+
+
+def serve_until_stopped(demo: Any, ws: Workspace) -> None:
+    """Serve until Ctrl+C or SIGTERM (a container's or a Space's stop): both close the server, which deletes
+    Gradio's files (its delete_cache), and then kft empties its upload folder. SIGTERM killed the process at once,
+    and every upload stayed on disk."""
+    import signal
+    import threading
+
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
+    try:
+        while demo.is_running and not stopped.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        logger.info("kft is stopping: closing the server and emptying the upload folder")
+        demo.close(verbose=False)
+        if ws.uploads.scratch is not None:
+            empty_scratch(ws.uploads.scratch)

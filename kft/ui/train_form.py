@@ -201,8 +201,10 @@ def kind_of(source: str) -> tuple[str, str]:
 def preview_markdown(pv: DataPreview, lang: str) -> str:
     s = pv.summary
     shown = Path(pv.source).name if Path(pv.source).is_absolute() else pv.source  # no server paths on the page
-    out = [f"**{shown}**: " + tr("train.pv_rows", lang, total=s["rows_in_source"], used=s["rows_used"],
-                                      errors=s["errors"], warnings=s["warnings"])]
+    checked = s.get("rows_checked", s["rows_in_source"])
+    key = "train.pv_rows_partial" if checked < s["rows_in_source"] else "train.pv_rows"
+    out = [f"**{shown}**: " + tr(key, lang, total=s["rows_in_source"], used=s["rows_used"], checked=checked,
+                                 errors=s["errors"], warnings=s["warnings"])]
     if s.get("tokens"):
         keys = list(s["tokens"])
         out += ["", f"{tr('train.pv_tokens', lang)}:", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),

@@ -7,7 +7,6 @@ reviewer sees the same live run. API names (stable): /start_training, /stop_trai
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import threading
@@ -24,7 +23,7 @@ from ..config.validation import SettingsError, check
 from ..runs.export import ExportError
 from ..runs.integrity import os_reason
 from ..services import BusyError
-from ..services.exports import ExportFolder
+from ..services.exports import ExportFolder, download_key
 from ..system.hardware import has_cuda
 from ..training.preflight import preview_data
 from . import plots
@@ -47,8 +46,7 @@ def default_model(settings: Any, cuda: bool) -> str:
 
 def servable_copy(zip_path: Path, exports: ExportFolder) -> Path:
     """A copy of the zip outside the (blocked) data dir, so gr.File serves it without exposing runs/."""
-    key = hashlib.sha256(str(zip_path.resolve()).encode()).hexdigest()[:12]  # same run name, other data dir
-    target = exports.new("downloads", key) / zip_path.name
+    target = exports.new("downloads", download_key(zip_path)) / zip_path.name
     if not target.is_file() or target.stat().st_mtime < zip_path.stat().st_mtime:
         shutil.copyfile(zip_path, target)
     return target

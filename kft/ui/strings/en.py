@@ -100,7 +100,10 @@ STRINGS: dict[str, str] = {
     "train.preview_failed": "Cannot preview: {msg}",
     "train.pv_rows": "{used} of {total} rows in the source will be trained on ({errors} errors, {warnings} warnings)",
     "train.pv_tokens": "Token lengths",
-    "train.pv_sampled": ("Every row was checked; token lengths and length warnings are from the first {n:,} rows "
+    "train.pv_rows_partial": ("{used} of the first {checked:,} rows can be trained on ({errors} errors, {warnings} "
+                              "warnings); the source holds {total:,} rows. Only the first {checked:,} were read, so "
+                              "a large file previews in seconds; a run checks every row as it reads it."),
+    "train.pv_sampled": ("Token lengths and length warnings are from the first {n:,} rows "
                          "(so a large file is previewed in little memory; a run measures every row)."),
     "train.pv_examples": "Rows rendered in the training template (with EOS, the exact training text)",
     "train.pv_problems": "Problems by row ({n})",
@@ -254,11 +257,17 @@ STRINGS: dict[str, str] = {
     "runs.refresh": "Refresh",
     "runs.resume": "Resume from the last checkpoint",
     "runs.compare": "Open in the comparison tab",
-    "runs.read_only": "🔒 Read-only mode: runs cannot be resumed.",
+    "runs.read_only": "🔒 Read-only mode: runs cannot be resumed or deleted.",
     "runs.resumed": "Resuming {run} from {ckpt}; the training tab shows its progress.",
     "runs.cannot_resume": "Cannot resume: {msg}",
     "runs.no_adapter": "{run} holds no saved adapter.",
     "runs.pick_run": "Pick a run.",
+    "runs.delete": "Delete this run",
+    "runs.delete_confirm": "Delete **{run}** for good (its adapter, checkpoints, curves and zip)? This cannot be undone.",
+    "runs.delete_yes": "Yes, delete it",
+    "runs.delete_no": "Cancel",
+    "runs.deleted": "Deleted {run}.",
+    "runs.cannot_delete": "Cannot delete: {msg}",
     "runs.overlay": "Overlay the curve of another run",
     "runs.curve": "The chosen run's loss (and evaluation loss, if any)",
     "runs_col.run": "run",

@@ -98,7 +98,10 @@ STRINGS: dict[str, str] = {
     "train.preview_failed": "미리보기를 할 수 없습니다: {msg}",
     "train.pv_rows": "원본 {total}행 중 학습에 쓰일 행 {used}개 (오류 {errors}, 경고 {warnings})",
     "train.pv_tokens": "토큰 길이",
-    "train.pv_sampled": ("모든 행을 검사했고, 토큰 길이와 길이 경고는 처음 {n:,}개 행에서 셌습니다 (큰 파일을 적은 "
+    "train.pv_rows_partial": ("처음 {checked:,}행 중 학습에 쓰일 행 {used}개 (오류 {errors}, 경고 {warnings}); 원본은 "
+                              "{total:,}행입니다. 큰 파일도 몇 초 안에 미리보도록 처음 {checked:,}행만 읽었습니다. "
+                              "학습은 모든 행을 읽으며 검사합니다."),
+    "train.pv_sampled": ("토큰 길이와 길이 경고는 처음 {n:,}개 행에서 셌습니다 (큰 파일을 적은 "
                          "메모리로 미리보기 위해서입니다. 학습을 시작하면 모든 행을 잽니다)."),
     "train.pv_examples": "학습 템플릿으로 만든 예시 (EOS 포함, 학습 때와 똑같은 텍스트)",
     "train.pv_problems": "행별 문제 ({n}개)",
@@ -294,11 +297,17 @@ STRINGS: dict[str, str] = {
     "runs.refresh": "새로고침",
     "runs.resume": "마지막 체크포인트에서 이어서 학습",
     "runs.compare": "비교 탭에서 열기",
-    "runs.read_only": "🔒 읽기 전용 모드: 이어서 학습할 수 없습니다.",
+    "runs.read_only": "🔒 읽기 전용 모드: 이어서 학습하거나 삭제할 수 없습니다.",
     "runs.resumed": "{run}을(를) {ckpt}에서 이어서 학습합니다. 진행 상황은 학습 탭에 보입니다.",
     "runs.cannot_resume": "이어서 학습할 수 없습니다: {msg}",
     "runs.no_adapter": "{run}에는 저장된 어댑터가 없습니다.",
     "runs.pick_run": "실행을 고르세요.",
+    "runs.delete": "이 실행 삭제",
+    "runs.delete_confirm": "**{run}**을(를) 완전히 삭제할까요 (어댑터, 체크포인트, 곡선, zip)? 되돌릴 수 없습니다.",
+    "runs.delete_yes": "예, 삭제합니다",
+    "runs.delete_no": "취소",
+    "runs.deleted": "{run}을(를) 삭제했습니다.",
+    "runs.cannot_delete": "삭제할 수 없습니다: {msg}",
     "runs.overlay": "곡선 겹쳐 보기 (다른 실행)",
     "runs.curve": "선택한 실행의 손실 (평가 손실이 있으면 함께)",
     "runs_col.run": "실행",
