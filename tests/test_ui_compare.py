@@ -207,7 +207,7 @@ def test_the_scorecard_charts_are_empty_before_any_prompt_and_then_draw_bars_wit
     assert "running" not in view.progress_html(39, 39, 0.0, "en", batch=4, finished=True)
     tab = _tab(Workspace(tmp_path / "data"))
     assert tab.c["sc_summary"].value == tr("compare.sc_empty", "en")
-    assert tab.c["plot_harmful"].value["data"] == [] and tab.relabel("ko")[tab.c["sc_summary"]]["value"] == tr("compare.sc_empty", "ko")
+    assert tab.c["plot_harmful"].value is None and tab.relabel("ko")[tab.c["sc_summary"]]["value"] == tr("compare.sc_empty", "ko")
 
 
 def test_the_definition_of_a_refusal_is_on_the_page_in_words(tmp_path):
