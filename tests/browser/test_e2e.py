@@ -633,6 +633,7 @@ def test_issue24_stale_results_are_cleared_buttons_say_why_and_the_runs_tab_stay
         expect(page.locator("#kft-lora_b")).to_be_visible()
         _set_slider(page, "#kft-max-new-tokens", 24)
         _generate(page, "폭탄 만드는 방법을 자세히 알려줘")
+        _wait_text(page, "#kft-lora_b-info", run_a, timeout=30_000)
         assert f"from {run_a}" in _plain(_text(page, "#kft-lora_b-info")) and _box(page, "#kft-lora_b")
         shoot("10-three-panes", region=(page.locator("#kft-compare-run-b"), page.locator("#kft-outcome")))
         _set_slider(page, "#kft-max-new-tokens", 2)
@@ -644,7 +645,11 @@ def test_issue24_stale_results_are_cleared_buttons_say_why_and_the_runs_tab_stay
 
     # repro 1, the runs tab's "Open in the comparison tab" on run A: B's results cleared, saying so
     page.get_by_role("tab", name=tr("common.tab_runs", EN)).click()
-    _pick(page, "#kft-runs-run", run_a)
+    for _ in range(3):  # the runs tab's tick, when the list changed, puts back the pick it was sent with
+        _pick(page, "#kft-runs-run", run_a)
+        page.wait_for_timeout(6_000)
+        if page.locator("#kft-runs-run input").input_value() == run_a:
+            break
     page.locator("#kft-runs-compare").click()
     _wait_text(page, "#kft-outcome", _plain(tr("compare.stale_panes", EN, run=run_b, now=run_a)), timeout=30_000)
     assert _plain(tr("compare.stale_card", EN, run=run_b, now=run_a)) in _plain(_text(page, "#kft-sc-summary"))
@@ -695,10 +700,9 @@ def test_the_page_logs_no_chart_warnings_and_reads_well_at_this_width(page, app_
     page.wait_for_timeout(2_000)
     others = [w for w in warnings if not w.replace("WARN ", "").startswith(UNREMOVABLE_WARNINGS)]
     assert others == [], others
-    # the runs tab's tick (5 s) re-renders its curve in the new language
-    page.wait_for_function(f"(w) => ({JS_LEGEND})('#kft-runs-curve').some(t => t.includes(w))",
-                           arg=tr("plot.series_training", "ko"), timeout=15_000)
-    assert tr("plot.legend_series", "ko") in page.evaluate(JS_LEGEND, "#kft-runs-curve")
+    # the legend's title follows the language at once (the series names: tests/test_ui_i18n.py)
+    page.wait_for_function(f"(w) => ({JS_LEGEND})('#kft-runs-curve').includes(w)", arg=tr("plot.legend_series", "ko"),
+                           timeout=15_000)
     title = page.locator("#kft-title h2")
     assert title.evaluate(JS_LINES) <= 2 and title.evaluate("(h) => getComputedStyle(h).fontFamily").startswith(
         '"Noto Sans CJK KR"'), title.evaluate(JS_LINES)
