@@ -105,10 +105,6 @@ class RunsTab(Tab):
         self.refresh.click(self.on_list, inputs=[self.run, self.lang_box], outputs=outputs, api_name="list_runs").then(
             self.on_select, inputs=[self.run, self.overlay, self.lang_box], outputs=[self.curve, self.resume],
             api_visibility="private", show_progress="hidden", queue=False)
-        # a language switch re-renders the curves (their series names are the string tables')
-        self.lang_box.change(self.on_select, inputs=[self.run, self.overlay, self.lang_box],
-                             outputs=[self.curve, self.resume], api_visibility="private", show_progress="hidden",
-                             queue=False)
         self.resume.click(self.on_resume, inputs=[self.run, self.lang_box], outputs=self.notice_box,
                           api_name="resume_run")
         # a page opened (or reloaded) now sees the runs of now, not those of when the app was built
