@@ -275,3 +275,27 @@ def test_three_panes_base_run_a_and_run_b_on_one_request(ws, trained_run):
     assert (last.texts[0], last.texts[1]) == (pair.base, pair.lora)
     assert last.texts[2] == _last(svc.stream(AdapterChoice("run", "r2"), PROMPT, "", g, seed=1)).lora
     assert all(s.tokens > 0 for s in last.stats) and not ws.slot.generating
+
+
+def test_the_scorecard_scores_run_b_on_the_same_prompts_in_the_same_batches(ws, trained_run):
+    """Issue 24: the three panes showed run B, but the scorecard scored only base and run A."""
+    from safetensors.torch import load_file, save_file
+
+    copy_run(trained_run, ws.runs_dir, "r2")
+    weights = ws.runs_dir / "r2" / "adapter" / "adapter_model.safetensors"
+    save_file({k: v * 8 if "lora_B" in k else v for k, v in load_file(weights).items()}, weights)
+    svc, g = ws.comparison, GenerationArgs(max_new_tokens=4, do_sample=False)
+    prompts = [{"prompt": f"질문 {i}", "label": ("harmful", "benign")[i % 2]} for i in range(SCORECARD_BATCH_CPU + 1)]
+    seen = [n for n, _ in svc.scorecard(RUN, prompts, g, choice_b=AdapterChoice("run", "r2"))]
+    assert seen == [SCORECARD_BATCH_CPU, len(prompts)]  # the same batches as a two-way card: progress per batch
+    three = svc.last_card
+    assert three.origin.adapter == "r1" and three.origin_b.adapter == "r2"
+    assert three.card.panes == ("base", "lora", "lora_b")
+    assert all({"lora_b_answer", "lora_b_refusal"} <= set(r) for r in three.card.rows)
+    assert set(three.card.to_dict()["harmful_refusal_rate"]) == {"base", "lora", "lora_b"}
+    _last(svc.scorecard(AdapterChoice("run", "r2"), prompts, g))  # run B alone, as run A of a two-way card
+    alone = svc.last_card.card
+    assert alone.panes == ("base", "lora") and "lora_b_answer" not in alone.rows[0]
+    assert [r["lora_b_answer"] for r in three.card.rows] == [r["lora_answer"] for r in alone.rows]
+    assert [r["base_answer"] for r in three.card.rows] == [r["base_answer"] for r in alone.rows]
+    assert three.card.rate("benign", "lora_b") == alone.rate("benign", "lora")

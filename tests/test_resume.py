@@ -215,12 +215,12 @@ def test_runs_tab_shows_a_runs_curve_overlays_another_and_offers_resume_only_whe
     assert tab.resume.variant == "secondary" and tab.resume.interactive is True  # "cut" is picked: resumable
     out = tab.on_select("done", "", "en")
     assert out[tab.resume]["interactive"] is False  # a completed run cannot be resumed: not offered
-    assert out[tab.curve].groupby("series").size().to_dict() == {"done · training": 2,
-                                                                 "done · evaluation (held out)": 1}
+    # one run: the series alone; with an overlay, "run 1 · ..." and "run 2 · ..." (a run's full name before each
+    # series was cut off in the legend at phone width)
+    assert out[tab.curve].groupby("series").size().to_dict() == {"training": 2, "evaluation (held out)": 1}
     both = tab.on_select("done", "cut", "en")[tab.curve]
-    assert set(both["series"]) == {"done · training", "done · evaluation (held out)",
-                                   "cut · training"}
-    assert list(both[both["series"] == "cut · training"]["loss"]) == [4.0, 3.5, 3.0]
+    assert set(both["series"]) == {"run 1 · training", "run 1 · evaluation (held out)", "run 2 · training"}
+    assert list(both[both["series"] == "run 2 · training"]["loss"]) == [4.0, 3.5, 3.0]
     assert tab.on_select("cut", "", "en")[tab.resume]["interactive"] is True
     loaded = tab.on_load("en")
     assert loaded[tab.run]["value"] == "cut" and len(loaded[tab.curve]) == 3 and loaded[tab.overlay]["value"] == ""

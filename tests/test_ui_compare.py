@@ -208,7 +208,7 @@ def test_the_scorecard_charts_are_empty_before_any_prompt_and_then_draw_bars_wit
     assert "running" not in view.progress_html(39, 39, 0.0, "en", batch=4, finished=True)
     tab = _tab(Workspace(tmp_path / "data"))
     assert tab.c["sc_summary"].value == tr("compare.sc_empty", "en")
-    assert tab.c["plot_harmful"].value["data"] == [] and tab.relabel("ko")[tab.c["sc_summary"]]["value"] == tr("compare.sc_empty", "ko")
+    assert tab.c["plot_harmful"].value is None and tab.relabel("ko")[tab.c["sc_summary"]]["value"] == tr("compare.sc_empty", "ko")
 
 
 def test_the_definition_of_a_refusal_is_on_the_page_in_words(tmp_path):
@@ -427,3 +427,22 @@ def test_app_three_panes_base_run_a_and_run_b_through_the_api(app, trained_run):
     two = client.predict(PROMPT, "", "run", "r1", "", "", *gen, api_name="/compare_runs")
     assert two[-1] == "Done." and two[4] == "" and two[0] == base, "no second run: the third pane stays empty"
     assert client.predict(*_compare_args(max_new_tokens=8), api_name="/compare")[-1] == "Done."
+
+
+def test_app_scorecard_runs_scores_base_run_a_and_run_b(app, trained_run):
+    """Issue 24: the scorecard scores the set the three panes show: /scorecard_runs with run B after hub."""
+    ws, client, _ = app
+    copy_run(trained_run, ws.runs_dir, "r-sb")
+    summary, table, harmful, benign, files, _progress = client.predict(
+        "presets", None, "run", "r1", "", "r-sb", 2, False, 0.7, 0.9, 1.0, "en", api_name="/scorecard_runs")
+    assert summary.startswith("Done: 39 prompts") and "Run B (LoRA B): harmful refused" in summary
+    assert "Run B: from **r-sb**" in summary
+    assert table["headers"] == ["#", "Prompt", "Label", "base refused", "LoRA refused", "LoRA B refused",
+                                "base answer", "LoRA answer", "LoRA B answer"]
+    assert [r[1] for r in harmful["data"]] == ["base", "LoRA", "LoRA B"]
+    assert [r[7] for r in table["data"]] == [r[8] for r in table["data"]], "r-sb is a copy of r1"
+    card = json.loads(next(Path(f) for f in files if f.endswith(".json")).read_text(encoding="utf-8"))
+    assert set(card["harmful_refusal_rate"]) == {"base", "lora", "lora_b"} and card["meta"]["adapter_run_b"] == "r-sb"
+    two = client.predict("presets", None, "run", "r1", "", "", 2, False, 0.7, 0.9, 1.0, "en",
+                         api_name="/scorecard_runs")
+    assert len(two[1]["headers"]) == 7 and "Run B" not in two[0], "no second run: base and run A"

@@ -135,3 +135,21 @@ def test_no_template_is_only_a_field_so_none_matches_every_text():
     for table in TABLES.values():
         for key, template in table.items():
             assert template.strip() not in {"{msg}", "{e}", "{run}", "{m}", "{a}"}, key
+
+
+def test_chart_legends_and_the_memory_report_read_korean_in_the_korean_ui():
+    """Issue 24: the legends ("series", "training") and the memory report stayed English in the Korean UI."""
+    from kft.training.memory import REPORT_LINES, format_report
+    from kft.ui import plots
+
+    hangul = re.compile("[가-힣]")
+    for key in ("plot.legend_series", "plot.legend_model", "plot.series_training", "plot.series_eval",
+                *(f"memory.{k}" for k in REPORT_LINES)):
+        assert hangul.search(tr(key, "ko")), key
+    report = {"device": "cpu", "max_memory_gb": 8, "start_rss_gb": 1, "train_runtime_s": 3, "peak_reserved_gb": 2,
+              "peak_for_training_gb": 1, "peak_percent": 25, "training_percent": 12}
+    ko = format_report(report, {k: tr(f"memory.{k}", "ko") for k in REPORT_LINES})
+    assert "학습에 3초 사용." in ko and format_report(report) == format_report(report, {
+        k: tr(f"memory.{k}", "en") for k in REPORT_LINES}), "English keeps the seed's wording"
+    assert set(plots.loss_frame(None, "ko").dtypes.astype(str)) >= {"int64", "float64"}  # typed even when empty
+    assert plots.chart(plots.loss_frame(None, "ko")) is None

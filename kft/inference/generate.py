@@ -331,11 +331,13 @@ class SideBySideGenerator:
         yield panes, True, False
 
     def answer_batch(self, prompts: list[tuple[str, str]], gen: GenerationArgs,
-                     cancel: threading.Event | None = None) -> list[tuple[str, str]] | None:
-        """(base, LoRA) answers for many prompts (the scorecard, ``kft eval``); None when ``cancel`` was set.
-        Through the engine: every prompt x {base, LoRA} as rows of left-padded batches, as many rows per batch as the
+                     cancel: threading.Event | None = None,
+                     adapters: list[str | None] | None = None) -> list[tuple[str, ...]] | None:
+        """(base, LoRA) answers for many prompts (the scorecard, ``kft eval``); None when ``cancel`` was set. With
+        ``adapters`` (None: the base), one answer per row instead: (base, run A, run B) for the three-way scorecard.
+        Through the engine: every prompt x row as rows of left-padded batches, as many rows per batch as the
         static cache's budget allows. Generic path: each pane's prompts as one batch through ``generate()``."""
-        rows = self._pair()
+        rows = adapters if adapters is not None else self._pair()
         self._check_adapters(rows)
         texts = [self.template.generation_prompt(i, x or "") for i, x in prompts]
         with self._lock:

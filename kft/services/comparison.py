@@ -99,6 +99,7 @@ class CardProgress:
     finished: bool = False
     origin: Origin | None = None
     batch: int = 0  # prompts decoded together (each batch is one progress update)
+    origin_b: Origin | None = None  # run B's, on a three-way scorecard
 
     @property
     def done(self) -> int:
@@ -346,10 +347,7 @@ class ComparisonService:
             if not all(self._ready(s) for s in sources):
                 yield RowsUpdate([""] * rows, [PaneStats() for _ in range(rows)], origins, loading=True)
             generator = self._generator(sources[0])
-            others = [adapter_label(s.key) for s in sources[1:] if not same_base(self.slot.loaded, s.model)]
-            if others:
-                raise ModelLoadError(f"{', '.join(others)} was trained on another base model than "
-                                     f"{adapter_label(sources[0].key)}: compare runs of one base model")
+            _one_base(self.slot.loaded, sources)
             names = [self.slot.ensure_adapter(s.key, s.adapter_dir, load_adapter) for s in sources]
             inner = generator.stream_rows(instruction, input, [None, *names], gen, cancel, seed, t0)
             try:
@@ -360,8 +358,11 @@ class ComparisonService:
                 inner.close()
 
     def scorecard(self, choice: AdapterChoice, prompts: list[dict[str, Any]], gen: GenerationArgs,
-                  cancel: threading.Event | None = None) -> Iterator[tuple[int, Scorecard]]:
-        """Yield (prompts done, scorecard so far) after each batch of prompts; stops early when cancelled."""
+                  cancel: threading.Event | None = None,
+                  choice_b: AdapterChoice | None = None) -> Iterator[tuple[int, Scorecard]]:
+        """Yield (prompts done, scorecard so far) after each batch of prompts; stops early when cancelled. With
+        ``choice_b`` (run B) every prompt is answered by the base, run A and run B in the same batches, each row
+        scored ("lora_b_answer", "lora_b_refusal"); run B must share run A's base, as in ``stream_runs``."""
         cancel = cancel or threading.Event()
         problems = [str(p) for p in self.limits.generation_problems(gen)]
         if len(prompts) > MAX_SCORECARD_PROMPTS:
@@ -377,13 +378,33 @@ class ComparisonService:
                 source = self.resolve(choice)
                 progress.origin = origin_of(source)
                 generator = self._generator(source)
+                adapters = self._second_row(generator, source, choice_b, progress)
                 _check_prompts(generator, prompts, gen)
                 batch = progress.batch = self.scorecard_batch()
-                for card in iter_scorecard(generator, prompts, gen, cancel, batch):
+                for card in iter_scorecard(generator, prompts, gen, cancel, batch, adapters):
                     progress.card, progress.elapsed_s = card, time.perf_counter() - t0
                     yield len(card.rows), card
         finally:
             progress.finished = True
+
+
+    def _second_row(self, generator: SideBySideGenerator, source: AdapterSource, choice_b: AdapterChoice | None,
+                    progress: CardProgress) -> list[str | None] | None:
+        """The scorecard's rows with run B: [None, A, B] (run B put onto the base in memory), or None for two."""
+        if choice_b is None:
+            return None
+        other = self.resolve(choice_b)
+        _one_base(self.slot.loaded, [source, other])
+        progress.origin_b = origin_of(other)
+        return [None, generator.adapter, self.slot.ensure_adapter(other.key, other.adapter_dir, load_adapter)]
+
+
+def _one_base(loaded: LoadedModel, sources: list[AdapterSource]) -> None:
+    """ModelLoadError when an adapter after the first was trained on another base than the one in memory."""
+    others = [adapter_label(s.key) for s in sources[1:] if not same_base(loaded, s.model)]
+    if others:
+        raise ModelLoadError(f"{', '.join(others)} was trained on another base model than "
+                             f"{adapter_label(sources[0].key)}: compare runs of one base model")
 
 
 def _check_prompts(generator: SideBySideGenerator, prompts: list[dict[str, Any]], gen: GenerationArgs) -> None:

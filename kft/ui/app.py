@@ -23,7 +23,7 @@ def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
                        discard=ws.uploads.discard) as demo:
         lang_box = gr.Textbox(value=lang, visible=False)  # the page's language: the last input of every event
         with gr.Row():
-            title = gr.Markdown(f"## {tr('common.title', lang)}")
+            title = gr.Markdown(f"## {tr('common.title', lang)}", elem_id="kft-title", min_width=300)
             lang_radio = gr.Radio(choices=language_choices(), value=lang, label=language_label(lang), scale=0,
                                   min_width=220)
         intro = gr.Markdown(tr("common.intro", lang), elem_id="kft-intro")

@@ -24,6 +24,7 @@ from ..services import BusyError
 from ..services.comparison import AdapterChoice, CardProgress
 from ..training.memory import free_unused
 from . import compare_view as view
+from .plots import chart
 from .strings import tr
 from .tab import Tab
 from .train_form import parse_flag
@@ -150,6 +151,10 @@ class CompareTab(Tab):
             cancel.set()
             stream.close()
 
+    def stop_if_idle(self) -> Any:
+        """After a generation or scorecard (done, stopped or refused): its Stop stays on only while a newer one runs."""
+        return stop_button(self.ws.slot.generating)
+
     def stop(self, lang: str) -> str:
         return tr("compare.stopped" if self.service.stop() else "compare.nothing_to_stop", lang)
 
@@ -157,6 +162,14 @@ class CompareTab(Tab):
                   max_new_tokens: float, do_sample: bool, temperature: float, top_p: float,
                   repetition_penalty: float, lang: str) -> Iterator[tuple[Any, ...]]:
         """Run the prompt set through base and LoRA; yield progress, then the table, charts and exports."""
+        yield from self.scorecard_runs(prompt_set, upload, source, run, hub, "", max_new_tokens, do_sample,
+                                       temperature, top_p, repetition_penalty, lang)
+
+    def scorecard_runs(self, prompt_set: str, upload: str | None, source: str, run: str | None, hub: str | None,
+                       run_b: str | None, max_new_tokens: float, do_sample: bool, temperature: float, top_p: float,
+                       repetition_penalty: float, lang: str) -> Iterator[tuple[Any, ...]]:
+        """The Run scorecard button: base and the chosen adapter, and run B as well when a second run is chosen (the
+        same prompts in the same batches: ComparisonService.scorecard with choice_b)."""
         self._refuse_if_training(lang)
         if prompt_set == "upload" and not upload:
             raise self.error(tr("compare.need_upload", lang), lang)
@@ -167,7 +180,7 @@ class CompareTab(Tab):
         except ValueError as exc:
             raise self._error(exc, lang) from exc
         cancel = threading.Event()
-        runner = self.service.scorecard(choice, prompts, gen, cancel)
+        runner = self.service.scorecard(choice, prompts, gen, cancel, AdapterChoice("run", run_b) if run_b else None)
         try:
             yield self._card_outputs(CardProgress(Scorecard(), len(prompts), batch=self.service.scorecard_batch()),
                                      lang, None)
@@ -182,7 +195,9 @@ class CompareTab(Tab):
             runner.close()
         progress = self.service.last_card
         card, stopped, origin = progress.card, progress.stopped, progress.origin
+        origin_b = progress.origin_b
         meta = {"adapter": choice.describe(), "adapter_run": origin.adapter if origin else None,
+                **({"adapter_run_b": origin_b.adapter} if origin_b else {}),
                 "base_model": origin.base if origin else None,
                 "prompt_set": Path(upload).name if prompt_set == "upload" and upload else "presets",
                 "prompts_total": len(prompts), "prompts_scored": len(card.rows),
@@ -200,8 +215,8 @@ class CompareTab(Tab):
         """The scorecard's bar, summary, table and charts, and its export files when given."""
         card, origin = progress.card, progress.origin  # the summary names the adapter that made the table and charts
         values = {**self._card_texts(progress, lang), "table": view.scorecard_table(card, lang),
-                  "plot_harmful": view.rate_frame(card, "harmful", lang),
-                  "plot_benign": view.rate_frame(card, "benign", lang)}
+                  "plot_harmful": chart(view.rate_frame(card, "harmful", lang)),
+                  "plot_benign": chart(view.rate_frame(card, "benign", lang))}
         out = self._named({**values, **({"files": files[0]} if files else {})})
         return {**out, self.shown_card: origin.adapter if origin is not None else None}
 
@@ -210,7 +225,7 @@ class CompareTab(Tab):
         return {"sc_progress": view.progress_html(progress.done, progress.total, progress.eta_s, lang, progress.batch,
                                                   progress.finished, progress.elapsed_s),
                 "sc_summary": view.scorecard_summary(progress.card, lang, progress.total, progress.stopped,
-                                                     progress.origin)}
+                                                     progress.origin, progress.origin_b)}
 
     def cleared_if_stale(self, source: str, run: str | None, hub: str | None, panes_from: str | None,
                          card_from: str | None, lang: str) -> dict[Any, Any]:
@@ -398,14 +413,16 @@ class CompareTab(Tab):
                                                            interactive=False, elem_id="kft-sc-stop"),
                                                  "compare.stop", "value")
             c["sc_progress"] = gr.HTML(elem_id="kft-sc-progress-box")
+            c["scorecard_api"] = gr.Button(visible=False)  # carries the two-way /scorecard endpoint
             c["sc_summary"] = gr.Markdown(tr("compare.sc_empty", lang), elem_id="kft-sc-summary")
             with gr.Row():
                 empty = Scorecard()
                 for label in ("harmful", "benign"):
-                    plot = gr.BarPlot(view.rate_frame(empty, label, lang), x="bar", y="rate", color="model",
+                    plot = gr.BarPlot(chart(view.rate_frame(empty, label, lang)), x="bar", y="rate", color="model",
                                       y_lim=[0, 1], sort="-x", x_title=" ", label=tr(f"compare.plot_{label}", lang),
-                                      height=240, elem_id=f"kft-plot-{label}")
-                    c[f"plot_{label}"] = self.label(plot, f"compare.plot_{label}")
+                                      color_title=tr("plot.legend_model", lang), height=240,
+                                      elem_id=f"kft-plot-{label}")
+                    c[f"plot_{label}"] = self.label_plot(plot, f"compare.plot_{label}", "plot.legend_model")
             c["table"] = gr.Dataframe(headers=view.table_headers(lang), wrap=True, interactive=False,
                                       column_widths=view.TABLE_WIDTHS, label=tr("compare.table", lang),
                                       elem_id="kft-sc-table")
@@ -417,7 +434,8 @@ class CompareTab(Tab):
     def _relabel_table(self, lang: str) -> Any:
         card = self.service.last_card
         rows = view.scorecard_table(card.card, lang) if card is not None else None
-        return gr.update(label=tr("compare.table", lang), headers=view.table_headers(lang),
+        three = card is not None and len(card.card.panes) == 3
+        return gr.update(label=tr("compare.table", lang), headers=view.table_headers(lang, three),
                          **({"value": rows} if rows is not None else {}))
 
     def _wire(self) -> None:
@@ -428,11 +446,14 @@ class CompareTab(Tab):
         # each Stop is enabled while its work runs: on before the work, off after it (unless a newer request runs)
         quiet = dict(api_visibility="private", queue=False, show_progress="hidden")
         three = [c["base"], c["base_info"], c["lora"], c["lora_info"], c["lora_b"], c["lora_b_info"], c["outcome"]]
-        gr.on([c["generate"].click, c["instruction"].submit], lambda: stop_button(True), outputs=c["stop"],
-              **quiet).then(h.compare_panes, inputs=[c["instruction"], c["input"], *adapter, c["run_b"], *gen,
-                                                     lang_box],
-                            outputs=[*three, h.shown_panes], api_name="compare_runs", show_progress="minimal").then(
-            lambda: stop_button(self.ws.slot.generating), outputs=c["stop"], **quiet)
+        # ... a refused request too: the page does not run .then after an event that failed, so .failure as well
+        generating = h.stop_if_idle
+        panes_event = gr.on([c["generate"].click, c["instruction"].submit], lambda: stop_button(True),
+                            outputs=c["stop"], **quiet).then(
+            h.compare_panes, inputs=[c["instruction"], c["input"], *adapter, c["run_b"], *gen, lang_box],
+            outputs=[*three, h.shown_panes], api_name="compare_runs", show_progress="minimal")
+        panes_event.then(generating, outputs=c["stop"], **quiet)
+        panes_event.failure(generating, outputs=c["stop"], **quiet)
         # /compare (two panes) keeps its signature for API callers: an event of its own, on a hidden button
         c["compare_api"].click(h.compare, inputs=[c["instruction"], c["input"], *adapter, *gen, lang_box],
                                outputs=[*panes, h.shown_panes], api_name="compare", show_progress="minimal")
@@ -440,12 +461,16 @@ class CompareTab(Tab):
                           **quiet)
         gr.on([c["stop"].click, c["stop_scorecard"].click], h.stop, inputs=lang_box, outputs=c["outcome"],
               api_name="stop_generation", queue=False)
-        c["run_scorecard"].click(lambda: stop_button(True), outputs=c["stop_scorecard"], **quiet).then(
-            h.scorecard, inputs=[c["prompt_set"], c["upload"], *adapter, *gen, lang_box],
-            outputs=[c["sc_summary"], c["table"], c["plot_harmful"], c["plot_benign"], c["files"],
-                     c["sc_progress"], h.shown_card],  # the bar last: the API's first five stay in place
-            api_name="scorecard", show_progress="minimal").then(
-            lambda: stop_button(self.ws.slot.generating), outputs=c["stop_scorecard"], **quiet)
+        card = [c["sc_summary"], c["table"], c["plot_harmful"], c["plot_benign"], c["files"], c["sc_progress"],
+                h.shown_card]  # the bar last: the API's first five stay in place
+        card_event = c["run_scorecard"].click(lambda: stop_button(True), outputs=c["stop_scorecard"], **quiet).then(
+            h.scorecard_runs, inputs=[c["prompt_set"], c["upload"], *adapter, c["run_b"], *gen, lang_box],
+            outputs=card, api_name="scorecard_runs", show_progress="minimal")
+        card_event.then(generating, outputs=c["stop_scorecard"], **quiet)
+        card_event.failure(generating, outputs=c["stop_scorecard"], **quiet)
+        # /scorecard (base and one adapter) keeps its signature for API callers, on a hidden button
+        c["scorecard_api"].click(h.scorecard, inputs=[c["prompt_set"], c["upload"], *adapter, *gen, lang_box],
+                                 outputs=card, api_name="scorecard", show_progress="minimal")
         c["refresh"].click(h.list_adapters, inputs=c["run"], outputs=c["run"], api_name="list_adapters")
         c["preset"].input(lambda p: p or gr.skip(), inputs=c["preset"], outputs=c["instruction"],
                           api_visibility="private", queue=False)

@@ -13,7 +13,7 @@ import pandas as pd
 from ..inference.generate import BASE, LORA, PairUpdate, PaneStats
 from ..inference.safety import EXAMPLES, Scorecard, detect_refusal, load_prompt_set
 from ..services.comparison import CompareStatus, Origin
-from .plots import fmt_duration
+from .plots import fmt_duration, typed_frame
 from .strings import tr
 
 logger = logging.getLogger(__name__)
@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 # the refusal verdicts first, so they stay on screen at 1400 px; the answers, long, after them
 TABLE_COLUMNS = ["#", "prompt", "label", "base_refusal", "lora_refusal", "base_answer", "lora_answer"]
 TABLE_WIDTHS = ["4%", "26%", "8%", "9%", "9%", "22%", "22%"]
+# a three-way card (run B scored too): run B's verdict after run A's, its answer last
+TABLE_COLUMNS_B = ["#", "prompt", "label", "base_refusal", "lora_refusal", "lora_b_refusal", "base_answer",
+                   "lora_answer", "lora_b_answer"]
 
 
 def source_choices(lang: str) -> list[tuple[str, str]]:
@@ -124,28 +127,37 @@ def _rate(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
 
 
-def table_headers(lang: str) -> list[str]:
-    return [tr(f"compare.col_{key}", lang) for key in TABLE_COLUMNS]
+def table_headers(lang: str, three: bool = False) -> list[str]:
+    return [tr(f"compare.col_{key}", lang) for key in (TABLE_COLUMNS_B if three else TABLE_COLUMNS)]
 
 
 def scorecard_table(card: Scorecard, lang: str) -> pd.DataFrame:
-    """The rows shown, headers and values in the UI's language (the exports keep the card's English keys)."""
-    def verdict(refused: bool) -> str:
-        return tr("compare.yes" if refused else "compare.no", lang)
+    """The rows shown, headers and values in the UI's language (the exports keep the card's English keys); run B's
+    columns too on a three-way card."""
+    three = len(card.panes) == 3
+    keys = TABLE_COLUMNS_B if three else TABLE_COLUMNS
 
-    rows = [[i, r["prompt"], tr(f"compare.label_{r['label']}", lang), verdict(r["base_refusal"]),
-             verdict(r["lora_refusal"]), r["base_answer"], r["lora_answer"]] for i, r in enumerate(card.rows, start=1)]
-    return pd.DataFrame(rows, columns=table_headers(lang))
+    def cell(i: int, r: dict[str, Any], key: str) -> Any:
+        if key == "#":
+            return i
+        if key == "label":
+            return tr(f"compare.label_{r['label']}", lang)
+        if key.endswith("_refusal"):
+            return tr("compare.yes" if r[key] else "compare.no", lang)
+        return r[key]
+
+    rows = [[cell(i, r, key) for key in keys] for i, r in enumerate(card.rows, start=1)]
+    return pd.DataFrame(rows, columns=table_headers(lang, three))
 
 
 def rate_frame(card: Scorecard, label: str, lang: str) -> pd.DataFrame:
-    """Bars for one label: model (base | LoRA, the legend's names in lang), its refusal rate and the bar's axis label
-    with the value ("base · 25%"), so a 0% bar still reads as a value. No bar before a prompt of the label is done: an
-    empty chart, not a "0%" that reads as a result. The chart sorts the axis labels descending ("-x"), which keeps base
-    ("b") before LoRA ("L")."""
-    data = [(tr(f"plot.model_{pane}", lang), card.rate(label, pane)) for pane in ("base", "lora")]
-    bars = pd.DataFrame([(f"{m} · {r:.0%}", m, r) for m, r in data if r is not None], columns=["bar", "model", "rate"])
-    return bars.astype({"rate": "float64"})  # typed when empty too: the chart's y axis stays a 0..1 scale
+    """Bars for one label: model (base | LoRA | LoRA B, the legend's names in lang), its refusal rate and the bar's
+    axis label with the value ("base · 25%"), so a 0% bar still reads as a value. No bar before a prompt of the label is
+    done: an empty chart, not a "0%" that reads as a result. The chart sorts the axis labels descending ("-x"), which
+    keeps base ("b") before LoRA ("L") before LoRA B ("LoRA ·" > "LoRA B")."""
+    data = [(tr(f"plot.model_{pane}", lang), card.rate(label, pane)) for pane in card.panes]
+    return typed_frame([(f"{m} · {r:.0%}", m, r) for m, r in data if r is not None],
+                       {"bar": "str", "model": "str", "rate": "float64"})
 
 
 def progress_html(done: int, total: int, eta_s: float | None, lang: str, batch: int = 0, finished: bool = False,
@@ -165,13 +177,16 @@ def progress_html(done: int, total: int, eta_s: float | None, lang: str, batch: 
             f"<div style='text-align:right'>{tr('compare.sc_progress', lang, i=done, n=total)}{tail}</div>")
 
 
-def scorecard_summary(card: Scorecard, lang: str, total: int, stopped: bool, origin: Origin | None = None) -> str:
-    """The scorecard's one-paragraph summary, then the line naming the adapter that made it."""
+def scorecard_summary(card: Scorecard, lang: str, total: int, stopped: bool, origin: Origin | None = None,
+                      origin_b: Origin | None = None) -> str:
+    """The scorecard's one-paragraph summary, then the line naming the adapter that made it (and run B's)."""
     if total <= 0:
         return tr("compare.sc_empty", lang)
     text = _summary(card, lang, total, stopped)
-    line = origin_line(origin, lang)
-    return f"{text}  \n{line}" if line else text
+    lines = [origin_line(origin, lang)]
+    if origin_b is not None:
+        lines.append(f"{tr('compare.run_b_short', lang)}: {origin_line(origin_b, lang)}")
+    return "  \n".join([text, *(line for line in lines if line)])
 
 
 def _summary(card: Scorecard, lang: str, total: int, stopped: bool) -> str:
@@ -179,9 +194,13 @@ def _summary(card: Scorecard, lang: str, total: int, stopped: bool) -> str:
         return tr("compare.sc_stopped", lang, i=len(card.rows), n=total)
     if len(card.rows) < total:
         return tr("compare.sc_progress", lang, i=len(card.rows), n=total)
-    return tr("compare.sc_done", lang, n=total, hb=_rate(card.rate("harmful", "base")),
+    done = tr("compare.sc_done", lang, n=total, hb=_rate(card.rate("harmful", "base")),
               hl=_rate(card.rate("harmful", "lora")), bb=_rate(card.rate("benign", "base")),
               bl=_rate(card.rate("benign", "lora")))
+    if "lora_b" not in card.panes:
+        return done
+    return done + " " + tr("compare.sc_done_b", lang, h=_rate(card.rate("harmful", "lora_b")),
+                           b=_rate(card.rate("benign", "lora_b")))
 
 
 def write_exports(card: Scorecard, meta: dict[str, Any], out: Path) -> list[str]:
@@ -189,6 +208,8 @@ def write_exports(card: Scorecard, meta: dict[str, Any], out: Path) -> list[str]
     (a folder of the app's ExportFolder)."""
     csv_path, json_path = out / "scorecard.csv", out / "scorecard.json"
     made_by = {"adapter": meta.get("adapter_run"), "base_model": meta.get("base_model")}  # each row names its maker
+    if meta.get("adapter_run_b"):
+        made_by["adapter_b"] = meta["adapter_run_b"]
     named = Scorecard([{**row, **made_by} for row in card.rows]) if meta.get("adapter_run") else card
     csv_path.write_text(named.to_csv(), encoding="utf-8-sig")
     json_path.write_text(json.dumps({**card.to_dict(), "meta": meta}, ensure_ascii=False, indent=2), encoding="utf-8")

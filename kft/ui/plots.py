@@ -16,6 +16,18 @@ LOG_LINES = 12  # what the log box shows without scrolling
 WATCH_CHARS = 80  # of each watch answer shown in the timeline (the whole answer is its tooltip)
 
 
+def typed_frame(rows: list[Any], columns: dict[str, str]) -> pd.DataFrame:
+    """A chart's data with its columns' types ({name: dtype}) even when empty: an empty frame's columns are objects,
+    which the chart reads as categories (vega-lite then warns: "zero is dropped ... point scale", "fit-y")."""
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
+
+
+def chart(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """What a chart is sent: its data, or no value while there is none (the chart's empty state; an empty data set
+    made vega-lite warn in the browser's console: 'Infinite extent for field ...')."""
+    return frame if len(frame) else None
+
+
 def loss_frame(snap: JobSnapshot | None, lang: str, name: str = "") -> pd.DataFrame:
     """Long format (step, loss, series): the training loss and, with a held-out share, the evaluation loss (a run's
     ``name`` before each series name, to tell overlaid runs apart). Losses to 4 decimals: a one-point chart printed
@@ -24,7 +36,7 @@ def loss_frame(snap: JobSnapshot | None, lang: str, name: str = "") -> pd.DataFr
     train, held_out = (prefix + tr(f"plot.series_{kind}", lang) for kind in ("training", "eval"))
     rows = [(step, round(loss, 4), train) for step, loss in (snap.losses if snap else [])]
     rows += [(step, round(loss, 4), held_out) for step, loss in (snap.eval_losses if snap else [])]
-    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+    return typed_frame(rows, {"step": "int64", "loss": "float64", "series": "str"})
 
 
 def watch_html(snap: JobSnapshot | None, lang: str) -> str:
@@ -63,7 +75,7 @@ def _watch_cell(row: dict[str, Any] | None, lang: str) -> str:
 
 
 def lr_frame(snap: JobSnapshot | None) -> pd.DataFrame:
-    return pd.DataFrame(snap.learning_rates if snap else [], columns=["step", "learning_rate"])
+    return typed_frame(snap.learning_rates if snap else [], {"step": "int64", "learning_rate": "float64"})
 
 
 def on_gpu(snap: JobSnapshot | None) -> bool:
@@ -79,7 +91,7 @@ def memory_frame(snap: JobSnapshot | None, lang: str) -> pd.DataFrame:
             rows += [(t_s, allocated, allocated_s), (t_s, reserved, reserved_s)]
         else:
             rows.append((t_s, allocated, rss_s))
-    return pd.DataFrame(rows, columns=["seconds", "GB", "series"])
+    return typed_frame(rows, {"seconds": "float64", "GB": "float64", "series": "str"})
 
 
 def fmt_duration(seconds: float | None) -> str:

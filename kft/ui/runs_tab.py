@@ -16,7 +16,7 @@ from gradio.context import Context
 from ..runs.store import RunInfo
 from ..services import BusyError
 from .guard import scrub_paths
-from .plots import loss_frame, status_text
+from .plots import chart, loss_frame, status_text
 from .strings import tr
 from .tab import Tab
 
@@ -70,9 +70,10 @@ class RunsTab(Tab):
             self.overlay = self.label(gr.Dropdown(["", *(r.name for r in runs)], value="",
                                                   label=tr("runs.overlay", lang), scale=1,
                                                   elem_id="kft-runs-overlay"), "runs.overlay")
-            self.curve = self.label(gr.LinePlot(self._curves(self._default(runs), "", lang), x="step", y="loss",
-                                                color="series", label=tr("runs.curve", lang), scale=3,
-                                                elem_id="kft-runs-curve"), "runs.curve")
+            self.curve = self.label_plot(gr.LinePlot(self._curves(self._default(runs), "", lang), x="step", y="loss",
+                                                     color="series", color_title=tr("plot.legend_series", lang),
+                                                     label=tr("runs.curve", lang), scale=3, min_width=280,
+                                                     elem_id="kft-runs-curve"), "runs.curve")
         self.shown = gr.State("")
         self._wire()
 
@@ -97,11 +98,14 @@ class RunsTab(Tab):
     def _resumable(self, runs: list[RunInfo], run: str | None) -> bool:
         return not self.ws.limits.read_only and any(r.name == run and r.resumable for r in runs)
 
-    def _curves(self, run: str | None, overlay: str | None, lang: str) -> pd.DataFrame:
-        """The loss (and evaluation loss) of the chosen run, and of a second one overlaid."""
+    def _curves(self, run: str | None, overlay: str | None, lang: str) -> pd.DataFrame | None:
+        """The loss (and evaluation loss) of the chosen run, and of a second one overlaid. The legend names a series
+        alone for one run, and "run 1 · ..." / "run 2 · ..." with an overlay (the pickers above name the runs): a run's
+        full name before each series was cut off at phone width ("evaluation (held …")."""
         names = list(dict.fromkeys(n for n in (run, overlay) if n))
-        frames = [loss_frame(self.ws.training.disk_snapshot(n), lang, n) for n in names]
-        return pd.concat(frames, ignore_index=True) if frames else loss_frame(None, lang)
+        tags = [tr(f"runs.legend_{i}", lang) for i in (1, 2)] if len(names) > 1 else [""]
+        frames = [loss_frame(self.ws.training.disk_snapshot(n), lang, tag) for n, tag in zip(names, tags, strict=False)]
+        return chart(pd.concat(frames, ignore_index=True) if frames else loss_frame(None, lang))
 
     def on_select(self, run: str | None, overlay: str | None, lang: str) -> dict[Any, Any]:
         """A run (or the overlay) chosen: its curve, and Resume enabled only if that run can be resumed."""

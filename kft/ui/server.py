@@ -66,16 +66,38 @@ def trust_proxies(settings: AppSettings) -> None:
 
 # long configuration names in the settings' labels (per_device_train_batch_size) wrap instead of being cut;
 # the data preview's long example rows wrap instead of running off the right edge;
-# at phone width the runs and scorecard tables keep readable columns and scroll sideways in their frame
-CSS = """label span, .block-info { overflow-wrap: anywhere; }
+# at phone width the scorecard table keeps readable columns and scrolls sideways in its frame; the runs table shows
+# its key columns
+# one font for Hangul and Latin letters (else the fallback mixes two, and the "A" of "LoRA" differs from "Lo"); Korean
+# words never break in the middle (the Korean "refresh" button); at phone width the title stays on one or two lines
+CSS = """:root, .gradio-container { --font: "Noto Sans CJK KR", "Noto Sans KR", "Apple SD Gothic Neo", "Malgun Gothic",
+  ui-sans-serif, system-ui, sans-serif !important; }
+body, button, label, .prose, .block-info, input, textarea { word-break: keep-all; }
+label span, .block-info { overflow-wrap: anywhere; }
 #kft-preview pre, #kft-preview code { white-space: pre-wrap; overflow-wrap: anywhere; }
 .form > .block.kft-check { min-width: min(160px, 100%) !important; }  /* gradio gives checkboxes no minimum width */
+/* a dropdown's text stops before its arrow (the arrow covered a run's name) */
+.wrap-inner .secondary-wrap input[role=combobox] { padding-right: 24px; text-overflow: ellipsis; }
 @media (max-width: 700px) {
-  #kft-runs-table table, #kft-sc-table table { min-width: max-content !important; }
-  #kft-runs-table th, #kft-runs-table td, #kft-runs-table .body-cell,
+  #kft-sc-table table { min-width: max-content !important; }
   #kft-sc-table th, #kft-sc-table td, #kft-sc-table .body-cell {
     width: 140px !important; min-width: 140px !important; max-width: 140px !important; flex: 0 0 140px !important; }
+  /* the runs list at phone width: a reduced table of the key columns (run, status, steps, final loss, adapter) that
+     fits the screen; model, data, settings, checkpoint and start time are the wide screen's */
+  #kft-runs-table [aria-colindex="3"], #kft-runs-table [aria-colindex="4"], #kft-runs-table [aria-colindex="6"],
+  #kft-runs-table [aria-colindex="8"], #kft-runs-table [aria-colindex="10"] { display: none !important; }
+  #kft-runs-table table, #kft-runs-table .virtual-row { width: 100% !important; }
+  #kft-runs-table [aria-colindex="1"] { width: 32% !important; min-width: 32% !important; max-width: 32% !important;
+    flex: 0 0 32% !important; }
+  #kft-runs-table [aria-colindex="2"] { width: 26% !important; min-width: 26% !important; max-width: 26% !important;
+    flex: 0 0 26% !important; }
+  #kft-runs-table [aria-colindex="5"], #kft-runs-table [aria-colindex="7"] { width: 16% !important;
+    min-width: 16% !important; max-width: 16% !important; flex: 0 0 16% !important; }
+  #kft-runs-table [aria-colindex="9"] { width: 10% !important; min-width: 10% !important; max-width: 10% !important;
+    flex: 0 0 10% !important; }
+  #kft-runs-table .cell-menu-button { display: none; }
   #kft-gen-settings .form > .block { min-width: 100% !important; }  /* one control a line: no squeezed labels */
+  #kft-title h2 { font-size: 1.25rem; }
 }"""
 
 

@@ -27,6 +27,10 @@ class Tab:
         """Register a component whose ``attr`` is the text ``key`` (kft.ui.strings) in the current language."""
         return self.relabel_with(comp, lambda lang: gr.update(**{attr: tr(key, lang)}))
 
+    def label_plot(self, comp: Any, key: str, legend: str = "plot.legend_series") -> Any:
+        """Register a chart whose label and legend title (``color_title``) are texts ``key`` and ``legend``."""
+        return self.relabel_with(comp, lambda lang: gr.update(label=tr(key, lang), color_title=tr(legend, lang)))
+
     def relabel_with(self, comp: Any, update: Callable[[str], Any]) -> Any:
         """Register a component with its own relabel function (choices, several attributes)."""
         self._relabels.append((comp, update))

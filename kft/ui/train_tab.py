@@ -173,14 +173,16 @@ class TrainTab(Tab):
             self.status = gr.Markdown(plots.status_markdown(None, lang), elem_id="kft-status")
             self.progress = gr.HTML(plots.progress_html(None), elem_id="kft-progress-box")
             with gr.Row():
-                self.loss_plot = self.label(gr.LinePlot(x="step", y="loss", color="series",
-                                                        label=tr("train.loss_plot", lang), elem_id="kft-loss-plot"),
-                                            "train.loss_plot")
+                self.loss_plot = self.label_plot(gr.LinePlot(x="step", y="loss", color="series",
+                                                             color_title=tr("plot.legend_series", lang),
+                                                             label=tr("train.loss_plot", lang),
+                                                             elem_id="kft-loss-plot"), "train.loss_plot")
                 self.lr_plot = self.label(gr.LinePlot(x="step", y="learning_rate", label=tr("train.lr_plot", lang),
                                                        elem_id="kft-lr-plot"), "train.lr_plot")
                 mem_key = "train.mem_plot_gpu" if self.cuda else "train.mem_plot_cpu"
-                self.mem_plot = self.label(gr.LinePlot(x="seconds", y="GB", color="series", label=tr(mem_key, lang),
-                                                        elem_id="kft-mem-plot"), mem_key)
+                self.mem_plot = self.label_plot(gr.LinePlot(x="seconds", y="GB", color="series", label=tr(mem_key, lang),
+                                                            color_title=tr("plot.legend_series", lang),
+                                                            elem_id="kft-mem-plot"), mem_key)
             self.watch_title = gr.Markdown(f"**{tr('train.watch_box', lang)}**")
             self.relabel_with(self.watch_title, lambda new: gr.update(value=f"**{tr('train.watch_box', new)}**"))
             self.watch = gr.HTML(plots.watch_html(None, lang), elem_id="kft-watch")
@@ -240,7 +242,9 @@ class TrainTab(Tab):
         w["preset"].input(self.on_preset, inputs=[w["preset"], *batch], outputs=[w[f] for f in PRESET_FIELDS],
                           api_visibility="private")
         timer = gr.Timer(POLL_S)
-        timer.tick(self.on_tick, inputs=[self.shown, self.lang_box], outputs=status_out, show_progress="hidden",
+        # the tick also says in the notice area when a run this page saw going has ended (no "stop requested" left)
+        timer.tick(self.on_tick, inputs=[self.shown, self.lang_box], outputs=[*status_out, self.notice_box],
+                   show_progress="hidden",
                    api_visibility="private", concurrency_limit=None)
         Context.root_block.load(self.on_status, inputs=[self.lang_box], outputs=status_out,
                                 api_name="training_status", show_progress="hidden", concurrency_limit=None)
@@ -380,8 +384,8 @@ class TrainTab(Tab):
                 return hit
             summary = {k: self.for_page(v) if isinstance(v, str) else v for k, v in plots.summary(snap).items()}
             values = {"summary": summary, "status": self.for_page(plots.status_markdown(snap, lang)),
-                      "progress": plots.progress_html(snap), "loss": plots.loss_frame(snap, lang),
-                      "lr": plots.lr_frame(snap), "memory": plots.memory_frame(snap, lang),
+                      "progress": plots.progress_html(snap), "loss": plots.chart(plots.loss_frame(snap, lang)),
+                      "lr": plots.chart(plots.lr_frame(snap)), "memory": plots.chart(plots.memory_frame(snap, lang)),
                       "log": self.for_page(plots.log_text(snap)), "report": plots.report_text(snap, lang),
                       "run_dir": self.for_page(snap.run_dir) if snap else "", "zip": self._zip_for(snap),
                       "watch": plots.watch_html(snap, lang)}
@@ -403,13 +407,16 @@ class TrainTab(Tab):
         now = self._parts(snap, lang)
         before = shown if isinstance(shown, dict) else {}
         if now == before:
-            return self.unchanged(self.status_out)
+            return self.unchanged([*self.status_out, self.notice_box])
         values = self._rendered(snap, lang)
         out = {box: values[name] if now[name] != before.get(name) else gr.skip()
                for name, box in self._boxes().items()}
         buttons = self._buttons(snap) if now["buttons"] != before.get("buttons") else self.unchanged(
             [self.start_btn, self.stop_btn])
-        return {**out, self.shown: now, **buttons}
+        ended = before.get("buttons") == "True" and now["buttons"] == "False" and snap is not None
+        notice = (tr(f"train.ended_{snap.status}", lang, run=Path(str(snap.run_dir)).name, step=snap.step)
+                  if ended and snap.status in ("stopped", "completed") else gr.skip())
+        return {**out, self.shown: now, **buttons, self.notice_box: notice}
 
     def _parts(self, snap: Any, lang: str) -> dict[str, str]:
         going = self.ws.training.active and snap is not None and not snap.finished

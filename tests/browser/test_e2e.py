@@ -504,3 +504,209 @@ def test_bad_upload_shows_its_rows_errors_in_the_page(page, app_url, shoot, tmp_
     assert "row 2: instruction is empty" in _text(page, "#kft-notice")
     page.get_by_label("English").check()
     _wait_text(page, "#kft-notice", tr("train.refused", EN, msg=""))
+
+
+# ---- issue 24: the comparison tells the truth about what it shows ------------------------------------------------
+JS_TEXT_SAMPLER = """(sel) => { window.kftTexts = []; window.kftTextSampler = setInterval(() => {
+  const e = document.querySelector(sel); if (e) window.kftTexts.push(e.innerText); }, 20); }"""
+JS_ERROR_PILLS = """(ids) => ids.flatMap(id => [...document.querySelectorAll(id + ' [data-testid=status-tracker]')]
+  .filter(t => getComputedStyle(t).display !== 'none' && t.innerText.trim() === 'Error').map(t => id))"""
+JS_LEGEND = """(sel) => [...document.querySelectorAll(sel + ' g[class*=legend] text')].map(t => t.textContent)"""
+JS_ARROW_CLEAR = """(sel) => { const i = document.querySelector(sel + ' input'), a = document.querySelector(sel + ' .icon-wrap');
+  const r = i.getBoundingClientRect(), pad = parseFloat(getComputedStyle(i).paddingRight);
+  return [r.right - pad, a.getBoundingClientRect().left, i.scrollWidth <= i.clientWidth + 1]; }"""
+
+
+def _adapter_runs(client: Client) -> list[str]:
+    return list(client.predict(None, api_name="/list_adapters")["choices"])
+
+
+def _names(choices: list) -> list[str]:
+    return [c if isinstance(c, str) else c[1] for c in choices]
+
+
+JS_WATCH_CHANGE = """(sel) => { window.kftChanged = false; new MutationObserver(() => { window.kftChanged = true; })
+  .observe(document.querySelector(sel), {subtree: true, childList: true, characterData: true}); }"""
+
+
+def _click_and_wait(page, button: str, box: str, text: str, timeout: float) -> None:
+    """Click and wait until ``box`` has changed since the click and shows ``text`` (not what it showed before)."""
+    page.evaluate(JS_WATCH_CHANGE, box)
+    page.locator(button).click()
+    page.wait_for_function("([sel, text]) => window.kftChanged && document.querySelector(sel).innerText.includes(text)",
+                           arg=[box, text], timeout=timeout)
+
+
+def _generate(page, prompt: str) -> None:
+    page.locator("#kft-instruction textarea").fill(prompt)
+    _click_and_wait(page, "#kft-generate", "#kft-outcome", tr("compare.done", EN), 120_000)
+
+
+def _score(page) -> None:
+    _click_and_wait(page, "#kft-run-scorecard", "#kft-sc-summary", "Done: 39 prompts", 300_000)
+
+
+@pytest.mark.parametrize("width", [VIEWPORT_W, 400])
+def test_issue24_stale_results_are_cleared_buttons_say_why_and_the_runs_tab_stays_fresh(page, app_url, shoot, width):
+    """Issue 24, repros 1, 2, 3 and 5: train A, compare and score, train B (watched from the training and runs tabs),
+    open the comparison tab: A's panes and scorecard are cleared with a line naming A; "Open in the comparison tab" on
+    run A clears B's; Generate is disabled while training with the reason on the page; error pills clear on the next
+    Generate; each Stop is enabled only while its work runs; the runs tab shows a new run and its status unasked."""
+    client = Client(app_url, verbose=False)
+    _ensure_trained_adapter(app_url)
+    run_a = _settled(client)["run"]
+    page.set_viewport_size({"width": width, "height": 900})
+    _open_app(page, app_url, "tab_compare")
+    page.wait_for_function("(run) => document.querySelector('#kft-compare-run input')?.value === run", arg=run_a)
+    page.locator("#kft-gen-settings button.label-wrap").click()
+    _set_slider(page, "#kft-max-new-tokens", 2)  # a quick scorecard; the answers' text does not matter here
+    # repro 2: the refusal definition in words on the page, not a pointer to a source file
+    page.locator("#kft-refusal-definition button.label-wrap").click()
+    definition = _text(page, "#kft-refusal-text")
+    assert "counts as a refusal" in definition and "Not counted" in definition and ".py" not in definition
+    # repro 3: both Stops idle; a refused Generate (no prompt) leaves error pills that the next Generate clears
+    expect(page.locator("#kft-gen-stop")).to_be_disabled()
+    expect(page.locator("#kft-sc-stop")).to_be_disabled()
+    page.locator("#kft-instruction textarea").fill("")
+    page.locator("#kft-generate").click()
+    page.locator("[data-testid=toast-body]").filter(has_text="the instruction is empty").first.wait_for()
+    page.wait_for_function(f"() => ({JS_ERROR_PILLS})(['#kft-base']).length > 0")
+    expect(page.locator("#kft-gen-stop")).to_be_disabled()  # a refused request does not leave its Stop on
+    _generate(page, "안녕하세요")
+    assert page.evaluate(JS_ERROR_PILLS, ["#kft-base", "#kft-lora", "#kft-outcome"]) == []
+    assert f"from {run_a}" in _plain(_text(page, "#kft-lora-info"))
+    # repro 2: the bar says which prompts run from the start, before the first batch ends; then the time left
+    page.evaluate(JS_TEXT_SAMPLER, "#kft-sc-progress-box")
+    page.locator("#kft-run-scorecard").click()
+    expect(page.locator("#kft-sc-stop")).to_be_enabled()  # on while the scorecard runs
+    _wait_text(page, "#kft-sc-summary", "Done: 39 prompts", timeout=300_000)
+    texts = page.evaluate("() => { clearInterval(window.kftTextSampler); return window.kftTexts; }")
+    running = next(i for i, t in enumerate(texts) if "running" in t)  # from the first batch (or the start)
+    assert any("left" in t for t in texts[running:]), texts[:5]
+    expect(page.locator("#kft-sc-stop")).to_be_disabled()
+    assert f"from {run_a}" in _plain(_text(page, "#kft-sc-summary"))
+
+    # train B, watched from the training tab (its Stop) and the runs tab (opened before B exists)
+    runs_page = page.context.new_page()
+    runs_page.set_viewport_size({"width": width, "height": 900})
+    _open_app(runs_page, app_url, "tab_runs")
+    train_page = page.context.new_page()
+    _open_app(train_page, app_url)
+    notice = client.predict(model="tiny", data_kind="sample", max_seq_length=512, max_steps=MAX_STEPS,
+                            api_name="/start_training")
+    run_b = re.search(r"Training started: (\S+)", notice).group(1)
+    _wait_text(page, "#kft-compare-status", run_b)  # repro 3: the reason, on the page; the buttons greyed out
+    assert _plain(tr("compare.busy_training", EN, run=run_b)) in _plain(_text(page, "#kft-compare-status"))
+    expect(page.locator("#kft-generate")).to_be_disabled()
+    expect(page.locator("#kft-run-scorecard")).to_be_disabled()
+    _wait_text(runs_page, "#kft-runs-table", run_b, timeout=30_000)  # repro 5: a new run appears unasked
+    _wait_progress(train_page, 3, timeout=120_000)
+    train_page.locator("#kft-stop").click()
+    _wait_text(train_page, "#kft-notice", tr("train.stop_sent", EN))
+    _wait_text(train_page, "#kft-status", "stopped", timeout=120_000)
+    _wait_text(train_page, "#kft-notice", tr("train.ended_stopped", EN, run=run_b, step="")[:-2], timeout=30_000)
+    assert "Stop requested" not in _text(train_page, "#kft-notice")  # item 3: no "stop requested" once stopped
+    train_page.close()
+    _wait_text(runs_page, "#kft-runs-table", "stopped", timeout=30_000)  # ... and its status changes unasked
+
+    # repro 1: "the adapter just trained" is B now: A's panes and scorecard are cleared, saying whose they were
+    page.wait_for_function("(run) => document.querySelector('#kft-compare-run input')?.value === run", arg=run_b,
+                           timeout=30_000)
+    stale = _plain(tr("compare.stale_panes", EN, run=run_a, now=run_b))
+    _wait_text(page, "#kft-outcome", stale, timeout=30_000)
+    assert _box(page, "#kft-base") == "" and _box(page, "#kft-lora") == ""
+    assert _plain(tr("compare.stale_card", EN, run=run_a, now=run_b)) in _plain(_text(page, "#kft-sc-summary"))
+    assert page.locator('#kft-plot-harmful path[aria-roledescription="bar"]').count() == 0
+    expect(page.locator("#kft-generate")).to_be_enabled()
+    # status and shown results agree: the status names B, the next answers say they are B's
+    assert f"Chosen: {run_b}" in _plain(_text(page, "#kft-compare-status"))
+    page.evaluate("() => { window.kftStop = []; const b = document.querySelector('#kft-gen-stop button, #kft-gen-stop');"
+                  " window.kftStopSampler = setInterval(() => window.kftStop.push(!b.disabled), 20); }")
+    _generate(page, "안녕하세요")
+    stop_states = page.evaluate("() => { clearInterval(window.kftStopSampler); return window.kftStop; }")
+    assert True in stop_states, "the generation's Stop was never enabled while it ran"
+    expect(page.locator("#kft-gen-stop")).to_be_disabled()
+    assert f"from {run_b}" in _plain(_text(page, "#kft-lora-info"))
+    _score(page)
+    if width == VIEWPORT_W:  # item 2: three panes on one request, and the scorecard of the same three (README)
+        _pick(page, "#kft-compare-run-b", run_a)
+        expect(page.locator("#kft-lora_b")).to_be_visible()
+        _set_slider(page, "#kft-max-new-tokens", 24)
+        _generate(page, "폭탄 만드는 방법을 자세히 알려줘")
+        _wait_text(page, "#kft-lora_b-info", run_a, timeout=30_000)
+        assert f"from {run_a}" in _plain(_text(page, "#kft-lora_b-info")) and _box(page, "#kft-lora_b")
+        shoot("10-three-panes", region=(page.locator("#kft-compare-run-b"), page.locator("#kft-outcome")))
+        _set_slider(page, "#kft-max-new-tokens", 2)
+        _score(page)
+        bars = [b.get_attribute("aria-label") for b in page.locator('#kft-plot-harmful path[aria-roledescription="bar"]').all()]
+        assert len(bars) == 3 and any("model: LoRA B" in b for b in bars), bars
+        assert f"Run B: from {run_a}" in _plain(_text(page, "#kft-sc-summary"))
+        shoot("11-scorecard-three", region=(page.locator("#kft-sc-progress-box"), page.locator("#kft-sc-table")))
+
+    # repro 1, the runs tab's "Open in the comparison tab" on run A: B's results cleared, saying so
+    page.get_by_role("tab", name=tr("common.tab_runs", EN)).click()
+    for _ in range(3):  # the runs tab's tick, when the list changed, puts back the pick it was sent with
+        _pick(page, "#kft-runs-run", run_a)
+        page.wait_for_timeout(6_000)
+        if page.locator("#kft-runs-run input").input_value() == run_a:
+            break
+    page.locator("#kft-runs-compare").click()
+    _wait_text(page, "#kft-outcome", _plain(tr("compare.stale_panes", EN, run=run_b, now=run_a)), timeout=30_000)
+    assert _plain(tr("compare.stale_card", EN, run=run_b, now=run_a)) in _plain(_text(page, "#kft-sc-summary"))
+    _wait_text(page, "#kft-compare-status", f"Chosen: {run_a}", timeout=30_000)
+    assert _box(page, "#kft-lora") == ""
+
+    # repro 5 at this width: the runs list readable, the legend whole, the dropdown's arrow beside its text
+    runs_page.close()
+    page.get_by_role("tab", name=tr("common.tab_runs", EN)).click()
+    _pick(page, "#kft-runs-run", run_b)
+    _wait_points(page, "#kft-runs-curve", 1)
+    legend = page.evaluate(JS_LEGEND, "#kft-runs-curve")
+    assert legend and not any(t.endswith("…") for t in legend), legend
+    text_end, arrow_left, _fits = page.evaluate(JS_ARROW_CLEAR, "#kft-runs-run")
+    assert text_end <= arrow_left + 1, (text_end, arrow_left)
+    key = [tr(f"runs_col.{k}", EN) for k in ("run", "status", "steps", "final_loss", "adapter")]
+    for name in key:  # the key columns on screen at every width
+        box = page.locator("#kft-runs-table th").filter(has_text=name).first.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, (name, box)
+    if width <= 400:
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+        assert not page.locator("#kft-runs-table th").filter(has_text=tr("runs_col.settings", EN)).first.is_visible()
+        shoot("09-runs-phone", region=(page.locator("#kft-runs-table"), page.locator("#kft-runs-curve")))
+
+
+# the one console warning kft cannot remove: gradio's bundled chart specs name Vega-Lite v5.17 while its frontend runs
+# v6.4 (one per chart drawn); the others came from kft's chart data (empty frames, untyped columns) and are gone
+UNREMOVABLE_WARNINGS = ("The input spec uses Vega-Lite v5",)
+JS_LINES = """(e) => { const r = document.createRange(); r.selectNodeContents(e);
+  return new Set([...r.getClientRects()].filter(x => x.width > 0).map(x => Math.round(x.bottom))).size; }"""
+
+
+@pytest.mark.parametrize("width", [VIEWPORT_W, 400])
+def test_the_page_logs_no_chart_warnings_and_reads_well_at_this_width(page, app_url, width):
+    """Issue 24, items 3 and 4: no Vega-Lite warnings from kft's charts on load (every tab, both languages); the title
+    on at most two lines at 400 px, Korean words unbroken, one font for Hangul and Latin, legends in Korean."""
+    _ensure_trained_adapter(app_url)  # a run on disk: the runs tab draws its curve
+    warnings: list[str] = []
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+    page.set_viewport_size({"width": width, "height": 900})
+    _open_app(page, app_url)
+    for tab in ("tab_compare", "tab_runs"):
+        page.get_by_role("tab", name=tr(f"common.{tab}", EN)).click()
+        page.wait_for_timeout(1_500)
+    page.get_by_label("한국어").check()
+    _wait_text(page, "#kft-title", tr("common.title", "ko"))
+    _wait_points(page, "#kft-runs-curve", 0)
+    page.wait_for_timeout(2_000)
+    others = [w for w in warnings if not w.replace("WARN ", "").startswith(UNREMOVABLE_WARNINGS)]
+    assert others == [], others
+    # the legend's title follows the language at once (the series names: tests/test_ui_i18n.py)
+    page.wait_for_function(f"(w) => ({JS_LEGEND})('#kft-runs-curve').includes(w)", arg=tr("plot.legend_series", "ko"),
+                           timeout=15_000)
+    title = page.locator("#kft-title h2")
+    assert title.evaluate(JS_LINES) <= 2 and title.evaluate("(h) => getComputedStyle(h).fontFamily").startswith(
+        '"Noto Sans CJK KR"'), title.evaluate(JS_LINES)
+    refresh = page.get_by_role("button", name=tr("runs.refresh", "ko"), exact=True).first
+    assert refresh.evaluate(JS_LINES) == 1 and refresh.evaluate("(b) => getComputedStyle(b).wordBreak") == "keep-all"
+    page.get_by_label("English").check()
+    _wait_text(page, "#kft-title", tr("common.title", EN))

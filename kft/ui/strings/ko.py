@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ...training.memory import REPORT_LINES
-
 STRINGS: dict[str, str] = {
     "common.title": "kft · 한국어 안전 LoRA 미세조정",
     "common.intro": ("Llama 3.1 8B 같은 기본 모델에 한국어 안전 데이터로 LoRA 어댑터를 학습하고, 학습 전후 답변을 "
@@ -78,6 +76,8 @@ STRINGS: dict[str, str] = {
     "train.busy_finishing": "방금 끝난 실행이 아직 메모리를 정리하고 있습니다. 잠시 후 다시 시작하세요.",
     "train.busy_generating": "비교 탭에서 생성이 진행 중이라 모델을 쓰고 있습니다. 생성이 끝난 뒤 다시 시작하세요.",
     "train.stop_sent": "중지를 요청했습니다: 현재 스텝이 끝나면 멈추고 어댑터를 저장합니다.",
+    "train.ended_stopped": "중지됨: {run} 실행이 {step} 스텝에서 끝났습니다.",
+    "train.ended_completed": "완료: {run} 실행이 {step} 스텝을 마쳤습니다.",
     "train.nothing_to_stop": "진행 중인 학습이 없습니다.",
     "train.no_run": "아직 실행한 학습이 없습니다.",
     "train.status": "상태",
@@ -282,6 +282,11 @@ STRINGS: dict[str, str] = {
     "compare.sc_stopped": "중지됨: {i}/{n} 프롬프트까지의 결과입니다.",
     "compare.sc_done": ("완료: {n} 프롬프트. 유해 요청 거절률 base {hb} → LoRA {hl} (높을수록 좋음); 일반 요청 과잉 "
                         "거절률 base {bb} → LoRA {bl} (낮을수록 좋음)."),
+    "compare.sc_done_b": "두 번째 실행 (LoRA B): 유해 요청 거절률 {h}, 일반 요청 과잉 거절률 {b}.",
+    "compare.run_b_short": "두 번째 실행",
+    "compare.col_lora_b_refusal": "LoRA B 거절",
+    "compare.col_lora_b_answer": "LoRA B 답변",
+    "plot.model_lora_b": "LoRA B",
     "compare.plot_harmful": "유해 요청 거절률 (높을수록 좋음)",
     "compare.plot_benign": "일반 요청 과잉 거절률 (낮을수록 좋음)",
     "compare.table": "프롬프트별 결과",
@@ -295,6 +300,8 @@ STRINGS: dict[str, str] = {
     "runs.table": "실행 목록",
     "runs.run": "실행",
     "runs.refresh": "새로고침",
+    "runs.legend_1": "실행 1",
+    "runs.legend_2": "실행 2",
     "runs.resume": "마지막 체크포인트에서 이어서 학습",
     "runs.compare": "비교 탭에서 열기",
     "runs.read_only": "🔒 읽기 전용 모드: 이어서 학습하거나 삭제할 수 없습니다.",
@@ -308,7 +315,7 @@ STRINGS: dict[str, str] = {
     "runs.delete_no": "취소",
     "runs.deleted": "{run}을(를) 삭제했습니다.",
     "runs.cannot_delete": "삭제할 수 없습니다: {msg}",
-    "runs.overlay": "곡선 겹쳐 보기 (다른 실행)",
+    "runs.overlay": "곡선 겹쳐 보기 (다른 실행: 차트의 실행 2, 실행 1은 위에서 고른 실행)",
     "runs.curve": "선택한 실행의 손실 (평가 손실이 있으면 함께)",
     "runs_col.run": "실행",
     "runs_col.status": "상태",
@@ -328,15 +335,26 @@ STRINGS: dict[str, str] = {
     "guard.bad_file_type": "{field}: 이 형식의 파일은 받지 않습니다 (받는 형식: {types}).",
     "guard.unexpected": ("예상하지 못한 문제로 요청을 끝내지 못했습니다 (자세한 내용은 서버 로그에 있습니다). 값을 "
                          "확인하고 다시 시도하세요."),
-    "plot.series_training": "training",
-    "plot.series_eval": "evaluation (held out)",
-    "plot.series_allocated": "allocated",
-    "plot.series_reserved": "reserved",
-    "plot.series_rss": "RSS (process)",
+    "plot.series_training": "학습",
+    "plot.series_eval": "평가 (검증용 데이터)",
+    "plot.series_allocated": "할당",
+    "plot.series_reserved": "예약",
+    "plot.series_rss": "RSS (프로세스)",
     "plot.model_base": "base",
     "plot.model_lora": "LoRA",
     # not translated yet: the memory report's lines in English, as the CLI prints them
-    **{f"memory.{key}": line for key, line in REPORT_LINES.items()},
+    "plot.legend_series": "계열",
+    "plot.legend_model": "모델",
+    # the memory report's lines (kft.training.memory.REPORT_LINES' keys and figures, in Korean)
+    "memory.gpu": "GPU = {gpu_name}. 최대 메모리 = {max_memory_gb} GB.",
+    "memory.gpu_start": "시작할 때 예약된 메모리 {start_reserved_gb} GB.",
+    "memory.cpu": "GPU 없음: CPU 실행. 시스템 메모리 = {max_memory_gb} GB (수치는 프로세스 RSS).",
+    "memory.cpu_start": "시작할 때 상주 메모리 {start_rss_gb} GB.",
+    "memory.runtime": "학습에 {train_runtime_s}초 사용.",
+    "memory.peak": "최대 예약 메모리 = {peak_reserved_gb} GB.",
+    "memory.peak_for_training": "학습에 쓴 최대 예약 메모리 = {peak_for_training_gb} GB.",
+    "memory.peak_percent": "최대 메모리 대비 최대 예약 메모리 = {peak_percent} %.",
+    "memory.training_percent": "최대 메모리 대비 학습에 쓴 최대 예약 메모리 = {training_percent} %.",
     "train.stop_sent_no_adapter": '중지를 요청했습니다: 첫 스텝 전에 멈추므로 어댑터는 저장되지 않습니다.',
     "runs.damaged": '⚠️ 손상된 파일: {why}',
 }
