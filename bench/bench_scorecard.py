@@ -4,7 +4,11 @@ path, panes taking turns), 256 new tokens, greedy, on one GPU or on the CPU. The
 
     PYTHONPATH=.:bench python bench/bench_scorecard.py --model CKPT --out R.json [--backend unsloth] [--single 6]
     PYTHONPATH=.:bench python bench/bench_scorecard.py --model tiny --backend transformers --batch 4 --single 0 \
-        --out R.json   # the tiny model on the CPU, as the app's scorecard runs it there (batches of 4)
+        --out R.json   # the tiny model on the CPU, through the generator (batches of --batch prompts)
+    PYTHONPATH=.:bench python bench/bench_scorecard.py --service --out R.json [--repeats 3] [--steps 10]
+        # the app's scorecard end to end on the CPU: kft.services.ComparisonService.scorecard with the UI's default
+        # generation settings (GenerationArgs(): 256 new tokens, greedy), the tiny model and an adapter of a short
+        # run trained here; the first scorecard includes loading the base and the adapter, later ones do not
 """
 
 from __future__ import annotations
@@ -16,15 +20,57 @@ import time
 from pathlib import Path
 
 
+def service(a: argparse.Namespace) -> None:
+    """The scorecard as the comparison tab runs it, timed from the request to the last batch's progress."""
+    import tempfile
+
+    import torch
+
+    from kft.config.args import GenerationArgs, RunConfig
+    from kft.inference.safety import load_prompt_set
+    from kft.services.comparison import AdapterChoice
+    from kft.services.limits import Limits
+    from kft.services.workspace import Workspace
+    from kft.training.job import TrainingJob
+
+    data = Path(tempfile.mkdtemp(prefix="kft-bench-"))
+    cfg = RunConfig()
+    cfg.model.name, cfg.model.max_seq_length, cfg.data.source = "tiny", 512, "sample"
+    cfg.train.max_steps, cfg.train.learning_rate, cfg.lora.use_gradient_checkpointing = a.steps, 1e-2, False
+    ws = Workspace(data, Limits())
+    job = TrainingJob(cfg, ws.runs_dir / "r1").start()
+    assert job.join(600) and job.snapshot().status == "completed", job.snapshot().error
+    del job
+    prompts, gen = load_prompt_set("presets"), GenerationArgs()  # the UI's defaults
+    result = {"card": f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)", "prompts": len(prompts),
+              "gen": vars(gen), "load_before": os.getloadavg(), "runs": []}
+    for _ in range(a.repeats):
+        t0, at = time.perf_counter(), []
+        for n, card in ws.comparison.scorecard(AdapterChoice("run", "r1"), prompts, gen):
+            at.append((n, round(time.perf_counter() - t0, 2)))
+            rows = len(card.rows)
+        result["runs"].append({"wall_s": at[-1][1], "progress_at_s": at, "rows": rows,
+                               "load": os.getloadavg()[0]})
+        print(json.dumps(result["runs"][-1]), flush=True)
+    result["load_after"] = os.getloadavg()
+    Path(a.out).write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--service", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--model", default="tiny")
     ap.add_argument("--out", required=True)
     ap.add_argument("--backend", default="unsloth")
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--single", type=int, default=6)
     ap.add_argument("--batch", type=int, default=16)
     a = ap.parse_args()
+    if a.service:
+        service(a)
+        return
     from bench_generate import with_random_lora
 
     loaded = with_random_lora(a.model, a.backend)

@@ -284,3 +284,34 @@ def test_a_suppressed_token_is_never_chosen_greedy_or_sampled():
         s = RowSampling.of([gen, gen], torch.device("cpu"), suppress=[7])
         picks = {int(t) for _ in range(20) for t in choose(logits, history, s, torch.Generator().manual_seed(0))}
         assert 7 not in picks
+
+
+def test_an_eager_step_reads_only_the_slots_written_and_answers_as_the_whole_cache_does(llama):
+    """Issue 24 (scorecard speed on the CPU): an eager step's attention reads the slots written so far, not the whole
+    static cache; the masked slots added exact zeros, so the logits are those of a step over the whole cache."""
+    prompts = [[5, 6, 7, 8, 9], [11, 12, 13]]
+    pad = torch.tensor([0, 2])
+    ids = torch.tensor([prompts[0], [0, 0, *prompts[1]]])
+    engines = [DecodeEngine(llama, 2, 256, graphs=False) for _ in range(2)]
+    logits = [e.start(ids, pad, ["default", None]).clone() for e in engines]
+    for _ in range(6):
+        token = logits[0].argmax(-1)
+        logits[0] = engines[0].step(token).clone()
+        assert engines[0]._span == engines[0].length  # the slots written, this step's included
+        engines[1]._tokens.copy_(token.view(2, 1))
+        engines[1]._slot.fill_(engines[1].length)
+        engines[1]._span = None  # the whole cache, as a captured step reads it
+        engines[1]._decode_into()
+        engines[1].length += 1
+        logits[1] = engines[1]._logits.clone()
+        assert torch.allclose(logits[0], logits[1], atol=1e-5, rtol=0) and torch.equal(logits[0].argmax(-1),
+                                                                                      logits[1].argmax(-1))
+
+
+def test_a_small_model_decodes_on_the_cpu_with_one_thread_and_the_setting_comes_back(llama):
+    from kft.engine.engine import cpu_threads
+
+    before = torch.get_num_threads()
+    with cpu_threads(read_weights(llama)):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

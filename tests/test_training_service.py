@@ -173,3 +173,32 @@ def test_the_adapter_zip_names_the_base_model_as_the_user_chose_it(tmp_path):
     assert "base_model: tiny" in texts["adapter/README.md"]
     for name, text in texts.items():
         assert str(cache_root()) not in text and str(tmp_path) not in text, name
+
+
+def test_the_runs_list_reads_a_run_again_only_when_its_files_change(tmp_path, trained_run):
+    """Issue 24 (viewers do not slow training): every page's runs tab lists the runs on each tick, and checking a
+    checkpoint opens its archives; an unchanged run is not read again, and any change to its files is seen."""
+    import os
+    import shutil
+
+    from conftest import copy_run
+    from kft.runs import store
+
+    ws = Workspace(tmp_path)
+    copy_run(trained_run, ws.runs_dir, "20261203-010000")
+    run = store.RunDir(ws.runs_dir / "20261203-010000")
+    shutil.copytree(trained_run.run_dir / "checkpoints", run.checkpoints_dir)
+    first = ws.training.runs()
+    assert first[0].checkpoint and first[0].status == "completed"
+    again = ws.training.runs()
+    assert again[0] is first[0], "an unchanged run is not read again"
+    ckpt = run.checkpoints_dir / first[0].checkpoint
+    victim = next(p for p in sorted(ckpt.iterdir()) if p.suffix in (".safetensors", ".pt", ".bin"))
+    victim.write_bytes(b"")  # a damaged checkpoint: the list no longer offers it
+    os.utime(victim, ns=(1, 1))
+    assert ws.training.runs()[0].checkpoint != first[0].checkpoint
+    raw = run.read_json()
+    run.write_json({**raw, "final_loss": 1.25})
+    assert ws.training.runs()[0].final_loss == 1.25
+    shutil.rmtree(run.path)
+    assert ws.training.runs() == []

@@ -18,8 +18,10 @@ that each run with their own adapter or none, through a static KV cache of the e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +85,7 @@ class DecodeEngine:
         self._logits = torch.zeros((rows, w.vocab), dtype=torch.float32, device=dev)
         self.row_adapters: list[str | None] = [None] * rows
         self._any_lora = False
+        self._span: int | None = None  # eager steps: the cache slots attention reads (None: all, as a capture needs)
         self.length = 0
         self.graph = StepGraph(self._decode_into, dev, enabled=graphs, capturer=capturer, output=lambda: self._logits)
 
@@ -249,14 +252,16 @@ class DecodeEngine:
         w = self.w
         group = w.heads // w.kv_heads
         positions = (self._slot - self._pad).clamp(min=0)[:, None]  # (rows, 1)
-        visible = ((self._slots[None, :] >= self._pad[:, None]) & (self._slots[None, :] <= self._slot))[:, None, None]
+        span = self._span or self.max_len  # an eager step reads only the slots written so far (the rest are masked)
+        slots = self._slots[:span]
+        visible = ((slots[None, :] >= self._pad[:, None]) & (slots[None, :] <= self._slot))[:, None, None]
 
         def attend(i: int, q: Any, k: Any, v: Any, rows: int, t: int) -> Any:
             self.k[i].index_copy_(2, self._slot, k.unsqueeze(2))
             self.v[i].index_copy_(2, self._slot, v.unsqueeze(2))
             # grouped-query attention without repeating the cache: a kv head's queries side by side
-            out = F.scaled_dot_product_attention(q.reshape(rows, w.kv_heads, group, w.head_dim), self.k[i],
-                                                 self.v[i], attn_mask=visible)
+            out = F.scaled_dot_product_attention(q.reshape(rows, w.kv_heads, group, w.head_dim),
+                                                 self.k[i][:, :, :span], self.v[i][:, :, :span], attn_mask=visible)
             return out.reshape(rows, -1)
 
         h = self._forward(self._tokens, positions, attend)
@@ -272,9 +277,32 @@ class DecodeEngine:
         with torch.inference_mode():
             self._tokens.copy_(tokens.view(self.rows, 1))
             self._slot.fill_(self.length)
+            self._span = None if self.graph.enabled else self.length + 1
             self.graph.run()
             self.length += 1
         return self._logits
+
+
+SMALL_HIDDEN = 512  # a model this narrow decodes on the CPU with one intra-op thread (see cpu_threads)
+
+
+@contextlib.contextmanager
+def cpu_threads(weights: ModelWeights) -> Iterator[None]:
+    """One intra-op thread for a small model's decode on the CPU (the tiny model): its matmuls are too small for
+    threads to share, so a second thread only adds hand-offs, and on a shared machine each one waits for a busy core
+    (the 39-preset scorecard on 2 cores at load 10-14: 82 s with 2 threads, 14 s with 1; about 25% slower idle).
+    Larger models and GPUs keep torch's setting."""
+    import torch
+
+    if weights.embed.device.type != "cpu" or weights.embed.shape[1] > SMALL_HIDDEN or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cache_bytes(weights: ModelWeights, rows: int, max_len: int, dtype: Any) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 from ..config.args import MAX_PROMPT_CHARS, GenerationArgs
 from ..config.validation import INVALID_UNICODE, valid_text
 from ..data.template import DEFAULT_TEMPLATE, PromptTemplate
-from ..engine.engine import cache_bytes, cache_length, engine_for
+from ..engine.engine import cache_bytes, cache_length, cpu_threads, engine_for
 from ..engine.sampling import RowSampling, choose
 from ..engine.weights import read_weights, unsupported
 
@@ -391,7 +391,7 @@ class SideBySideGenerator:
         rows, t = ids.shape
         engine = self._engine(rows, t + gen.max_new_tokens)
         eos = torch.tensor(sorted(eos_ids), device=ids.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), cpu_threads(engine.w):
             history = torch.zeros((rows, t + gen.max_new_tokens), dtype=torch.long, device=ids.device)
             history[:, :t] = ids
             sampling = RowSampling.of([gen] * rows, ids.device, _suppressed(self.loaded))

@@ -365,6 +365,29 @@ def run_dirs(runs_dir: Path) -> list[RunDir]:
     return [RunDir(p) for p in dirs]
 
 
+def files_key(run: RunDir) -> tuple:
+    """Changes whenever a file that ``run_info`` reads changes (names, sizes and times of run.json, metrics.jsonl,
+    the watch file, the adapter and every checkpoint's files): a few stats, where ``run_info`` opens each
+    checkpoint's archives to check them."""
+    def entries(path: Path) -> tuple:
+        try:
+            with os.scandir(path) as it:
+                return tuple(sorted((e.name, *_stamp(e)) for e in it))
+        except OSError:
+            return ()
+
+    ckpts = tuple((name, entries(run.checkpoints_dir / name)) for name, *_ in entries(run.checkpoints_dir))
+    return (tuple(_stamp(p) for p in (run.run_json, run.metrics_file, run.watch_file)), entries(run.adapter), ckpts)
+
+
+def _stamp(entry: Any) -> tuple[int, int]:
+    try:
+        st = entry.stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_mtime_ns, st.st_size)
+
+
 def list_runs(runs_dir: Path, live_run: RunDir | None = None) -> list[RunInfo]:
     """Every run under runs_dir with its status, newest first."""
     return [run_info(r, live_run) for r in run_dirs(runs_dir)]

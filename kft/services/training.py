@@ -38,6 +38,8 @@ class TrainingService:
         self._start_lock = threading.Lock()
         self.job: TrainingJob | None = None  # the current or last run of this process (written here only)
         self._disk_cache: dict[Path, tuple[tuple, JobSnapshot]] = {}  # run -> (its files' times, snapshot)
+        self._info_cache: dict[Path, tuple[tuple, runs.RunInfo]] = {}  # run -> (its files' key, what it says)
+        self._info_lock = threading.Lock()
 
     @property
     def active(self) -> bool:
@@ -152,8 +154,27 @@ class TrainingService:
         return self.job.run if self.active else None
 
     def runs(self) -> list[runs.RunInfo]:
-        """Every run under runs/, newest first, with its status (``interrupted`` when nobody runs it)."""
-        return runs.list_runs(self.runs_dir, self.live_run())
+        """Every run under runs/, newest first, with its status (``interrupted`` when nobody runs it). Every page's
+        runs tab asks on each tick: a run whose files have not changed is not read again (checking a checkpoint
+        opens its archives: 29 ms a poll for 6 runs), and the same RunInfo objects come back (read-only)."""
+        live = self.live_run()
+        out = []
+        with self._info_lock:
+            seen = set()
+            for run in runs.run_dirs(self.runs_dir):
+                key = (runs.files_key(run), run == live)
+                hit = self._info_cache.get(run.path)
+                if hit is None or hit[0] != key:
+                    info = runs.run_info(run, live)
+                    if info.status in runs.LIVE_STATES:  # its owner may die with no file changing: read each time
+                        out.append(info)
+                        continue
+                    hit = self._info_cache[run.path] = (key, info)
+                out.append(hit[1])
+                seen.add(run.path)
+            for gone in set(self._info_cache) - seen:
+                del self._info_cache[gone]
+        return out
 
     def finished_run_dir(self) -> Path:
         """Run directory of the last run, once it has ended (ValueError otherwise)."""

@@ -6,6 +6,7 @@ kft/runs/store.py and the training service); delete a run, after a confirmation.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ class RunsTab(Tab):
     id = "runs"
 
     def build(self, lang: str) -> None:
+        self._frame: tuple[list[RunInfo], str, Any, str] | None = None  # the last table rendered (see _table)
+        self._frame_lock = threading.Lock()
         runs = self.ws.training.runs()
         self.label(gr.Markdown(tr("runs.intro", lang)), "runs.intro", "value")
         if self.ws.limits.read_only:
@@ -137,12 +140,24 @@ class RunsTab(Tab):
                               outputs=[*outputs, self.curve],
                               api_visibility="private", show_progress="hidden", queue=False)
 
+    def _table(self, runs: list[RunInfo], lang: str) -> tuple[Any, str]:
+        """The runs table and its JSON, rendered once for every page while the runs are the same objects (the
+        service hands back the same RunInfo for a run whose files did not change)."""
+        with self._frame_lock:
+            held = self._frame
+            if held is not None and held[1] == lang and len(held[0]) == len(runs) and all(
+                    a is b for a, b in zip(held[0], runs, strict=True)):
+                return held[2], held[3]
+            frame = runs_frame(runs, lang, self.ws.data_dir)
+            self._frame = (runs, lang, frame, frame.to_json())
+            return frame, self._frame[3]
+
     def on_list(self, run: str | None, lang: str) -> dict[Any, Any]:
         runs = self.ws.training.runs()
         names = [r.name for r in runs]
-        frame = runs_frame(runs, lang, self.ws.data_dir)
+        frame, shown = self._table(runs, lang)
         value = run if run in names else self._default(runs)
-        return {self.table: frame, self.run: gr.update(choices=names, value=value), self.shown: frame.to_json(),
+        return {self.table: frame, self.run: gr.update(choices=names, value=value), self.shown: shown,
                 self.overlay: gr.update(choices=["", *names]), self.resume: gr.update(interactive=self._resumable(runs, value))}
 
     def on_load(self, lang: str) -> dict[Any, Any]:
