@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ class TrainTab(Tab):
         self.widgets: dict[str, Any] = {}
         self._render_cache: dict[str, dict[str, Any]] = {}  # rendered boxes by snapshot signature, for every page
         self._render_lock = threading.Lock()
+        self._held: tuple[float, Any, Any] | None = None  # (when, job, snapshot): what the pages' ticks show now
 
     def build(self, lang: str) -> None:
         self.lang = lang
@@ -403,7 +405,7 @@ class TrainTab(Tab):
     def on_tick(self, shown: Any, lang: str) -> dict[Any, Any]:
         """Like on_status, but sends only the boxes whose content changed since this page's last update, and
         nothing at all when nothing changed (a poll that finds nothing new sends nothing new)."""
-        snap = self.ws.training.snapshot()
+        snap = self._tick_snapshot()
         now = self._parts(snap, lang)
         before = shown if isinstance(shown, dict) else {}
         if now == before:
@@ -417,6 +419,21 @@ class TrainTab(Tab):
         notice = (tr(f"train.ended_{snap.status}", lang, run=Path(str(snap.run_dir)).name, step=snap.step)
                   if ended and snap.status in ("stopped", "completed") else gr.skip())
         return {**out, self.shown: now, **buttons, self.notice_box: notice}
+
+    def _tick_snapshot(self) -> Any:
+        """The snapshot every page's tick shows: while a run trains, one a poll interval, shared by all pages. Steps
+        come faster than a page polls, so with a fresh snapshot each tick every page would find a new step and render
+        it: one render per viewer. Shared, the pages render once per interval however many are open (a page sees a
+        step at most one interval later); a new run or a run that ended is seen at once."""
+        now, job = time.monotonic(), self.ws.training.job
+        with self._render_lock:
+            held = self._held
+        if held is not None and held[1] is job and job is not None and not job.done and now - held[0] < POLL_S:
+            return held[2]
+        snap = self.ws.training.snapshot()
+        with self._render_lock:
+            self._held = (now, job, snap)
+        return snap
 
     def _parts(self, snap: Any, lang: str) -> dict[str, str]:
         going = self.ws.training.active and snap is not None and not snap.finished
