@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from kft.services import Limits, Workspace
@@ -175,3 +178,26 @@ def test_gradio_removes_its_copies_a_day_later_checked_hourly_and_the_store_is_p
     os.utime(stored, (old, old))
     Workspace(tmp_path / "d")  # the app starting again: the retention rules run
     assert not stored.exists()
+
+
+def test_the_upload_folder_gradio_was_given_never_dangles(tmp_path, monkeypatch):
+    """Gradio is given kft's upload folder through a link; emptied at stop, the folder stays, and a second app in the
+    process (the tests) finds it there even when the first app's data directory is gone. A dangling link made every
+    later upload a server error (Gradio's mkdir(exist_ok=True) raises FileExistsError on it)."""
+    import shutil
+
+    from kft.config.app_settings import AppSettings
+    from kft.services.uploads import empty_scratch
+    from kft.ui.server import own_upload_folder
+
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    first = own_upload_folder(AppSettings(data_dir=str(tmp_path / "a")))
+    (first / "0123" / "x.jsonl").parent.mkdir(parents=True)
+    (first / "0123" / "x.jsonl").write_text("{}")
+    empty_scratch(first)  # the first app stops
+    assert first.is_dir() and not list(first.iterdir())
+    alias = Path(os.environ["GRADIO_TEMP_DIR"])
+    shutil.rmtree(tmp_path / "a")  # ... and its data directory goes
+    second = own_upload_folder(AppSettings(data_dir=str(tmp_path / "b")))
+    assert second == first and alias.resolve().is_dir()
+    alias.mkdir(exist_ok=True, parents=True)  # what gradio does before each upload: no FileExistsError

@@ -66,9 +66,15 @@ def scratch_alias(folder: Path) -> Path:
 
 
 def empty_scratch(folder: Path) -> None:
-    """Remove everything in kft's own upload folder (never a folder kft did not name)."""
+    """Remove everything in kft's own upload folder (never a folder kft did not name). The folder itself stays: the
+    alias Gradio was given points at it, and a link to a removed folder makes every later upload fail (Gradio's
+    ``mkdir(exist_ok=True)`` on a dangling link raises)."""
     if folder.name == SCRATCH_NAME and folder.is_dir():
-        shutil.rmtree(folder, ignore_errors=True)
+        for entry in list(folder.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
         logger.info("gradio's upload folder emptied: %s", folder)
 
 

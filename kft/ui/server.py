@@ -20,7 +20,9 @@ def own_upload_folder(settings: AppSettings) -> Path:
     paths in its file URLs never name the data directory. A second app in this process keeps the folder chosen first."""
     current = os.environ.get("GRADIO_TEMP_DIR")
     if current and Path(current).name.startswith(ALIAS_PREFIX):  # another app in this process (the tests) chose it
-        return Path(current).resolve()
+        chosen = Path(current).resolve()
+        chosen.mkdir(parents=True, exist_ok=True)  # its data directory may be gone: the link must not dangle
+        return chosen
     folder = scratch_folder(Path(settings.data_dir))
     empty_scratch(folder)
     folder.mkdir(parents=True, exist_ok=True)
