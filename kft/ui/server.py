@@ -100,6 +100,7 @@ label span, .block-info { overflow-wrap: anywhere; }
   #kft-runs-table .cell-menu-button { display: none; }
   #kft-gen-settings .form > .block { min-width: 100% !important; }  /* one control a line: no squeezed labels */
   #kft-title h2 { font-size: 1.25rem; }
+  #kft-title { min-width: 100% !important; flex-basis: 100% !important; }  /* the language choice goes below it */
 }"""
 
 
