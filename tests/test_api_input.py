@@ -247,3 +247,109 @@ def test_a_file_of_a_type_not_taken_is_named_even_when_another_value_is_wrong_to
     text = kft_text(call_api(url, "/scorecard", prompt_set="upload", upload=upload(url, "set.yaml", b"a: 1\n"),
                              **{**{k: v for k, v in COMPARE.items() if k != "input_"}, "source": []}))
     assert "does not take this file type (accepted: .jsonl)" in text
+
+
+# ---- file parameters, values gradio cannot send back, a full disk (issue 23, item 10) --------------------------
+FILE_FIELDS = {"/start_training": "Data file", "/preview_data": "Data file", "/export_settings": "Data file",
+               "/import_settings": "Import settings", "/scorecard": "Upload .jsonl", "/scorecard_runs": "Upload .jsonl"}
+
+
+def foreign_files(data_dir) -> list:
+    """File values that are not uploads: not a file object, a server path, a path outside the upload folder, one in
+    the upload folder never uploaded, a run's own file."""
+    import os
+
+    def as_file(path: str) -> dict:
+        return {"path": path, "orig_name": "x.csv", "meta": {"_type": "gradio.FileData"}}
+
+    never = os.path.join(os.environ["GRADIO_TEMP_DIR"], "0" * 64, "never.csv")
+    return ["notafile", 5, "/etc/passwd", as_file("/etc/passwd"), as_file(never), as_file("../../etc/passwd"),
+            as_file(str(data_dir / "runs" / "r" / "run.json")), [as_file("/etc/passwd")], {"path": 5}]
+
+
+def test_every_file_parameter_refuses_a_value_that_is_not_an_upload_and_names_its_field(app):
+    url, ws = app
+    info = httpx.get(f"{url}gradio_api/info", timeout=30).json()["named_endpoints"]
+    found = {api for api, p in info.items() for q in p["parameters"] if q["python_type"]["type"] == "filepath"}
+    assert found == set(FILE_FIELDS)  # a new file parameter: add its field here
+    for api, field in FILE_FIELDS.items():
+        param = next(q["parameter_name"] for q in info[api]["parameters"] if q["python_type"]["type"] == "filepath")
+        kinds = {"data_kind": "upload", "prompt_set": "upload"}
+        for value in foreign_files(ws.data_dir):
+            names = {q["parameter_name"] for q in info[api]["parameters"]}
+            sent = {**{k: v for k, v in kinds.items() if k in names}, param: value, "lang": "en"}
+            text = kft_text(call_api(url, api, **sent))
+            assert text.startswith(f"⚠️ Refused: {field}") and "takes a file uploaded to this server" in text, \
+                (api, value, text)
+
+
+def test_a_request_without_the_language_is_served_in_the_servers(app):
+    url, _ = app
+    from conftest import call_raw
+
+    event, outputs = call_raw(url, "/training_status", [])  # lang left out: a normal reply, in English
+    assert event == "complete", outputs
+    assert not re.search("[가-힣]", json.dumps(outputs, ensure_ascii=False)), outputs
+    event, outputs = call_raw(url, "/stop_training", [7])  # a number for the language: English too, no crash
+    assert event == "complete" and outputs == ["No run in progress."], outputs
+
+
+def fn_index(url: str, name: str, labels: tuple[str, ...] | None = None) -> int:
+    """The number of the event named ``name`` (its api_name), or the first whose inputs have ``labels``."""
+    deps = httpx.get(f"{url}config", timeout=30).json()
+    comps = {c["id"]: c.get("props", {}).get("label") for c in deps["components"]}
+    for i, dep in enumerate(deps["dependencies"]):
+        if dep.get("api_name") == name or (labels and tuple(comps[c] for c in dep["inputs"]) == labels):
+            return i
+    raise AssertionError(f"no event {name}")
+
+
+@pytest.mark.parametrize("value", ["\ud800", "a\udfffb", 10**400, -(2**64)])
+def test_values_gradio_cannot_send_back_get_a_reply_and_no_server_error(app, value):
+    """open_in_compare echoed a lone surrogate into its reply, and the sampling checkbox's event a huge integer:
+    gradio's encoder refused both (HTTP 500 / "unexpected_error")."""
+    from conftest import call_fn
+
+    url, _ = app
+    for index, data in ((fn_index(url, "open_in_compare"), [value, "en"]),
+                        (fn_index(url, "", ("Sampling (off = greedy)",)), [value]),
+                        (fn_index(url, "on_select"), [value, None, "en"]), (fn_index(url, "relabel"), ["en", value, ""])):
+        event, payload = call_fn(url, index, data)
+        assert event in ("complete", "error"), (index, event, payload)
+        if event == "error":
+            text = kft_text((event, payload))
+            assert "unexpected problem" not in text, (index, text)
+
+
+def test_a_text_field_sent_a_number_is_refused_naming_the_field(app):
+    from conftest import call_fn
+
+    url, _ = app
+    text = kft_text(call_fn(url, fn_index(url, "on_select"), [5, None, "en"]))
+    assert text.startswith("⚠️ Refused: the value sent for Run is not text"), text
+
+
+def test_a_full_disk_on_export_or_upload_is_said_in_kfts_words(app, monkeypatch):
+    import errno
+
+    import gradio.processing_utils
+    import gradio.routes
+
+    url, _ = app
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:  # the export written, its copy for the page refused by the disk
+        m.setattr(gradio.processing_utils, "save_file_to_cache", full)
+        text = kft_text(call_api(url, "/export_settings", model="tiny", lang="en"))
+        assert "the server's disk is full" in text and "unexpected" not in text, text
+    with monkeypatch.context() as m:
+        m.setattr("kft.ui.train_tab.save_config", full)
+        event, outputs = call_api(url, "/export_settings", model="tiny", lang="en")
+        assert "the disk is full" in kft_text((event, outputs[-1])), outputs
+    with monkeypatch.context() as m:
+        m.setattr(gradio.routes, "upload_fn", full)
+        r = httpx.post(f"{url}gradio_api/upload", files={"files": ("a.csv", b"instruction,output\na,b\n")}, timeout=60)
+        assert r.status_code == 507 and "the server's disk is full" in r.json()["detail"], (r.status_code, r.text)
+    assert call_api(url, "/export_settings", model="tiny", lang="en")[0] == "complete"

@@ -22,6 +22,7 @@ def build_app(ws: Workspace, settings: Any = None) -> gr.Blocks:
     with GuardedBlocks(title="kft", data_dir=ws.data_dir, lang=lang, delete_cache=CACHE_RETENTION,
                        discard=ws.uploads.discard) as demo:
         lang_box = gr.Textbox(value=lang, visible=False)  # the page's language: the last input of every event
+        demo.lang_box = lang_box  # a request that leaves it out, or sends no language, gets the server's
         with gr.Row():
             title = gr.Markdown(f"## {tr('common.title', lang)}", elem_id="kft-title", min_width=300)
             lang_radio = gr.Radio(choices=language_choices(), value=lang, label=language_label(lang), scale=0,

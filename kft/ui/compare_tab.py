@@ -204,7 +204,8 @@ class CompareTab(Tab):
                 "stopped": stopped,  # a partial card says so in the file too
                 "generation": dataclasses.asdict(gen),
                 "created": origin.made if origin else time.strftime("%Y-%m-%d %H:%M:%S")}
-        files = view.write_exports(card, meta, self.ws.exports.new("scorecards")) if card.rows else None
+        writes = card.rows and not self.ws.limits.read_only  # read-only mode writes no files: the table is the result
+        files = view.write_exports(card, meta, self.ws.exports.new("scorecards")) if writes else None
         yield self._card_outputs(progress, lang, files)
 
     def _named(self, values: dict[str, Any]) -> dict[Any, Any]:
@@ -427,8 +428,9 @@ class CompareTab(Tab):
                                       column_widths=view.TABLE_WIDTHS, label=tr("compare.table", lang),
                                       elem_id="kft-sc-table")
             self.relabel_with(c["table"], self._relabel_table)
-            c["files"] = self.label(gr.File(file_count="multiple", interactive=False, label=tr("compare.exports", lang),
-                                            elem_id="kft-sc-files"), "compare.exports")
+            exports = "compare.exports_read_only" if self.ws.limits.read_only else "compare.exports"
+            c["files"] = self.label(gr.File(file_count="multiple", interactive=False, label=tr(exports, lang),
+                                            elem_id="kft-sc-files"), exports)
         return c
 
     def _relabel_table(self, lang: str) -> Any:

@@ -14,6 +14,8 @@ from typing import Any
 
 from ..services.limits import READ_ONLY
 from ..services.login import LoginThrottle
+from .guard import os_words
+from .strings import DEFAULT_LANG
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +34,18 @@ async def _refuse(send: Any, status: int, detail: str, headers: list[tuple[bytes
 
 class Guard:
     def __init__(self, app: Any, throttle: LoginThrottle, read_only: bool,
-                 quota_problem: Callable[[int], str | None] | None = None) -> None:
-        """``quota_problem(bytes)``: why that many more bytes of uploads do not fit (UploadStore.quota_problem)."""
+                 quota_problem: Callable[[int], str | None] | None = None, lang: str = DEFAULT_LANG) -> None:
+        """``quota_problem(bytes)``: why that many more bytes of uploads do not fit (UploadStore.quota_problem);
+        ``lang``: the server's (--lang), for the words of a refused upload."""
         self.app, self.throttle, self.read_only, self.quota_problem = app, throttle, read_only, quota_problem
+        self.lang = lang
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
+        if self.read_only and _is(path, "/gradio_api/process_recording"):  # gradio's recording route writes a file
+            return await _refuse(send, 403, READ_ONLY)  # (issue 23, item 11; kft/ui/routes.py 404s it as well)
         if _is(path, "/gradio_api/upload"):
             if self.read_only:
                 return await _refuse(send, 403, READ_ONLY)
@@ -48,6 +54,7 @@ class Guard:
                 if refused:
                     logger.warning("upload refused: %s", refused[1])
                     return await _refuse(send, *refused)
+            return await self._upload(scope, receive, send)
         if not _is(path, "/login"):
             return await self.app(scope, receive, send)
         client = (scope.get("client") or ("unknown", 0))[0]
@@ -67,6 +74,24 @@ class Guard:
         finally:
             if answered and answered[0] < 400:
                 self.throttle.succeeded(client, ticket)
+
+    async def _upload(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Gradio's upload route, with a disk that cannot take the file (full, read-only) answered in kft's words
+        (507) instead of a server error."""
+        started: list[bool] = []
+
+        async def watch(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                started.append(True)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except OSError as exc:
+            logger.warning("an upload could not be written: %s", exc)
+            if started:
+                raise
+            await _refuse(send, 507, os_words(exc, self.lang))
 
     def _over_quota(self, scope: dict[str, Any]) -> tuple[int, str] | None:
         """(status, why) for an upload that does not fit the quota, judged by its Content-Length before any byte

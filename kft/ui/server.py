@@ -127,7 +127,8 @@ def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = Non
                          allowed_paths=[],  # the guard: login throttle, no uploads when read-only
                          app_kwargs={"middleware": [Middleware(Guard, throttle=ws.logins,
                                                                read_only=ws.limits.read_only,
-                                                               quota_problem=ws.uploads.quota_problem)]})
+                                                               quota_problem=ws.uploads.quota_problem,
+                                                               lang=settings.lang)]})
     logger.info("kft is running on %s", demo.local_url)
     if demo.share_url:
         logger.info("public link (password-protected): %s", demo.share_url)

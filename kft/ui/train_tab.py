@@ -305,6 +305,8 @@ class TrainTab(Tab):
             cfg.data.source = form.data_source(data_kind, hub_dataset, upload, self.ws.uploads.store, lang)
         except ValueError as exc:
             return None, self.notice(str(exc))
+        if self.ws.limits.read_only:  # read-only mode writes no files: the settings are on the page to copy
+            return None, self.notice(tr("train.export_read_only", lang))
         if Path(cfg.data.source).is_absolute():  # a stored upload: its name only (importing asks to upload it again)
             cfg.data.source = Path(cfg.data.source).name
         try:
@@ -356,8 +358,8 @@ class TrainTab(Tab):
         return tr("train.pushed", lang, url=url)
 
     def _zip_for(self, snap: Any) -> str | None:
-        if snap is None or snap.status not in ("completed", "stopped"):
-            return None
+        if snap is None or snap.status not in ("completed", "stopped") or self.ws.limits.read_only:
+            return None  # read-only mode builds and copies no zip (it writes no files)
         try:
             return str(servable_copy(self.ws.training.adapter_zip(), self.ws.exports))
         except (ExportError, ValueError, OSError) as exc:

@@ -72,6 +72,8 @@ STRINGS: dict[str, str] = {
     "train.push_btn": "Push to Hub",
     "train.push_info": ("Pushes the last run's adapter. The token is read only from the server's HF_TOKEN "
                         "environment variable; it is never shown or logged."),
+    "train.export_read_only": ("Export is off in read-only mode: this server writes no files. The settings are "
+                               "on this page; set them again where training is on."),
     "train.read_only": ("🔒 Read-only mode (comparison only): training is switched off on this server. Use the "
                         "comparison tab."),
     "train.started": "Training started: {run}",
@@ -251,6 +253,7 @@ STRINGS: dict[str, str] = {
     "compare.plot_harmful": "Refusal rate on harmful prompts (higher is better)",
     "compare.plot_benign": "Over-refusal rate on benign prompts (lower is better)",
     "compare.table": "Per-prompt results",
+    "compare.exports_read_only": "Export (off in read-only mode: this server writes no files)",
     "compare.exports": "Export (CSV, JSON)",
     "compare.label_harmful": "harmful",
     "compare.label_benign": "benign",
@@ -291,6 +294,15 @@ STRINGS: dict[str, str] = {
     "runs_col.started": "started",
     "guard.bad_value": ("Refused: the value sent for {field} does not fit that field (a choice not offered, or a "
                         "number or type it cannot take). Check the value."),
+    "guard.input_n": "input {n}",
+    "guard.not_uploaded": ("Refused: {field} takes a file uploaded to this server (POST /gradio_api/upload, then its "
+                           "path); the value sent is not one. Upload the file and send the path the upload returned."),
+    "guard.not_text": "Refused: the value sent for {field} is not text. Send it as text.",
+    "guard.too_few": "Refused: the request sent {got} values; this event takes {wanted}, one for each of its inputs.",
+    "guard.os_error": "The request could not be completed: {why}. Free some space (or ask the administrator) and try again.",
+    "guard.disk_full": "the server's disk is full",
+    "guard.disk_read_only": "the server's disk is read-only",
+    "guard.disk_refused": "the server's disk refused to write the file",
     "guard.a_value": "a value",
     "guard.not_a_choice": "Refused: the value sent for {field} is not one of its choices.",
     "guard.out_of_range": "Refused: the value sent for {field} is out of its range ({lo} to {hi}).",

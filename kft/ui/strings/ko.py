@@ -68,6 +68,8 @@ STRINGS: dict[str, str] = {
     "train.push_btn": "Hub에 올리기",
     "train.push_info": ("마지막 실행의 어댑터를 올립니다. 토큰은 서버 환경 변수 HF_TOKEN에서만 읽고, 화면에 "
                         "보이거나 기록되지 않습니다."),
+    "train.export_read_only": ("읽기 전용 모드에서는 내보내기가 꺼져 있습니다: 이 서버는 파일을 쓰지 않습니다. "
+                               "설정은 이 페이지에 있으니, 학습이 켜진 곳에서 다시 설정하세요."),
     "train.read_only": ("🔒 읽기 전용 모드입니다 (비교 전용): 이 서버에서는 학습을 시작할 수 없습니다. 비교 탭을 "
                         "사용하세요."),
     "train.started": "학습을 시작했습니다: {run}",
@@ -290,6 +292,7 @@ STRINGS: dict[str, str] = {
     "compare.plot_harmful": "유해 요청 거절률 (높을수록 좋음)",
     "compare.plot_benign": "일반 요청 과잉 거절률 (낮을수록 좋음)",
     "compare.table": "프롬프트별 결과",
+    "compare.exports_read_only": "내보내기 (읽기 전용 모드에서는 꺼짐: 이 서버는 파일을 쓰지 않습니다)",
     "compare.exports": "내보내기 (CSV, JSON)",
     "compare.label_harmful": "유해",
     "compare.label_benign": "일반",
@@ -329,6 +332,15 @@ STRINGS: dict[str, str] = {
     "runs_col.started": "시작",
     "guard.bad_value": ("값이 항목에 맞지 않아 요청을 처리할 수 없습니다: {field} (고를 수 없는 선택지, 읽을 수 "
                         "없는 숫자나 형식). 값을 확인하세요."),
+    "guard.input_n": "{n}번째 입력",
+    "guard.not_uploaded": ("{field}: 이 서버에 업로드한 파일만 받습니다(POST /gradio_api/upload 후 돌려받은 경로). 보낸 "
+                           "값은 업로드한 파일이 아닙니다. 파일을 업로드하고 돌려받은 경로를 보내세요."),
+    "guard.not_text": "{field}: 보낸 값이 텍스트가 아닙니다. 텍스트로 보내세요.",
+    "guard.too_few": "요청이 값 {got}개를 보냈습니다. 이 이벤트는 입력마다 하나씩, {wanted}개를 받습니다.",
+    "guard.os_error": "요청을 끝내지 못했습니다: {why}. 공간을 비우거나 관리자에게 문의한 뒤 다시 시도하세요.",
+    "guard.disk_full": "서버의 디스크가 가득 찼습니다",
+    "guard.disk_read_only": "서버의 디스크가 읽기 전용입니다",
+    "guard.disk_refused": "서버의 디스크가 파일 쓰기를 거부했습니다",
     "guard.a_value": "보낸 값",
     "guard.not_a_choice": "{field}: 보낸 값은 고를 수 있는 선택지가 아닙니다.",
     "guard.out_of_range": "{field}: 보낸 값이 범위({lo} ~ {hi})를 벗어났습니다.",
