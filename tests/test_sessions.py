@@ -64,7 +64,8 @@ def test_session_settings_have_flags_and_bounds(monkeypatch):
     s = parse_settings(["--max-sessions", "120", "--session-idle-s", "300"])
     assert (s.max_sessions, s.session_idle_s) == (120, 300)
     monkeypatch.setenv("KFT_MAX_SESSIONS", "80")
-    assert parse_settings([]).max_sessions == 80
+    monkeypatch.setenv("KFT_SESSION_IDLE_S", "90")
+    assert (parse_settings([]).max_sessions, parse_settings([]).session_idle_s) == (80, 90)
     assert (AppSettings().max_sessions, AppSettings().session_idle_s) == (200, 600)
     for bad in (AppSettings(max_sessions=0), AppSettings(session_idle_s=5)):
         try:
