@@ -23,7 +23,7 @@ def test_sessions_are_lean_capped_and_dropped_when_idle(tmp_path):
     from gradio.state_holder import SessionState
 
     from kft.ui.server import launch, make_workspace
-    from kft.ui.sessions import BoundedSessions, LeanSessionState
+    from kft.ui.sessions import ANALYTICS_EVENTS, BoundedSessions, LeanSessionState
 
     settings = AppSettings(port=free_port(), data_dir=str(tmp_path / "d"), lang="en", max_sessions=50,
                            session_idle_s=30)
@@ -32,6 +32,7 @@ def test_sessions_are_lean_capped_and_dropped_when_idle(tmp_path):
         holder, blocks = server.state_holder, server.get_blocks()
         assert isinstance(holder, BoundedSessions) and holder.capacity == 50 and holder.idle_s == 30
         assert blocks.state_session_capacity == 50 and blocks.run_history is False
+        assert blocks._queue.ANALYTICS_MAX_EVENTS == ANALYTICS_EVENTS  # for the dashboard kft closes
         sessions = [uuid.uuid4().hex for _ in range(4)]
         for s in sessions:
             _tick(url, s)
@@ -56,6 +57,10 @@ def test_sessions_are_lean_capped_and_dropped_when_idle(tmp_path):
                                     | set(queue.pending_messages_per_session))
         _tick(url, sessions[0])  # a dropped session's page goes on: its next event makes a fresh session
         assert sessions[0] in holder.session_data
+        for _ in range(60):  # past the capacity: the least recently used go first
+            holder[uuid.uuid4().hex]
+        assert len(holder.session_data) == 50 and sessions[0] not in holder.session_data
+        assert set(holder.time_last_used) == set(holder.session_data)
     finally:
         server.get_blocks().close()
 

@@ -24,6 +24,9 @@ from ..training.memory import trim_heap
 logger = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 5.0  # how often the idle sessions are looked for (gradio's loop calls every second)
+# Gradio's queue keeps a record of each of the last 10,000 events (time, status, function, session) for its monitoring
+# dashboard, which kft closes; on every failed event it also summed them all in a pandas frame. kft keeps the last few.
+ANALYTICS_EVENTS = 100
 
 
 class LeanSessionState(SessionState):
@@ -102,9 +105,12 @@ class BoundedSessions(StateHolder):
 
 
 def bound_sessions(app: Any, blocks: Any, idle_s: float) -> BoundedSessions:
-    """Put a ``BoundedSessions`` in place of the launched app's state holder (its capacity: the Blocks')."""
+    """Put a ``BoundedSessions`` in place of the launched app's state holder (its capacity: the Blocks'), and keep
+    only the queue's last ``ANALYTICS_EVENTS`` event records."""
     holder = BoundedSessions(idle_s)
     holder.set_blocks(blocks)
+    if getattr(blocks, "_queue", None) is not None:
+        blocks._queue.ANALYTICS_MAX_EVENTS = ANALYTICS_EVENTS
     holder.session_data.update(app.state_holder.session_data)  # any made before this call
     holder.time_last_used.update(app.state_holder.time_last_used)
     app.state_holder = holder
