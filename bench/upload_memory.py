@@ -1,6 +1,7 @@
 """One-off measurement (issue 15): the app's resident memory while a large Korean CSV upload is previewed and a
 short run trains on it, and after the run. The app runs as its own process (``python app.py``, tiny model, CPU);
-its RSS is sampled with psutil every 0.2 s. Usage: PYTHONPATH=.:bench python bench/upload_memory.py [MB]"""
+its RSS is sampled with psutil every 0.2 s. Usage: PYTHONPATH=.:bench python bench/upload_memory.py [MB [CHARS]]
+(CHARS: each answer cut to that many characters; 50 makes issue 23's file, about 1,000,000 rows in 200 MB)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import psutil
 from gradio_client import Client, handle_file
+from sessions_memory import stop_app
 
 from rows import korean_csv
 
@@ -53,10 +55,10 @@ def _finished(data_dir: Path) -> str | None:
     return None
 
 
-def main(megabytes: float) -> dict[str, float | str]:
+def main(megabytes: float, output_chars: int | None = None) -> dict[str, float | str]:
     tmp = Path(tempfile.mkdtemp(prefix="kft-upload-memory-"))
     csv_path = tmp / "big.csv"
-    rows = korean_csv(csv_path, megabytes)
+    rows = korean_csv(csv_path, megabytes, output_chars)
     port = 7860 + os.getpid() % 1000
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     app = subprocess.Popen([sys.executable, "app.py", "--data-dir", str(tmp / "data"), "--port", str(port),
@@ -89,17 +91,18 @@ def main(megabytes: float) -> dict[str, float | str]:
         out.update(run_status=str(status), run_s=round(time.time() - t, 1), run_peak_mb=round(mem.peak, 1))
         time.sleep(5)
         out["after_run_mb"] = round(mem.rss(), 1)
+        time.sleep(55)
+        out["settled_60s_mb"] = round(mem.rss(), 1)
         out["preview_growth_mb"] = round(float(out["preview_peak_mb"]) - float(out["start_mb"]), 1)
+        out["run_peak_minus_start_mb"] = round(float(out["run_peak_mb"]) - float(out["start_mb"]), 1)
         out["after_run_minus_start_mb"] = round(float(out["after_run_mb"]) - float(out["start_mb"]), 1)
+        out["settled_minus_start_mb"] = round(float(out["settled_60s_mb"]) - float(out["start_mb"]), 1)
         client.close()
         return out
     finally:
-        app.terminate()
-        app.wait(30)
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_app(app, tmp)
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(float(sys.argv[1]) if len(sys.argv) > 1 else 200), ensure_ascii=False, indent=1))
+    print(json.dumps(main(float(sys.argv[1]) if len(sys.argv) > 1 else 200,
+                          int(sys.argv[2]) if len(sys.argv) > 2 else None), ensure_ascii=False, indent=1))

@@ -158,3 +158,22 @@ def test_a_huge_csv_cell_is_a_row_error_like_in_jsonl(tmp_path):
     p.write_text("instruction,output\n질문," + "가" * 500_000 + "\n", encoding="utf-8")
     with pytest.raises(DataError, match="unreadable CSV at line"):
         read_records(str(p))
+
+
+def test_a_sample_keeps_that_many_rows_drawn_from_all_and_checks_every_row(tmp_path):
+    """Issue 23: a steps run keeps only the rows it can train on, drawn with its seed from every usable row."""
+    path = tmp_path / "rows.jsonl"
+    lines = [json.dumps({"instruction": f"질문 {i}", "output": f"답 {i}"}, ensure_ascii=False) for i in range(1, 201)]
+    lines[149] = json.dumps({"instruction": "", "output": "x"})  # row 150: checked though it is never drawn
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def drawn(seed):
+        report = validate_records(read_records(str(path)), str(path), sample=10, seed=seed)
+        return report, [int(r["_row"]) for r in report.rows]
+
+    report, rows = drawn(3407)
+    assert len(rows) == 10 and rows == sorted(rows) and 150 not in rows
+    assert report.used == 199 and report.error_count == 1 and report.errors[0].row == 150
+    assert drawn(3407)[1] == rows and drawn(1)[1] != rows  # the seed decides, the same every time (a resume)
+    assert rows != list(range(1, 11)) and max(rows) > 50  # from the whole file, not its first rows
+    assert len(validate_records(read_records(str(path)), str(path), sample=500).rows) == 199  # fewer: all of them

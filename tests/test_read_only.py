@@ -47,9 +47,8 @@ def test_the_training_status_offers_no_adapter_zip(app):
     assert not [o for o in outputs if isinstance(o, dict) and str(o.get("path", "")).endswith(".zip")], outputs
 
 
-# MERGE (issue 23, item 11): belongs with the tests of kft/ui/routes.py (the route table that 404s the gradio routes
-# kft does not use); until that table lands, kft/ui/middleware.py's Guard answers this route 403 in read-only mode.
 def test_gradios_recording_route_is_refused_in_read_only_mode(app):
+    """Issue 23, item 11: it accepted a 50 MB upload; kft.ui.routes closes it (404) for every server, read-only too."""
     url, _ = app
     r = httpx.post(f"{url}gradio_api/process_recording", files={"files": ("a.wav", b"\0" * 50_000)}, timeout=60)
-    assert r.status_code in (403, 404), (r.status_code, r.text[:300])
+    assert r.status_code == 404, (r.status_code, r.text[:300])

@@ -415,3 +415,23 @@ def test_checkpointing_is_what_the_settings_say_in_every_decoder_layer(tmp_path,
     assert seen == [expected, expected]
     if checkpointing:
         assert f"gradient checkpointing in {expected} of 2 decoder layers" in "\n".join(job.snapshot().log_tail)
+
+
+def test_a_steps_run_keeps_only_the_rows_it_can_train_on(tmp_path, tiny_dir, monkeypatch):
+    """Issue 23: 2 steps x 2 rows x 1 accumulation use at most 4 rows; only those are kept and tokenized."""
+    from kft.data import rows as data_rows
+    from kft.training.job import rows_needed
+
+    cfg = tiny_config(2, per_device_train_batch_size=2, gradient_accumulation_steps=1)
+    assert rows_needed(cfg) == 4
+    assert rows_needed(tiny_config(0)) is None  # an epochs run trains on every row
+    assert rows_needed(tiny_config(2, per_device_train_batch_size=2, gradient_accumulation_steps=1,
+                                   eval_share=0.5)) == 9
+    seen = []
+    real = data_rows.to_text_dataset
+    monkeypatch.setattr(data_rows, "to_text_dataset", lambda report, *a: seen.append(len(report.rows)) or
+                        real(report, *a))
+    job = TrainingJob(cfg, tmp_path / "run").start()
+    assert job.join(300) and job.snapshot().status == "completed", job.snapshot().error
+    assert seen == [4]
+    assert any("use at most 4 rows" in line for line in job.snapshot().log_tail), job.snapshot().log_tail

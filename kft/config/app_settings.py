@@ -38,6 +38,8 @@ class AppSettings:
     # X-Forwarded-For header is believed (the login throttle counts the client it names); None = no proxy is
     # believed, every request counts as the address that opened the connection
     trusted_proxies: str | None = None
+    max_sessions: int = 200  # KFT_MAX_SESSIONS: browser tabs and API calls whose gradio session state is kept
+    session_idle_s: int = 600  # KFT_SESSION_IDLE_S: a session no event used for this long is dropped (pages tick 2 s)
 
     def allowed_model_names(self) -> tuple[str, ...] | None:
         names = tuple(n.strip() for n in (self.allowed_models or "").split(",") if n.strip())
@@ -132,6 +134,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> AppSettings:
     p.add_argument("--trusted-proxies", default=env("KFT_TRUSTED_PROXIES"),
                    help="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed "
                         "(default: none; the login throttle counts the connecting address)")
+    p.add_argument("--max-sessions", type=int, default=_env_int(("KFT_MAX_SESSIONS",), d.max_sessions),
+                   help="sessions (browser tabs, API calls) whose state is kept; the oldest is dropped beyond this")
+    p.add_argument("--session-idle-s", type=int, default=_env_int(("KFT_SESSION_IDLE_S",), d.session_idle_s),
+                   help="a session no event has used for this many seconds is dropped (an open page ticks every 2 s)")
     p.add_argument("--verbose", action="store_true", default=bool(_env_bool("KFT_VERBOSE")),
                    help="also print other libraries' lines (bitsandbytes' CPU kernel notice, each httpx request)")
     s = AppSettings(**vars(p.parse_args(argv)))
@@ -157,6 +163,10 @@ def check_settings(s: AppSettings) -> None:
     if s.uploads_quota_mb < s.uploads_keep_mb:
         problems.append(f"--uploads-quota-mb ({s.uploads_quota_mb}) must be at least --uploads-keep-mb "
                         f"({s.uploads_keep_mb}): uploads are refused at the quota, before the retention rules apply")
+    if not 1 <= s.max_sessions <= 10_000:
+        problems.append("--max-sessions must be between 1 and 10000")
+    if not 10 <= s.session_idle_s <= 86_400:
+        problems.append("--session-idle-s must be between 10 and 86400 (open pages are used every 2 s)")
     for proxy in s.trusted_proxy_list():
         try:
             ipaddress.ip_network(proxy, strict=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,10 +160,13 @@ def _text(value: Any, column: str) -> tuple[str, str | None]:
     return value, None
 
 
-def validate_records(records: Iterable[Any], source: str, keep: int | None = None) -> DataReport:
-    """Map columns and check every row, one at a time; ``keep`` = how many usable rows to keep (None: all).
-    Nothing is tokenized here."""
+def validate_records(records: Iterable[Any], source: str, keep: int | None = None,
+                     sample: int | None = None, seed: int = 0) -> DataReport:
+    """Map columns and check every row, one at a time; ``keep`` = how many usable rows to keep, the first ones (None:
+    all); ``sample`` = keep that many usable rows drawn at random from all of them with ``seed`` (a reservoir, in
+    file order), so a run that can use only so many holds only those. Nothing is tokenized here."""
     report = DataReport(source=source, rows=[])
+    rng = random.Random(seed)
     columns: set[str] = set()
     parsed = False
     for i, rec in enumerate(records, start=1):
@@ -181,10 +185,16 @@ def validate_records(records: Iterable[Any], source: str, keep: int | None = Non
         row = _check_row(value, row_no, report)
         if row is not None:
             report.used += 1
-            if keep is None or len(report.rows) < keep:
+            if sample is not None and len(report.rows) >= sample:
+                slot = rng.randrange(report.used)  # reservoir sampling: each usable row kept with sample/used
+                if slot < sample:
+                    report.rows[slot] = row
+            elif keep is None or len(report.rows) < keep:
                 report.rows.append(row)
     if not report.total_rows:
         raise DataError(f"{source} is empty: it holds no rows")
+    if sample is not None:
+        report.rows.sort(key=lambda r: int(r["_row"]))
     missing = [c for c in REQUIRED if c not in columns]
     if parsed and missing:
         raise DataError(f"{source}: missing required column(s) {missing}. Found columns: {sorted(columns) or 'none'}. "
@@ -260,13 +270,15 @@ def measure(report: DataReport, tokenizer: Any, template: PromptTemplate, max_se
 
 
 def load_rows(args: DataArgs, tokenizer: Any | None = None, template: PromptTemplate = DEFAULT_TEMPLATE,
-              max_seq_length: int = 2048, skip_invalid: bool = False, keep: int | None = None) -> DataReport:
+              max_seq_length: int = 2048, skip_invalid: bool = False, keep: int | None = None,
+              sample: int | None = None, seed: int = 0) -> DataReport:
     """Read, validate and (with a tokenizer) measure; DataError lists every error row unless skip_invalid.
-    ``keep=0`` checks every row without keeping any (a check before a run, in bounded memory)."""
+    ``keep=0`` checks every row without keeping any (a check before a run, in bounded memory); ``sample``: every row
+    is checked, and only that many usable ones, drawn with ``seed``, are kept and measured (``validate_records``)."""
     records: Iterable[Any] = iter_records(args.source, args.split)
     if args.max_rows:
         records = itertools.islice(records, args.max_rows)
-    report = validate_records(records, args.source, keep)
+    report = validate_records(records, args.source, keep, sample, seed)
     if tokenizer is not None:
         measure(report, tokenizer, template, max_seq_length, args.too_long)
     if report.error_count and not skip_invalid:

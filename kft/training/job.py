@@ -6,6 +6,7 @@ Each run writes its RunDir (kft.runs.store). The config was validated upstream; 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -23,7 +24,7 @@ from ..data.template import DEFAULT_TEMPLATE, PromptTemplate
 from ..models.compat import ensure_trl_cpu_kernel
 from ..runs.export import unpath_adapter
 from ..runs.store import DAMAGED, TIME_FORMAT, ResumePlan, RunDir, series
-from ..system.distributed import is_main
+from ..system.distributed import is_main, world_size
 from ..system.hardware import cuda_capability
 from . import memory
 from .pace import Pace
@@ -37,6 +38,18 @@ logger = logging.getLogger(__name__)
 # the Trainer's methods that read a checkpoint back: a failure inside them is a damaged checkpoint
 CHECKPOINT_LOADERS = frozenset({"_load_from_checkpoint", "_load_optimizer_and_scheduler", "_load_rng_state",
                                 "_load_scaler", "_load_callback_state"})
+
+
+def rows_needed(cfg: RunConfig) -> int | None:
+    """The most rows a run of ``max_steps`` steps can train on (steps x batch x accumulation x processes), with its
+    held-out share on top; None for a run of epochs, which trains on every row. A steps run keeps only that many rows,
+    drawn at random with the run's seed from every usable row (a 2-step run on a 1,000,000-row file held and tokenized
+    all of them: +5 GB and 16 minutes on a 2-core CPU)."""
+    t = cfg.train
+    if t.max_steps <= 0:
+        return None
+    trained = t.max_steps * t.per_device_train_batch_size * t.gradient_accumulation_steps * world_size()
+    return math.ceil(trained / (1 - t.eval_share)) + (1 if t.eval_share > 0 else 0)
 
 
 class TrainingJob:
@@ -299,9 +312,13 @@ class TrainingJob:
         self._set(backend=self.loaded.backend, backend_reason=self.loaded.reason)
         for_training(self.loaded)
         tok = self.loaded.tokenizer
-        report = load_rows(cfg.data, tok, self.template, cfg.model.max_seq_length)
+        needed = rows_needed(cfg)
+        report = load_rows(cfg.data, tok, self.template, cfg.model.max_seq_length, sample=needed, seed=cfg.train.seed)
         self.data_summary = report.summary()
         self._note(f"data: {len(report.rows)} rows; tokens {report.summary()['tokens']}")
+        if needed is not None and report.used > len(report.rows):
+            self._note(f"{cfg.train.max_steps} steps use at most {needed} rows: {len(report.rows)} drawn at random "
+                       f"(seed {cfg.train.seed}) from the {report.used} usable rows, every one of which was checked")
         for line in report.problem_lines(5):
             self._note(line)
         dataset, held_out = self._split(to_text_dataset(report, self.template, tok.eos_token))

@@ -1,6 +1,7 @@
-"""An ASGI middleware in front of gradio's routes: throttles failed logins per client address (429), in read-only
-mode refuses gradio's upload route (403), so nothing is written to disk by an upload there, and refuses an upload
-that would take the uploads past their quota (413; one without a Content-Length: 411) before gradio writes it.
+"""An ASGI middleware in front of gradio's routes: closes the routes kft does not use (404) and asks for the login on
+those gradio serves without one (401), as kft.ui.routes lists them; throttles failed logins per client address (429);
+in read-only mode refuses gradio's upload route (403), so nothing is written to disk by an upload there; and refuses
+an upload that would take the uploads past their quota (413; one without a Content-Length: 411) before gradio writes it.
 
 The client address is the ASGI scope's: the socket peer, unless that peer is one of ``--trusted-proxies``, whose
 X-Forwarded-For uvicorn then follows (kft.ui.server sets uvicorn's FORWARDED_ALLOW_IPS from the setting)."""
@@ -15,6 +16,7 @@ from typing import Any
 from ..services.limits import READ_ONLY
 from ..services.login import LoginThrottle
 from .guard import os_words
+from .routes import CLOSED, LOGIN, logged_in, policy
 from .strings import DEFAULT_LANG
 
 logger = logging.getLogger(__name__)
@@ -41,11 +43,18 @@ class Guard:
         self.lang = lang
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        path = scope.get("path", "")
-        if self.read_only and _is(path, "/gradio_api/process_recording"):  # gradio's recording route writes a file
-            return await _refuse(send, 403, READ_ONLY)  # (issue 23, item 11; kft/ui/routes.py 404s it as well)
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):] or "/"
+        rule = policy(scope.get("method", ""), path)
+        if rule == CLOSED:
+            return await _refuse(send, 404, "Not Found")
+        if rule == LOGIN and not logged_in(scope.get("app"), scope.get("headers") or []):
+            return await _refuse(send, 401, "Not authenticated")
+        if scope.get("method") != "POST":
+            return await self.app(scope, receive, send)
         if _is(path, "/gradio_api/upload"):
             if self.read_only:
                 return await _refuse(send, 403, READ_ONLY)

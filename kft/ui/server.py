@@ -111,6 +111,7 @@ def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = Non
     from ..models.loading import choose_backend
     from .app import build_app
     from .middleware import Guard
+    from .sessions import bound_sessions
 
     for warning in settings_warnings(settings):
         logger.warning(warning)
@@ -124,11 +125,14 @@ def launch(settings: AppSettings, block: bool = True, ws: Workspace | None = Non
     result = demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
                          auth=settings.auth_pairs(), prevent_thread_lock=True, show_error=True, quiet=True, css=CSS,
                          max_file_size=settings.max_upload_mb * 1024**2, blocked_paths=blocked_paths(settings),
-                         allowed_paths=[],  # the guard: login throttle, no uploads when read-only
+                         allowed_paths=[], state_session_capacity=settings.max_sessions,
+                         run_history=False, enable_monitoring=False,  # neither is kft's (kft.ui.routes closes them)
+                         # the guard: login throttle, no uploads when read-only
                          app_kwargs={"middleware": [Middleware(Guard, throttle=ws.logins,
                                                                read_only=ws.limits.read_only,
                                                                quota_problem=ws.uploads.quota_problem,
                                                                lang=settings.lang)]})
+    bound_sessions(result[0], demo, settings.session_idle_s)  # lean sessions, the idle ones dropped
     logger.info("kft is running on %s", demo.local_url)
     if demo.share_url:
         logger.info("public link (password-protected): %s", demo.share_url)

@@ -57,15 +57,16 @@ def _tail(path: Path, n: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.is_file() else ""
 
 
-def _start_app(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """Start ``python app.py`` on a free port; retry on another port if that one was taken meanwhile."""
+def _start_app(data_dir: Path, log_path: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """Start ``python app.py`` (and ``extra`` arguments) on a free port; retry on another port if that one was taken
+    meanwhile."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     for _ in range(3):
         port = _free_port()
         url = f"http://127.0.0.1:{port}/"
         cmd = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
-               "--default-model", "tiny", "--lang", "en"]
+               "--default-model", "tiny", "--lang", "en", *extra]
         with log_path.open("ab") as log:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         # up, or ended (a port taken meanwhile is retried below; anything else is reported)
@@ -89,21 +90,27 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory) -> Iterator[str]:
-    """URL of a fresh app process (tiny model, bundled sample, its own data dir)."""
+def serve_app(tmp_path_factory, log_name: str = "browser-app.log", extra: tuple[str, ...] = ()) -> Iterator[str]:
+    """URL of a fresh app process (tiny model, bundled sample, its own data dir, ``extra`` arguments), stopped after;
+    skips without playwright or Chromium."""
     if sync_playwright is None:
         pytest.skip("playwright is not installed (pip install -r requirements-dev.txt)")
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set KFT_CHROMIUM)")
     ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "browser-app.log"
+    log_path = ARTIFACTS / log_name
     log_path.write_bytes(b"")
-    proc, url = _start_app(tmp_path_factory.mktemp("kft-browser-data"), log_path)
+    proc, url = _start_app(tmp_path_factory.mktemp("kft-browser-data"), log_path, extra)
     try:
         yield url
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory) -> Iterator[str]:
+    """URL of a fresh app process (tiny model, bundled sample, its own data dir)."""
+    yield from serve_app(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
