@@ -28,9 +28,14 @@ def pytest_collection_modifyitems(config, items):
     except Exception:  # noqa: BLE001
         has_cuda = False
     skip = pytest.mark.skip(reason="needs a CUDA GPU (run on the GPU machine: see docs/GPU_TESTS.md)")
+    real = os.environ.get("KFT_REAL_MODEL_DIR")
+    skip_real = pytest.mark.skip(reason="needs the real model: KFT_REAL_MODEL_DIR=/path/to/qwen15-hf (a transformers "
+                                        "directory: /work/shared/realmodel/README.md)")
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip)
+        if "realmodel" in item.keywords and not (real and (Path(real) / "config.json").is_file()):
+            item.add_marker(skip_real)
 
 
 @pytest.fixture(scope="session")
@@ -234,6 +239,30 @@ def tiny_qwen_dir(out: Path, pad: str | None = "eos", reserved: bool = True) -> 
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                          tie_word_embeddings=True, eos_token_id=fast.eos_token_id, bos_token_id=None,
                          pad_token_id=fast.pad_token_id)
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).to(torch.float32).save_pretrained(out)
+    return out
+
+
+GGUF_TOKENIZER = ROOT / "tests" / "data" / "qwen25_gguf_tokenizer"  # Qwen2.5-Coder-1.5B's, as rebuilt from its GGUF
+
+
+def gguf_tokenizer_qwen_dir(out: Path) -> Path:
+    """A tiny random Qwen2 with the REAL tokenizer of Qwen2.5-Coder-1.5B as rebuilt from its GGUF file (pad = EOS, no
+    added pad token, 151,936 tokens = embedding rows) and the real model's token ids in its config."""
+    import shutil
+
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    real = json.loads((GGUF_TOKENIZER / "config.json").read_text(encoding="utf-8"))
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(GGUF_TOKENIZER / name, out / name)
+    config = Qwen2Config(vocab_size=real["vocab_size"], hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         tie_word_embeddings=True, eos_token_id=real["eos_token_id"],
+                         bos_token_id=real["bos_token_id"], pad_token_id=real["pad_token_id"])
     torch.manual_seed(0)
     Qwen2ForCausalLM(config).to(torch.float32).save_pretrained(out)
     return out

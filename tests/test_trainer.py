@@ -115,14 +115,18 @@ def _collated(model_dir, preset: str, tmp_path, pad_is_eos: bool = False):
 
 
 @pytest.mark.parametrize("preset", ["seed", "fast"])
-@pytest.mark.parametrize("kind", ["pad_is_eos", "no_pad", "shipped_pad_is_eos"])
+@pytest.mark.parametrize("kind", ["pad_is_eos", "no_pad", "shipped_pad_is_eos", "gguf_tokenizer"])
 def test_the_answers_final_eos_is_a_label_and_padding_is_not(tmp_path_factory, tmp_path, preset, kind):
     """Issue 25's risk: with pad = EOS, a label mask built from token ids would drop the answer's last EOS, and the
-    model would never learn to stop. Each row's last label is its EOS; every padded position is -100."""
-    from conftest import tiny_qwen_dir
+    model would never learn to stop. Each row's last label is its EOS; every padded position is -100.
+    ``gguf_tokenizer``: the real tokenizer of Qwen2.5-Coder-1.5B as rebuilt from its GGUF file (tests/data)."""
+    from conftest import gguf_tokenizer_qwen_dir, tiny_qwen_dir
 
-    model_dir = tiny_qwen_dir(tmp_path_factory.mktemp(kind), pad=None if kind == "no_pad" else "eos",
-                              reserved=kind != "no_pad")
+    if kind == "gguf_tokenizer":
+        model_dir = gguf_tokenizer_qwen_dir(tmp_path_factory.mktemp(kind))
+    else:
+        model_dir = tiny_qwen_dir(tmp_path_factory.mktemp(kind), pad=None if kind == "no_pad" else "eos",
+                                  reserved=kind != "no_pad")
     tok, batch, examples, cfg = _collated(model_dir, preset, tmp_path, pad_is_eos=kind == "shipped_pad_is_eos")
     labels, mask, ids = batch["labels"], batch["attention_mask"], batch["input_ids"]
     assert len(examples) == labels.shape[0] == cfg.train.per_device_train_batch_size
@@ -130,6 +134,9 @@ def test_the_answers_final_eos_is_a_label_and_padding_is_not(tmp_path_factory, t
         assert labels.shape[1] % cfg.train.pad_to_multiple_of == 0
     assert (mask == 0).any(), "the batch holds no padding: nothing is tested"
     eos = tok.eos_token_id
+    if kind == "gguf_tokenizer":  # <|fim_pad|>, a plain vocabulary entry of this tokenizer: no new row
+        assert (tok.pad_token, tok.pad_token_id, eos) == ("<|fim_pad|>", 151662, 151643)
+        assert (ids[mask == 0] == tok.pad_token_id).all()
     for row, example in enumerate(examples):
         n = len(example["input_ids"])
         assert example["input_ids"][-1] == eos and ids[row, n - 1] == eos  # the text ends with one EOS

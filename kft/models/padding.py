@@ -2,7 +2,8 @@
 
 A tokenizer whose pad is missing, or is its EOS (Qwen2.5 rebuilt from its GGUF file), is given a pad that no text
 ever produces: a never-used special or reserved token it already has (``<|finetune_right_pad_id|>`` in Llama 3,
-``<|fim_pad|>`` in Qwen2.5, a reserved token), else a new token and one more embedding row. The choice is a
+``<|fim_pad|>`` in Qwen2.5, a reserved token; an added token, or a plain vocabulary entry that no text produces, as
+in Qwen2.5 rebuilt from its GGUF file), else a new token and one more embedding row. The choice is a
 ``PadChoice``, saved in the run's ``template.json`` (kft.data.template) and applied again when the adapter loads.
 The new row (the mean of the others) is never a label (labels are -100 at padding) and is kept out of sampling
 through ``generation_config.suppress_tokens`` (read by transformers' generate and by kft.engine's sampling).
@@ -55,11 +56,33 @@ def _bracketed_pad(name: str) -> bool:
     return "pad" in name.lower() and name.startswith(("<", "[")) and name.endswith((">", "]"))
 
 
+def _pad_like(name: str) -> bool:
+    return name in PAD_NAMES or name.startswith(RESERVED_PREFIXES) or _bracketed_pad(name)
+
+
+def _unreachable(tokenizer: Any, name: str, i: int) -> bool:
+    """True when no text gives token ``i``: its own string is cut into other tokens by the pre-tokenizer."""
+    try:
+        return tokenizer.encode(name, add_special_tokens=False) != [i]
+    except Exception:  # noqa: BLE001 - a tokenizer that cannot encode it cannot produce it either
+        return True
+
+
+def _candidates(tokenizer: Any) -> dict[str, int]:
+    """Special and reserved tokens: the added ones, and pad-like tokens of the plain vocabulary that no text gives.
+    Qwen2.5 rebuilt from its GGUF file lists ``<|fim_pad|>`` and ``[PAD151665]`` .. ``[PAD151935]`` as plain tokens
+    (only three are added tokens), so looking at the added ones alone found none and a new row was added."""
+    found = {_content(t): i for i, t in tokenizer.added_tokens_decoder.items()}
+    for name, i in tokenizer.get_vocab().items():
+        if name not in found and _pad_like(name) and _unreachable(tokenizer, name, i):
+            found[name] = i
+    return found
+
+
 def _reserved(tokenizer: Any, rows: int) -> tuple[str, int] | None:
     """The best never-used special or reserved token of the tokenizer that has an embedding row, or None."""
     taken = {tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id}
-    added = {_content(t): i for i, t in tokenizer.added_tokens_decoder.items()}
-    usable = {name: i for name, i in added.items() if i not in taken and 0 <= i < rows}
+    usable = {name: i for name, i in _candidates(tokenizer).items() if i not in taken and 0 <= i < rows}
     for name in PAD_NAMES:
         if name in usable:
             return name, usable[name]
@@ -69,6 +92,10 @@ def _reserved(tokenizer: Any, rows: int) -> tuple[str, int] | None:
             return found[0][1], found[0][0]
     found = sorted((i, name) for name, i in usable.items() if _bracketed_pad(name))
     return (found[0][1], found[0][0]) if found else None
+
+
+def _added_names(tokenizer: Any) -> set[str]:
+    return {_content(t) for t in tokenizer.added_tokens_decoder.values()}
 
 
 def needs_pad(tokenizer: Any) -> bool:
@@ -94,6 +121,12 @@ def apply_pad(tokenizer: Any, model: Any | None, choice: PadChoice) -> None:
     token, its configs told the pad id, the new token kept out of sampling)."""
     if choice.how == "added" and choice.token not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"pad_token": choice.token})
+    elif choice.how == "reserved" and choice.token not in _added_names(tokenizer):
+        # a plain-vocabulary token made a special one (same id): decoding skips it, as a saved and reloaded
+        # tokenizer would (transformers turns a pad into an added token when it saves)
+        from tokenizers import AddedToken
+
+        tokenizer.add_special_tokens({"pad_token": AddedToken(choice.token, special=True, normalized=False)})
     else:
         tokenizer.pad_token = choice.token
     if tokenizer.pad_token_id != choice.id:
