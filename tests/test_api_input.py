@@ -311,7 +311,7 @@ def test_values_gradio_cannot_send_back_get_a_reply_and_no_server_error(app, val
     from conftest import call_fn
 
     url, _ = app
-    for index, data in ((fn_index(url, "open_in_compare"), [value, "en"]),
+    for index, data in ((fn_index(url, "open_in_compare"), [value, value, "en"]),
                         (fn_index(url, "", ("Sampling (off = greedy)",)), [value]),
                         (fn_index(url, "on_select"), [value, None, "en"]), (fn_index(url, "relabel"), ["en", value, ""])):
         event, payload = call_fn(url, index, data)

@@ -173,13 +173,20 @@ def test_runs_tab_lists_runs_relabels_and_opens_a_run_in_the_comparison_tab(tmp_
     assert set(tab.relabel("ko")) == set(tab.translated) and tab.translated
     demo = build_app(ws)
     opener = _event(demo, "open_in_compare")
-    tabs, source, run, notice = opener.outputs
-    out = opener.fn("r2", "en")
+    tabs, source, run, run_b, notice = opener.outputs
+    out = opener.fn("r2", "", "en")
     assert (out[tabs].selected, out[source]["value"], out[run]["value"], out[notice]) == ("compare", "run", "r2", "")
+    assert out[run_b]["value"] == "" and run_b.elem_id == "kft-compare-run-b"
+    adapter5 = _run(runs, "r5", status="completed") / "adapter"  # the overlaid run opens as run B (the third pane)
+    adapter5.mkdir()
+    (adapter5 / "adapter_config.json").write_text("{}", encoding="utf-8")
+    out = opener.fn("r2", "r5", "en")
+    assert (out[run]["value"], out[run_b]["value"]) == ("r2", "r5") and "r5" in out[run_b]["choices"]
+    assert opener.fn("r2", "r1", "en")[run_b]["value"] == "", "an overlay with no adapter is no run B"
     # another adapter's answers and scorecard are cleared by the comparison tab's check (chained; issue 24)
     stale = _event(demo, "cleared_if_stale")
     assert {p.elem_id for p in stale.outputs} >= {"kft-base", "kft-lora", "kft-outcome", "kft-sc-summary", "kft-sc-table"}
-    assert "holds no saved adapter" in opener.fn("r1", "en")[notice]
+    assert "holds no saved adapter" in opener.fn("r1", "", "en")[notice]
     _run(runs, "r3", status="completed")  # a run that finished after the app was built
     on_load = _event(demo, "on_load", owner="RunsTab")
     table, dropdown, *_ = on_load.outputs

@@ -210,17 +210,21 @@ class RunsTab(Tab):
     def connect_compare(self, compare: Any, tabs: gr.Tabs) -> None:
         """The "open in the comparison tab" button: select the run there and switch tabs."""
 
-        def open_in_compare(run: str | None, lang: str) -> dict[Any, Any]:
+        def open_in_compare(run: str | None, overlay: str | None, lang: str) -> dict[Any, Any]:
+            """The run, and the overlaid run as run B (the third pane) when it holds an adapter: the comparison
+            opens on what this tab shows."""
             names = self.ws.comparison.runs_with_adapter()
             if run not in names:
-                return {**self.unchanged([tabs, compare.c["source"], compare.c["run"]]),
+                return {**self.unchanged([tabs, compare.c["source"], compare.c["run"], compare.c["run_b"]]),
                         self.notice_box: f"⚠️ {tr('runs.no_adapter', lang, run=run) if run else tr('runs.pick_run', lang)}"}
+            run_b = overlay if overlay in names and overlay != run else ""
             # results another adapter made are cleared by the comparison tab (chained below), with a line saying so
             return {tabs: gr.Tabs(selected="compare"), compare.c["source"]: gr.update(value="run"),
-                    compare.c["run"]: gr.update(choices=names, value=run), self.notice_box: ""}
+                    compare.c["run"]: gr.update(choices=names, value=run),
+                    compare.c["run_b"]: gr.update(choices=["", *names], value=run_b), self.notice_box: ""}
 
-        self.compare.click(open_in_compare, inputs=[self.run, self.lang_box],
-                           outputs=[tabs, compare.c["source"], compare.c["run"], self.notice_box],
+        self.compare.click(open_in_compare, inputs=[self.run, self.overlay, self.lang_box],
+                           outputs=[tabs, compare.c["source"], compare.c["run"], compare.c["run_b"], self.notice_box],
                            api_visibility="private", queue=False).then(
             compare.on_user_choice, inputs=compare.follow, outputs=compare.follow,  # a run the user opened stays
             api_visibility="private", queue=False, show_progress="hidden").then(**compare.check_stale)
