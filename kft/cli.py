@@ -16,6 +16,7 @@ from typing import Any
 from .config.args import FieldSpec, RunConfig, specs
 from .config.files import coerce, load_config, parse_yes_no, save_config
 from .config.validation import validate
+from .runs.integrity import os_reason
 from .system.distributed import is_main
 
 
@@ -230,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, RuntimeError, OSError) as exc:  # OSError: an output directory that cannot be made
+    except OSError as exc:  # an output directory that cannot be made, a full disk: kft's words, not Python's
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: could not write{where}: {os_reason(exc)}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -50,6 +50,8 @@ def os_reason(exc: OSError) -> str:
         return "it is a folder, not a file"
     if isinstance(exc, PermissionError):
         return "this process may not read it"
+    if isinstance(exc, NotADirectoryError):
+        return "a part of the path is a file, not a folder"
     if exc.errno == errno.ENOSPC:
         return "the disk is full"
     if exc.errno == errno.EROFS:
