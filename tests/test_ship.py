@@ -448,6 +448,11 @@ def test_on_a_space_the_app_listens_on_all_addresses_and_keeps_data_in_persisten
     expected = "/data/kft" if Path("/data").is_dir() and os.access("/data", os.W_OK) else "data"
     assert s.data_dir == expected
     assert "no --auth" in " ".join(settings_warnings(s))
+    # behind the Space's proxy the login throttle sees one address unless the proxy is named (issue 23, item 3)
+    s = parse_settings(["--auth", "u:pw-Space-123"])
+    assert "KFT_TRUSTED_PROXIES" in " ".join(settings_warnings(s))
+    s = parse_settings(["--auth", "u:pw-Space-123", "--trusted-proxies", "10.0.0.0/8"])
+    assert "KFT_TRUSTED_PROXIES" not in " ".join(settings_warnings(s))
 
 
 # ---- Dockerfile, .dockerignore, Space front matter ------------------------------------------------------

@@ -200,4 +200,9 @@ def settings_warnings(s: AppSettings) -> list[str]:
     if public and not s.allowed_model_names() and not s.read_only:
         warnings.append("no --allowed-models: any Hub id or local model directory can be trained from the API. "
                         "Set KFT_ALLOWED_MODELS for a public deployment.")
+    if on_space() and s.auth and not s.trusted_proxy_list():
+        warnings.append("on a Space every client reaches kft through the Space's proxy, so the login throttle counts "
+                        "them all as the proxy's one address: 10 wrong passwords from anyone hold every login back "
+                        "for 5 minutes. Set KFT_TRUSTED_PROXIES to the proxy's address (the one kft logs with a "
+                        "refused login) to count clients apart (docs/DEPLOY.md).")
     return warnings
