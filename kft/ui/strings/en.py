@@ -185,7 +185,7 @@ STRINGS: dict[str, str] = {
     "compare.temperature": "Temperature",
     "compare.top_p": "Top-p",
     "compare.repetition_penalty": "Repetition penalty",
-    "compare.generate": "Generate with both",
+    "compare.generate": "Generate side by side",
     "compare.stop": "Stop",
     "compare.base_pane": "base (adapter off)",
     "compare.lora_pane": "LoRA",

@@ -224,7 +224,7 @@ STRINGS: dict[str, str] = {
     "compare.temperature": "온도 (temperature)",
     "compare.top_p": "top-p",
     "compare.repetition_penalty": "반복 페널티",
-    "compare.generate": "두 모델로 생성",
+    "compare.generate": "나란히 생성",
     "compare.stop": "중지",
     "compare.base_pane": "기본 모델 (base, 어댑터 끔)",
     "compare.lora_pane": "LoRA 모델",
