@@ -89,14 +89,17 @@ label span, .block-info { overflow-wrap: anywhere; }
   #kft-runs-table [aria-colindex="3"], #kft-runs-table [aria-colindex="4"], #kft-runs-table [aria-colindex="6"],
   #kft-runs-table [aria-colindex="8"], #kft-runs-table [aria-colindex="10"] { display: none !important; }
   #kft-runs-table table, #kft-runs-table .virtual-row { width: 100% !important; }
-  #kft-runs-table [aria-colindex="1"] { width: 32% !important; min-width: 32% !important; max-width: 32% !important;
-    flex: 0 0 32% !important; }
-  #kft-runs-table [aria-colindex="2"] { width: 26% !important; min-width: 26% !important; max-width: 26% !important;
-    flex: 0 0 26% !important; }
-  #kft-runs-table [aria-colindex="5"], #kft-runs-table [aria-colindex="7"] { width: 16% !important;
-    min-width: 16% !important; max-width: 16% !important; flex: 0 0 16% !important; }
-  #kft-runs-table [aria-colindex="9"] { width: 10% !important; min-width: 10% !important; max-width: 10% !important;
-    flex: 0 0 10% !important; }
+  /* the page's width less its margins, shared out: the header's cells and the body's get the same widths (a header
+     cell's percentage resolved against a table Gradio sizes itself, 40 px for the run's 107) */
+  #kft-runs-table { --kft-w: calc(100vw - 66px); }
+  #kft-runs-table [aria-colindex="1"] { width: calc(var(--kft-w) * 0.32) !important;
+    min-width: calc(var(--kft-w) * 0.32) !important; max-width: calc(var(--kft-w) * 0.32) !important; flex: 0 0 calc(var(--kft-w) * 0.32) !important; }
+  #kft-runs-table [aria-colindex="2"] { width: calc(var(--kft-w) * 0.26) !important;
+    min-width: calc(var(--kft-w) * 0.26) !important; max-width: calc(var(--kft-w) * 0.26) !important; flex: 0 0 calc(var(--kft-w) * 0.26) !important; }
+  #kft-runs-table [aria-colindex="5"], #kft-runs-table [aria-colindex="7"] { width: calc(var(--kft-w) * 0.16) !important;
+    min-width: calc(var(--kft-w) * 0.16) !important; max-width: calc(var(--kft-w) * 0.16) !important; flex: 0 0 calc(var(--kft-w) * 0.16) !important; }
+  #kft-runs-table [aria-colindex="9"] { width: calc(var(--kft-w) * 0.1) !important;
+    min-width: calc(var(--kft-w) * 0.1) !important; max-width: calc(var(--kft-w) * 0.1) !important; flex: 0 0 calc(var(--kft-w) * 0.1) !important; }
   #kft-runs-table .cell-menu-button { display: none; }
   #kft-gen-settings .form > .block { min-width: 100% !important; }  /* one control a line: no squeezed labels */
   #kft-title h2 { font-size: 1.25rem; }

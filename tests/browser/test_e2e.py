@@ -455,6 +455,14 @@ def test_the_runs_table_is_a_readable_reduced_table_at_phone_width(page, app_url
     assert min(width for _, width, _ in cells if width > 0) >= 30, cells  # no column of one character a line
     assert max(right for _, width, right in cells if width > 0) <= 400, cells
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 400
+    # each header sits over its column (a header cell's width once came out at 40 px over a 107 px column)
+    heads = page.evaluate("() => [...document.querySelectorAll('#kft-runs-table th[aria-colindex]')]"
+                          ".map(h => [Number(h.getAttribute('aria-colindex')), h.getBoundingClientRect().left,"
+                          " h.getBoundingClientRect().width]).filter(h => h[2] > 0)")
+    first_row = {col: right - width for col, width, right in cells if width > 0}
+    assert {col for col, _, _ in heads} == shown, heads
+    for col, left, _ in heads:
+        assert abs(left - first_row[col]) <= 2, (col, left, first_row[col])
 
 
 # ---- runs ----------------------------------------------------------------------------------------------
